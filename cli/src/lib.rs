@@ -1,0 +1,236 @@
+//! The `hotswap` command line, as a library.
+//!
+//! [`run`] parses a command line and executes it, exactly as the `hotswap` binary does, so
+//! a host or a demo program can drive the same commands in-process. The work of each
+//! subcommand lives in its own module ([`build`] for `hotswap build`); this file only
+//! declares the arguments and maps them onto those modules' options.
+
+pub mod build;
+pub mod time;
+
+use clap::{Args, Parser, Subcommand};
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// Exit status of a command that failed (argument errors exit with clap's status 2).
+pub const EXIT_FAILURE: i32 = 1;
+
+/// Build, reload and inspect hot-swappable plugins.
+#[derive(Debug, Parser)]
+#[command(name = "hotswap", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build a plugin crate (a cdylib) and package it with its manifest into an output
+    /// directory.
+    #[command(after_help = "Examples:\n  hotswap build demo/hello/world plugins\n  \
+                      hotswap build -v demo/hello/world plugins -- --features v2")]
+    Build(BuildArgs),
+    // Planned subcommands, each a variant here plus a module beside `build`:
+    //   Reload(ReloadArgs)  ask a running host to reload its plugins
+    //   Status(StatusArgs)  show a running host's generations and loaded versions
+    //   Serve(ServeArgs)    run a host under the socket-passing supervisor
+    //   New(NewArgs)        create a new plugin crate from a template
+}
+
+/// Arguments of `hotswap build`.
+#[derive(Debug, Args)]
+struct BuildArgs {
+    /// Print each step and the exact cargo command
+    #[arg(short, long)]
+    verbose: bool,
+
+    /// Build with the dev profile instead of release
+    #[arg(long)]
+    debug: bool,
+
+    /// Keep temporary files (their location is printed) instead of deleting them
+    #[arg(long)]
+    leave_temps: bool,
+
+    /// Skip cargo; package the library cargo already built for this profile
+    #[arg(long)]
+    no_build: bool,
+
+    /// Case-insensitive name prefix of live functions and types, stored in the manifest
+    #[arg(long, value_name = "PREFIX", default_value = build::DEFAULT_LIVE_PREFIX)]
+    live_prefix: String,
+
+    /// Regex of extra files (paths relative to <PLUGIN_DIR>) that count toward the source
+    /// hash, besides *.rs, Cargo.toml and Cargo.lock
+    #[arg(long, value_name = "REGEX", value_parser = parse_regex)]
+    include: Option<regex::Regex>,
+
+    /// Regex of files (paths relative to <PLUGIN_DIR>) left out of the source hash
+    #[arg(long, value_name = "REGEX", value_parser = parse_regex)]
+    exclude: Option<regex::Regex>,
+
+    /// Cargo target directory [default: <plugin's target directory>/hotswap-build]
+    #[arg(long, value_name = "DIR")]
+    target_dir: Option<PathBuf>,
+
+    /// After building, delete all but the N newest builds of this plugin in <OUTPUT_DIR>
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    keep: Option<u32>,
+
+    /// Directory of the plugin crate (holding its Cargo.toml)
+    #[arg(value_name = "PLUGIN_DIR")]
+    plugin_dir: PathBuf,
+
+    /// Directory to put the built library and its manifest in (created if missing)
+    #[arg(value_name = "OUTPUT_DIR")]
+    output_dir: PathBuf,
+
+    /// Extra arguments passed to `cargo build` (after `--`), e.g. `--features v2`; cargo runs
+    /// in <PLUGIN_DIR>, so its .cargo/config.toml and rust-toolchain apply
+    #[arg(last = true, value_name = "CARGO_ARGS")]
+    cargo_args: Vec<String>,
+}
+
+fn parse_regex(s: &str) -> Result<regex::Regex, regex::Error> {
+    regex::Regex::new(s)
+}
+
+impl From<BuildArgs> for build::BuildOptions {
+    fn from(args: BuildArgs) -> Self {
+        build::BuildOptions {
+            plugin_dir: args.plugin_dir,
+            output_dir: args.output_dir,
+            verbose: args.verbose,
+            debug: args.debug,
+            leave_temps: args.leave_temps,
+            no_build: args.no_build,
+            live_prefix: args.live_prefix,
+            include: args.include,
+            exclude: args.exclude,
+            target_dir: args.target_dir,
+            keep: args.keep.map(|n| n as usize),
+            cargo_args: args.cargo_args,
+        }
+    }
+}
+
+/// Runs the `hotswap` command line `args` (the first item is the program name, as in
+/// [`std::env::args_os`]) and returns the process exit status.
+///
+/// Help and version requests print to stdout and return 0; argument errors print clap's
+/// message and return 2; a failing command prints `error: <cause>: <cause>...` (the whole
+/// chain of causes) on stderr and returns [`EXIT_FAILURE`]. Never panics on bad input.
+pub fn run<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(err) => {
+            // Printing can only fail if stdout/stderr are closed; nothing left to tell then.
+            let _ = err.print();
+            return err.exit_code();
+        }
+    };
+    match cli.command {
+        Command::Build(args) => {
+            let options = build::BuildOptions::from(args);
+            match build::build(&options) {
+                Ok(output) => {
+                    println!("{}", output.summary(options.verbose));
+                    0
+                }
+                Err(err) => report(&err),
+            }
+        }
+    }
+}
+
+/// Prints `error: ` and the chain of causes of `err` on stderr; returns [`EXIT_FAILURE`].
+fn report(err: &dyn std::error::Error) -> i32 {
+    eprintln!("error: {}", error_chain(err));
+    EXIT_FAILURE
+}
+
+/// `err` and its sources joined with ": ". A source whose message its parent already
+/// contains (errors that print their cause themselves) is not repeated.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut last = out.clone();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !text.is_empty() && !last.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        last = text;
+        source = cause.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn build_arguments_parse() {
+        let cli = Cli::try_parse_from([
+            "hotswap",
+            "build",
+            "-v",
+            "--keep",
+            "3",
+            "--include",
+            r"\.sql$",
+            "plug",
+            "out",
+            "--",
+            "--features",
+            "v2",
+        ])
+        .expect("valid command line");
+        let Command::Build(args) = cli.command;
+        let opts = build::BuildOptions::from(args);
+        assert!(opts.verbose && !opts.debug && !opts.no_build);
+        assert_eq!(opts.keep, Some(3));
+        assert_eq!(opts.live_prefix, "live_");
+        assert_eq!(opts.plugin_dir, PathBuf::from("plug"));
+        assert_eq!(opts.output_dir, PathBuf::from("out"));
+        assert_eq!(opts.cargo_args, ["--features", "v2"]);
+        assert!(opts.include.expect("include set").is_match("db/q.sql"));
+    }
+
+    #[test]
+    fn bad_arguments_are_refused() {
+        for bad in [
+            &["hotswap", "build", "--keep", "0", "p", "o"][..],
+            &["hotswap", "build", "--include", "(", "p", "o"],
+            &["hotswap", "build", "p"],
+            &["hotswap", "build", "p", "o", "--features", "v2"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?} should fail");
+        }
+        assert_eq!(run(["hotswap", "build", "--keep", "0", "p", "o"]), 2);
+    }
+
+    #[test]
+    fn error_chain_does_not_repeat_causes() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer step failed")]
+        struct Outer(#[source] Middle);
+        #[derive(Debug, thiserror::Error)]
+        #[error("middle: {0}")]
+        struct Middle(#[source] std::io::Error);
+        let err = Outer(Middle(std::io::Error::other("disk on fire")));
+        assert_eq!(error_chain(&err), "outer step failed: middle: disk on fire");
+    }
+}

@@ -1,0 +1,211 @@
+//! Typed errors. Every load or reload failure names the plugin, the version, the file,
+//! the lifecycle step and the cause; calls name the plugin and function.
+
+use crate::manifest::ManifestError;
+use std::fmt;
+use std::path::PathBuf;
+
+/// The step of a load or reload where something failed, in lifecycle order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// Listing the plugin directory and reading manifests.
+    Scan,
+    /// Copying the file to the host's private directory and checking its sha256.
+    Copy,
+    /// Checking the file is a complete shared object for this machine.
+    Validate,
+    /// `dlopen`.
+    Open,
+    /// Checking the plugin header: magic, plugin-api ABI version, abi_stable version.
+    AbiCheck,
+    /// abi_stable's layout check of the plugin's entry points.
+    LayoutCheck,
+    /// Creating the plugin instance.
+    New,
+    /// The `reloadable` hook.
+    Reloadable,
+    /// The `import` hook and dependency resolution.
+    Import,
+    /// The `on_load` hook.
+    OnLoad,
+    /// The `on_init` hook.
+    OnInit,
+    /// The host's reload callback.
+    Callback,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Step::Scan => "scan",
+            Step::Copy => "copy",
+            Step::Validate => "validate",
+            Step::Open => "open",
+            Step::AbiCheck => "abi-check",
+            Step::LayoutCheck => "layout-check",
+            Step::New => "new",
+            Step::Reloadable => "reloadable",
+            Step::Import => "import",
+            Step::OnLoad => "on_load",
+            Step::OnInit => "on_init",
+            Step::Callback => "reload-callback",
+        })
+    }
+}
+
+/// What went wrong, without the where (see [`LoadError`]).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadErrorKind {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("sha256 mismatch: manifest says {expected}, file has {actual}")]
+    Checksum { expected: String, actual: String },
+    #[error("not a loadable shared object: {0}")]
+    InvalidFile(#[from] crate::elf::ElfError),
+    #[error("dlopen failed: {0}")]
+    Open(String),
+    #[error("not a hotswap plugin: it does not export HOTSWAP_PLUGIN_HEADER")]
+    NotAPlugin,
+    #[error("not a hotswap plugin: bad magic in its header")]
+    BadMagic,
+    #[error("built against plugin-api {api_version} (ABI {found_major}.{found_minor}), this host speaks ABI {host_major}.{host_minor}: rebuild the plugin against a matching hotswap-plugin-api")]
+    AbiVersion {
+        api_version: String,
+        found_major: u32,
+        found_minor: u32,
+        host_major: u32,
+        host_minor: u32,
+    },
+    #[error("built with an incompatible abi_stable ({found}), host has {expected}")]
+    AbiStableVersion { found: String, expected: String },
+    #[error("entry-point layout differs from the host's (plugin-api mismatch):\n{0}")]
+    Layout(String),
+    #[error("the manifest says plugin {manifest:?} but the library calls itself {library:?}")]
+    NameMismatch { manifest: String, library: String },
+    #[error("two builds claim plugin {name:?} with the same build time: {first} and {second}")]
+    Duplicate {
+        name: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
+    #[error("hook returned an error: {0}")]
+    Hook(String),
+    #[error("hook panicked: {0}")]
+    Panic(String),
+    #[error("plugin {plugin:?} imports {missing:?}, which is not loaded")]
+    UnknownDependency { plugin: String, missing: String },
+    #[error("cyclic dependency: {0}")]
+    Cycle(String),
+    #[error("vetoed by the reload callback: {0}")]
+    Vetoed(String),
+}
+
+/// A failed load or reload step. Printed, it reads like
+/// `plugin world 0.1.0 (world-0.1.0-….so) failed at on_load: hook panicked: boom`.
+#[derive(Debug, thiserror::Error)]
+pub struct LoadError {
+    /// The plugin's name, when known at that step.
+    pub plugin: Option<String>,
+    /// The plugin's crate version, when known.
+    pub version: Option<String>,
+    /// The file involved, when there is one.
+    pub file: Option<PathBuf>,
+    /// The step that failed.
+    pub step: Step,
+    /// The cause.
+    #[source]
+    pub kind: LoadErrorKind,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.plugin, &self.version) {
+            (Some(p), Some(v)) => write!(f, "plugin {p} {v}")?,
+            (Some(p), None) => write!(f, "plugin {p}")?,
+            _ => f.write_str("plugin")?,
+        }
+        if let Some(file) = &self.file {
+            write!(f, " ({})", file.display())?;
+        }
+        write!(f, " failed at {}: {}", self.step, self.kind)
+    }
+}
+
+/// Errors of [`PluginManager`](crate::PluginManager) operations.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A plugin failed to load; nothing changed.
+    #[error(transparent)]
+    Load(#[from] Box<LoadError>),
+    /// Another reload is running; this one was refused and changed nothing.
+    #[error("a reload is already in progress; try again when it finishes")]
+    ReloadInProgress,
+    /// `load_plugins` was called twice.
+    #[error("plugins are already loaded; call reload")]
+    AlreadyLoaded,
+    /// `reload` before `load_plugins`.
+    #[error("no plugins loaded yet; call load_plugins first")]
+    NotLoaded,
+    /// The plugin directory cannot be read.
+    #[error("cannot read plugin directory {dir}: {source}")]
+    Dir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The manager was built in static mode and cannot swap code.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl From<LoadError> for Error {
+    fn from(e: LoadError) -> Error {
+        Error::Load(Box::new(e))
+    }
+}
+
+impl Error {
+    /// The load error inside, if this is one.
+    pub fn as_load(&self) -> Option<&LoadError> {
+        match self {
+            Error::Load(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Why a call into a plugin failed. The host is unaffected: the next call may succeed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CallError {
+    /// No plugin of that name in the current generation.
+    #[error("no plugin named {0:?} is loaded")]
+    UnknownPlugin(String),
+    /// The plugin has no typed function of that name.
+    #[error("plugin {plugin:?} has no typed function {function:?}")]
+    UnknownFunction { plugin: String, function: String },
+    /// The typed function exists, but its argument or result type is not the one asked for.
+    #[error("typed function {plugin}::{function} has another signature: {detail}")]
+    Signature {
+        plugin: String,
+        function: String,
+        detail: String,
+    },
+    /// The function returned an error.
+    #[error("{plugin} {version}: {function} failed: {message}")]
+    Failed {
+        plugin: String,
+        version: String,
+        function: String,
+        message: String,
+    },
+    /// The function panicked; the panic was caught at the boundary.
+    #[error("{plugin} {version}: {function} panicked: {message}")]
+    Panicked {
+        plugin: String,
+        version: String,
+        function: String,
+        message: String,
+    },
+}

@@ -1,0 +1,150 @@
+//! [`Generation`]: an immutable, consistent set of versions (one per plugin), in
+//! dependency order, with the typed functions resolved for every registered handle.
+//! The host serves exactly one; a reload builds the next beside it and publishes it
+//! with one pointer swap (see `reclaim::Domain`).
+
+use crate::error::CallError;
+use crate::version::Version;
+use abi_stable::abi_stability::abi_checking::{check_layout_compatibility_with_globals, CheckingGlobals};
+use abi_stable::type_layout::TypeLayout;
+use hotswap_plugin_api::vtable::InstancePtr;
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::sync::Arc;
+
+/// A typed function a handle asked for: resolved again in every generation.
+#[derive(Clone)]
+pub(crate) struct Symbol {
+    pub plugin: String,
+    pub function: String,
+    pub arg: &'static TypeLayout,
+    pub ret: &'static TypeLayout,
+}
+
+/// A resolved typed function: what the hot path needs, and nothing else.
+#[derive(Clone, Copy)]
+pub(crate) struct TypedSlot {
+    /// The erased `TypedCall`; null when unresolved (the error is in `typed_errors`).
+    pub call: *const c_void,
+    pub instance: InstancePtr,
+    /// Index of the version in `plugins`.
+    pub plugin: usize,
+}
+
+/// One generation.
+pub struct Generation {
+    pub(crate) id: u64,
+    pub(crate) plugins: Vec<Arc<Version>>,
+    index: HashMap<String, usize>,
+    pub(crate) typed: Vec<TypedSlot>,
+    typed_errors: HashMap<usize, CallError>,
+}
+
+// SAFETY: TypedSlot's pointers point into versions this generation owns (through
+// `plugins`), which are Send + Sync; the generation is immutable once built.
+unsafe impl Send for Generation {}
+// SAFETY: as above.
+unsafe impl Sync for Generation {}
+
+/// Checks that the plugin's layout `found` matches the host's `expected`, with a
+/// throwaway `CheckingGlobals` so nothing from the plugin stays in abi_stable's
+/// process-wide maps after its library is closed (DESIGN, the known hazard).
+pub(crate) fn check_layout(expected: &'static TypeLayout, found: &'static TypeLayout) -> Result<(), String> {
+    let globals = CheckingGlobals::new();
+    let r = check_layout_compatibility_with_globals(expected, found, &globals).map_err(|e| e.to_string());
+    drop(globals);
+    r
+}
+
+impl Generation {
+    /// The empty generation served before the first load.
+    pub(crate) fn empty() -> Generation {
+        Generation {
+            id: 0,
+            plugins: Vec::new(),
+            index: HashMap::new(),
+            typed: Vec::new(),
+            typed_errors: HashMap::new(),
+        }
+    }
+
+    /// Builds a generation from versions already in dependency order.
+    pub(crate) fn new(id: u64, plugins: Vec<Arc<Version>>, symbols: &[Symbol]) -> Generation {
+        let index = plugins
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.name().to_owned(), i))
+            .collect();
+        let mut g = Generation {
+            id,
+            plugins,
+            index,
+            typed: Vec::with_capacity(symbols.len()),
+            typed_errors: HashMap::new(),
+        };
+        for (i, s) in symbols.iter().enumerate() {
+            match g.resolve(s) {
+                Ok(slot) => g.typed.push(slot),
+                Err(e) => {
+                    g.typed.push(TypedSlot {
+                        call: std::ptr::null(),
+                        instance: InstancePtr(std::ptr::null_mut()),
+                        plugin: usize::MAX,
+                    });
+                    g.typed_errors.insert(i, e);
+                }
+            }
+        }
+        g
+    }
+
+    /// The same versions with a longer symbol table (a handle was added).
+    pub(crate) fn with_symbols(&self, symbols: &[Symbol]) -> Generation {
+        Generation::new(self.id, self.plugins.clone(), symbols)
+    }
+
+    fn resolve(&self, s: &Symbol) -> Result<TypedSlot, CallError> {
+        let (i, v) = self
+            .find_indexed(&s.plugin)
+            .ok_or_else(|| CallError::UnknownPlugin(s.plugin.clone()))?;
+        let f = v.typed(&s.function).ok_or_else(|| CallError::UnknownFunction {
+            plugin: s.plugin.clone(),
+            function: s.function.clone(),
+        })?;
+        let signature = |what: &str, e: String| CallError::Signature {
+            plugin: s.plugin.clone(),
+            function: s.function.clone(),
+            detail: format!("{what}: {e}"),
+        };
+        check_layout(s.arg, f.arg).map_err(|e| signature("argument", e))?;
+        check_layout(s.ret, f.ret).map_err(|e| signature("result", e))?;
+        Ok(TypedSlot {
+            call: f.call,
+            instance: v.instance(),
+            plugin: i,
+        })
+    }
+
+    /// Id of this generation: 0 before the first load, then one more per reload.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The versions, dependencies first.
+    pub fn versions(&self) -> &[Arc<Version>] {
+        &self.plugins
+    }
+
+    /// The version of plugin `name`.
+    pub fn find(&self, name: &str) -> Option<&Arc<Version>> {
+        self.index.get(name).map(|&i| &self.plugins[i])
+    }
+
+    fn find_indexed(&self, name: &str) -> Option<(usize, &Arc<Version>)> {
+        self.index.get(name).map(|&i| (i, &self.plugins[i]))
+    }
+
+    pub(crate) fn typed_error(&self, symbol: usize) -> Option<&CallError> {
+        self.typed_errors.get(&symbol)
+    }
+}

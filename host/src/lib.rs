@@ -1,0 +1,42 @@
+//! hotswap-host: the library a host program embeds to load `cdylib` plugins through a
+//! stable ABI and swap them for new versions while it keeps serving.
+//!
+//! ```no_run
+//! use hotswap_host::{PluginManager, Value};
+//!
+//! let manager = PluginManager::new("plugins")?;
+//! manager.load_plugins(&Value::Null)?;
+//! let answer = manager.invoke_func("world", "greet", &[])?;
+//! println!("{answer}");
+//! // ... `hotswap build` a new version into plugins/, then:
+//! let report = manager.reload(&Value::Null)?;
+//! println!("{report}");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! See ARCHITECTURE.md for the map of modules and where each invariant is enforced.
+
+mod deps;
+pub mod elf;
+mod error;
+mod func;
+mod generation;
+mod loader;
+pub mod manifest;
+pub mod maps;
+mod manager;
+mod reaper;
+pub mod reclaim;
+mod report;
+mod scan;
+mod status;
+mod version;
+
+pub use error::{CallError, Error, LoadError, LoadErrorKind, Step};
+pub use func::Func;
+pub use generation::Generation;
+pub use hotswap_plugin_api::{Pod, Value};
+pub use manager::{Builder, PluginInfo, PluginManager, ReloadCallback};
+pub use report::{Outcome, PluginReport, ReloadReport};
+pub use status::{Status, VersionState, VersionStatus};
+pub use version::Version;

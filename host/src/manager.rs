@@ -1,0 +1,509 @@
+//! [`PluginManager`]: loads the plugins of a directory, serves calls on the current
+//! generation, and swaps in new generations.
+
+use crate::error::{CallError, Error, LoadErrorKind, Step};
+use crate::func::Func;
+use crate::generation::{Generation, Symbol};
+use crate::loader::{self, LoadEnv};
+use crate::reaper::{self, ReaperHandle};
+use crate::reclaim::Domain;
+use crate::report::{Outcome, PluginReport, ReloadReport};
+use crate::scan;
+use crate::status::{RecordState, Records, Status, VersionState, VersionStatus, PINNED_REASON};
+use crate::version::Version;
+use abi_stable::StableAbi;
+use hotswap_plugin_api::vtable::VaultHandle;
+use hotswap_plugin_api::{Pod, Value};
+use parking_lot::Mutex;
+use serde::Serialize;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Decides whether a freshly built generation may be published: gets the new and the
+/// current generation; an `Err` vetoes the swap and becomes the reload's error.
+pub type ReloadCallback = Arc<dyn Fn(&Generation, &Generation) -> Result<(), String> + Send + Sync>;
+
+/// Options of a [`PluginManager`], in the spirit of Go hotswap's `With…` options.
+pub struct Builder {
+    dir: PathBuf,
+    free_delay: Duration,
+    whitelist: Option<HashSet<String>>,
+    reload_callback: Option<ReloadCallback>,
+    logger: Option<tracing::Dispatch>,
+}
+
+impl Builder {
+    /// How long a retired version waits, once no call uses it, before `on_free` runs and
+    /// its library is closed. Default: zero (as soon as drained). It never runs earlier
+    /// than drained, whatever this says.
+    pub fn free_delay(mut self, delay: Duration) -> Builder {
+        self.free_delay = delay;
+        self
+    }
+
+    /// Load only these plugins; other builds in the directory are ignored.
+    pub fn whitelist<I: IntoIterator<Item = S>, S: Into<String>>(mut self, names: I) -> Builder {
+        self.whitelist = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Called before every publish with the new and the current generation; `Err` vetoes.
+    pub fn reload_callback(
+        mut self,
+        f: impl Fn(&Generation, &Generation) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Builder {
+        self.reload_callback = Some(Arc::new(f));
+        self
+    }
+
+    /// Where the manager's own events go (default: the global `tracing` subscriber).
+    pub fn logger(mut self, dispatch: tracing::Dispatch) -> Builder {
+        self.logger = Some(dispatch);
+        self
+    }
+
+    /// Makes the manager. Nothing is loaded until [`PluginManager::load_plugins`].
+    ///
+    /// Fails when the private directory for loaded copies cannot be created.
+    pub fn build(self) -> Result<PluginManager, Error> {
+        let private_dir = tempfile::Builder::new()
+            .prefix(&format!("hotswap-{}-", std::process::id()))
+            .tempdir()
+            .map_err(|source| Error::Dir {
+                dir: std::env::temp_dir(),
+                source,
+            })?;
+        let records = Arc::new(Records::default());
+        let reaper = reaper::start(records.clone(), self.free_delay, self.logger.clone());
+        Ok(PluginManager {
+            shared: Arc::new(Shared {
+                dir: Mutex::new(self.dir),
+                whitelist: self.whitelist,
+                reload_callback: self.reload_callback,
+                logger: self.logger,
+                domain: Domain::new(Arc::new(Generation::empty())),
+                reload_lock: Mutex::new(()),
+                reaper,
+                records,
+                symbols: Mutex::new(Vec::new()),
+                private_dir,
+                reloads: AtomicU64::new(0),
+            }),
+        })
+    }
+}
+
+pub(crate) struct Shared {
+    dir: Mutex<PathBuf>,
+    whitelist: Option<HashSet<String>>,
+    reload_callback: Option<ReloadCallback>,
+    logger: Option<tracing::Dispatch>,
+    pub(crate) domain: Domain<Generation>,
+    reload_lock: Mutex<()>,
+    reaper: ReaperHandle,
+    records: Arc<Records>,
+    symbols: Mutex<Vec<Symbol>>,
+    private_dir: tempfile::TempDir,
+    reloads: AtomicU64,
+}
+
+/// A loaded plugin, as host code sees it (host-owned data, safe to keep).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PluginInfo {
+    /// Plugin name.
+    pub name: String,
+    /// Crate version.
+    pub version: String,
+    /// Build id from the manifest.
+    pub build_id: String,
+    /// File it was loaded from.
+    pub file: PathBuf,
+    /// sha256 of that file.
+    pub sha256: String,
+    /// Process-unique id of the loaded version.
+    pub id: u64,
+    /// What its `reloadable` hook answered.
+    pub reloadable: bool,
+}
+
+impl PluginInfo {
+    fn of(v: &Version) -> PluginInfo {
+        PluginInfo {
+            name: v.name().to_owned(),
+            version: v.version().to_owned(),
+            build_id: v.record.build_id.clone(),
+            file: v.record.file.clone(),
+            sha256: v.record.sha256.clone(),
+            id: v.id(),
+            reloadable: v.reloadable,
+        }
+    }
+}
+
+/// The plugin host: owns the current generation, the reaper, and the reload lock.
+///
+/// Calls (`invoke_func`, typed [`Func`] handles) run on the generation current when they
+/// start and keep it until they return; they never wait for a reload, and a reload never
+/// waits for them. One reload runs at a time: a concurrent `reload` is refused with
+/// [`Error::ReloadInProgress`] and changes nothing.
+pub struct PluginManager {
+    shared: Arc<Shared>,
+}
+
+impl PluginManager {
+    /// Options for a manager over the plugin directory `dir`.
+    pub fn builder(dir: impl Into<PathBuf>) -> Builder {
+        Builder {
+            dir: dir.into(),
+            free_delay: Duration::ZERO,
+            whitelist: None,
+            reload_callback: None,
+            logger: None,
+        }
+    }
+
+    /// A manager over `dir` with default options.
+    pub fn new(dir: impl Into<PathBuf>) -> Result<PluginManager, Error> {
+        Self::builder(dir).build()
+    }
+
+    fn logged<R>(&self, f: impl FnOnce() -> R) -> R {
+        match &self.shared.logger {
+            Some(d) => tracing::dispatcher::with_default(d, f),
+            None => f(),
+        }
+    }
+
+    /// Loads the newest build of every plugin in the directory and runs their lifecycle
+    /// (`reloadable`, `import`, `on_load(data)`, `on_init`, dependencies first).
+    ///
+    /// Fails, loading nothing, if any plugin fails at any step; the error names the
+    /// plugin, version, file and step. Fails with [`Error::AlreadyLoaded`] the second time.
+    pub fn load_plugins(&self, data: &Value) -> Result<ReloadReport, Error> {
+        self.logged(|| {
+            let _lock = self.shared.reload_lock.try_lock().ok_or(Error::ReloadInProgress)?;
+            if self.generation_id() != 0 {
+                return Err(Error::AlreadyLoaded);
+            }
+            let dir = self.shared.dir.lock().clone();
+            self.swap(&dir, data, None)
+        })
+    }
+
+    /// Loads what changed in the directory and publishes a new generation.
+    ///
+    /// Plugins whose newest build has the same sha256 as the current version are kept as
+    /// they are; plugins whose current version is not reloadable are kept; the others are
+    /// loaded and run through their lifecycle. A reload is a transaction: on any failure
+    /// the current generation keeps serving untouched, the versions loaded for the
+    /// attempt are freed (their `on_free` runs), and the error says which plugin,
+    /// version, file and step failed. [`Error::ReloadInProgress`] if another reload runs.
+    pub fn reload(&self, data: &Value) -> Result<ReloadReport, Error> {
+        self.logged(|| {
+            let _lock = self.shared.reload_lock.try_lock().ok_or(Error::ReloadInProgress)?;
+            let dir = self.shared.dir.lock().clone();
+            self.swap(&dir, data, None)
+        })
+    }
+
+    /// Like [`reload`](Self::reload), reading builds from `dir`, which becomes the
+    /// directory of later reloads if this one succeeds (for deploys into a new folder).
+    pub fn reload_from(&self, dir: impl AsRef<Path>, data: &Value) -> Result<ReloadReport, Error> {
+        self.logged(|| {
+            let _lock = self.shared.reload_lock.try_lock().ok_or(Error::ReloadInProgress)?;
+            let report = self.swap(dir.as_ref(), data, None)?;
+            *self.shared.dir.lock() = dir.as_ref().to_owned();
+            Ok(report)
+        })
+    }
+
+    /// Like [`reload`](Self::reload), with a one-off callback that sees the new and the
+    /// current generation and may veto the swap (after the builder's callback, if any).
+    pub fn reload_with_callback(
+        &self,
+        data: &Value,
+        callback: impl Fn(&Generation, &Generation) -> Result<(), String>,
+    ) -> Result<ReloadReport, Error> {
+        self.logged(|| {
+            let _lock = self.shared.reload_lock.try_lock().ok_or(Error::ReloadInProgress)?;
+            let dir = self.shared.dir.lock().clone();
+            self.swap(&dir, data, Some(&callback))
+        })
+    }
+
+    /// Builds and publishes the next generation. Caller holds the reload lock.
+    fn swap(
+        &self,
+        dir: &Path,
+        data: &Value,
+        callback: Option<&dyn Fn(&Generation, &Generation) -> Result<(), String>>,
+    ) -> Result<ReloadReport, Error> {
+        let started = Instant::now();
+        let sh = &*self.shared;
+        let old = sh.domain.load_arc();
+        let candidates = scan::newest_builds(dir, sh.whitelist.as_ref())?;
+        let env = LoadEnv {
+            private_dir: sh.private_dir.path(),
+            reaper: &sh.reaper,
+            records: &sh.records,
+        };
+        let mut next: Vec<Arc<Version>> = Vec::new();
+        let mut fresh: HashSet<u64> = HashSet::new();
+        let mut lines: Vec<PluginReport> = Vec::new();
+        let line = |v: &Version, outcome, previous: Option<&Arc<Version>>, load_time| PluginReport {
+            plugin: v.name().to_owned(),
+            outcome,
+            version: v.version().to_owned(),
+            build_id: v.record.build_id.clone(),
+            previous_build_id: previous.map(|p| p.record.build_id.clone()),
+            load_time,
+        };
+        for candidate in candidates.values() {
+            let current = old.find(&candidate.manifest.name);
+            match current {
+                Some(cur) if !cur.reloadable => {
+                    lines.push(line(cur, Outcome::NotReloadable, Some(cur), Duration::ZERO));
+                    next.push(cur.clone());
+                }
+                Some(cur) if cur.record.sha256 == candidate.manifest.sha256 => {
+                    lines.push(line(cur, Outcome::Unchanged, Some(cur), Duration::ZERO));
+                    next.push(cur.clone());
+                }
+                _ => {
+                    let t = Instant::now();
+                    let v = loader::load(candidate, &env)?;
+                    lines.push(line(&v, Outcome::Loaded, current, t.elapsed()));
+                    fresh.insert(v.id());
+                    next.push(v);
+                }
+            }
+        }
+        for cur in old.versions() {
+            if candidates.contains_key(cur.name()) {
+                continue;
+            }
+            if cur.reloadable {
+                lines.push(line(cur, Outcome::Removed, Some(cur), Duration::ZERO));
+            } else {
+                lines.push(line(cur, Outcome::NotReloadable, Some(cur), Duration::ZERO));
+                next.push(cur.clone());
+            }
+        }
+        let ordered = crate::deps::order(next)?;
+        let id = old.id() + 1;
+        for v in ordered.iter().filter(|v| fresh.contains(&v.id())) {
+            // SAFETY: the version is fresh and unpublished: no call runs on it, so the
+            // exclusive access on_load needs holds.
+            let r = unsafe { (v.vtable().on_load)(v.instance(), data) };
+            v.hook(Step::OnLoad, r)?;
+        }
+        for v in ordered.iter().filter(|v| fresh.contains(&v.id())) {
+            let vault = VaultHandle {
+                generation: id,
+                host: v.ctx.handle(),
+            };
+            // SAFETY: as above, for on_init.
+            let r = unsafe { (v.vtable().on_init)(v.instance(), &vault) };
+            v.hook(Step::OnInit, r)?;
+        }
+        let symbols = sh.symbols.lock().clone();
+        let generation = Generation::new(id, ordered, &symbols);
+        type Cb<'a> = &'a dyn Fn(&Generation, &Generation) -> Result<(), String>;
+        let configured: Option<Cb<'_>> = sh.reload_callback.as_deref().map(|f| f as Cb<'_>);
+        for cb in configured.into_iter().chain(callback) {
+            if let Err(why) = cb(&generation, &old) {
+                return Err(crate::error::LoadError {
+                    plugin: None,
+                    version: None,
+                    file: None,
+                    step: Step::Callback,
+                    kind: LoadErrorKind::Vetoed(why),
+                }
+                .into());
+            }
+        }
+        let order: Vec<String> = generation.versions().iter().map(|v| v.name().to_owned()).collect();
+        lines.sort_by_key(|l| order.iter().position(|n| *n == l.plugin).unwrap_or(usize::MAX));
+        let retired = sh.domain.publish(Arc::new(generation));
+        sh.reaper.retire(retired);
+        sh.reloads.fetch_add(1, Ordering::Relaxed);
+        let report = ReloadReport {
+            generation: id,
+            previous_generation: old.id(),
+            plugins: lines,
+            duration: started.elapsed(),
+        };
+        tracing::info!(generation = id, took_ms = report.duration.as_secs_f64() * 1000.0, "published generation");
+        Ok(report)
+    }
+
+    /// Calls `function` of `plugin` by name with stable values; the result is host-owned.
+    pub fn invoke_func(&self, plugin: &str, function: &str, args: &[Value]) -> Result<Value, CallError> {
+        self.shared.domain.with(|g| {
+            g.find(plugin)
+                .ok_or_else(|| CallError::UnknownPlugin(plugin.to_owned()))?
+                .invoke(function, args)
+        })
+    }
+
+    /// Calls `function` on every plugin, dependencies first, all on one generation.
+    pub fn invoke_each(&self, function: &str, args: &[Value]) -> Vec<(String, Result<Value, CallError>)> {
+        self.shared.domain.with(|g| {
+            g.versions()
+                .iter()
+                .map(|v| (v.name().to_owned(), v.invoke(function, args)))
+                .collect()
+        })
+    }
+
+    /// Like [`invoke_each`](Self::invoke_each), dependents first.
+    pub fn invoke_each_backward(&self, function: &str, args: &[Value]) -> Vec<(String, Result<Value, CallError>)> {
+        self.shared.domain.with(|g| {
+            g.versions()
+                .iter()
+                .rev()
+                .map(|v| (v.name().to_owned(), v.invoke(function, args)))
+                .collect()
+        })
+    }
+
+    /// Runs `f` on the current generation, which stays current for `f` even if a reload
+    /// publishes another meanwhile; calls made through it all reach the same versions.
+    pub fn with_generation<R>(&self, f: impl FnOnce(&Generation) -> R) -> R {
+        self.shared.domain.with(f)
+    }
+
+    /// The plugin called `name` in the current generation.
+    pub fn find_plugin(&self, name: &str) -> Option<PluginInfo> {
+        self.shared.domain.with(|g| g.find(name).map(|v| PluginInfo::of(v)))
+    }
+
+    /// The plugins of the current generation, dependencies first.
+    pub fn plugins(&self) -> Vec<PluginInfo> {
+        self.shared
+            .domain
+            .with(|g| g.versions().iter().map(|v| PluginInfo::of(v)).collect())
+    }
+
+    /// Id of the current generation: 0 before the first load, one more per reload.
+    pub fn generation_id(&self) -> u64 {
+        self.shared.domain.with(|g| g.id())
+    }
+
+    /// The directory the next reload reads.
+    pub fn dir(&self) -> PathBuf {
+        self.shared.dir.lock().clone()
+    }
+
+    /// A typed handle on `function` of `plugin`, the fast path: resolved once per
+    /// generation, then every call is a slot read and an indirect call with no lock,
+    /// no string lookup and no shared write. The handle stays valid across reloads.
+    ///
+    /// Fails when plugins are loaded and the current generation has no such plugin or
+    /// function, or its signature is not `fn(A) -> R` (checked by abi_stable's layout
+    /// checker, never by trusting a name).
+    pub fn func<A: Pod, R: Pod>(&self, plugin: &str, function: &str) -> Result<Func<A, R>, CallError> {
+        let sh = &*self.shared;
+        // Holding the reload lock makes the republish below one of the serialized swaps.
+        let _lock = sh.reload_lock.lock();
+        let mut symbols = sh.symbols.lock();
+        let (arg, ret) = (<A as StableAbi>::LAYOUT, <R as StableAbi>::LAYOUT);
+        let index = match symbols.iter().position(|s| {
+            s.plugin == plugin && s.function == function && std::ptr::eq(s.arg, arg) && std::ptr::eq(s.ret, ret)
+        }) {
+            Some(i) => i,
+            None => {
+                symbols.push(Symbol {
+                    plugin: plugin.to_owned(),
+                    function: function.to_owned(),
+                    arg,
+                    ret,
+                });
+                symbols.len() - 1
+            }
+        };
+        let current = sh.domain.load_arc();
+        let current = if current.typed.len() <= index {
+            let g = Arc::new(current.with_symbols(&symbols));
+            sh.reaper.retire(sh.domain.publish(g.clone()));
+            g
+        } else {
+            current
+        };
+        if current.id() > 0 {
+            if let Some(e) = current.typed_error(index) {
+                return Err(e.clone());
+            }
+        }
+        Ok(Func::new(self.shared.clone(), index, plugin, function))
+    }
+
+    /// Every version still in memory (current, draining, pinned) and the reclamation mode.
+    pub fn status(&self) -> Status {
+        let sh = &*self.shared;
+        let current = sh.domain.load_arc();
+        let mut versions = Vec::new();
+        let records: Vec<_> = sh.records.list.lock().clone();
+        for r in records {
+            let state = r.state.lock().clone();
+            let state = match state {
+                RecordState::Loaded => match current.find(&r.name) {
+                    Some(v) if v.id() == r.id => VersionState::Current,
+                    _ => VersionState::Draining { tasks: 0 },
+                },
+                RecordState::Freed { .. } => {
+                    // Re-check: glibc unmaps once the pinning thread exits.
+                    if crate::maps::is_mapped(&r.private_path) == Some(false) {
+                        sh.records.freed(&r, false);
+                        continue;
+                    }
+                    VersionState::Pinned {
+                        reason: PINNED_REASON.to_owned(),
+                    }
+                }
+            };
+            let state = match state {
+                VersionState::Draining { .. } => {
+                    let tasks = current
+                        .versions()
+                        .iter()
+                        .find(|v| v.id() == r.id)
+                        .map(|v| v.ctx.tasks.load(Ordering::SeqCst))
+                        .unwrap_or(0);
+                    VersionState::Draining { tasks }
+                }
+                s => s,
+            };
+            versions.push(VersionStatus {
+                id: r.id,
+                plugin: r.name.clone(),
+                version: r.version.clone(),
+                build_id: r.build_id.clone(),
+                file: r.file.clone(),
+                sha256: r.sha256.clone(),
+                state,
+            });
+        }
+        Status {
+            generation: current.id(),
+            versions,
+            reclamation: crate::reclaim::mode().to_owned(),
+            reloads: sh.reloads.load(Ordering::Relaxed),
+            unloaded: *sh.records.unloaded.lock(),
+        }
+    }
+
+    /// Waits until every retired generation and version that nothing uses any more has
+    /// been freed, or `timeout`. Returns whether it got there. For tests and shutdown.
+    pub fn collect(&self, timeout: Duration) -> bool {
+        self.shared.reaper.wait_idle(timeout)
+    }
+
+    /// Directory holding the private copies of loaded files.
+    pub fn private_dir(&self) -> &Path {
+        self.shared.private_dir.path()
+    }
+}

@@ -1,0 +1,125 @@
+//! The manifest `hotswap build` writes beside every plugin file.
+//!
+//! A plugin directory is scanned for `*.manifest.json` files; each one names the
+//! library file it describes. The manifest is the only thing the host trusts to pick
+//! the newest build of a plugin, and its `sha256` is checked against the bytes the
+//! host actually maps.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The value of [`Manifest::format`] this host understands.
+pub const MANIFEST_FORMAT: &str = "hotswap-manifest/1";
+
+/// Suffix of manifest files in a plugin directory.
+pub const MANIFEST_SUFFIX: &str = ".manifest.json";
+
+/// What `hotswap build` knows about one built plugin file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Always [`MANIFEST_FORMAT`].
+    pub format: String,
+    /// Plugin name: the crate's package name.
+    pub name: String,
+    /// The crate's version from its `Cargo.toml`.
+    pub version: String,
+    /// File name (no directory) of the library this manifest describes, in the same directory.
+    pub file: String,
+    /// Full git commit of the plugin's source, `None` when it is not in a git repository.
+    pub git_commit: Option<String>,
+    /// Whether the work tree had uncommitted changes; `None` outside git.
+    pub git_dirty: Option<bool>,
+    /// Build time as RFC 3339 (UTC), for people.
+    pub build_time: String,
+    /// Build time in milliseconds since the Unix epoch: the key the host sorts builds by.
+    pub build_time_ms: u64,
+    /// Unique id of this build (also part of the file name).
+    pub build_id: String,
+    /// Lower-case hex sha256 of the library file.
+    pub sha256: String,
+    /// Hash of the plugin's sources (and `--include`d files): equal sources, equal hash.
+    pub source_hash: String,
+    /// `hotswap-plugin-api` ABI version read from the built file's header: `[major, minor]`.
+    pub plugin_api_abi: [u32; 2],
+    /// Output of `rustc --version`.
+    pub rustc_version: String,
+    /// Cargo profile used: `release` or `dev`.
+    pub profile: String,
+    /// Target triple the file was built for.
+    pub target: String,
+    /// Case-insensitive name prefix of live functions and types (`--live-prefix`).
+    pub live_prefix: String,
+}
+
+/// Why a manifest could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("cannot read manifest {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("manifest {path} is corrupt: {source}")]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("manifest {path} has format {found:?}, this host reads {MANIFEST_FORMAT:?}")]
+    Format { path: PathBuf, found: String },
+}
+
+impl Manifest {
+    /// Reads and validates the manifest at `path`.
+    ///
+    /// Fails with [`ManifestError`] when the file cannot be read, is not valid JSON of
+    /// this shape, or has another format version.
+    pub fn read(path: &Path) -> Result<Manifest, ManifestError> {
+        let text = std::fs::read(path).map_err(|source| ManifestError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let manifest: Manifest =
+            serde_json::from_slice(&text).map_err(|source| ManifestError::Corrupt {
+                path: path.to_owned(),
+                source,
+            })?;
+        if manifest.format != MANIFEST_FORMAT {
+            return Err(ManifestError::Format {
+                path: path.to_owned(),
+                found: manifest.format,
+            });
+        }
+        Ok(manifest)
+    }
+
+    /// Writes the manifest as pretty JSON to `path`, atomically (write then rename), so
+    /// a host scanning the directory never sees half a manifest.
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        let tmp = path.with_extension("json.tmp");
+        let text = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, path)
+    }
+
+    /// Path of the manifest describing `library` (`<library>` minus extension + suffix).
+    pub fn path_for(library: &Path) -> PathBuf {
+        let stem = library
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        library.with_file_name(format!("{stem}{MANIFEST_SUFFIX}"))
+    }
+}
+
+/// Lower-case hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(bytes);
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}

@@ -1,0 +1,88 @@
+//! Finding what to load: the newest build of each plugin in a directory, by manifest.
+
+use crate::error::{Error, LoadError, LoadErrorKind, Step};
+use crate::manifest::{Manifest, MANIFEST_SUFFIX};
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+/// A build chosen for loading.
+#[derive(Debug, Clone)]
+pub(crate) struct Candidate {
+    pub manifest_path: PathBuf,
+    pub manifest: Manifest,
+}
+
+impl Candidate {
+    pub fn library_path(&self) -> PathBuf {
+        self.manifest_path.with_file_name(&self.manifest.file)
+    }
+}
+
+/// The newest build (by `build_time_ms`) of every plugin in `dir`, by name, filtered
+/// by `whitelist` when there is one.
+///
+/// Fails on an unreadable directory, a corrupt manifest (a directory with one bad
+/// manifest is not half-loaded), or two different builds of one plugin claiming the
+/// same build time.
+pub(crate) fn newest_builds(
+    dir: &Path,
+    whitelist: Option<&HashSet<String>>,
+) -> Result<BTreeMap<String, Candidate>, Error> {
+    let entries = std::fs::read_dir(dir).map_err(|source| Error::Dir {
+        dir: dir.to_owned(),
+        source,
+    })?;
+    let mut paths: Vec<PathBuf> = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| Error::Dir {
+            dir: dir.to_owned(),
+            source,
+        })?;
+        let name = entry.file_name();
+        if name.to_string_lossy().ends_with(MANIFEST_SUFFIX) {
+            paths.push(entry.path());
+        }
+    }
+    paths.sort();
+    let mut newest: BTreeMap<String, Candidate> = BTreeMap::new();
+    for path in paths {
+        let manifest = Manifest::read(&path).map_err(|e| LoadError {
+            plugin: None,
+            version: None,
+            file: Some(path.clone()),
+            step: Step::Scan,
+            kind: LoadErrorKind::Manifest(e),
+        })?;
+        if whitelist.is_some_and(|w| !w.contains(&manifest.name)) {
+            continue;
+        }
+        let candidate = Candidate {
+            manifest_path: path,
+            manifest,
+        };
+        match newest.get(&candidate.manifest.name) {
+            Some(old) if old.manifest.build_time_ms > candidate.manifest.build_time_ms => {}
+            Some(old)
+                if old.manifest.build_time_ms == candidate.manifest.build_time_ms
+                    && old.manifest.sha256 != candidate.manifest.sha256 =>
+            {
+                return Err(LoadError {
+                    plugin: Some(candidate.manifest.name.clone()),
+                    version: Some(candidate.manifest.version.clone()),
+                    file: None,
+                    step: Step::Scan,
+                    kind: LoadErrorKind::Duplicate {
+                        name: candidate.manifest.name.clone(),
+                        first: old.library_path(),
+                        second: candidate.library_path(),
+                    },
+                }
+                .into());
+            }
+            _ => {
+                newest.insert(candidate.manifest.name.clone(), candidate);
+            }
+        }
+    }
+    Ok(newest)
+}

@@ -1,0 +1,242 @@
+//! [`Version`]: one loaded plugin file with its instance. Owns the library handle; when
+//! the last `Arc<Version>` goes, the version is handed to the reaper, which runs
+//! `on_free` and closes the library on its own thread (DESIGN invariant 3).
+
+use crate::error::{CallError, LoadError, LoadErrorKind, Step};
+use crate::reaper::{FreeJob, ReaperHandle};
+use crate::status::VersionRecord;
+use abi_stable::std_types::{RResult, RSlice};
+use hotswap_plugin_api::vtable::{
+    FailKind, Failure, FfiTask, HostHandle, HostVTable, InstancePtr, PluginVTable, TypedFn,
+};
+use hotswap_plugin_api::Value;
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+
+/// A dependency as the host keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Dependency {
+    pub plugin: String,
+    pub version_req: String,
+}
+
+/// What the host gives a version's plugin code to find its way back (`HostHandle::ctx`).
+pub(crate) struct VersionCtx {
+    version: OnceLock<Weak<Version>>,
+    /// Tasks started through `hotswap_plugin_api::spawn` and still running.
+    pub tasks: AtomicUsize,
+    pub label: String,
+}
+
+impl VersionCtx {
+    pub fn new(label: String) -> Arc<VersionCtx> {
+        Arc::new(VersionCtx {
+            version: OnceLock::new(),
+            tasks: AtomicUsize::new(0),
+            label,
+        })
+    }
+
+    pub fn handle(self: &Arc<Self>) -> HostHandle {
+        HostHandle {
+            ctx: Arc::as_ptr(self).cast(),
+            vtable: &HOST_VTABLE,
+        }
+    }
+}
+
+static HOST_VTABLE: HostVTable = HostVTable { spawn: host_spawn };
+
+/// A task closure owned by plugin code, moved to a host thread.
+struct SendTask(FfiTask);
+// SAFETY: `hotswap_plugin_api::spawn` only accepts `Send` closures.
+unsafe impl Send for SendTask {}
+
+unsafe extern "C" fn host_spawn(
+    ctx: *const c_void,
+    name: abi_stable::std_types::RStr<'_>,
+    task: FfiTask,
+) -> RResult<(), Failure> {
+    // SAFETY: `ctx` is the pointer we put in the HostHandle of this version; the
+    // VersionCtx outlives the library (the reaper drops it after dlclose).
+    let ctx = unsafe { &*ctx.cast::<VersionCtx>() };
+    let Some(version) = ctx.version.get().and_then(Weak::upgrade) else {
+        // SAFETY: the task was not run; drop it once, as FfiTask requires.
+        unsafe { (task.drop)(task.data) };
+        return RResult::RErr(Failure {
+            kind: FailKind::Error,
+            message: "the version is being unloaded".into(),
+        });
+    };
+    let task = SendTask(task);
+    let thread_name = format!("{}:{}", ctx.label, name.as_str());
+    ctx.tasks.fetch_add(1, Ordering::SeqCst);
+    let spawned = std::thread::Builder::new().name(thread_name).spawn(move || {
+        let task = task;
+        // SAFETY: run once, never dropped after; the plugin catches the task's panics.
+        unsafe { (task.0.run)(task.0.data) };
+        version.ctx.tasks.fetch_sub(1, Ordering::SeqCst);
+        // Dropping `version` here may free it: that only queues work for the reaper.
+        drop(version);
+    });
+    match spawned {
+        Ok(_) => RResult::ROk(()),
+        Err(e) => {
+            // The closure (and the task inside it) was dropped by the failed spawn
+            // without running: FfiTask's data leaks rather than being dropped twice.
+            ctx.tasks.fetch_sub(1, Ordering::SeqCst);
+            RResult::RErr(Failure {
+                kind: FailKind::Error,
+                message: format!("cannot start a thread: {e}").into(),
+            })
+        }
+    }
+}
+
+/// One loaded version of a plugin.
+pub struct Version {
+    pub(crate) record: Arc<VersionRecord>,
+    /// Points into `library`, valid while it is open (for as long as `self`).
+    vtable: *const PluginVTable,
+    instance: InstancePtr,
+    pub(crate) reloadable: bool,
+    pub(crate) imports: Vec<Dependency>,
+    library: Option<libloading::Library>,
+    pub(crate) ctx: Arc<VersionCtx>,
+    reaper: ReaperHandle,
+}
+
+// SAFETY: the instance is `Send + Sync` (the `Plugin` trait requires it), the vtable is
+// immutable static data, and every `&mut`-access hook runs only while the version is
+// not yet published or already drained (see `PluginVTable`'s contract).
+unsafe impl Send for Version {}
+// SAFETY: as above.
+unsafe impl Sync for Version {}
+
+impl Version {
+    /// # Safety
+    /// `vtable` must point into `library`, and `instance` come from its `new`.
+    pub(crate) unsafe fn new(
+        record: Arc<VersionRecord>,
+        library: libloading::Library,
+        vtable: *const PluginVTable,
+        instance: InstancePtr,
+        ctx: Arc<VersionCtx>,
+        reaper: ReaperHandle,
+    ) -> Arc<Version> {
+        Arc::new_cyclic(|weak| {
+            let _ = ctx.version.set(weak.clone());
+            Version {
+                record,
+                vtable,
+                instance,
+                reloadable: true,
+                imports: Vec::new(),
+                library: Some(library),
+                ctx,
+                reaper,
+            }
+        })
+    }
+
+    pub(crate) fn vtable(&self) -> &PluginVTable {
+        // SAFETY: the library stays open for as long as `self` exists.
+        unsafe { &*self.vtable }
+    }
+
+    pub(crate) fn instance(&self) -> InstancePtr {
+        self.instance
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.record.name
+    }
+
+    /// The plugin's crate version.
+    pub fn version(&self) -> &str {
+        &self.record.version
+    }
+
+    /// Unique id of this loaded version in the process.
+    pub fn id(&self) -> u64 {
+        self.record.id
+    }
+
+    pub(crate) fn typed(&self, name: &str) -> Option<&TypedFn> {
+        self.vtable().typed.iter().find(|t| t.name.as_str() == name)
+    }
+
+    pub(crate) fn load_error(&self, step: Step, kind: LoadErrorKind) -> LoadError {
+        LoadError {
+            plugin: Some(self.record.name.clone()),
+            version: Some(self.record.version.clone()),
+            file: Some(self.record.file.clone()),
+            step,
+            kind,
+        }
+    }
+
+    /// Turns a hook's result into ours, copying the plugin's message out.
+    pub(crate) fn hook<T>(&self, step: Step, r: RResult<T, Failure>) -> Result<T, LoadError> {
+        match r {
+            RResult::ROk(v) => Ok(v),
+            RResult::RErr(f) => {
+                let msg = f.message.as_str().to_owned();
+                Err(self.load_error(
+                    step,
+                    match f.kind {
+                        FailKind::Error => LoadErrorKind::Hook(msg),
+                        FailKind::Panic => LoadErrorKind::Panic(msg),
+                    },
+                ))
+            }
+        }
+    }
+
+    pub(crate) fn call_error(&self, function: &str, f: Failure) -> CallError {
+        let (plugin, version) = (self.record.name.clone(), self.record.version.clone());
+        let (function, message) = (function.to_owned(), f.message.as_str().to_owned());
+        match f.kind {
+            FailKind::Error => CallError::Failed {
+                plugin,
+                version,
+                function,
+                message,
+            },
+            FailKind::Panic => CallError::Panicked {
+                plugin,
+                version,
+                function,
+                message,
+            },
+        }
+    }
+
+    /// Calls `invoke_func`; the result is copied into host memory before returning.
+    pub fn invoke(&self, function: &str, args: &[Value]) -> Result<Value, CallError> {
+        let vt = self.vtable();
+        // SAFETY: the instance is live while `self` is, and invoke_func takes shared access.
+        let r = unsafe { (vt.invoke_func)(self.instance, function.into(), RSlice::from_slice(args)) };
+        match r {
+            // `clone` rebuilds every allocation with the host's code; the plugin-made
+            // value is dropped right here, while its library is still loaded.
+            RResult::ROk(v) => Ok(v.clone()),
+            RResult::RErr(f) => Err(self.call_error(function, f)),
+        }
+    }
+}
+
+impl Drop for Version {
+    fn drop(&mut self) {
+        let job = FreeJob {
+            record: self.record.clone(),
+            vtable: self.vtable,
+            instance: self.instance,
+            library: self.library.take(),
+            ctx: self.ctx.clone(),
+        };
+        self.reaper.free(job);
+    }
+}

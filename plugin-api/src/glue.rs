@@ -1,0 +1,163 @@
+//! The `extern "C"` functions `export_plugin!` puts in a plugin's vtable. Generic over
+//! the plugin type, so they are compiled into the plugin; the author never sees them.
+//!
+//! Every function here catches unwinding (DESIGN invariant 4): a panic becomes a
+//! [`Failure`] of kind `Panic` carrying the panic message.
+
+use crate::vtable::{FailKind, Failure, HostHandle, ImportSpec, InstancePtr, VaultHandle};
+use crate::{Error, Plugin, Vault};
+use crate::value::Value;
+use abi_stable::std_types::{RResult, RSlice, RStr, RVec};
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
+}
+
+/// Runs `f`, turning an `Err` or a panic into a [`Failure`].
+pub fn guard<T>(f: impl FnOnce() -> Result<T, Error>) -> RResult<T, Failure> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => RResult::ROk(v),
+        Ok(Err(e)) => RResult::RErr(Failure {
+            kind: FailKind::Error,
+            message: e.to_string().into(),
+        }),
+        Err(payload) => RResult::RErr(Failure {
+            kind: FailKind::Panic,
+            message: panic_message(&*payload).into(),
+        }),
+    }
+}
+
+/// # Safety
+/// `p` must be a live instance made by [`new::<T>`]; the caller decides whether the
+/// access is shared or exclusive, per the contract on `PluginVTable`.
+unsafe fn instance<'a, T>(p: InstancePtr) -> &'a mut T {
+    // SAFETY: upheld by the caller, see above.
+    unsafe { &mut *p.0.cast::<T>() }
+}
+
+pub extern "C" fn new<T: Plugin + Default>(host: HostHandle) -> RResult<InstancePtr, Failure> {
+    guard(|| {
+        crate::host::set(host);
+        Ok(InstancePtr(Box::into_raw(Box::<T>::default()).cast()))
+    })
+}
+
+/// # Safety
+/// See `PluginVTable::drop`.
+pub unsafe extern "C" fn drop<T: Plugin>(p: InstancePtr) -> RResult<(), Failure> {
+    // SAFETY: `p` came from `Box::into_raw` in `new::<T>` and is dropped once (vtable contract).
+    guard(|| {
+        std::mem::drop(unsafe { Box::from_raw(p.0.cast::<T>()) });
+        Ok(())
+    })
+}
+
+/// # Safety
+/// See `PluginVTable`.
+pub unsafe extern "C" fn reloadable<T: Plugin>(p: InstancePtr) -> RResult<bool, Failure> {
+    // SAFETY: live instance, shared access (vtable contract).
+    guard(|| Ok(unsafe { instance::<T>(p) }.reloadable()))
+}
+
+/// # Safety
+/// See `PluginVTable`.
+pub unsafe extern "C" fn import<T: Plugin>(p: InstancePtr) -> RResult<RVec<ImportSpec>, Failure> {
+    guard(|| {
+        // SAFETY: live instance, shared access (vtable contract).
+        let imports = unsafe { instance::<T>(p) }.import();
+        Ok(imports
+            .into_iter()
+            .map(|i| ImportSpec {
+                plugin: i.plugin.into(),
+                version_req: i.version_req.into(),
+            })
+            .collect())
+    })
+}
+
+/// # Safety
+/// See `PluginVTable`: exclusive access.
+pub unsafe extern "C" fn on_load<T: Plugin>(p: InstancePtr, data: &Value) -> RResult<(), Failure> {
+    // SAFETY: live instance, exclusive access (vtable contract).
+    guard(|| unsafe { instance::<T>(p) }.on_load(data))
+}
+
+/// # Safety
+/// See `PluginVTable`: exclusive access.
+pub unsafe extern "C" fn on_init<T: Plugin>(p: InstancePtr, vault: &VaultHandle) -> RResult<(), Failure> {
+    let vault = Vault::from_handle(*vault);
+    // SAFETY: live instance, exclusive access (vtable contract).
+    guard(|| unsafe { instance::<T>(p) }.on_init(&vault))
+}
+
+/// # Safety
+/// See `PluginVTable`: exclusive access.
+pub unsafe extern "C" fn on_free<T: Plugin>(p: InstancePtr) -> RResult<(), Failure> {
+    guard(|| {
+        // SAFETY: live instance, exclusive access (vtable contract).
+        unsafe { instance::<T>(p) }.on_free();
+        Ok(())
+    })
+}
+
+/// # Safety
+/// See `PluginVTable`: shared access.
+pub unsafe extern "C" fn invoke_func<T: Plugin>(
+    p: InstancePtr,
+    name: RStr<'_>,
+    args: RSlice<'_, Value>,
+) -> RResult<Value, Failure> {
+    // SAFETY: live instance, shared access (vtable contract); `invoke_func` takes `&self`.
+    guard(|| unsafe { &*instance::<T>(p) }.invoke_func(name.as_str(), args.as_slice()))
+}
+
+/// One typed method, named by a marker type `export_plugin!` generates.
+pub trait TypedMethod {
+    /// The plugin type the method belongs to.
+    type Plugin: Plugin;
+    /// The argument.
+    type Arg;
+    /// The result.
+    type Ret;
+    /// Calls the method.
+    fn call(plugin: &Self::Plugin, arg: Self::Arg) -> Self::Ret;
+}
+
+/// The [`TypedCall`](crate::vtable::TypedCall) of method `M`.
+///
+/// # Safety
+/// See `TypedCall`.
+pub unsafe extern "C" fn typed_call<M: TypedMethod>(
+    p: InstancePtr,
+    arg: M::Arg,
+    out: *mut M::Ret,
+    err: *mut Failure,
+) -> bool {
+    // SAFETY: live instance, shared access (TypedCall contract).
+    let plugin = unsafe { &*instance::<M::Plugin>(p) };
+    match catch_unwind(AssertUnwindSafe(|| M::call(plugin, arg))) {
+        Ok(v) => {
+            // SAFETY: the host passes a pointer valid for writes (TypedCall contract).
+            unsafe { out.write(v) };
+            true
+        }
+        Err(payload) => {
+            let failure = Failure {
+                kind: FailKind::Panic,
+                message: panic_message(&*payload).into(),
+            };
+            // SAFETY: the host passes a pointer valid for writes (TypedCall contract).
+            unsafe { err.write(failure) };
+            false
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! Everything a hotswap plugin author touches.
+//!
+//! A plugin is an ordinary crate with `crate-type = ["cdylib"]`: implement [`Plugin`]
+//! (every hook has a default) and call [`export_plugin!`] once. No `extern "C"`, no
+//! `#[no_mangle]`, no `unsafe`.
+//!
+//! ```ignore
+//! use hotswap_plugin_api::{export_plugin, Plugin, Result, Value};
+//!
+//! #[derive(Default)]
+//! struct World;
+//!
+//! impl Plugin for World {
+//!     fn invoke_func(&self, name: &str, args: &[Value]) -> Result<Value> {
+//!         match name {
+//!             "greet" => Ok(Value::from("hello from v1")),
+//!             _ => Err(hotswap_plugin_api::Error::unknown_function(name)),
+//!         }
+//!     }
+//! }
+//!
+//! impl World {
+//!     fn add_one(&self, x: u64) -> u64 { x + 1 }
+//! }
+//!
+//! export_plugin!(World, typed { add_one: fn(u64) -> u64 });
+//! ```
+
+#[doc(hidden)]
+pub mod glue;
+pub mod header;
+mod host;
+pub mod value;
+pub mod vtable;
+
+pub use abi_stable;
+pub use host::{spawn, SpawnError, Vault};
+pub use value::{Value, ValueTypeError};
+
+use std::fmt;
+
+/// The error a hook or `invoke_func` returns; the host receives its `Display` text.
+///
+/// Any `std::error::Error` converts into it with `?`; [`Error::msg`] makes one from text.
+pub struct Error(String);
+
+impl Error {
+    /// An error with this message.
+    pub fn msg(message: impl fmt::Display) -> Error {
+        Error(message.to_string())
+    }
+
+    /// The conventional error for a name `invoke_func` does not know.
+    pub fn unknown_function(name: &str) -> Error {
+        Error(format!("unknown function {name:?}"))
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for Error {
+    fn from(e: E) -> Error {
+        let mut text = e.to_string();
+        let mut source = e.source();
+        while let Some(s) = source {
+            text.push_str(": ");
+            text.push_str(&s.to_string());
+            source = s.source();
+        }
+        Error(text)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Error({:?})", self.0)
+    }
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A dependency returned by [`Plugin::import`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Import {
+    /// The plugin depended on.
+    pub plugin: String,
+    /// A semver requirement on its crate version; empty means any.
+    pub version_req: String,
+}
+
+impl Import {
+    /// A dependency on any version of `plugin`.
+    pub fn plugin(plugin: impl Into<String>) -> Import {
+        Import {
+            plugin: plugin.into(),
+            version_req: String::new(),
+        }
+    }
+}
+
+/// The lifecycle of a plugin, in the order the host runs it on a load or reload:
+/// `reloadable`, `import`, `on_load`, `on_init`; then calls; then `on_free` once the
+/// version is retired and no call is running on it.
+///
+/// One instance (`Default::default()`) is made per loaded version. `on_load`, `on_init`
+/// and `on_free` run with no call in flight, so they get `&mut self`; `invoke_func` and
+/// typed functions run on many threads at once and get `&self`.
+///
+/// Panics in any hook are caught at the boundary and reported to the host as errors.
+pub trait Plugin: Send + Sync + 'static {
+    /// Whether the host may replace this version on a reload. A plugin that answers
+    /// `false` stays loaded until the process restarts (see `hotswap serve`).
+    fn reloadable(&self) -> bool {
+        true
+    }
+
+    /// The plugins this one needs.
+    fn import(&self) -> Vec<Import> {
+        Vec::new()
+    }
+
+    /// Called once after the version is loaded, with the data the host passed to
+    /// `load_plugins`/`reload`. An error aborts the whole load or reload.
+    fn on_load(&mut self, data: &Value) -> Result<()> {
+        let _ = data;
+        Ok(())
+    }
+
+    /// Called after every `on_load` of the reload succeeded. An error aborts the reload.
+    fn on_init(&mut self, vault: &Vault) -> Result<()> {
+        let _ = vault;
+        Ok(())
+    }
+
+    /// Called once the version is retired and no call runs on it any more, just before
+    /// its library is closed.
+    fn on_free(&mut self) {}
+
+    /// Invokes a function by name: the compatible, dynamic path. Arguments are borrowed;
+    /// the returned value is copied into the host before the call returns.
+    fn invoke_func(&self, name: &str, args: &[Value]) -> Result<Value> {
+        let _ = args;
+        Err(Error::unknown_function(name))
+    }
+}
+
+/// Plain data that may cross the typed fast path by value: no pointers, nothing to drop.
+///
+/// # Safety
+/// Implement only for `#[repr(C)]` `StableAbi` types made solely of `Pod` fields: the
+/// host copies such values out of a plugin and keeps them after the plugin's library is
+/// unloaded, so they must not point into it.
+pub unsafe trait Pod: abi_stable::StableAbi + Copy + Send + Sync + 'static {}
+
+macro_rules! pod {
+    ($($t:ty),*) => {$(
+        // SAFETY: a primitive holds no pointer.
+        unsafe impl Pod for $t {}
+    )*};
+}
+pod!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize, f32, f64, bool, ());
+// SAFETY: a pair of pointer-free values holds no pointer.
+unsafe impl<A: Pod, B: Pod> Pod for abi_stable::std_types::Tuple2<A, B> {}
+// SAFETY: likewise for three.
+unsafe impl<A: Pod, B: Pod, C: Pod> Pod for abi_stable::std_types::Tuple3<A, B, C> {}
+// SAFETY: an array of pointer-free values holds no pointer.
+unsafe impl<T: Pod, const N: usize> Pod for [T; N] where [T; N]: abi_stable::StableAbi {}
+
+/// Exports a [`Plugin`] type (which must also be `Default`) as this crate's plugin.
+///
+/// `export_plugin!(MyPlugin);` or, with typed functions for the host's fast path
+/// (methods `fn name(&self, arg: A) -> R` with `A`, `R`: [`Pod`]):
+/// `export_plugin!(MyPlugin, typed { add: fn(u64) -> u64, scale: fn(f64) -> f64 });`
+///
+/// Call it once, at the crate root. The plugin's name and version are the crate's.
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ty $(, typed { $($fname:ident : fn($arg:ty) -> $ret:ty),* $(,)? })? $(,)?) => {
+        const _: () = {
+            $($(
+                #[allow(non_camel_case_types)]
+                struct $fname;
+                impl $crate::glue::TypedMethod for $fname {
+                    type Plugin = $plugin;
+                    type Arg = $arg;
+                    type Ret = $ret;
+                    #[inline]
+                    fn call(plugin: &$plugin, arg: $arg) -> $ret {
+                        <$plugin>::$fname(plugin, arg)
+                    }
+                }
+                const _: fn() = || {
+                    fn pod<T: $crate::Pod>() {}
+                    pod::<$arg>();
+                    pod::<$ret>();
+                };
+            )*)?
+
+            static TYPED: &[$crate::vtable::TypedFn] = &[
+                $($(
+                    $crate::vtable::TypedFn {
+                        name: $crate::abi_stable::std_types::RStr::from_str(stringify!($fname)),
+                        call: $crate::glue::typed_call::<$fname> as *const ::std::ffi::c_void,
+                        arg: <$arg as $crate::abi_stable::StableAbi>::LAYOUT,
+                        ret: <$ret as $crate::abi_stable::StableAbi>::LAYOUT,
+                    },
+                )*)?
+            ];
+
+            static VTABLE: $crate::vtable::PluginVTable = $crate::vtable::PluginVTable {
+                name: $crate::abi_stable::std_types::RStr::from_str(env!("CARGO_PKG_NAME")),
+                version: $crate::abi_stable::std_types::RStr::from_str(env!("CARGO_PKG_VERSION")),
+                new: $crate::glue::new::<$plugin>,
+                drop: $crate::glue::drop::<$plugin>,
+                reloadable: $crate::glue::reloadable::<$plugin>,
+                import: $crate::glue::import::<$plugin>,
+                on_load: $crate::glue::on_load::<$plugin>,
+                on_init: $crate::glue::on_init::<$plugin>,
+                on_free: $crate::glue::on_free::<$plugin>,
+                invoke_func: $crate::glue::invoke_func::<$plugin>,
+                typed: $crate::abi_stable::std_types::RSlice::from_slice(TYPED),
+            };
+
+            #[no_mangle]
+            pub static HOTSWAP_PLUGIN_HEADER: $crate::header::PluginHeader =
+                $crate::header::PluginHeader {
+                    magic: $crate::header::MAGIC,
+                    abi_major: $crate::header::ABI_MAJOR,
+                    abi_minor: $crate::header::ABI_MINOR,
+                    abi_stable: $crate::abi_stable::library::AbiHeader::VALUE,
+                    api_version: $crate::abi_stable::std_types::RStr::from_str(
+                        $crate::header::API_VERSION,
+                    ),
+                    layout: <$crate::vtable::PluginVTable as $crate::abi_stable::StableAbi>::LAYOUT,
+                    vtable: &VTABLE,
+                };
+        };
+    };
+}

@@ -1,0 +1,163 @@
+//! The `#[repr(C)]` tables that cross the boundary: the plugin's entry points
+//! ([`PluginVTable`]) and the host's services a plugin may call ([`HostVTable`]).
+//!
+//! Everything here derives `StableAbi`: the host checks the plugin's idea of
+//! [`PluginVTable`]'s layout (and, through it, every type reachable from it) against its
+//! own before calling anything. None of these types is a prefix type, a `#[sabi_trait]`
+//! or a `NonExhaustive` enum, and the host checks with a throwaway `CheckingGlobals`,
+//! so nothing from an unloadable library is kept in abi_stable's process-wide maps.
+
+use crate::value::Value;
+use abi_stable::{
+    std_types::{RResult, RSlice, RStr, RString, RVec},
+    type_layout::TypeLayout,
+    StableAbi,
+};
+use std::ffi::c_void;
+
+/// Whether a failed hook returned an error or panicked.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailKind {
+    /// The hook returned `Err`.
+    Error = 0,
+    /// The hook panicked; the panic was caught at the boundary.
+    Panic = 1,
+}
+
+/// A failure reported across the boundary. `message` was allocated by the plugin: the
+/// host copies it out before the call that produced it returns.
+#[repr(C)]
+#[derive(StableAbi, Debug)]
+pub struct Failure {
+    /// Error or panic.
+    pub kind: FailKind,
+    /// The error's `Display`, or the panic message.
+    pub message: RString,
+}
+
+/// Opaque pointer to a plugin instance (a `Box<T>` made by the plugin's `new`).
+#[repr(transparent)]
+#[derive(StableAbi, Debug, Clone, Copy)]
+pub struct InstancePtr(pub *mut c_void);
+
+/// A dependency a plugin declares in `import()`.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq)]
+pub struct ImportSpec {
+    /// Name of the plugin depended on.
+    pub plugin: RString,
+    /// A semver requirement on its crate version (`""` means any).
+    pub version_req: RString,
+}
+
+/// One typed function exported by `export_plugin!(.., typed { .. })`.
+#[repr(C)]
+#[derive(StableAbi, Debug)]
+pub struct TypedFn {
+    /// The method name.
+    pub name: RStr<'static>,
+    /// A [`TypedCall<A, R>`] with its types erased.
+    pub call: *const c_void,
+    /// Layout of `A`, checked by the host against the type it asks for.
+    pub arg: &'static TypeLayout,
+    /// Layout of `R`, likewise.
+    pub ret: &'static TypeLayout,
+}
+
+// SAFETY: a TypedFn is immutable static data; `call` is a function pointer, which is
+// safe to share between threads.
+unsafe impl Sync for TypedFn {}
+// SAFETY: as above.
+unsafe impl Send for TypedFn {}
+
+/// The erased signature of a typed function: on success writes the result to `out` and
+/// returns `true`; on a panic writes to `err` and returns `false`.
+///
+/// # Safety
+/// `instance` must be a live instance of the plugin that exported the function, `out`
+/// and `err` must be valid for writes, and `A`/`R` must be the types whose layouts the
+/// [`TypedFn`] announced.
+pub type TypedCall<A, R> = unsafe extern "C" fn(InstancePtr, A, *mut R, *mut Failure) -> bool;
+
+/// A task handed to the host by [`spawn`](crate::spawn): `run(data)` once on a host
+/// thread, then `drop(data)`; or only `drop(data)` if the host refuses it.
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct FfiTask {
+    /// The boxed closure.
+    pub data: *mut c_void,
+    /// Runs the closure (catches its panics).
+    pub run: unsafe extern "C" fn(*mut c_void),
+    /// Frees the closure.
+    pub drop: unsafe extern "C" fn(*mut c_void),
+}
+
+/// Services the host offers every plugin.
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct HostVTable {
+    /// Runs `task` on a host-tracked thread; the plugin's version stays loaded until the
+    /// task ends.
+    pub spawn: unsafe extern "C" fn(ctx: *const c_void, name: RStr<'_>, task: FfiTask) -> RResult<(), Failure>,
+}
+
+/// The host as a plugin version sees it: `ctx` identifies the version to the host.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy)]
+pub struct HostHandle {
+    /// Host-owned context of the version; valid while the version is loaded.
+    pub ctx: *const c_void,
+    /// The host's services.
+    pub vtable: &'static HostVTable,
+}
+
+// SAFETY: the host promises that `ctx` may be used from any thread (it is an
+// `Arc`-owned, internally synchronised record) for as long as the version is loaded.
+unsafe impl Send for HostHandle {}
+// SAFETY: as above.
+unsafe impl Sync for HostHandle {}
+
+/// What `on_init` receives: the generation being initialised and the host.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy)]
+pub struct VaultHandle {
+    /// Id of the generation this `on_init` belongs to.
+    pub generation: u64,
+    /// The host.
+    pub host: HostHandle,
+}
+
+/// A plugin's entry points. Every function catches panics and reports them as
+/// [`Failure`]s; none unwinds into the host.
+///
+/// The `unsafe` functions take an [`InstancePtr`] that must come from this table's `new`
+/// and not yet be passed to `drop`; `on_load`, `on_init`, `on_free` and `drop` also
+/// need exclusive access to the instance (no other call running on it).
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct PluginVTable {
+    /// Package name of the plugin crate.
+    pub name: RStr<'static>,
+    /// Crate version of the plugin.
+    pub version: RStr<'static>,
+    /// Creates the instance (`T::default()`) and records the host handle.
+    pub new: extern "C" fn(host: HostHandle) -> RResult<InstancePtr, Failure>,
+    /// Destroys the instance.
+    pub drop: unsafe extern "C" fn(InstancePtr) -> RResult<(), Failure>,
+    /// `Plugin::reloadable`.
+    pub reloadable: unsafe extern "C" fn(InstancePtr) -> RResult<bool, Failure>,
+    /// `Plugin::import`.
+    pub import: unsafe extern "C" fn(InstancePtr) -> RResult<RVec<ImportSpec>, Failure>,
+    /// `Plugin::on_load`.
+    pub on_load: unsafe extern "C" fn(InstancePtr, &Value) -> RResult<(), Failure>,
+    /// `Plugin::on_init`.
+    pub on_init: unsafe extern "C" fn(InstancePtr, &VaultHandle) -> RResult<(), Failure>,
+    /// `Plugin::on_free`.
+    pub on_free: unsafe extern "C" fn(InstancePtr) -> RResult<(), Failure>,
+    /// `Plugin::invoke_func`.
+    pub invoke_func:
+        unsafe extern "C" fn(InstancePtr, RStr<'_>, RSlice<'_, Value>) -> RResult<Value, Failure>,
+    /// Typed functions, for the host's fast path.
+    pub typed: RSlice<'static, TypedFn>,
+}
