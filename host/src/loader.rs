@@ -107,39 +107,54 @@ pub(crate) fn load(candidate: &Candidate, env: &LoadEnv<'_>) -> Result<Arc<Versi
     let instance = match (vt.new)(ctx.handle()) {
         RResult::ROk(i) => i,
         RResult::RErr(f) => {
-            let msg = f.message.as_str().to_owned();
-            let kind = match f.kind {
-                FailKind::Panic => LoadErrorKind::Panic(msg),
-                FailKind::Error => LoadErrorKind::Hook(msg),
-            };
-            return Err(fail(Step::New, kind));
+            return Err(fail(Step::New, failure_kind(f)));
         }
     };
+    // SAFETY: live instance, not shared yet; `reloadable` and `import` take shared access.
+    let (reloadable, imports) = unsafe { ((vt.reloadable)(instance), (vt.import)(instance)) };
+    let reloadable = reloadable.into_result().map_err(|f| fail(Step::Reloadable, failure_kind(f)));
+    let imports = imports.into_result().map_err(|f| fail(Step::Import, failure_kind(f)));
+    let deps = match &imports {
+        Ok(list) => list
+            .iter()
+            .map(|i| Dependency {
+                plugin: i.plugin.as_str().to_owned(),
+                version_req: i.version_req.as_str().to_owned(),
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
     // From here the Version owns the library and the private copy: its drop (through
-    // the reaper) runs on_free, closes the library and deletes the copy.
+    // the reaper) runs on_free, closes the library and deletes the copy, also when a
+    // hook below failed.
     std::mem::forget(remove_copy);
     env.records.add(record.clone());
     // SAFETY: `vtable` points into `library` and `instance` came from its `new`.
-    let mut version = unsafe { Version::new(record, library, vtable, instance, ctx, env.reaper.clone()) };
-    // SAFETY: the version is not shared yet, so get_mut succeeds; hooks with shared
-    // access are fine on a fresh instance.
-    let v = Arc::get_mut(&mut version).expect("fresh version is unshared");
-    // SAFETY: live instance; `reloadable` and `import` take shared access.
-    let reloadable = unsafe { (v.vtable().reloadable)(v.instance()) };
-    v.reloadable = v.hook(Step::Reloadable, reloadable)?;
-    // SAFETY: as above.
-    let imports = unsafe { (v.vtable().import)(v.instance()) };
-    let imports = v.hook(Step::Import, imports)?;
-    v.imports = imports
-        .iter()
-        .map(|i| Dependency {
-            plugin: i.plugin.as_str().to_owned(),
-            version_req: i.version_req.as_str().to_owned(),
-        })
-        .collect();
-    drop(imports);
+    let version = unsafe {
+        Version::new(
+            record,
+            library,
+            vtable,
+            instance,
+            ctx,
+            env.reaper.clone(),
+            *reloadable.as_ref().unwrap_or(&true),
+            deps,
+        )
+    };
+    reloadable?;
+    imports?;
     tracing::debug!(plugin = %m.name, version = %m.version, id, "loaded");
     Ok(version)
+}
+
+/// Copies a plugin-made failure into a host-owned error kind.
+fn failure_kind(f: hotswap_plugin_api::vtable::Failure) -> LoadErrorKind {
+    let msg = f.message.as_str().to_owned();
+    match f.kind {
+        FailKind::Panic => LoadErrorKind::Panic(msg),
+        FailKind::Error => LoadErrorKind::Hook(msg),
+    }
 }
 
 /// Checks the plugin header and returns its vtable.

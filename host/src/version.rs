@@ -117,6 +117,7 @@ unsafe impl Sync for Version {}
 impl Version {
     /// # Safety
     /// `vtable` must point into `library`, and `instance` come from its `new`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) unsafe fn new(
         record: Arc<VersionRecord>,
         library: libloading::Library,
@@ -124,6 +125,8 @@ impl Version {
         instance: InstancePtr,
         ctx: Arc<VersionCtx>,
         reaper: ReaperHandle,
+        reloadable: bool,
+        imports: Vec<Dependency>,
     ) -> Arc<Version> {
         Arc::new_cyclic(|weak| {
             let _ = ctx.version.set(weak.clone());
@@ -131,8 +134,8 @@ impl Version {
                 record,
                 vtable,
                 instance,
-                reloadable: true,
-                imports: Vec::new(),
+                reloadable,
+                imports,
                 library: Some(library),
                 ctx,
                 reaper,

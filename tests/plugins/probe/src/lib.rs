@@ -147,3 +147,10 @@ export_plugin!(Probe, typed {
     version_number: fn(()) -> u32,
     divide: fn(hotswap_plugin_api::abi_stable::std_types::Tuple2<i64, i64>) -> i64,
 });
+
+/// A raw `extern "C"` function, found with dlsym: the benchmarks' baseline. Plugin
+/// authors never write these; `export_plugin!`'s typed functions are the real path.
+#[no_mangle]
+pub extern "C" fn probe_raw_add_one(x: u64) -> u64 {
+    x + 1
+}

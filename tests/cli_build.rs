@@ -1,0 +1,193 @@
+//! `hotswap build` end to end: the real binary builds the demo plugin `demo/hello/world`.
+//!
+//! Plugin builds go to `<repo>/target/hotswap-test-plugins`, shared with the other
+//! workspace tests, so only the first run compiles abi_stable; later builds are incremental.
+
+use hotswap_host::manifest::{sha256_hex, Manifest, MANIFEST_SUFFIX};
+use hotswap_plugin_api::header::{ABI_MAJOR, ABI_MINOR};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("cli/ has a parent")
+        .to_owned()
+}
+
+fn plugin_target_dir() -> PathBuf {
+    repo_root().join("target").join("hotswap-test-plugins")
+}
+
+/// Runs `hotswap <args>` and returns its output, echoing stderr for failed tests.
+fn hotswap(args: &[&str]) -> Output {
+    let output = Command::new(env!("CARGO_BIN_EXE_hotswap"))
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .expect("run hotswap");
+    eprintln!(
+        "$ hotswap {}\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// `hotswap build <flags> demo/hello/world <out> --target-dir <shared>`; asserts success.
+fn build_world(out: &Path, flags: &[&str]) -> String {
+    let target_dir = plugin_target_dir();
+    let mut args = vec!["build"];
+    args.extend_from_slice(flags);
+    args.extend([
+        "--target-dir",
+        target_dir.to_str().expect("utf-8 path"),
+        "demo/hello/world",
+        out.to_str().expect("utf-8 path"),
+    ]);
+    let output = hotswap(&args);
+    assert!(output.status.success(), "hotswap build failed");
+    String::from_utf8(output.stdout).expect("utf-8 stdout")
+}
+
+/// Every build in `dir`: (manifest path, manifest), sorted by build time.
+fn builds(dir: &Path) -> Vec<(PathBuf, Manifest)> {
+    let mut found: Vec<(PathBuf, Manifest)> = std::fs::read_dir(dir)
+        .expect("list output dir")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.to_string_lossy().ends_with(MANIFEST_SUFFIX))
+        .map(|p| {
+            let m = Manifest::read(&p).expect("valid manifest");
+            (p, m)
+        })
+        .collect();
+    found.sort_by_key(|(_, m)| m.build_time_ms);
+    found
+}
+
+fn file_count(dir: &Path) -> usize {
+    std::fs::read_dir(dir).expect("list output dir").count()
+}
+
+/// Checks one packaged build: the library is there, named by the manifest, and matches it.
+fn check_build(out: &Path, manifest_path: &Path, m: &Manifest) {
+    let library = out.join(&m.file);
+    assert_eq!(Manifest::path_for(&library), manifest_path);
+    let bytes = std::fs::read(&library).expect("library beside its manifest");
+    assert_eq!(m.sha256, sha256_hex(&bytes));
+    assert_eq!(m.name, "world");
+    assert_eq!(m.version, "0.1.0");
+    assert_eq!(m.plugin_api_abi, [ABI_MAJOR, ABI_MINOR]);
+    assert_eq!(m.live_prefix, "live_");
+    assert_eq!(m.source_hash.len(), 64);
+    assert!(m.file.starts_with("world-0.1.0-"), "{}", m.file);
+    assert!(m.file.contains(&m.build_id), "{}", m.file);
+    assert!(m.build_time.ends_with('Z'), "{}", m.build_time);
+    assert!(m.rustc_version.starts_with("rustc "), "{}", m.rustc_version);
+    assert!(!m.target.is_empty());
+}
+
+#[test]
+fn builds_packages_and_prunes_the_demo_plugin() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let out = out.path();
+
+    // A release build, packaged with its manifest.
+    let stdout = build_world(out, &[]);
+    assert!(stdout.starts_with("built world 0.1.0 ("), "{stdout}");
+    let first = builds(out);
+    assert_eq!(first.len(), 1);
+    assert_eq!(file_count(out), 2, "a library and its manifest");
+    let (path, m) = &first[0];
+    check_build(out, path, m);
+    assert_eq!(m.profile, "release");
+    assert!(stdout.contains(&m.file), "{stdout}");
+
+    // The same source again: a second build under another name, same source hash.
+    let stdout = build_world(out, &["--verbose"]);
+    assert!(stdout.contains("sha256"), "{stdout}");
+    let second = builds(out);
+    assert_eq!(second.len(), 2);
+    assert_eq!(file_count(out), 4);
+    assert_ne!(second[0].1.file, second[1].1.file);
+    assert_eq!(second[0].1.source_hash, second[1].1.source_hash);
+    for (path, m) in &second {
+        check_build(out, path, m);
+    }
+
+    // --keep 1 leaves only the newest build.
+    let stdout = build_world(out, &["--keep", "1", "--live-prefix", "hot_"]);
+    assert!(stdout.starts_with("built world"), "{stdout}");
+    let kept = builds(out);
+    assert_eq!(kept.len(), 1);
+    assert_eq!(file_count(out), 2, "one library and one manifest left");
+    assert_eq!(kept[0].1.live_prefix, "hot_");
+    assert!(kept[0].1.build_time_ms >= second[1].1.build_time_ms);
+    assert!(second.iter().all(|(_, m)| m.build_id != kept[0].1.build_id));
+    assert!(out.join(&kept[0].1.file).is_file());
+
+    // The packaged file passes the host's pre-flight checks; a truncated copy does not.
+    let bytes = std::fs::read(out.join(&kept[0].1.file)).expect("read library");
+    let abi = hotswap_host::elf::read_plugin_abi(&bytes).expect("a plugin");
+    assert_eq!([abi.abi_major, abi.abi_minor], [ABI_MAJOR, ABI_MINOR]);
+    assert!(matches!(
+        hotswap_host::elf::validate(&bytes[..bytes.len() / 2]),
+        Err(hotswap_host::elf::ElfError::Truncated { .. })
+    ));
+}
+
+#[test]
+fn a_crate_that_is_not_a_cdylib_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let krate = dir.path().join("plainlib");
+    std::fs::create_dir_all(krate.join("src")).expect("mkdir");
+    std::fs::write(
+        krate.join("Cargo.toml"),
+        "[package]\nname = \"plainlib\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
+         [lib]\n\n[workspace]\n",
+    )
+    .expect("write Cargo.toml");
+    std::fs::write(krate.join("src/lib.rs"), "pub fn f() {}\n").expect("write lib.rs");
+    let out = dir.path().join("out");
+
+    let output = hotswap(&[
+        "build",
+        krate.to_str().expect("utf-8 path"),
+        out.to_str().expect("utf-8 path"),
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(
+        stderr.contains(r#"is not a cdylib: add `crate-type = ["cdylib"]` under [lib]"#),
+        "{stderr}"
+    );
+    assert!(!out.exists() || file_count(&out) == 0);
+}
+
+#[test]
+fn help_mentions_every_flag() {
+    let output = hotswap(&["build", "--help"]);
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for flag in [
+        "-v, --verbose",
+        "--debug",
+        "--leave-temps",
+        "--no-build",
+        "--live-prefix",
+        "--include",
+        "--exclude",
+        "--target-dir",
+        "--keep",
+        "<PLUGIN_DIR>",
+        "<OUTPUT_DIR>",
+        "CARGO_ARGS",
+    ] {
+        assert!(
+            help.contains(flag),
+            "--help does not mention {flag}:\n{help}"
+        );
+    }
+}
