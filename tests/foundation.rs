@@ -64,7 +64,10 @@ fn loads_a_built_plugin_and_calls_it_from_many_threads() {
     let echoed = m.invoke_func("world", "echo", &args).unwrap();
     assert_eq!(echoed, Value::from(args));
     let info = m.find_plugin("world").unwrap();
-    assert_eq!((info.name.as_str(), info.version.as_str()), ("world", "0.1.0"));
+    assert_eq!(
+        (info.name.as_str(), info.version.as_str()),
+        ("world", "0.1.0")
+    );
     assert_eq!(m.plugins(), vec![info]);
     let each = m.invoke_each("version", &[]);
     assert_eq!(each.len(), 1);
@@ -95,7 +98,10 @@ fn unknown_plugins_and_functions_are_call_errors() {
         CallError::UnknownPlugin("nope".into())
     );
     let e = m.invoke_func("world", "nope", &[]).unwrap_err();
-    assert!(matches!(&e, CallError::Failed { message, .. } if message.contains("unknown function")), "{e}");
+    assert!(
+        matches!(&e, CallError::Failed { message, .. } if message.contains("unknown function")),
+        "{e}"
+    );
     assert!(matches!(
         m.func::<(), u32>("world", "nope"),
         Err(CallError::UnknownFunction { .. })
@@ -123,14 +129,29 @@ fn a_panic_in_a_call_comes_back_as_an_error_and_the_host_survives() {
         }
     );
     let e = m.invoke_func("probe", "fail", &[]).unwrap_err();
-    assert!(matches!(&e, CallError::Failed { message, .. } if message == "probe v1 failed on request"));
+    assert!(
+        matches!(&e, CallError::Failed { message, .. } if message == "probe v1 failed on request")
+    );
     let divide = m
         .func::<hotswap_plugin_api::abi_stable::std_types::Tuple2<i64, i64>, i64>("probe", "divide")
         .unwrap();
-    let e = divide.call(hotswap_plugin_api::abi_stable::std_types::Tuple2(1, 0)).unwrap_err();
-    assert!(matches!(&e, CallError::Panicked { message, .. } if message.contains("divide by zero")), "{e}");
-    assert_eq!(divide.call(hotswap_plugin_api::abi_stable::std_types::Tuple2(9, 3)).unwrap(), 3);
-    assert_eq!(m.invoke_func("probe", "version", &[]).unwrap().as_str(), Some("v1"));
+    let e = divide
+        .call(hotswap_plugin_api::abi_stable::std_types::Tuple2(1, 0))
+        .unwrap_err();
+    assert!(
+        matches!(&e, CallError::Panicked { message, .. } if message.contains("divide by zero")),
+        "{e}"
+    );
+    assert_eq!(
+        divide
+            .call(hotswap_plugin_api::abi_stable::std_types::Tuple2(9, 3))
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        m.invoke_func("probe", "version", &[]).unwrap().as_str(),
+        Some("v1")
+    );
 }
 
 /// Puts a bad build beside v1, reloads, and checks the error and that v1 still serves.
@@ -139,7 +160,11 @@ fn refused(edit: impl FnOnce(&std::path::Path)) -> hotswap_host::LoadError {
     let before = m.generation_id();
     edit(dir.path());
     let e = load_error(m.reload(&Value::Null).unwrap_err());
-    assert_eq!(greet(&m), "hello from v1", "the old generation keeps serving");
+    assert_eq!(
+        greet(&m),
+        "hello from v1",
+        "the old generation keeps serving"
+    );
     assert_eq!(m.generation_id(), before, "nothing was published");
     println!("refused as: {e}");
     e
@@ -174,7 +199,10 @@ fn a_truncated_plugin_is_refused_before_dlopen() {
     let bytes = std::fs::read(&v2.library).unwrap();
     let e = refused(|dir| install_raw(&bytes[..bytes.len() / 2], "world", dir, u64::MAX));
     assert_eq!(e.step, Step::Validate);
-    assert!(e.to_string().contains("truncated") || e.to_string().contains("past the end"), "{e}");
+    assert!(
+        e.to_string().contains("truncated") || e.to_string().contains("past the end"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -223,7 +251,11 @@ fn a_library_whose_name_differs_from_its_manifest_is_refused() {
 #[test]
 fn a_plugin_built_against_another_plugin_api_abi_is_refused() {
     let old = build("tests/plugins/forged", &["old-abi"]);
-    assert_eq!(old.manifest.plugin_api_abi, [0, 7], "hotswap build read the forged header");
+    assert_eq!(
+        old.manifest.plugin_api_abi,
+        [0, 7],
+        "hotswap build read the forged header"
+    );
     let e = refused(|dir| {
         install_with(&old, dir, |m| {
             m.name = "world".into();
@@ -232,7 +264,14 @@ fn a_plugin_built_against_another_plugin_api_abi_is_refused() {
     });
     assert_eq!(e.step, Step::AbiCheck);
     assert!(
-        matches!(e.kind, LoadErrorKind::AbiVersion { found_major: 0, found_minor: 7, .. }),
+        matches!(
+            e.kind,
+            LoadErrorKind::AbiVersion {
+                found_major: 0,
+                found_minor: 7,
+                ..
+            }
+        ),
         "{e}"
     );
 }
@@ -268,7 +307,10 @@ fn a_panic_in_a_lifecycle_hook_fails_the_load_and_loads_nothing() {
         assert_eq!(e.plugin.as_deref(), Some("probe"));
         assert_eq!(e.version.as_deref(), Some("0.1.0"));
         let text = e.to_string();
-        assert!(text.contains("probe v1"), "the plugin's own message is kept: {text}");
+        assert!(
+            text.contains("probe v1"),
+            "the plugin's own message is kept: {text}"
+        );
         if features[0].starts_with("panic") {
             assert!(matches!(e.kind, LoadErrorKind::Panic(_)), "{text}");
         } else {
@@ -293,7 +335,10 @@ fn a_directory_that_does_not_exist_is_a_clear_error() {
 #[test]
 fn load_plugins_twice_is_refused() {
     let (_dir, m) = serving_v1();
-    assert!(matches!(m.load_plugins(&Value::Null), Err(Error::AlreadyLoaded)));
+    assert!(matches!(
+        m.load_plugins(&Value::Null),
+        Err(Error::AlreadyLoaded)
+    ));
 }
 
 #[test]
@@ -301,7 +346,10 @@ fn whitelist_limits_what_is_loaded() {
     let dir = plugin_dir();
     install(&build(WORLD, &[]), dir.path());
     install(&build(PROBE, &[]), dir.path());
-    let m = PluginManager::builder(dir.path()).whitelist(["probe"]).build().unwrap();
+    let m = PluginManager::builder(dir.path())
+        .whitelist(["probe"])
+        .build()
+        .unwrap();
     m.load_plugins(&Value::Null).unwrap();
     let names: Vec<_> = m.plugins().into_iter().map(|p| p.name).collect();
     assert_eq!(names, vec!["probe".to_owned()]);

@@ -1,1 +1,361 @@
-fn main() {}
+//! What a call into a hot-swappable plugin costs, against a raw `extern "C"` call
+//! measured in the same run; and how long a reload takes.
+//!
+//! Reproduce with
+//!
+//! ```text
+//! cargo bench -p hotswap-host --bench calls
+//! ```
+//!
+//! It first builds the probe plugin (`tests/plugins/probe`) twice with the real builder
+//! (`hotswap build`: features "" and "v2", into `<repo>/target/hotswap-test-plugins`, the
+//! same target directory the tests use), then loads it with a `PluginManager` from a
+//! temporary plugin directory. Builds are never timed. Then, with criterion:
+//!
+//! - `raw`: a `probe_raw_add_one` function pointer found with `dlsym` (`libloading`) in
+//!   a separate copy of the library, called directly: the floor.
+//! - `typed/1-thread`: `Func<u64, u64>::call` on a handle from
+//!   `manager.func::<u64, u64>("probe", "add_one")`, the fast path.
+//! - `raw/all-cores`, `typed/all-cores`: the same calls made by every core at once
+//!   (`available_parallelism` threads started together on a barrier, each making the
+//!   same number of calls); the time per call is the slowest thread's.
+//! - `invoke_func`: `manager.invoke_func("probe", "add", &[1, 2])`, the dynamic by-name
+//!   path with stable `Value`s.
+//!
+//! And with a plain loop (criterion is a poor fit for tail latency):
+//!
+//! - `reload`: `manager.reload(&Value::Null)` alternating between the two builds, so every
+//!   reload loads, initializes and publishes a new version; p50 and p99 over
+//!   [`RELOADS`] reloads. `manager.collect` runs between reloads, outside the timing,
+//!   so retired versions are unloaded.
+//!
+//! The summary table at the end gives each line in ns per call and as a ratio against
+//! `raw` (the all-cores typed line against `raw/all-cores`), with the medians computed
+//! from the very samples criterion took in this run (recorded in-process, so the table
+//! never reads criterion's files), and the reclamation mode the host runs with
+//! (`membarrier`, or `fence (why)` when the kernel refused it).
+
+use criterion::Criterion;
+use hotswap_cli::build::{build, BuildOptions, BuildOutput};
+use hotswap_host::{Outcome, PluginManager, Value};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+/// Samples criterion takes per benchmark (set on the group, so command-line options
+/// cannot change it and the table knows which recorded samples are the measured ones).
+const SAMPLE_SIZE: usize = 20;
+/// Reloads timed for the reload percentiles.
+const RELOADS: usize = 200;
+/// Reloads run first and not counted.
+const WARMUP_RELOADS: usize = 6;
+
+/// Lines of the table, in order.
+const RAW: &str = "raw";
+const TYPED: &str = "typed/1-thread";
+const RAW_ALL: &str = "raw/all-cores";
+const TYPED_ALL: &str = "typed/all-cores";
+const INVOKE: &str = "invoke_func";
+
+type RawFn = unsafe extern "C" fn(u64) -> u64;
+
+/// One build of the probe plugin, packaged by the builder into its own directory.
+struct Build {
+    library: PathBuf,
+    manifest: PathBuf,
+}
+
+impl Build {
+    fn of(out: BuildOutput) -> Build {
+        Build {
+            library: out.library,
+            manifest: out.manifest_path,
+        }
+    }
+
+    fn file_name(path: &Path) -> &std::ffi::OsStr {
+        path.file_name().expect("built files have names")
+    }
+
+    /// Copies the library into `dir` under its own name.
+    fn copy_library(&self, dir: &Path) -> PathBuf {
+        let to = dir.join(Self::file_name(&self.library));
+        std::fs::copy(&self.library, &to).expect("copy plugin library");
+        to
+    }
+
+    /// Copies the manifest into `dir` (after the library, as the builder does).
+    fn copy_manifest(&self, dir: &Path) -> PathBuf {
+        let to = dir.join(Self::file_name(&self.manifest));
+        std::fs::copy(&self.manifest, &to).expect("copy plugin manifest");
+        to
+    }
+}
+
+fn build_probe(root: &Path, features: &str, out: &Path) -> Build {
+    let mut opts = BuildOptions::new(root.join("tests/plugins/probe"), out);
+    opts.target_dir = Some(root.join("target/hotswap-test-plugins"));
+    if !features.is_empty() {
+        opts.cargo_args = vec!["--features".to_owned(), features.to_owned()];
+    }
+    let built = build(&opts).unwrap_or_else(|e| {
+        panic!("building the probe plugin (features {features:?}) failed: {e}")
+    });
+    Build::of(built)
+}
+
+/// `calls` calls of `f`, timed; the loop shape is the same for every line of the table.
+#[inline(always)]
+fn timed(calls: u64, f: &impl Fn(u64) -> u64) -> Duration {
+    let start = Instant::now();
+    for i in 0..calls {
+        black_box(f(black_box(i)));
+    }
+    start.elapsed()
+}
+
+/// Every one of `threads` threads makes `calls` calls of `f` at once; returns the
+/// slowest thread's time.
+fn all_cores(threads: usize, calls: u64, f: &(impl Fn(u64) -> u64 + Sync)) -> Duration {
+    let barrier = Barrier::new(threads);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    // One untimed call: a thread's first call registers it with the host.
+                    black_box(f(black_box(0)));
+                    barrier.wait();
+                    timed(calls, f)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("benchmark thread panicked"))
+            .max()
+            .expect("at least one thread")
+    })
+}
+
+/// ns per call of every sample criterion took, by line.
+#[derive(Default)]
+struct Samples(RefCell<BTreeMap<&'static str, Vec<f64>>>);
+
+impl Samples {
+    fn record(&self, line: &'static str, calls: u64, elapsed: Duration) -> Duration {
+        let per_call = elapsed.as_nanos() as f64 / calls.max(1) as f64;
+        self.0.borrow_mut().entry(line).or_default().push(per_call);
+        elapsed
+    }
+
+    /// Median ns per call over the measured samples (criterion runs the warm-up first,
+    /// then exactly SAMPLE_SIZE samples, so those are the last ones recorded).
+    fn median(&self, line: &str) -> Option<f64> {
+        let all = self.0.borrow();
+        let recorded = all.get(line)?;
+        let mut measured = recorded[recorded.len().saturating_sub(SAMPLE_SIZE)..].to_vec();
+        measured.sort_by(f64::total_cmp);
+        let n = measured.len();
+        match n {
+            0 => None,
+            _ if n % 2 == 1 => Some(measured[n / 2]),
+            _ => Some((measured[n / 2 - 1] + measured[n / 2]) / 2.0),
+        }
+    }
+}
+
+/// Nearest-rank percentile of sorted durations.
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .expect("repository root");
+    let work = tempfile::tempdir().expect("temporary directory");
+    let (plugins, staged, raw_dir) = (
+        work.path().join("plugins"),
+        work.path().join("staged"),
+        work.path().join("raw"),
+    );
+    for d in [&plugins, &staged, &raw_dir] {
+        std::fs::create_dir(d).expect("create benchmark directory");
+    }
+
+    eprintln!("building the probe plugin (v1 and v2; not timed) ...");
+    let v1 = build_probe(&root, "", &staged.join("v1"));
+    let v2 = build_probe(&root, "v2", &staged.join("v2"));
+
+    // Both libraries sit in the plugin directory; which manifest is there says which
+    // build is the newest (the only) one.
+    v1.copy_library(&plugins);
+    v2.copy_library(&plugins);
+    let mut manifest_in_dir = v1.copy_manifest(&plugins);
+
+    let manager = PluginManager::new(&plugins).expect("plugin manager");
+    manager
+        .load_plugins(&Value::Null)
+        .expect("load the probe plugin");
+    let func = manager
+        .func::<u64, u64>("probe", "add_one")
+        .expect("typed handle on probe.add_one");
+    assert_eq!(func.call(41).expect("typed call"), 42);
+
+    // The raw baseline: a separate copy, so the manager's private copy is untouched.
+    let raw_path = v1.copy_library(&raw_dir);
+    // SAFETY: the probe plugin is our own test library; loading it runs no code that
+    // makes assumptions about its loader.
+    let raw_lib = unsafe { libloading::Library::new(&raw_path) }.expect("dlopen probe");
+    // SAFETY: the probe plugin defines `probe_raw_add_one` as this signature.
+    let raw_fn: RawFn =
+        *unsafe { raw_lib.get::<RawFn>(b"probe_raw_add_one\0") }.expect("dlsym probe_raw_add_one");
+    // SAFETY: a plain extern "C" function of the loaded library, which outlives the calls.
+    let raw = move |x: u64| unsafe { raw_fn(x) };
+    assert_eq!(raw(41), 42);
+    let typed = |x: u64| func.call(x).expect("typed call");
+    let args = [Value::from(1i64), Value::from(2i64)];
+    assert_eq!(
+        manager
+            .invoke_func("probe", "add", &args)
+            .expect("invoke_func")
+            .as_int(),
+        Some(3)
+    );
+
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let samples = Samples::default();
+
+    let mut criterion = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(SAMPLE_SIZE)
+        .nresamples(20_000)
+        .configure_from_args();
+    {
+        let mut group = criterion.benchmark_group("calls");
+        group
+            .warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(2))
+            .sample_size(SAMPLE_SIZE);
+        group.bench_function(RAW, |b| {
+            b.iter_custom(|n| samples.record(RAW, n, timed(n, &raw)))
+        });
+        group.bench_function(TYPED, |b| {
+            b.iter_custom(|n| samples.record(TYPED, n, timed(n, &typed)))
+        });
+        group.bench_function(RAW_ALL, |b| {
+            b.iter_custom(|n| samples.record(RAW_ALL, n, all_cores(threads, n, &raw)))
+        });
+        group.bench_function(TYPED_ALL, |b| {
+            b.iter_custom(|n| samples.record(TYPED_ALL, n, all_cores(threads, n, &typed)))
+        });
+        group.bench_function(INVOKE, |b| {
+            b.iter_custom(|n| {
+                let start = Instant::now();
+                for _ in 0..n {
+                    black_box(
+                        manager
+                            .invoke_func("probe", black_box("add"), black_box(&args))
+                            .expect("invoke_func"),
+                    );
+                }
+                samples.record(INVOKE, n, start.elapsed())
+            })
+        });
+        group.finish();
+    }
+
+    // Reload latency: swap which manifest is in the directory, then time the reload.
+    eprintln!("timing {RELOADS} reloads (+{WARMUP_RELOADS} untimed) ...");
+    let mut reloads = Vec::with_capacity(RELOADS);
+    let mut not_collected = 0;
+    let mut next_is_v2 = true;
+    for i in 0..WARMUP_RELOADS + RELOADS {
+        std::fs::remove_file(&manifest_in_dir).expect("remove manifest");
+        let next = if next_is_v2 { &v2 } else { &v1 };
+        manifest_in_dir = next.copy_manifest(&plugins);
+        next_is_v2 = !next_is_v2;
+
+        let start = Instant::now();
+        let report = manager.reload(&Value::Null).expect("reload");
+        let took = start.elapsed();
+
+        assert!(
+            report.plugins.iter().any(|p| p.outcome == Outcome::Loaded),
+            "every reload loads a new build: {report}"
+        );
+        if i >= WARMUP_RELOADS {
+            reloads.push(took);
+        }
+        if !manager.collect(Duration::from_secs(5)) {
+            not_collected += 1;
+        }
+    }
+    assert_eq!(func.call(1).expect("typed call after reloads"), 2);
+    reloads.sort();
+    let status = manager.status();
+
+    // The table.
+    let ns = |line: &str| samples.median(line);
+    let row = |line: &str, base: &str| match (ns(line), ns(base)) {
+        (Some(t), Some(b)) => println!("{line:<24} {t:>8.2} ns  {:>6.2}x", t / b),
+        (Some(t), None) => println!("{line:<24} {t:>8.2} ns"),
+        _ => println!("{line:<24} (not run: filtered out)"),
+    };
+    println!();
+    println!(
+        "hotswap call benchmark (ratios against a raw extern \"C\" call measured in this run)"
+    );
+    row(RAW, RAW);
+    row(TYPED, RAW);
+    row(RAW_ALL, RAW);
+    row(TYPED_ALL, RAW_ALL);
+    row(INVOKE, RAW);
+    println!(
+        "{:<24} {:>8.2} ms / {:.2} ms",
+        "reload p50 / p99",
+        ms(percentile(&reloads, 50.0)),
+        ms(percentile(&reloads, 99.0)),
+    );
+    println!(
+        "{:<24} {:>8.2} ms / {:.2} ms",
+        "reload min / max",
+        ms(reloads[0]),
+        ms(reloads[reloads.len() - 1]),
+    );
+    println!();
+    println!(
+        "ns/call: median of the {SAMPLE_SIZE} samples criterion measured in this run \
+         (recorded in-process); all-cores: {threads} threads calling at once, slowest \
+         thread's time per call; typed/all-cores is against raw/all-cores, raw/all-cores \
+         against raw."
+    );
+    println!(
+        "reload: {RELOADS} reloads alternating v1/v2 of the probe plugin, builds excluded; \
+         collect() between reloads, untimed{}.",
+        if not_collected > 0 {
+            format!(" ({not_collected} collects timed out after 5 s)")
+        } else {
+            String::new()
+        }
+    );
+    println!(
+        "reclamation: {}; generation {}, {} reloads, {} versions unloaded, {} in memory.",
+        status.reclamation,
+        status.generation,
+        status.reloads,
+        status.unloaded,
+        status.versions.len()
+    );
+    drop(raw_lib);
+}

@@ -9,19 +9,23 @@ use std::sync::Arc;
 
 /// Sorts `versions` so that every plugin comes after the plugins it imports; ties are
 /// broken by name, so the order is stable from one reload to the next.
-pub(crate) fn order(versions: Vec<Arc<Version>>) -> Result<Vec<Arc<Version>>, LoadError> {
-    let by_name: BTreeMap<String, Arc<Version>> =
-        versions.into_iter().map(|v| (v.name().to_owned(), v)).collect();
+pub(crate) fn order(versions: Vec<Arc<Version>>) -> Result<Vec<Arc<Version>>, Box<LoadError>> {
+    let by_name: BTreeMap<String, Arc<Version>> = versions
+        .into_iter()
+        .map(|v| (v.name().to_owned(), v))
+        .collect();
     for v in by_name.values() {
         for dep in &v.imports {
             let Some(provider) = by_name.get(&dep.plugin) else {
-                return Err(v.load_error(
-                    Step::Import,
-                    LoadErrorKind::UnknownDependency {
-                        plugin: v.name().to_owned(),
-                        missing: dep.plugin.clone(),
-                    },
-                ));
+                return Err(v
+                    .load_error(
+                        Step::Import,
+                        LoadErrorKind::UnknownDependency {
+                            plugin: v.name().to_owned(),
+                            missing: dep.plugin.clone(),
+                        },
+                    )
+                    .into());
             };
             if !v.reloadable && provider.reloadable {
                 return Err(v.load_error(
@@ -31,7 +35,8 @@ pub(crate) fn order(versions: Vec<Arc<Version>>) -> Result<Vec<Arc<Version>>, Lo
                         v.name(),
                         provider.name()
                     )),
-                ));
+                )
+                .into());
             }
         }
     }
@@ -51,7 +56,7 @@ pub(crate) fn order(versions: Vec<Arc<Version>>) -> Result<Vec<Arc<Version>>, Lo
         marks: &mut BTreeMap<&'a str, Mark>,
         path: &mut Vec<&'a str>,
         out: &mut Vec<Arc<Version>>,
-    ) -> Result<(), LoadError> {
+    ) -> Result<(), Box<LoadError>> {
         match marks[name] {
             Mark::Done => return Ok(()),
             Mark::Visiting => {
@@ -59,7 +64,9 @@ pub(crate) fn order(versions: Vec<Arc<Version>>) -> Result<Vec<Arc<Version>>, Lo
                 let mut cycle: Vec<&str> = path[start..].to_vec();
                 cycle.push(name);
                 let v = &by_name[name];
-                return Err(v.load_error(Step::Import, LoadErrorKind::Cycle(cycle.join(" -> "))));
+                return Err(v
+                    .load_error(Step::Import, LoadErrorKind::Cycle(cycle.join(" -> ")))
+                    .into());
             }
             Mark::New => {}
         }
@@ -78,7 +85,13 @@ pub(crate) fn order(versions: Vec<Arc<Version>>) -> Result<Vec<Arc<Version>>, Lo
         Ok(())
     }
     for name in names {
-        visit(name.as_str(), &by_name, &mut marks, &mut Vec::new(), &mut out)?;
+        visit(
+            name.as_str(),
+            &by_name,
+            &mut marks,
+            &mut Vec::new(),
+            &mut out,
+        )?;
     }
     Ok(out)
 }

@@ -36,7 +36,12 @@ impl<A, R> Clone for Func<A, R> {
 }
 
 impl<A: Pod, R: Pod> Func<A, R> {
-    pub(crate) fn new(shared: Arc<Shared>, symbol: usize, plugin: &str, function: &str) -> Func<A, R> {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        symbol: usize,
+        plugin: &str,
+        function: &str,
+    ) -> Func<A, R> {
         Func {
             shared,
             symbol,
@@ -58,7 +63,9 @@ impl<A: Pod, R: Pod> Func<A, R> {
     /// Like [`call`](Self::call), also returning the id of the generation that served it.
     #[inline]
     pub fn call_with_generation(&self, arg: A) -> Result<(R, u64), CallError> {
-        self.shared.domain.with(|g| self.call_in(g, arg).map(|r| (r, g.id())))
+        self.shared
+            .domain
+            .with(|g| self.call_in(g, arg).map(|r| (r, g.id())))
     }
 
     #[inline(always)]
@@ -68,7 +75,9 @@ impl<A: Pod, R: Pod> Func<A, R> {
                 // SAFETY: `call` is the TypedCall of a function whose argument and result
                 // layouts abi_stable found equal to A's and R's when the generation was
                 // built; pointer and fn pointer have the same size.
-                let f: TypedCall<A, R> = unsafe { std::mem::transmute::<*const std::ffi::c_void, TypedCall<A, R>>(slot.call) };
+                let f: TypedCall<A, R> = unsafe {
+                    std::mem::transmute::<*const std::ffi::c_void, TypedCall<A, R>>(slot.call)
+                };
                 let mut out = MaybeUninit::<R>::uninit();
                 let mut err = MaybeUninit::<Failure>::uninit();
                 // SAFETY: the instance belongs to a version the pinned generation owns;

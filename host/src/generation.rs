@@ -5,7 +5,9 @@
 
 use crate::error::CallError;
 use crate::version::Version;
-use abi_stable::abi_stability::abi_checking::{check_layout_compatibility_with_globals, CheckingGlobals};
+use abi_stable::abi_stability::abi_checking::{
+    check_layout_compatibility_with_globals, CheckingGlobals,
+};
 use abi_stable::type_layout::TypeLayout;
 use hotswap_plugin_api::vtable::InstancePtr;
 use std::collections::HashMap;
@@ -49,9 +51,13 @@ unsafe impl Sync for Generation {}
 /// Checks that the plugin's layout `found` matches the host's `expected`, with a
 /// throwaway `CheckingGlobals` so nothing from the plugin stays in abi_stable's
 /// process-wide maps after its library is closed (DESIGN, the known hazard).
-pub(crate) fn check_layout(expected: &'static TypeLayout, found: &'static TypeLayout) -> Result<(), String> {
+pub(crate) fn check_layout(
+    expected: &'static TypeLayout,
+    found: &'static TypeLayout,
+) -> Result<(), String> {
     let globals = CheckingGlobals::new();
-    let r = check_layout_compatibility_with_globals(expected, found, &globals).map_err(|e| e.to_string());
+    let r = check_layout_compatibility_with_globals(expected, found, &globals)
+        .map_err(|e| e.to_string());
     drop(globals);
     r
 }
@@ -107,10 +113,12 @@ impl Generation {
         let (i, v) = self
             .find_indexed(&s.plugin)
             .ok_or_else(|| CallError::UnknownPlugin(s.plugin.clone()))?;
-        let f = v.typed(&s.function).ok_or_else(|| CallError::UnknownFunction {
-            plugin: s.plugin.clone(),
-            function: s.function.clone(),
-        })?;
+        let f = v
+            .typed(&s.function)
+            .ok_or_else(|| CallError::UnknownFunction {
+                plugin: s.plugin.clone(),
+                function: s.function.clone(),
+            })?;
         let signature = |what: &str, e: String| CallError::Signature {
             plugin: s.plugin.clone(),
             function: s.function.clone(),

@@ -33,15 +33,20 @@ pub(crate) struct LoadEnv<'a> {
 }
 
 /// Loads `candidate`. On failure nothing stays loaded or on disk.
-pub(crate) fn load(candidate: &Candidate, env: &LoadEnv<'_>) -> Result<Arc<Version>, LoadError> {
+pub(crate) fn load(
+    candidate: &Candidate,
+    env: &LoadEnv<'_>,
+) -> Result<Arc<Version>, Box<LoadError>> {
     let m = &candidate.manifest;
     let source = candidate.library_path();
-    let fail = |step: Step, kind: LoadErrorKind| LoadError {
-        plugin: Some(m.name.clone()),
-        version: Some(m.version.clone()),
-        file: Some(source.clone()),
-        step,
-        kind,
+    let fail = |step: Step, kind: LoadErrorKind| {
+        Box::new(LoadError {
+            plugin: Some(m.name.clone()),
+            version: Some(m.version.clone()),
+            file: Some(source.clone()),
+            step,
+            kind,
+        })
     };
     let id = NEXT_VERSION_ID.fetch_add(1, Ordering::Relaxed);
     // A unique private path per version: dlopen of a path it already has open returns
@@ -112,8 +117,12 @@ pub(crate) fn load(candidate: &Candidate, env: &LoadEnv<'_>) -> Result<Arc<Versi
     };
     // SAFETY: live instance, not shared yet; `reloadable` and `import` take shared access.
     let (reloadable, imports) = unsafe { ((vt.reloadable)(instance), (vt.import)(instance)) };
-    let reloadable = reloadable.into_result().map_err(|f| fail(Step::Reloadable, failure_kind(f)));
-    let imports = imports.into_result().map_err(|f| fail(Step::Import, failure_kind(f)));
+    let reloadable = reloadable
+        .into_result()
+        .map_err(|f| fail(Step::Reloadable, failure_kind(f)));
+    let imports = imports
+        .into_result()
+        .map_err(|f| fail(Step::Import, failure_kind(f)));
     let deps = match &imports {
         Ok(list) => list
             .iter()
@@ -158,7 +167,9 @@ fn failure_kind(f: hotswap_plugin_api::vtable::Failure) -> LoadErrorKind {
 }
 
 /// Checks the plugin header and returns its vtable.
-fn check_header(library: &libloading::Library) -> Result<*const PluginVTable, (Step, LoadErrorKind)> {
+fn check_header(
+    library: &libloading::Library,
+) -> Result<*const PluginVTable, (Step, LoadErrorKind)> {
     let symbol = format!("{}\0", header::HEADER_SYMBOL);
     // SAFETY: the symbol is a static `PluginHeader` in hotswap plugins; we only take its
     // address here and read the frozen leading fields before trusting anything else.
@@ -207,8 +218,15 @@ fn check_header(library: &libloading::Library) -> Result<*const PluginVTable, (S
         return Err((
             Step::AbiCheck,
             LoadErrorKind::AbiStableVersion {
-                found: format!("{}.{}", header.abi_stable.abi_major, header.abi_stable.abi_minor),
-                expected: format!("{}.{}", AbiHeader::VALUE.abi_major, AbiHeader::VALUE.abi_minor),
+                found: format!(
+                    "{}.{}",
+                    header.abi_stable.abi_major, header.abi_stable.abi_minor
+                ),
+                expected: format!(
+                    "{}.{}",
+                    AbiHeader::VALUE.abi_major,
+                    AbiHeader::VALUE.abi_minor
+                ),
             },
         ));
     }

@@ -26,6 +26,9 @@ use std::time::{Duration, Instant};
 /// current generation; an `Err` vetoes the swap and becomes the reload's error.
 pub type ReloadCallback = Arc<dyn Fn(&Generation, &Generation) -> Result<(), String> + Send + Sync>;
 
+/// A one-off veto, as [`PluginManager::reload_with_callback`] takes it.
+type Veto<'a> = &'a dyn Fn(&Generation, &Generation) -> Result<(), String>;
+
 /// Options of a [`PluginManager`], in the spirit of Go hotswap's `With…` options.
 pub struct Builder {
     dir: PathBuf,
@@ -184,7 +187,11 @@ impl PluginManager {
     /// plugin, version, file and step. Fails with [`Error::AlreadyLoaded`] the second time.
     pub fn load_plugins(&self, data: &Value) -> Result<ReloadReport, Error> {
         self.logged(|| {
-            let _lock = self.shared.reload_lock.try_lock().ok_or(Error::ReloadInProgress)?;
+            let _lock = self
+                .shared
+                .reload_lock
+                .try_lock()
+                .ok_or(Error::ReloadInProgress)?;
             if self.generation_id() != 0 {
                 return Err(Error::AlreadyLoaded);
             }
@@ -203,7 +210,11 @@ impl PluginManager {
     /// version, file and step failed. [`Error::ReloadInProgress`] if another reload runs.
     pub fn reload(&self, data: &Value) -> Result<ReloadReport, Error> {
         self.logged(|| {
-            let _lock = self.shared.reload_lock.try_lock().ok_or(Error::ReloadInProgress)?;
+            let _lock = self
+                .shared
+                .reload_lock
+                .try_lock()
+                .ok_or(Error::ReloadInProgress)?;
             let dir = self.shared.dir.lock().clone();
             self.swap(&dir, data, None)
         })
@@ -213,7 +224,11 @@ impl PluginManager {
     /// directory of later reloads if this one succeeds (for deploys into a new folder).
     pub fn reload_from(&self, dir: impl AsRef<Path>, data: &Value) -> Result<ReloadReport, Error> {
         self.logged(|| {
-            let _lock = self.shared.reload_lock.try_lock().ok_or(Error::ReloadInProgress)?;
+            let _lock = self
+                .shared
+                .reload_lock
+                .try_lock()
+                .ok_or(Error::ReloadInProgress)?;
             let report = self.swap(dir.as_ref(), data, None)?;
             *self.shared.dir.lock() = dir.as_ref().to_owned();
             Ok(report)
@@ -228,7 +243,11 @@ impl PluginManager {
         callback: impl Fn(&Generation, &Generation) -> Result<(), String>,
     ) -> Result<ReloadReport, Error> {
         self.logged(|| {
-            let _lock = self.shared.reload_lock.try_lock().ok_or(Error::ReloadInProgress)?;
+            let _lock = self
+                .shared
+                .reload_lock
+                .try_lock()
+                .ok_or(Error::ReloadInProgress)?;
             let dir = self.shared.dir.lock().clone();
             self.swap(&dir, data, Some(&callback))
         })
@@ -239,7 +258,7 @@ impl PluginManager {
         &self,
         dir: &Path,
         data: &Value,
-        callback: Option<&dyn Fn(&Generation, &Generation) -> Result<(), String>>,
+        callback: Option<Veto<'_>>,
     ) -> Result<ReloadReport, Error> {
         let started = Instant::now();
         let sh = &*self.shared;
@@ -253,14 +272,15 @@ impl PluginManager {
         let mut next: Vec<Arc<Version>> = Vec::new();
         let mut fresh: HashSet<u64> = HashSet::new();
         let mut lines: Vec<PluginReport> = Vec::new();
-        let line = |v: &Version, outcome, previous: Option<&Arc<Version>>, load_time| PluginReport {
-            plugin: v.name().to_owned(),
-            outcome,
-            version: v.version().to_owned(),
-            build_id: v.record.build_id.clone(),
-            previous_build_id: previous.map(|p| p.record.build_id.clone()),
-            load_time,
-        };
+        let line =
+            |v: &Version, outcome, previous: Option<&Arc<Version>>, load_time| PluginReport {
+                plugin: v.name().to_owned(),
+                outcome,
+                version: v.version().to_owned(),
+                build_id: v.record.build_id.clone(),
+                previous_build_id: previous.map(|p| p.record.build_id.clone()),
+                load_time,
+            };
         for candidate in candidates.values() {
             let current = old.find(&candidate.manifest.name);
             match current {
@@ -311,8 +331,7 @@ impl PluginManager {
         }
         let symbols = sh.symbols.lock().clone();
         let generation = Generation::new(id, ordered, &symbols);
-        type Cb<'a> = &'a dyn Fn(&Generation, &Generation) -> Result<(), String>;
-        let configured: Option<Cb<'_>> = sh.reload_callback.as_deref().map(|f| f as Cb<'_>);
+        let configured: Option<Veto<'_>> = sh.reload_callback.as_deref().map(|f| f as Veto<'_>);
         for cb in configured.into_iter().chain(callback) {
             if let Err(why) = cb(&generation, &old) {
                 return Err(crate::error::LoadError {
@@ -325,8 +344,17 @@ impl PluginManager {
                 .into());
             }
         }
-        let order: Vec<String> = generation.versions().iter().map(|v| v.name().to_owned()).collect();
-        lines.sort_by_key(|l| order.iter().position(|n| *n == l.plugin).unwrap_or(usize::MAX));
+        let order: Vec<String> = generation
+            .versions()
+            .iter()
+            .map(|v| v.name().to_owned())
+            .collect();
+        lines.sort_by_key(|l| {
+            order
+                .iter()
+                .position(|n| *n == l.plugin)
+                .unwrap_or(usize::MAX)
+        });
         let retired = sh.domain.publish(Arc::new(generation));
         sh.reaper.retire(retired);
         sh.reloads.fetch_add(1, Ordering::Relaxed);
@@ -336,12 +364,21 @@ impl PluginManager {
             plugins: lines,
             duration: started.elapsed(),
         };
-        tracing::info!(generation = id, took_ms = report.duration.as_secs_f64() * 1000.0, "published generation");
+        tracing::info!(
+            generation = id,
+            took_ms = report.duration.as_secs_f64() * 1000.0,
+            "published generation"
+        );
         Ok(report)
     }
 
     /// Calls `function` of `plugin` by name with stable values; the result is host-owned.
-    pub fn invoke_func(&self, plugin: &str, function: &str, args: &[Value]) -> Result<Value, CallError> {
+    pub fn invoke_func(
+        &self,
+        plugin: &str,
+        function: &str,
+        args: &[Value],
+    ) -> Result<Value, CallError> {
         self.shared.domain.with(|g| {
             g.find(plugin)
                 .ok_or_else(|| CallError::UnknownPlugin(plugin.to_owned()))?
@@ -350,7 +387,11 @@ impl PluginManager {
     }
 
     /// Calls `function` on every plugin, dependencies first, all on one generation.
-    pub fn invoke_each(&self, function: &str, args: &[Value]) -> Vec<(String, Result<Value, CallError>)> {
+    pub fn invoke_each(
+        &self,
+        function: &str,
+        args: &[Value],
+    ) -> Vec<(String, Result<Value, CallError>)> {
         self.shared.domain.with(|g| {
             g.versions()
                 .iter()
@@ -360,7 +401,11 @@ impl PluginManager {
     }
 
     /// Like [`invoke_each`](Self::invoke_each), dependents first.
-    pub fn invoke_each_backward(&self, function: &str, args: &[Value]) -> Vec<(String, Result<Value, CallError>)> {
+    pub fn invoke_each_backward(
+        &self,
+        function: &str,
+        args: &[Value],
+    ) -> Vec<(String, Result<Value, CallError>)> {
         self.shared.domain.with(|g| {
             g.versions()
                 .iter()
@@ -378,7 +423,9 @@ impl PluginManager {
 
     /// The plugin called `name` in the current generation.
     pub fn find_plugin(&self, name: &str) -> Option<PluginInfo> {
-        self.shared.domain.with(|g| g.find(name).map(|v| PluginInfo::of(v)))
+        self.shared
+            .domain
+            .with(|g| g.find(name).map(|v| PluginInfo::of(v)))
     }
 
     /// The plugins of the current generation, dependencies first.
@@ -405,14 +452,21 @@ impl PluginManager {
     /// Fails when plugins are loaded and the current generation has no such plugin or
     /// function, or its signature is not `fn(A) -> R` (checked by abi_stable's layout
     /// checker, never by trusting a name).
-    pub fn func<A: Pod, R: Pod>(&self, plugin: &str, function: &str) -> Result<Func<A, R>, CallError> {
+    pub fn func<A: Pod, R: Pod>(
+        &self,
+        plugin: &str,
+        function: &str,
+    ) -> Result<Func<A, R>, CallError> {
         let sh = &*self.shared;
         // Holding the reload lock makes the republish below one of the serialized swaps.
         let _lock = sh.reload_lock.lock();
         let mut symbols = sh.symbols.lock();
         let (arg, ret) = (<A as StableAbi>::LAYOUT, <R as StableAbi>::LAYOUT);
         let index = match symbols.iter().position(|s| {
-            s.plugin == plugin && s.function == function && std::ptr::eq(s.arg, arg) && std::ptr::eq(s.ret, ret)
+            s.plugin == plugin
+                && s.function == function
+                && std::ptr::eq(s.arg, arg)
+                && std::ptr::eq(s.ret, ret)
         }) {
             Some(i) => i,
             None => {

@@ -8,7 +8,10 @@ use std::path::Path;
 pub fn is_mapped(path: &Path) -> Option<bool> {
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
     let needle = path.to_string_lossy();
-    Some(maps.lines().any(|line| mapping_path(line) == Some(needle.as_ref())))
+    Some(
+        maps.lines()
+            .any(|line| mapping_path(line) == Some(needle.as_ref())),
+    )
 }
 
 /// Distinct mapped files whose path starts with `dir`.

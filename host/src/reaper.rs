@@ -91,10 +91,9 @@ pub(crate) struct ReaperHandle {
 
 impl ReaperHandle {
     pub fn retire(&self, g: Retired<Generation>) {
-        if let Err(mpsc::SendError(Msg::Retire(g))) = self.tx.send(Msg::Retire(g)) {
-            // The reaper is gone (process teardown): leaking is the only safe choice.
-            std::mem::forget(g);
-        }
+        // If the reaper is gone (process teardown) the message is dropped, and dropping a
+        // `Retired` leaks its value: the only safe choice, as a reader may still use it.
+        let _ = self.tx.send(Msg::Retire(g));
     }
 
     pub fn free(&self, job: FreeJob) {
@@ -155,7 +154,11 @@ fn run(rx: mpsc::Receiver<Msg>, free_delay: Duration) {
                 .map(|(due, _)| due.saturating_duration_since(Instant::now()))
                 .min()
                 .unwrap_or(backoff);
-            let wait = if generations.is_empty() { until_due } else { until_due.min(backoff) };
+            let wait = if generations.is_empty() {
+                until_due
+            } else {
+                until_due.min(backoff)
+            };
             if disconnected {
                 std::thread::sleep(wait);
                 Err(mpsc::RecvTimeoutError::Timeout)
@@ -184,8 +187,9 @@ fn run(rx: mpsc::Receiver<Msg>, free_delay: Duration) {
         if !generations.is_empty() {
             if let Some(held) = reclaim::protected() {
                 let before = generations.len();
-                let (keep, free): (Vec<_>, Vec<_>) =
-                    generations.drain(..).partition(|g| held.contains(&g.addr()));
+                let (keep, free): (Vec<_>, Vec<_>) = generations
+                    .drain(..)
+                    .partition(|g| held.contains(&g.addr()));
                 generations = keep;
                 // Dropping a generation drops its versions: FreeJobs come back to us.
                 free.into_iter().for_each(Retired::free);

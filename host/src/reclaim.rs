@@ -52,7 +52,7 @@ struct ThreadRecord {
 static REGISTRY: Mutex<Vec<&'static ThreadRecord>> = Mutex::new(Vec::new());
 
 /// A thread's record, or null before its first pin, or `EXITING` during teardown.
-const EXITING: *const ThreadRecord = 1 as *const ThreadRecord;
+const EXITING: *const ThreadRecord = std::ptr::dangling::<ThreadRecord>();
 
 thread_local! {
     // `const` and drop-free, so reading it compiles to one thread-pointer-relative load.
@@ -76,10 +76,11 @@ impl Drop for ReleaseOnExit {
 #[cold]
 fn register() -> *const ThreadRecord {
     let mut registry = REGISTRY.lock();
-    let rec = match registry
-        .iter()
-        .find(|r| r.in_use.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok())
-    {
+    let rec = match registry.iter().find(|r| {
+        r.in_use
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }) {
         Some(r) => *r,
         None => {
             let r: &'static ThreadRecord = Box::leak(Box::new(ThreadRecord {
@@ -229,7 +230,9 @@ impl<T> Domain<T> {
     pub fn publish(&self, value: Arc<T>) -> Retired<T> {
         let mut slow = self.slow.lock();
         *slow = value.clone();
-        let old = self.current.swap(Arc::into_raw(value) as *mut T, Ordering::AcqRel);
+        let old = self
+            .current
+            .swap(Arc::into_raw(value) as *mut T, Ordering::AcqRel);
         Retired(old)
     }
 
@@ -347,7 +350,10 @@ mod tests {
         let alive = Arc::new(AtomicU64::new(1));
         let make = |v| {
             alive.fetch_add(1, Ordering::SeqCst);
-            Arc::new(Tracked { value: v, alive: alive.clone() })
+            Arc::new(Tracked {
+                value: v,
+                alive: alive.clone(),
+            })
         };
         alive.fetch_sub(1, Ordering::SeqCst);
         let domain = Arc::new(Domain::new(make(0)));

@@ -70,7 +70,11 @@ impl std::fmt::Display for ReloadReport {
             self.duration.as_secs_f64() * 1000.0
         )?;
         for p in &self.plugins {
-            writeln!(f, "  {:<20} {:<15?} {} {}", p.plugin, p.outcome, p.version, p.build_id)?;
+            writeln!(
+                f,
+                "  {:<20} {:<15?} {} {}",
+                p.plugin, p.outcome, p.version, p.build_id
+            )?;
         }
         Ok(())
     }

@@ -72,14 +72,16 @@ unsafe extern "C" fn host_spawn(
     let task = SendTask(task);
     let thread_name = format!("{}:{}", ctx.label, name.as_str());
     ctx.tasks.fetch_add(1, Ordering::SeqCst);
-    let spawned = std::thread::Builder::new().name(thread_name).spawn(move || {
-        let task = task;
-        // SAFETY: run once, never dropped after; the plugin catches the task's panics.
-        unsafe { (task.0.run)(task.0.data) };
-        version.ctx.tasks.fetch_sub(1, Ordering::SeqCst);
-        // Dropping `version` here may free it: that only queues work for the reaper.
-        drop(version);
-    });
+    let spawned = std::thread::Builder::new()
+        .name(thread_name)
+        .spawn(move || {
+            let task = task;
+            // SAFETY: run once, never dropped after; the plugin catches the task's panics.
+            unsafe { (task.0.run)(task.0.data) };
+            version.ctx.tasks.fetch_sub(1, Ordering::SeqCst);
+            // Dropping `version` here may free it: that only queues work for the reaper.
+            drop(version);
+        });
     match spawned {
         Ok(_) => RResult::ROk(()),
         Err(e) => {
@@ -182,18 +184,18 @@ impl Version {
     }
 
     /// Turns a hook's result into ours, copying the plugin's message out.
-    pub(crate) fn hook<T>(&self, step: Step, r: RResult<T, Failure>) -> Result<T, LoadError> {
+    pub(crate) fn hook<T>(&self, step: Step, r: RResult<T, Failure>) -> Result<T, Box<LoadError>> {
         match r {
             RResult::ROk(v) => Ok(v),
             RResult::RErr(f) => {
                 let msg = f.message.as_str().to_owned();
-                Err(self.load_error(
+                Err(Box::new(self.load_error(
                     step,
                     match f.kind {
                         FailKind::Error => LoadErrorKind::Hook(msg),
                         FailKind::Panic => LoadErrorKind::Panic(msg),
                     },
-                ))
+                )))
             }
         }
     }
@@ -221,7 +223,8 @@ impl Version {
     pub fn invoke(&self, function: &str, args: &[Value]) -> Result<Value, CallError> {
         let vt = self.vtable();
         // SAFETY: the instance is live while `self` is, and invoke_func takes shared access.
-        let r = unsafe { (vt.invoke_func)(self.instance, function.into(), RSlice::from_slice(args)) };
+        let r =
+            unsafe { (vt.invoke_func)(self.instance, function.into(), RSlice::from_slice(args)) };
         match r {
             // `clone` rebuilds every allocation with the host's code; the plugin-made
             // value is dropped right here, while its library is still loaded.

@@ -4,9 +4,9 @@
 //! Every function here catches unwinding (DESIGN invariant 4): a panic becomes a
 //! [`Failure`] of kind `Panic` carrying the panic message.
 
+use crate::value::Value;
 use crate::vtable::{FailKind, Failure, HostHandle, ImportSpec, InstancePtr, VaultHandle};
 use crate::{Error, Plugin, Vault};
-use crate::value::Value;
 use abi_stable::std_types::{RResult, RSlice, RStr, RVec};
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -93,7 +93,10 @@ pub unsafe extern "C" fn on_load<T: Plugin>(p: InstancePtr, data: &Value) -> RRe
 
 /// # Safety
 /// See `PluginVTable`: exclusive access.
-pub unsafe extern "C" fn on_init<T: Plugin>(p: InstancePtr, vault: &VaultHandle) -> RResult<(), Failure> {
+pub unsafe extern "C" fn on_init<T: Plugin>(
+    p: InstancePtr,
+    vault: &VaultHandle,
+) -> RResult<(), Failure> {
     let vault = Vault::from_handle(*vault);
     // SAFETY: live instance, exclusive access (vtable contract).
     guard(|| unsafe { instance::<T>(p) }.on_init(&vault))

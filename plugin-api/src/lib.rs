@@ -163,7 +163,22 @@ macro_rules! pod {
         unsafe impl Pod for $t {}
     )*};
 }
-pod!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize, f32, f64, bool, ());
+pod!(
+    u8,
+    u16,
+    u32,
+    u64,
+    usize,
+    i8,
+    i16,
+    i32,
+    i64,
+    isize,
+    f32,
+    f64,
+    bool,
+    ()
+);
 // SAFETY: a pair of pointer-free values holds no pointer.
 unsafe impl<A: Pod, B: Pod> Pod for abi_stable::std_types::Tuple2<A, B> {}
 // SAFETY: likewise for three.

@@ -78,10 +78,7 @@ impl Value {
     /// Looks `key` up in a map; `None` for a missing key or a value that is not a map.
     pub fn get(&self, key: &str) -> Option<&Value> {
         match self {
-            Value::Map(entries) => entries
-                .iter()
-                .find(|e| e.0.as_str() == key)
-                .map(|e| &e.1),
+            Value::Map(entries) => entries.iter().find(|e| e.0.as_str() == key).map(|e| &e.1),
             _ => None,
         }
     }
@@ -417,7 +414,7 @@ mod tests {
     fn conversions_round_trip() {
         assert_eq!(i64::try_from(Value::from(7)).unwrap(), 7);
         assert_eq!(String::try_from(Value::from("hi")).unwrap(), "hi");
-        assert_eq!(bool::try_from(Value::from(true)).unwrap(), true);
+        assert!(bool::try_from(Value::from(true)).unwrap());
         let err = i64::try_from(Value::from("x")).unwrap_err();
         assert_eq!(err.to_string(), "expected i64, found string");
         assert!(u8::try_from(Value::from(300)).is_err());

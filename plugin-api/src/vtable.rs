@@ -99,7 +99,11 @@ pub struct FfiTask {
 pub struct HostVTable {
     /// Runs `task` on a host-tracked thread; the plugin's version stays loaded until the
     /// task ends.
-    pub spawn: unsafe extern "C" fn(ctx: *const c_void, name: RStr<'_>, task: FfiTask) -> RResult<(), Failure>,
+    pub spawn: unsafe extern "C" fn(
+        ctx: *const c_void,
+        name: RStr<'_>,
+        task: FfiTask,
+    ) -> RResult<(), Failure>,
 }
 
 /// The host as a plugin version sees it: `ctx` identifies the version to the host.

@@ -10,7 +10,10 @@ use std::sync::{Mutex, OnceLock};
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 /// One build of a plugin: its library and manifest, in a cache directory.
@@ -74,7 +77,11 @@ pub fn build(crate_dir: &str, features: &[&str]) -> Build {
 /// Copies a build (library and manifest) into the plugin directory `dir`.
 pub fn install(b: &Build, dir: &Path) {
     std::fs::copy(&b.library, dir.join(&b.manifest.file)).unwrap();
-    std::fs::copy(&b.manifest_path, dir.join(b.manifest_path.file_name().unwrap())).unwrap();
+    std::fs::copy(
+        &b.manifest_path,
+        dir.join(b.manifest_path.file_name().unwrap()),
+    )
+    .unwrap();
 }
 
 /// Removes every build from the plugin directory `dir`.
@@ -92,14 +99,20 @@ pub fn install_with(b: &Build, dir: &Path, edit: impl FnOnce(&mut Manifest)) -> 
     if !lib.exists() {
         std::fs::copy(&b.library, &lib).unwrap();
     }
-    let path = dir.join(format!("{}.manifest.json", m.file.trim_end_matches(std::env::consts::DLL_SUFFIX)));
+    let path = dir.join(format!(
+        "{}.manifest.json",
+        m.file.trim_end_matches(std::env::consts::DLL_SUFFIX)
+    ));
     m.write(&path).unwrap();
     path
 }
 
 /// A fresh plugin directory.
 pub fn plugin_dir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("hotswap-test-").tempdir().unwrap()
+    tempfile::Builder::new()
+        .prefix("hotswap-test-")
+        .tempdir()
+        .unwrap()
 }
 
 /// Installs an arbitrary file as if `hotswap build` had made it, with a correct sha256.
@@ -124,5 +137,6 @@ pub fn install_raw(bytes: &[u8], name: &str, dir: &Path, time_ms: u64) {
         target: String::new(),
         live_prefix: "live_".into(),
     };
-    m.write(&dir.join(format!("{name}-0.1.0-raw.manifest.json"))).unwrap();
+    m.write(&dir.join(format!("{name}-0.1.0-raw.manifest.json")))
+        .unwrap();
 }

@@ -12,7 +12,10 @@ struct World {
 impl Plugin for World {
     fn on_load(&mut self, data: &Value) -> Result<()> {
         // The host may pass a custom greeting word in the load data.
-        let word = data.get("greeting").and_then(Value::as_str).unwrap_or("hello");
+        let word = data
+            .get("greeting")
+            .and_then(Value::as_str)
+            .unwrap_or("hello");
         self.greeting = format!("{word} from {VERSION}");
         Ok(())
     }

@@ -107,7 +107,9 @@ impl Plugin for Probe {
             "add" => {
                 let mut sum = 0i64;
                 for a in args {
-                    sum += a.as_int().ok_or_else(|| Error::msg(format!("add takes ints, got {}", a.kind())))?;
+                    sum += a
+                        .as_int()
+                        .ok_or_else(|| Error::msg(format!("add takes ints, got {}", a.kind())))?;
                 }
                 Ok(Value::from(sum))
             }
