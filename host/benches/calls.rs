@@ -276,11 +276,19 @@ fn main() {
     }
 
     // Reload latency: swap which manifest is in the directory, then time the reload.
-    eprintln!("timing {RELOADS} reloads (+{WARMUP_RELOADS} untimed) ...");
-    let mut reloads = Vec::with_capacity(RELOADS);
+    // `cargo bench` passes --bench; without it (`cargo test --benches`) criterion only
+    // checks that each benchmark runs once, and so do the reloads here.
+    let measuring = std::env::args().any(|a| a == "--bench");
+    let (warmup_reloads, timed_reloads) = if measuring {
+        (WARMUP_RELOADS, RELOADS)
+    } else {
+        (0, 4)
+    };
+    eprintln!("timing {timed_reloads} reloads (+{warmup_reloads} untimed) ...");
+    let mut reloads = Vec::with_capacity(timed_reloads);
     let mut not_collected = 0;
     let mut next_is_v2 = true;
-    for i in 0..WARMUP_RELOADS + RELOADS {
+    for i in 0..warmup_reloads + timed_reloads {
         std::fs::remove_file(&manifest_in_dir).expect("remove manifest");
         let next = if next_is_v2 { &v2 } else { &v1 };
         manifest_in_dir = next.copy_manifest(&plugins);
@@ -294,7 +302,7 @@ fn main() {
             report.plugins.iter().any(|p| p.outcome == Outcome::Loaded),
             "every reload loads a new build: {report}"
         );
-        if i >= WARMUP_RELOADS {
+        if i >= warmup_reloads {
             reloads.push(took);
         }
         if !manager.collect(Duration::from_secs(5)) {
@@ -313,6 +321,9 @@ fn main() {
         _ => println!("{line:<24} (not run: filtered out)"),
     };
     println!();
+    if !measuring {
+        println!("test mode (no --bench): every number below is one sample, not a measurement");
+    }
     println!(
         "hotswap call benchmark (ratios against a raw extern \"C\" call measured in this run)"
     );
@@ -341,7 +352,7 @@ fn main() {
          against raw."
     );
     println!(
-        "reload: {RELOADS} reloads alternating v1/v2 of the probe plugin, builds excluded; \
+        "reload: {timed_reloads} reloads alternating v1/v2 of the probe plugin, builds excluded; \
          collect() between reloads, untimed{}.",
         if not_collected > 0 {
             format!(" ({not_collected} collects timed out after 5 s)")

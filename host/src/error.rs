@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 /// The step of a load or reload where something failed, in lifecycle order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Step {
     /// Listing the plugin directory and reading manifests.
     Scan,

@@ -140,6 +140,15 @@ fn run(rx: mpsc::Receiver<Msg>, free_delay: Duration) {
     let mut backoff = Duration::from_millis(1);
     let mut disconnected = false;
     loop {
+        // Freeing a generation queues FreeJobs on our own channel: take them in before
+        // deciding we are idle.
+        while let Ok(msg) = rx.try_recv() {
+            match msg {
+                Msg::Retire(g) => generations.push(g),
+                Msg::Free(job) => jobs.push((Instant::now() + free_delay, *job)),
+                Msg::WhenIdle(w) => waiters.push(w),
+            }
+        }
         let msg = if generations.is_empty() && jobs.is_empty() {
             for w in waiters.drain(..) {
                 let _ = w.send(());
