@@ -1,0 +1,125 @@
+//! Unloading is sound: versions loaded, layout-checked and unloaded a thousand times
+//! under valgrind's memcheck, with no invalid read or write.
+//!
+//! Why: abi_stable's layout checker keeps process-wide maps whose entries point at type
+//! layouts inside the checked library (DESIGN, "a known hazard"). The host checks every
+//! library against a throwaway `CheckingGlobals`, so nothing of an unloaded library is
+//! ever read again; this test is the proof. Each cycle unloads the old version before
+//! the next load, so a new version is often mapped at the address the old one had:
+//! exactly when a stale entry would be read.
+
+mod common;
+
+use common::{build, clear, install, plugin_dir};
+use hotswap_host::{maps, PluginManager, Value};
+use std::process::Command;
+use std::time::Duration;
+
+const PROBE: &str = "tests/plugins/probe";
+
+/// The work valgrind watches: `cycles` reloads alternating two builds, each followed by
+/// a full collect, plus a typed handle re-resolved (layout-checked) every time.
+fn churn(dir_a: &str, dir_b: &str, cycles: usize) {
+    let dir = plugin_dir();
+    let m = PluginManager::new(dir.path()).unwrap();
+    let handle = m.func::<u64, u64>("probe", "add_one").unwrap();
+    // A value made by the first version, kept while every later version comes and goes:
+    // the host copied it out of the plugin, so using it after the unload is sound.
+    let mut kept: Option<Value> = None;
+    for i in 0..cycles {
+        clear(dir.path());
+        let from = if i % 2 == 0 { dir_a } else { dir_b };
+        for e in std::fs::read_dir(from).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+        }
+        if i == 0 {
+            m.load_plugins(&Value::Null).unwrap();
+        } else {
+            m.reload(&Value::Null).unwrap();
+        }
+        assert_eq!(handle.call(i as u64).unwrap(), i as u64 + 1);
+        let text = m.invoke_func("probe", "long_string", &[]).unwrap();
+        assert!(text
+            .as_str()
+            .unwrap()
+            .starts_with(if i % 2 == 0 { "v1:" } else { "v2:" }));
+        kept.get_or_insert(text);
+        assert!(m.collect(Duration::from_secs(60)));
+        assert_eq!(
+            maps::mapped_under(m.private_dir()).len(),
+            1,
+            "cycle {i}: the old version is unmapped"
+        );
+    }
+    assert_eq!(kept.take().unwrap().as_str().unwrap(), "v1:".repeat(1000));
+    println!(
+        "churned {cycles} versions; reclamation: {}",
+        m.status().reclamation
+    );
+}
+
+#[test]
+fn a_thousand_loads_checks_and_unloads_have_no_invalid_memory_access() {
+    if let Ok(spec) = std::env::var("HOTSWAP_CHURN") {
+        // We are the child, running under valgrind.
+        let mut parts = spec.split('|');
+        let (a, b, n) = (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+        );
+        churn(a, b, n.parse().unwrap());
+        return;
+    }
+    let (a, b) = (plugin_dir(), plugin_dir());
+    install(&build(PROBE, &[]), a.path());
+    install(&build(PROBE, &["v2"]), b.path());
+    let cycles = std::env::var("HOTSWAP_CHURN_CYCLES").unwrap_or_else(|_| "1000".into());
+    let spec = format!("{}|{}|{cycles}", a.path().display(), b.path().display());
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        println!("valgrind is not installed: running the churn without it (install valgrind for the memory check)");
+        churn(
+            &a.path().display().to_string(),
+            &b.path().display().to_string(),
+            50,
+        );
+        return;
+    }
+    let out = Command::new("valgrind")
+        .args([
+            "--tool=memcheck",
+            "--error-exitcode=99",
+            "--leak-check=no",
+            "--track-origins=no",
+            "-q",
+        ])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_thousand_loads_checks_and_unloads_have_no_invalid_memory_access",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("HOTSWAP_CHURN", &spec)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        !stderr.contains("Invalid read")
+            && !stderr.contains("Invalid write")
+            && !stderr.contains("uninitialised"),
+        "valgrind found invalid memory accesses:\n{stderr}"
+    );
+    assert!(
+        out.status.success(),
+        "valgrind run failed ({:?}):\n{stderr}",
+        out.status
+    );
+    assert!(
+        stdout.contains(&format!("churned {cycles} versions")),
+        "{stdout}"
+    );
+}
