@@ -18,7 +18,8 @@ fn main() -> ExitCode {
     let demo = std::env::args().nth(1).unwrap_or_else(|| "hello".into());
     let result = match demo.as_str() {
         "hello" => hello(),
-        other => Err(format!("unknown demo {other:?}; available: hello")),
+        "trine" => trine::run(),
+        other => Err(format!("unknown demo {other:?}; available: hello, trine")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -29,7 +30,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn repo() -> PathBuf {
+mod trine;
+
+pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
@@ -37,7 +40,7 @@ fn repo() -> PathBuf {
 }
 
 /// Runs `hotswap build <plugin> <out> [-- cargo args]` through the CLI's own entry point.
-fn hotswap_build(plugin: &Path, out: &Path, cargo_args: &[&str]) -> Result<(), String> {
+pub(crate) fn hotswap_build(plugin: &Path, out: &Path, cargo_args: &[&str]) -> Result<(), String> {
     let mut args: Vec<String> = vec!["hotswap".into(), "build".into()];
     args.push(plugin.display().to_string());
     args.push(out.display().to_string());

@@ -10,10 +10,12 @@
 //! It first builds the probe plugin (`tests/plugins/probe`) twice with the real builder
 //! (`hotswap build`: features "" and "v2", into `<repo>/target/hotswap-test-plugins`, the
 //! same target directory the tests use), then loads it with a `PluginManager` from a
-//! temporary plugin directory. Builds are never timed. Then, with criterion:
+//! temporary plugin directory. Builds are never timed. Then, with criterion, each line
+//! timed on threads the benchmark starts (one, or one per core), running the same loop
+//! (`black_box` on every argument and result), so only the call differs between lines:
 //!
 //! - `raw`: a `probe_raw_add_one` function pointer found with `dlsym` (`libloading`) in
-//!   a separate copy of the library, called directly: the floor.
+//!   a separate copy of the library, called directly: the floor the ratios divide by.
 //! - `typed/1-thread`: `Func<u64, u64>::call` on a handle from
 //!   `manager.func::<u64, u64>("probe", "add_one")`, the fast path.
 //! - `raw/all-cores`, `typed/all-cores`: the same calls made by every core at once
@@ -28,6 +30,9 @@
 //!   reload loads, initializes and publishes a new version; p50 and p99 over
 //!   [`RELOADS`] reloads. `manager.collect` runs between reloads, outside the timing,
 //!   so retired versions are unloaded.
+//!
+//! `cargo test --benches` runs it in criterion's test mode: every benchmark once, four
+//! reloads, and numbers that mean nothing.
 //!
 //! The summary table at the end gives each line in ns per call and as a ratio against
 //! `raw` (the all-cores typed line against `raw/all-cores`), with the medians computed
@@ -107,7 +112,7 @@ fn build_probe(root: &Path, features: &str, out: &Path) -> Build {
     Build::of(built)
 }
 
-/// `calls` calls of `f`, timed; the loop shape is the same for every line of the table.
+/// `calls` calls of `f`, timed.
 #[inline(always)]
 fn timed(calls: u64, f: &impl Fn(u64) -> u64) -> Duration {
     let start = Instant::now();
@@ -117,9 +122,11 @@ fn timed(calls: u64, f: &impl Fn(u64) -> u64) -> Duration {
     start.elapsed()
 }
 
-/// Every one of `threads` threads makes `calls` calls of `f` at once; returns the
-/// slowest thread's time.
-fn all_cores(threads: usize, calls: u64, f: &(impl Fn(u64) -> u64 + Sync)) -> Duration {
+/// Each of `threads` new threads makes `calls` calls of `f`, all at once (they start
+/// together on a barrier); returns the slowest thread's time. The one-thread lines use
+/// this too, with one thread, so every line runs the same code on the same kind of
+/// thread and only the thread count differs.
+fn on_threads(threads: usize, calls: u64, f: &(impl Fn(u64) -> u64 + Sync)) -> Duration {
     let barrier = Barrier::new(threads);
     std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads)
@@ -224,13 +231,12 @@ fn main() {
     assert_eq!(raw(41), 42);
     let typed = |x: u64| func.call(x).expect("typed call");
     let args = [Value::from(1i64), Value::from(2i64)];
-    assert_eq!(
-        manager
-            .invoke_func("probe", "add", &args)
-            .expect("invoke_func")
-            .as_int(),
-        Some(3)
-    );
+    let dynamic = |_: u64| {
+        let sum = manager.invoke_func("probe", black_box("add"), black_box(&args));
+        // The result is a host-owned `Value`, dropped here as a caller would.
+        sum.expect("invoke_func").as_int().unwrap_or(0) as u64
+    };
+    assert_eq!(dynamic(0), 3);
 
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let samples = Samples::default();
@@ -248,29 +254,19 @@ fn main() {
             .measurement_time(Duration::from_secs(2))
             .sample_size(SAMPLE_SIZE);
         group.bench_function(RAW, |b| {
-            b.iter_custom(|n| samples.record(RAW, n, timed(n, &raw)))
+            b.iter_custom(|n| samples.record(RAW, n, on_threads(1, n, &raw)))
         });
         group.bench_function(TYPED, |b| {
-            b.iter_custom(|n| samples.record(TYPED, n, timed(n, &typed)))
+            b.iter_custom(|n| samples.record(TYPED, n, on_threads(1, n, &typed)))
         });
         group.bench_function(RAW_ALL, |b| {
-            b.iter_custom(|n| samples.record(RAW_ALL, n, all_cores(threads, n, &raw)))
+            b.iter_custom(|n| samples.record(RAW_ALL, n, on_threads(threads, n, &raw)))
         });
         group.bench_function(TYPED_ALL, |b| {
-            b.iter_custom(|n| samples.record(TYPED_ALL, n, all_cores(threads, n, &typed)))
+            b.iter_custom(|n| samples.record(TYPED_ALL, n, on_threads(threads, n, &typed)))
         });
         group.bench_function(INVOKE, |b| {
-            b.iter_custom(|n| {
-                let start = Instant::now();
-                for _ in 0..n {
-                    black_box(
-                        manager
-                            .invoke_func("probe", black_box("add"), black_box(&args))
-                            .expect("invoke_func"),
-                    );
-                }
-                samples.record(INVOKE, n, start.elapsed())
-            })
+            b.iter_custom(|n| samples.record(INVOKE, n, on_threads(1, n, &dynamic)))
         });
         group.finish();
     }

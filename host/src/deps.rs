@@ -1,9 +1,12 @@
-//! Dependency order: providers before their dependents, checked for unknown
-//! dependencies, cycles, and Go's rule that a non-reloadable plugin may not import a
-//! reloadable one (it would keep calling code that a reload replaces).
+//! Dependencies between plugins: their order (providers before their dependents),
+//! checked for unknown dependencies, cycles, and Go's rule that a non-reloadable plugin
+//! may not import a reloadable one (it would keep calling code that a reload replaces);
+//! and the binding of a dependent's imports to its providers' exports.
 
 use crate::error::{LoadError, LoadErrorKind, Step};
+use crate::generation::check_layout;
 use crate::version::Version;
+use hotswap_plugin_api::vtable::ImportEntry;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -28,15 +31,15 @@ pub(crate) fn order(versions: Vec<Arc<Version>>) -> Result<Vec<Arc<Version>>, Bo
                     .into());
             };
             if !v.reloadable && provider.reloadable {
-                return Err(v.load_error(
-                    Step::Import,
-                    LoadErrorKind::Hook(format!(
-                        "non-reloadable plugin {} imports reloadable plugin {}: a reload would leave it calling replaced code",
-                        v.name(),
-                        provider.name()
-                    )),
-                )
-                .into());
+                return Err(v
+                    .load_error(
+                        Step::Import,
+                        LoadErrorKind::NotReloadableImport {
+                            plugin: v.name().to_owned(),
+                            provider: provider.name().to_owned(),
+                        },
+                    )
+                    .into());
             }
         }
     }
@@ -94,4 +97,87 @@ pub(crate) fn order(versions: Vec<Arc<Version>>) -> Result<Vec<Arc<Version>>, Bo
         )?;
     }
     Ok(out)
+}
+
+/// Binds `v`'s imports to the providers among `set`: checks each provider's crate
+/// version against the requirement and its export's type against the declared one
+/// (abi_stable's layout checker). Returns the providers and the entries for `on_load`,
+/// both in declaration order.
+pub(crate) fn resolve(
+    v: &Version,
+    set: &[Arc<Version>],
+) -> Result<(Vec<Arc<Version>>, Vec<ImportEntry>), Box<LoadError>> {
+    let mut providers = Vec::with_capacity(v.imports.len());
+    let mut entries = Vec::with_capacity(v.imports.len());
+    for dep in &v.imports {
+        let provider = set.iter().find(|p| p.name() == dep.plugin).ok_or_else(|| {
+            v.load_error(
+                Step::Import,
+                LoadErrorKind::UnknownDependency {
+                    plugin: v.name().to_owned(),
+                    missing: dep.plugin.clone(),
+                },
+            )
+        })?;
+        if !dep.version_req.trim().is_empty() {
+            let bad = |cause: String| {
+                v.load_error(
+                    Step::Import,
+                    LoadErrorKind::BadVersionRequirement {
+                        plugin: v.name().to_owned(),
+                        provider: dep.plugin.clone(),
+                        required: dep.version_req.clone(),
+                        cause,
+                    },
+                )
+            };
+            let req =
+                semver::VersionReq::parse(&dep.version_req).map_err(|e| bad(e.to_string()))?;
+            let found = semver::Version::parse(provider.version()).map_err(|e| {
+                bad(format!(
+                    "the provider's version {:?} is not semver: {e}",
+                    provider.version()
+                ))
+            })?;
+            if !req.matches(&found) {
+                return Err(v
+                    .load_error(
+                        Step::Import,
+                        LoadErrorKind::DependencyVersion {
+                            plugin: v.name().to_owned(),
+                            provider: dep.plugin.clone(),
+                            required: dep.version_req.clone(),
+                            found: provider.version().to_owned(),
+                        },
+                    )
+                    .into());
+            }
+        }
+        if let Some(declared) = dep.layout {
+            let mismatch = |detail: String| {
+                v.load_error(
+                    Step::Import,
+                    LoadErrorKind::ExportType {
+                        plugin: v.name().to_owned(),
+                        provider: dep.plugin.clone(),
+                        detail,
+                    },
+                )
+            };
+            let exported = provider
+                .export
+                .layout
+                .ok_or_else(|| mismatch(format!("{} exports nothing", dep.plugin)))?;
+            check_layout(declared, exported).map_err(mismatch)?;
+        }
+        let pvt = provider.vtable();
+        entries.push(ImportEntry {
+            plugin: pvt.name,
+            version: pvt.version,
+            export: provider.export.ptr.cast_const(),
+            declared: dep.layout,
+        });
+        providers.push(provider.clone());
+    }
+    Ok((providers, entries))
 }

@@ -24,6 +24,8 @@ pub enum Step {
     New,
     /// The `reloadable` hook.
     Reloadable,
+    /// The `export` hook.
+    Export,
     /// The `import` hook and dependency resolution.
     Import,
     /// The `on_load` hook.
@@ -45,6 +47,7 @@ impl fmt::Display for Step {
             Step::LayoutCheck => "layout-check",
             Step::New => "new",
             Step::Reloadable => "reloadable",
+            Step::Export => "export",
             Step::Import => "import",
             Step::OnLoad => "on_load",
             Step::OnInit => "on_init",
@@ -98,6 +101,30 @@ pub enum LoadErrorKind {
     UnknownDependency { plugin: String, missing: String },
     #[error("cyclic dependency: {0}")]
     Cycle(String),
+    #[error("plugin {plugin:?} requires {provider:?} {required}, but {provider:?} is {found}")]
+    DependencyVersion {
+        plugin: String,
+        provider: String,
+        required: String,
+        found: String,
+    },
+    #[error("plugin {plugin:?} has an invalid version requirement {required:?} on {provider:?}: {cause}")]
+    BadVersionRequirement {
+        plugin: String,
+        provider: String,
+        required: String,
+        cause: String,
+    },
+    #[error(
+        "plugin {plugin:?} imports {provider:?} as a type its export does not have:\n{detail}"
+    )]
+    ExportType {
+        plugin: String,
+        provider: String,
+        detail: String,
+    },
+    #[error("non-reloadable plugin {plugin:?} imports reloadable plugin {provider:?}: a reload would leave it calling replaced code")]
+    NotReloadableImport { plugin: String, provider: String },
     #[error("vetoed by the reload callback: {0}")]
     Vetoed(String),
 }

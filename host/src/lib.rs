@@ -16,6 +16,8 @@
 //!
 //! See ARCHITECTURE.md for the map of modules and where each invariant is enforced.
 
+#[cfg(feature = "admin")]
+pub mod admin;
 mod deps;
 pub mod elf;
 mod error;
@@ -25,12 +27,17 @@ mod loader;
 mod manager;
 pub mod manifest;
 pub mod maps;
+pub mod metrics;
 mod reaper;
 pub mod reclaim;
 mod report;
 mod scan;
+pub mod signals;
 mod status;
+mod trigger;
 mod version;
+#[cfg(feature = "watch")]
+pub mod watch;
 
 pub use error::{CallError, Error, LoadError, LoadErrorKind, Step};
 pub use func::Func;
@@ -39,4 +46,5 @@ pub use hotswap_plugin_api::{Pod, Value};
 pub use manager::{Builder, PluginInfo, PluginManager, ReloadCallback};
 pub use report::{Outcome, PluginReport, ReloadReport};
 pub use status::{Status, VersionState, VersionStatus};
+pub use trigger::{LastReload, ReloadOutcome, ReloadStats, Source, Trigger};
 pub use version::Version;

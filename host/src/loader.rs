@@ -12,7 +12,7 @@ use crate::manifest::sha256_hex;
 use crate::reaper::ReaperHandle;
 use crate::scan::Candidate;
 use crate::status::{RecordState, Records, VersionRecord};
-use crate::version::{Dependency, Version, VersionCtx};
+use crate::version::{Dependency, ExportObj, Version, VersionCtx};
 use abi_stable::library::AbiHeader;
 use abi_stable::std_types::RResult;
 use abi_stable::StableAbi;
@@ -115,11 +115,21 @@ pub(crate) fn load(
             return Err(fail(Step::New, failure_kind(f)));
         }
     };
-    // SAFETY: live instance, not shared yet; `reloadable` and `import` take shared access.
-    let (reloadable, imports) = unsafe { ((vt.reloadable)(instance), (vt.import)(instance)) };
+    // Go hotswap's order: Reloadable, Export, Import.
+    // SAFETY: live instance, not shared yet; these hooks take shared access.
+    let (reloadable, export, imports) = unsafe {
+        (
+            (vt.reloadable)(instance),
+            (vt.export)(instance),
+            (vt.import)(instance),
+        )
+    };
     let reloadable = reloadable
         .into_result()
         .map_err(|f| fail(Step::Reloadable, failure_kind(f)));
+    let export = export
+        .into_result()
+        .map_err(|f| fail(Step::Export, failure_kind(f)));
     let imports = imports
         .into_result()
         .map_err(|f| fail(Step::Import, failure_kind(f)));
@@ -129,6 +139,7 @@ pub(crate) fn load(
             .map(|i| Dependency {
                 plugin: i.plugin.as_str().to_owned(),
                 version_req: i.version_req.as_str().to_owned(),
+                layout: i.layout,
             })
             .collect(),
         Err(_) => Vec::new(),
@@ -149,9 +160,22 @@ pub(crate) fn load(
             env.reaper.clone(),
             *reloadable.as_ref().unwrap_or(&true),
             deps,
+            match &export {
+                Ok(e) => ExportObj {
+                    ptr: e.ptr,
+                    layout: e.layout,
+                    drop: e.drop,
+                },
+                Err(_) => ExportObj {
+                    ptr: std::ptr::null_mut(),
+                    layout: None,
+                    drop: None,
+                },
+            },
         )
     };
     reloadable?;
+    export?;
     imports?;
     tracing::debug!(plugin = %m.name, version = %m.version, id, "loaded");
     Ok(version)

@@ -11,8 +11,9 @@ use crate::report::{Outcome, PluginReport, ReloadReport};
 use crate::scan;
 use crate::status::{RecordState, Records, Status, VersionState, VersionStatus, PINNED_REASON};
 use crate::version::Version;
+use abi_stable::std_types::RSlice;
 use abi_stable::StableAbi;
-use hotswap_plugin_api::vtable::VaultHandle;
+use hotswap_plugin_api::vtable::{ImportsFfi, VaultHandle};
 use hotswap_plugin_api::{Pod, Value};
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -312,12 +313,51 @@ impl PluginManager {
                 next.push(cur.clone());
             }
         }
+        // Rebinding: a kept plugin that imports a changed one gets a fresh instance from
+        // a fresh copy of its file, bound to the new provider; the old pair keeps serving
+        // the old generation until drained. Repeated until no kept plugin imports a fresh
+        // one (chains rebind transitively).
+        loop {
+            let stale: Vec<usize> = next
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| !fresh.contains(&v.id()) && v.reloadable)
+                .filter(|(_, v)| {
+                    v.imports.iter().any(|d| {
+                        next.iter()
+                            .any(|p| p.name() == d.plugin && fresh.contains(&p.id()))
+                    })
+                })
+                .map(|(i, _)| i)
+                .collect();
+            if stale.is_empty() {
+                break;
+            }
+            for i in stale {
+                let name = next[i].name().to_owned();
+                let candidate = &candidates[&name];
+                let t = Instant::now();
+                let v = loader::load(candidate, &env)?;
+                if let Some(l) = lines.iter_mut().find(|l| l.plugin == name) {
+                    l.outcome = Outcome::Rebound;
+                    l.build_id = v.record.build_id.clone();
+                    l.load_time = t.elapsed();
+                }
+                fresh.insert(v.id());
+                next[i] = v;
+            }
+        }
         let ordered = crate::deps::order(next)?;
         let id = old.id() + 1;
         for v in ordered.iter().filter(|v| fresh.contains(&v.id())) {
+            let (providers, entries) = crate::deps::resolve(v, &ordered)?;
+            let _ = v.providers.set(providers);
+            let imports = ImportsFfi {
+                entries: RSlice::from_slice(&entries),
+            };
             // SAFETY: the version is fresh and unpublished: no call runs on it, so the
-            // exclusive access on_load needs holds.
-            let r = unsafe { (v.vtable().on_load)(v.instance(), data) };
+            // exclusive access on_load needs holds. `imports` outlives the call.
+            let r = unsafe { (v.vtable().on_load)(v.instance(), data, &imports) };
             v.hook(Step::OnLoad, r)?;
         }
         for v in ordered.iter().filter(|v| fresh.contains(&v.id())) {

@@ -23,6 +23,10 @@ pub(crate) struct FreeJob {
     pub instance: InstancePtr,
     pub library: Option<libloading::Library>,
     pub ctx: Arc<VersionCtx>,
+    pub export: crate::version::ExportObj,
+    /// Released only after this version's library is closed: providers outlive their
+    /// dependents, and dependents' `on_free` runs first.
+    pub providers: Vec<Arc<crate::version::Version>>,
 }
 
 // SAFETY: the instance is Send + Sync (Plugin requires it) and nothing else uses it any
@@ -37,6 +41,8 @@ impl FreeJob {
             instance,
             library,
             ctx,
+            export,
+            providers,
         } = self;
         // SAFETY: `library` is still open, and `vtable` points into it.
         let vt = unsafe { &*vtable };
@@ -44,6 +50,11 @@ impl FreeJob {
         // instance, so on_free and drop have the exclusive access they need.
         if let RResult::RErr(f) = unsafe { (vt.on_free)(instance) } {
             tracing::warn!(plugin = %record.name, version = %record.version, "on_free failed: {}", f.message);
+        }
+        if let (false, Some(free)) = (export.ptr.is_null(), export.drop) {
+            // SAFETY: the export was made by this library's `export` hook and is freed
+            // once, here; its dependents are gone (they hold this version).
+            unsafe { free(export.ptr) };
         }
         // SAFETY: as above; the instance is not used again.
         if let RResult::RErr(f) = unsafe { (vt.drop)(instance) } {
@@ -55,6 +66,8 @@ impl FreeJob {
             }
         }
         drop(ctx);
+        // May free the providers: that only queues their FreeJobs behind this one.
+        drop(providers);
         let still_mapped = crate::maps::is_mapped(&record.private_path).unwrap_or(false);
         if let Err(e) = std::fs::remove_file(&record.private_path) {
             tracing::debug!("cannot delete {}: {e}", record.private_path.display());

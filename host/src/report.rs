@@ -15,6 +15,9 @@ pub enum Outcome {
     NotReloadable,
     /// Its builds left the directory: it is not part of the new generation.
     Removed,
+    /// Unchanged, but a plugin it imports changed: a fresh instance (from a fresh copy of
+    /// the same file) was bound to the new provider.
+    Rebound,
 }
 
 /// One plugin's line in a [`ReloadReport`].

@@ -15,10 +15,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
 /// A dependency as the host keeps it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) struct Dependency {
     pub plugin: String,
     pub version_req: String,
+    /// The type the dependent expects, inside the dependent's library.
+    pub layout: Option<&'static abi_stable::type_layout::TypeLayout>,
+}
+
+/// A version's export: owned by the version, freed by the reaper after `on_free`.
+pub(crate) struct ExportObj {
+    pub ptr: *mut c_void,
+    pub layout: Option<&'static abi_stable::type_layout::TypeLayout>,
+    pub drop: Option<unsafe extern "C" fn(*mut c_void)>,
 }
 
 /// What the host gives a version's plugin code to find its way back (`HostHandle::ctx`).
@@ -104,6 +113,10 @@ pub struct Version {
     instance: InstancePtr,
     pub(crate) reloadable: bool,
     pub(crate) imports: Vec<Dependency>,
+    pub(crate) export: ExportObj,
+    /// The providers this version's instance was bound to (set once, before `on_load`):
+    /// held so they stay loaded for as long as this instance may call into them.
+    pub(crate) providers: OnceLock<Vec<Arc<Version>>>,
     library: Option<libloading::Library>,
     pub(crate) ctx: Arc<VersionCtx>,
     reaper: ReaperHandle,
@@ -129,6 +142,7 @@ impl Version {
         reaper: ReaperHandle,
         reloadable: bool,
         imports: Vec<Dependency>,
+        export: ExportObj,
     ) -> Arc<Version> {
         Arc::new_cyclic(|weak| {
             let _ = ctx.version.set(weak.clone());
@@ -138,6 +152,8 @@ impl Version {
                 instance,
                 reloadable,
                 imports,
+                export,
+                providers: OnceLock::new(),
                 library: Some(library),
                 ctx,
                 reaper,
@@ -242,6 +258,15 @@ impl Drop for Version {
             instance: self.instance,
             library: self.library.take(),
             ctx: self.ctx.clone(),
+            export: std::mem::replace(
+                &mut self.export,
+                ExportObj {
+                    ptr: std::ptr::null_mut(),
+                    layout: None,
+                    drop: None,
+                },
+            ),
+            providers: self.providers.take().unwrap_or_default(),
         };
         self.reaper.free(job);
     }

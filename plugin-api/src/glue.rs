@@ -5,7 +5,9 @@
 //! [`Failure`] of kind `Panic` carrying the panic message.
 
 use crate::value::Value;
-use crate::vtable::{FailKind, Failure, HostHandle, ImportSpec, InstancePtr, VaultHandle};
+use crate::vtable::{
+    ExportFfi, FailKind, Failure, HostHandle, ImportSpec, ImportsFfi, InstancePtr, VaultHandle,
+};
 use crate::{Error, Plugin, Vault};
 use abi_stable::std_types::{RResult, RSlice, RStr, RVec};
 use std::any::Any;
@@ -141,16 +143,42 @@ pub unsafe extern "C" fn import<T: Plugin>(p: InstancePtr) -> RResult<RVec<Impor
             .map(|i| ImportSpec {
                 plugin: i.plugin.into(),
                 version_req: i.version_req.into(),
+                layout: i.layout,
             })
             .collect())
     })
 }
 
 /// # Safety
+/// See `PluginVTable`.
+pub unsafe extern "C" fn export<T: Plugin>(p: InstancePtr) -> RResult<ExportFfi, Failure> {
+    guard(|| {
+        // SAFETY: live instance, shared access (vtable contract).
+        Ok(match unsafe { instance::<T>(p) }.export() {
+            Some(e) => ExportFfi {
+                ptr: e.ptr,
+                layout: Some(e.layout),
+                drop: Some(e.drop),
+            },
+            None => ExportFfi {
+                ptr: std::ptr::null_mut(),
+                layout: None,
+                drop: None,
+            },
+        })
+    })
+}
+
+/// # Safety
 /// See `PluginVTable`: exclusive access.
-pub unsafe extern "C" fn on_load<T: Plugin>(p: InstancePtr, data: &Value) -> RResult<(), Failure> {
+pub unsafe extern "C" fn on_load<T: Plugin>(
+    p: InstancePtr,
+    data: &Value,
+    imports: &ImportsFfi<'_>,
+) -> RResult<(), Failure> {
+    let imports = crate::deps::Imports::from_ffi(imports);
     // SAFETY: live instance, exclusive access (vtable contract).
-    guard(|| unsafe { instance::<T>(p) }.on_load(data))
+    guard(|| unsafe { instance::<T>(p) }.on_load(data, &imports))
 }
 
 /// # Safety

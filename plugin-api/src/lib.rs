@@ -6,6 +6,7 @@
 //!
 //! ```ignore
 //! use hotswap_plugin_api::{export_plugin, Plugin, Result, Value};
+//! // Dependencies between plugins: see the `deps` module.
 //!
 //! #[derive(Default)]
 //! struct World;
@@ -26,6 +27,7 @@
 //! export_plugin!(World, typed { add_one: fn(u64) -> u64 });
 //! ```
 
+pub mod deps;
 #[doc(hidden)]
 pub mod glue;
 pub mod header;
@@ -34,6 +36,7 @@ pub mod value;
 pub mod vtable;
 
 pub use abi_stable;
+pub use deps::{Export, Import, Imported, Imports};
 pub use host::{spawn, SpawnError, Vault};
 pub use value::{Value, ValueTypeError};
 
@@ -84,28 +87,10 @@ impl fmt::Debug for Error {
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// A dependency returned by [`Plugin::import`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Import {
-    /// The plugin depended on.
-    pub plugin: String,
-    /// A semver requirement on its crate version; empty means any.
-    pub version_req: String,
-}
-
-impl Import {
-    /// A dependency on any version of `plugin`.
-    pub fn plugin(plugin: impl Into<String>) -> Import {
-        Import {
-            plugin: plugin.into(),
-            version_req: String::new(),
-        }
-    }
-}
-
 /// The lifecycle of a plugin, in the order the host runs it on a load or reload:
-/// `reloadable`, `import`, `on_load`, `on_init`; then calls; then `on_free` once the
-/// version is retired and no call is running on it.
+/// `reloadable`, `export`, `import`, `on_load`, `on_init` (providers before their
+/// dependents); then calls; then `on_free` (dependents first) once the version is
+/// retired and no call is running on it.
 ///
 /// One instance (`Default::default()`) is made per loaded version. `on_load`, `on_init`
 /// and `on_free` run with no call in flight, so they get `&mut self`; `invoke_func` and
@@ -119,15 +104,22 @@ pub trait Plugin: Send + Sync + 'static {
         true
     }
 
-    /// The plugins this one needs.
+    /// What this plugin offers its dependents (see [`deps`]). Called once per instance.
+    fn export(&self) -> Option<Export> {
+        None
+    }
+
+    /// The plugins this one needs: their hooks run first, and their exports reach
+    /// `on_load` through [`Imports`].
     fn import(&self) -> Vec<Import> {
         Vec::new()
     }
 
     /// Called once after the version is loaded, with the data the host passed to
-    /// `load_plugins`/`reload`. An error aborts the whole load or reload.
-    fn on_load(&mut self, data: &Value) -> Result<()> {
-        let _ = data;
+    /// `load_plugins`/`reload` and the resolved imports. An error aborts the whole load
+    /// or reload.
+    fn on_load(&mut self, data: &Value, imports: &Imports<'_>) -> Result<()> {
+        let _ = (data, imports);
         Ok(())
     }
 
@@ -233,6 +225,7 @@ macro_rules! export_plugin {
                 new: $crate::glue::new::<$plugin>,
                 drop: $crate::glue::drop::<$plugin>,
                 reloadable: $crate::glue::reloadable::<$plugin>,
+                export: $crate::glue::export::<$plugin>,
                 import: $crate::glue::import::<$plugin>,
                 on_load: $crate::glue::on_load::<$plugin>,
                 on_init: $crate::glue::on_init::<$plugin>,

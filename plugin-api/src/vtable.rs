@@ -43,12 +43,48 @@ pub struct InstancePtr(pub *mut c_void);
 
 /// A dependency a plugin declares in `import()`.
 #[repr(C)]
-#[derive(StableAbi, Debug, Clone, PartialEq)]
+#[derive(StableAbi, Debug, Clone)]
 pub struct ImportSpec {
     /// Name of the plugin depended on.
     pub plugin: RString,
     /// A semver requirement on its crate version (`""` means any).
     pub version_req: RString,
+    /// The type the export must have, if the dependent uses it.
+    pub layout: Option<&'static TypeLayout>,
+}
+
+/// A provider's export as it crosses the boundary (`ptr` null: nothing exported).
+#[repr(C)]
+#[derive(StableAbi, Debug)]
+pub struct ExportFfi {
+    /// The exported value, owned by the provider until `drop` is called.
+    pub ptr: *mut c_void,
+    /// Its layout.
+    pub layout: Option<&'static TypeLayout>,
+    /// Frees it; called once by the host when the provider is freed.
+    pub drop: Option<unsafe extern "C" fn(*mut c_void)>,
+}
+
+/// One resolved import, given to the dependent's `on_load`.
+#[repr(C)]
+#[derive(StableAbi, Debug)]
+pub struct ImportEntry {
+    /// The provider's name (in the provider's library, which outlives the dependent).
+    pub plugin: RStr<'static>,
+    /// The provider's crate version (likewise).
+    pub version: RStr<'static>,
+    /// The provider's export (null if it exports nothing).
+    pub export: *const c_void,
+    /// The layout the dependent declared (checked equal to the export's by the host).
+    pub declared: Option<&'static TypeLayout>,
+}
+
+/// The imports given to `on_load`, valid during the call.
+#[repr(C)]
+#[derive(StableAbi, Debug)]
+pub struct ImportsFfi<'a> {
+    /// One entry per import, in declaration order.
+    pub entries: RSlice<'a, ImportEntry>,
 }
 
 /// One typed function exported by `export_plugin!(.., typed { .. })`.
@@ -151,10 +187,12 @@ pub struct PluginVTable {
     pub drop: unsafe extern "C" fn(InstancePtr) -> RResult<(), Failure>,
     /// `Plugin::reloadable`.
     pub reloadable: unsafe extern "C" fn(InstancePtr) -> RResult<bool, Failure>,
+    /// `Plugin::export`.
+    pub export: unsafe extern "C" fn(InstancePtr) -> RResult<ExportFfi, Failure>,
     /// `Plugin::import`.
     pub import: unsafe extern "C" fn(InstancePtr) -> RResult<RVec<ImportSpec>, Failure>,
     /// `Plugin::on_load`.
-    pub on_load: unsafe extern "C" fn(InstancePtr, &Value) -> RResult<(), Failure>,
+    pub on_load: unsafe extern "C" fn(InstancePtr, &Value, &ImportsFfi<'_>) -> RResult<(), Failure>,
     /// `Plugin::on_init`.
     pub on_init: unsafe extern "C" fn(InstancePtr, &VaultHandle) -> RResult<(), Failure>,
     /// `Plugin::on_free`.

@@ -1,6 +1,6 @@
 //! The hello demo's plugin. One source, two versions: the `v2` feature changes the answer.
 
-use hotswap_plugin_api::{export_plugin, Error, Plugin, Result, Value};
+use hotswap_plugin_api::{export_plugin, Error, Imports, Plugin, Result, Value};
 
 const VERSION: &str = if cfg!(feature = "v2") { "v2" } else { "v1" };
 
@@ -10,7 +10,7 @@ struct World {
 }
 
 impl Plugin for World {
-    fn on_load(&mut self, data: &Value) -> Result<()> {
+    fn on_load(&mut self, data: &Value, _imports: &Imports) -> Result<()> {
         // The host may pass a custom greeting word in the load data.
         let word = data
             .get("greeting")

@@ -2,7 +2,7 @@
 //! When the load data has a `log` path, every hook appends `<version>:<hook>` to it, so
 //! tests can assert which hooks ran and in what order.
 
-use hotswap_plugin_api::{export_plugin, Error, Import, Plugin, Result, Value, Vault};
+use hotswap_plugin_api::{export_plugin, Error, Import, Imports, Plugin, Result, Value, Vault};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -74,7 +74,7 @@ impl Plugin for Probe {
         Vec::new()
     }
 
-    fn on_load(&mut self, data: &Value) -> Result<()> {
+    fn on_load(&mut self, data: &Value, _imports: &Imports) -> Result<()> {
         self.log = data.get("log").and_then(Value::as_str).map(PathBuf::from);
         self.record("on_load");
         if cfg!(feature = "fail-load") {

@@ -1,0 +1,23 @@
+#![allow(non_local_definitions)] // sabi_trait's generated impls
+//! The interface both sides of a dependency compile against: a stable-ABI trait object.
+//! abi_stable checks its layout when the host binds an import to an export.
+
+use abi_stable::{
+    sabi_trait,
+    std_types::{RBox, RString},
+};
+
+/// One stage of the trine pipeline.
+///
+/// Methods must not panic: an unwinding panic cannot cross this `extern "C"` boundary
+/// (abi_stable aborts). Report failures in the return value instead.
+#[sabi_trait]
+pub trait Stage: Send + Sync {
+    /// Transforms a number.
+    fn apply(&self, x: i64) -> i64;
+    /// Which plugin and version this stage is, and what it calls.
+    fn describe(&self) -> RString;
+}
+
+/// A boxed `Stage` trait object, the type exported and imported.
+pub type StageObj = Stage_TO<'static, RBox<()>>;

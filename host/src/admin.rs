@@ -1,0 +1,308 @@
+//! The admin endpoint (cargo feature `admin`, on by default): HTTP/1.1 over a unix
+//! socket (mode 0600) and, optionally, over loopback TCP with a bearer token.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `POST /reload` | the [`ReloadReport`](crate::ReloadReport) as JSON; on failure a non-2xx with `{"error", "kind", "step", "plugin", "version", "file"}` (409 while another reload runs) |
+//! | `GET /status` | generation, plugins, every version in memory (current, draining, pinned), reclamation mode, last reload |
+//! | `GET /metrics` | Prometheus text (see [`crate::metrics`]) |
+//! | `GET /healthz` | `ok` |
+//!
+//! `POST /reload` may carry `{"data": <json>}`: reload data passed to `on_load` instead
+//! of the host's own. Every reload goes through the host's [`Trigger`], the same path as
+//! SIGHUP and the file watcher. The endpoint runs on its own threads and only calls the
+//! public manager API: it never touches the call path.
+//!
+//! A small std implementation rather than an HTTP crate: the crates that serve HTTP over
+//! a unix socket either need an async runtime (hyper) or give no per-request deadline
+//! (tiny_http), and the subset needed here (one request per connection, no chunking) is
+//! short enough to check by reading. Limits: request head 8 KiB (431 beyond), body
+//! 64 KiB (413), whole request within 10 s (408), 16 connections at once (503 beyond).
+//! Malformed requests get 400/405/411/505; TCP requests without the token get 401.
+//!
+//! ```no_run
+//! use hotswap_host::admin::{Admin, AdminConfig};
+//! use hotswap_host::{PluginManager, Trigger, Value};
+//! use std::sync::Arc;
+//!
+//! let manager = Arc::new(PluginManager::new("plugins")?);
+//! manager.load_plugins(&Value::Null)?;
+//! let admin = Admin::start(
+//!     Trigger::new(manager),
+//!     AdminConfig::unix("/run/myhost/admin.sock"),
+//! )?;
+//! println!("admin endpoint on {}", admin.unix_path().unwrap().display());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod client;
+mod http;
+mod routes;
+mod server;
+mod unix;
+
+use crate::trigger::Trigger;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Size, time and concurrency limits of the admin endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most connections served at once (per endpoint); others get 503.
+    pub max_connections: usize,
+    /// Largest request line plus headers, in bytes; larger gets 431.
+    pub max_head_bytes: usize,
+    /// Largest request body, in bytes; larger gets 413.
+    pub max_body_bytes: usize,
+    /// Time a client has to send its whole request; slower gets 408.
+    pub read_timeout: Duration,
+    /// Time a response write may block on a client that does not read.
+    pub write_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 16,
+            max_head_bytes: 8 * 1024,
+            max_body_bytes: 64 * 1024,
+            read_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Where the admin endpoint listens. At least one of `unix` and `tcp`.
+#[derive(Debug, Clone, Default)]
+pub struct AdminConfig {
+    /// Unix socket path (created with mode 0600; a stale socket file is replaced).
+    pub unix: Option<PathBuf>,
+    /// Loopback TCP address and the bearer token every request must carry.
+    pub tcp: Option<(SocketAddr, String)>,
+    /// Limits on what clients may send.
+    pub limits: Limits,
+}
+
+impl AdminConfig {
+    /// Listen on the unix socket `path`.
+    pub fn unix(path: impl Into<PathBuf>) -> AdminConfig {
+        AdminConfig {
+            unix: Some(path.into()),
+            ..AdminConfig::default()
+        }
+    }
+
+    /// Also (or only) listen on the loopback address `addr` (port 0: any free port, see
+    /// [`Admin::tcp_addr`]); every request must carry `Authorization: Bearer <token>`.
+    pub fn with_tcp(mut self, addr: SocketAddr, token: impl Into<String>) -> AdminConfig {
+        self.tcp = Some((addr, token.into()));
+        self
+    }
+
+    /// Replaces the limits.
+    pub fn with_limits(mut self, limits: Limits) -> AdminConfig {
+        self.limits = limits;
+        self
+    }
+}
+
+/// Why the admin endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// Neither a unix socket nor a TCP address was configured.
+    #[error("the admin endpoint needs a unix socket path or a TCP address")]
+    NothingToListenOn,
+    /// A unix socket operation failed.
+    #[error("admin socket {}: cannot {what}", path.display())]
+    Unix {
+        /// The socket path.
+        path: PathBuf,
+        /// What was being done.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A live process answers on the socket path.
+    #[error("admin socket {}: another process is listening on it (is another host running?)", .0.display())]
+    InUse(PathBuf),
+    /// Something other than a socket is at the path; it is left alone.
+    #[error("admin socket {}: the path exists and is not a socket; not replacing it", .0.display())]
+    NotASocket(PathBuf),
+    /// The TCP address is not a loopback address.
+    #[error("admin TCP address {0} is not loopback: the endpoint speaks plain HTTP, so it only listens on 127.0.0.1 or ::1")]
+    NotLoopback(SocketAddr),
+    /// The TCP token is empty or contains characters a header cannot carry.
+    #[error("admin TCP token must be non-empty printable ASCII without spaces")]
+    BadToken,
+    /// Binding the TCP address failed.
+    #[error("admin TCP address {addr}: cannot {what}")]
+    Tcp {
+        /// The address.
+        addr: SocketAddr,
+        /// What was being done.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The accept thread could not be started.
+    #[error("cannot start the admin endpoint's thread")]
+    Thread(#[source] std::io::Error),
+}
+
+/// A running admin endpoint. Dropping it (or [`shutdown`](Self::shutdown)) stops
+/// accepting, waits for the accept threads (at most a fraction of a second) and removes
+/// the socket file if it is still the one it created; requests being answered finish on
+/// their own threads.
+pub struct Admin {
+    unix: Option<unix::BoundSocket>,
+    unix_path: Option<PathBuf>,
+    tcp_addr: Option<SocketAddr>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin")
+            .field("unix", &self.unix_path)
+            .field("tcp", &self.tcp_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Admin {
+    /// Starts listening as `config` says, answering with `trigger`'s manager.
+    ///
+    /// Fails if nothing is configured, the socket path is held by a live process or is
+    /// not a socket, the TCP address is not loopback or cannot be bound, the token is
+    /// unusable, or a thread cannot be started. On failure nothing is left listening.
+    pub fn start(trigger: Trigger, config: AdminConfig) -> Result<Admin, AdminError> {
+        if config.unix.is_none() && config.tcp.is_none() {
+            return Err(AdminError::NothingToListenOn);
+        }
+        let tcp = match &config.tcp {
+            Some((addr, token)) => {
+                if !addr.ip().is_loopback() {
+                    return Err(AdminError::NotLoopback(*addr));
+                }
+                if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(AdminError::BadToken);
+                }
+                let listener = TcpListener::bind(addr).map_err(|source| AdminError::Tcp {
+                    addr: *addr,
+                    what: "bind",
+                    source,
+                })?;
+                let tcp_err = |what| {
+                    move |source| AdminError::Tcp {
+                        addr: *addr,
+                        what,
+                        source,
+                    }
+                };
+                listener
+                    .set_nonblocking(true)
+                    .map_err(tcp_err("make non-blocking"))?;
+                let local = listener
+                    .local_addr()
+                    .map_err(tcp_err("read the bound port"))?;
+                Some((listener, local, token.clone()))
+            }
+            None => None,
+        };
+        let bound = match &config.unix {
+            Some(path) => Some(unix::bind(path)?),
+            None => None,
+        };
+        let mut admin = Admin {
+            unix_path: bound.as_ref().map(|b| b.path.clone()),
+            tcp_addr: tcp.as_ref().map(|(_, a, _)| *a),
+            unix: None,
+            stop: Arc::new(AtomicBool::new(false)),
+            threads: Vec::new(),
+        };
+        let stop = admin.stop.clone();
+        let shared = |token| {
+            Arc::new(server::Shared {
+                trigger: trigger.clone(),
+                limits: config.limits,
+                token,
+                active: Arc::new(AtomicUsize::new(0)),
+                stop: stop.clone(),
+            })
+        };
+        if let Some(bound) = bound {
+            let listener = bound
+                .listener
+                .try_clone()
+                .map_err(|source| AdminError::Unix {
+                    path: bound.path.clone(),
+                    what: "duplicate the listener",
+                    source,
+                })?;
+            let nonblocking = listener.set_nonblocking(true);
+            let s = shared(None);
+            // Kept in `admin` before anything else can fail, so Drop removes the file.
+            admin.unix = Some(bound);
+            nonblocking.map_err(|source| AdminError::Unix {
+                path: admin.unix_path.clone().unwrap_or_default(),
+                what: "make the listener non-blocking",
+                source,
+            })?;
+            admin.spawn("hotswap-admin-unix", move || {
+                server::accept_loop(listener, s)
+            })?;
+        }
+        if let Some((listener, local, token)) = tcp {
+            let s = shared(Some(token));
+            admin.spawn("hotswap-admin-tcp", move || {
+                server::accept_loop(listener, s)
+            })?;
+            tracing::info!(addr = %local, "admin endpoint listening on TCP");
+        }
+        if let Some(path) = &admin.unix_path {
+            tracing::info!(path = %path.display(), "admin endpoint listening on a unix socket");
+        }
+        Ok(admin)
+    }
+
+    fn spawn(&mut self, name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), AdminError> {
+        let handle = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(f)
+            .map_err(AdminError::Thread)?;
+        self.threads.push(handle);
+        Ok(())
+    }
+
+    /// The unix socket path, if listening on one.
+    pub fn unix_path(&self) -> Option<&Path> {
+        self.unix_path.as_deref()
+    }
+
+    /// The TCP address actually bound (the real port when 0 was asked), if any.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addr
+    }
+
+    /// Stops the endpoint (same as dropping it).
+    pub fn shutdown(self) {}
+}
+
+impl Drop for Admin {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        if let Some(bound) = &self.unix {
+            bound.remove_file();
+        }
+    }
+}

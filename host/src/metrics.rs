@@ -1,0 +1,213 @@
+//! The host's metrics in the Prometheus text exposition format (version 0.0.4), as
+//! `GET /metrics` serves them. Built from [`Trigger::stats`] and
+//! [`PluginManager::status`](crate::PluginManager::status) when asked: nothing is
+//! counted on the call path, so there are no per-call or per-panic counters.
+
+use crate::status::VersionState;
+use crate::trigger::{ReloadOutcome, Source, Trigger, DURATION_BUCKETS};
+use std::fmt::Write;
+
+/// The `Content-Type` of [`render`]'s output.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Renders every metric of the host behind `trigger`:
+///
+/// - `hotswap_reloads_total{trigger,outcome}`: reloads through the trigger (outcome
+///   `success`, `failure`, `refused`).
+/// - `hotswap_reload_duration_seconds`: histogram of those that ran.
+/// - `hotswap_last_reload_timestamp_seconds`, `hotswap_last_reload_success`.
+/// - `hotswap_generation`: id of the generation serving.
+/// - `hotswap_generations_published_total`: reloads published since start, whatever
+///   started them (host code calling the manager directly included).
+/// - `hotswap_versions_in_memory{state}`: `current`, `draining`, `pinned`.
+/// - `hotswap_versions_unloaded_total`: versions unloaded and verified unmapped.
+/// - `hotswap_plugin_info{plugin,version,build_id,reloadable}`: always 1.
+/// - `hotswap_reclamation_info{mode}`: always 1; `mode` says how readers are fenced.
+pub fn render(trigger: &Trigger) -> String {
+    let stats = trigger.stats();
+    let manager = trigger.manager();
+    let status = manager.status();
+    let plugins = manager.plugins();
+    let mut out = String::with_capacity(4096);
+
+    family(
+        &mut out,
+        "hotswap_reloads_total",
+        "counter",
+        "Reloads requested through the host's triggers, by trigger and outcome.",
+    );
+    for source in Source::ALL {
+        for outcome in ReloadOutcome::ALL {
+            let n = stats
+                .counts
+                .iter()
+                .find(|(s, o, _)| *s == source && *o == outcome)
+                .map_or(0, |(_, _, n)| *n);
+            let _ = writeln!(
+                out,
+                "hotswap_reloads_total{{trigger=\"{}\",outcome=\"{}\"}} {n}",
+                source.as_str(),
+                outcome.as_str()
+            );
+        }
+    }
+
+    family(
+        &mut out,
+        "hotswap_reload_duration_seconds",
+        "histogram",
+        "Wall time of the reloads that ran (successful or failed), in seconds.",
+    );
+    for (bound, n) in DURATION_BUCKETS.iter().zip(&stats.duration_buckets) {
+        let _ = writeln!(
+            out,
+            "hotswap_reload_duration_seconds_bucket{{le=\"{bound}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "hotswap_reload_duration_seconds_bucket{{le=\"+Inf\"}} {}",
+        stats.duration_count
+    );
+    let _ = writeln!(
+        out,
+        "hotswap_reload_duration_seconds_sum {}",
+        stats.duration_sum_seconds
+    );
+    let _ = writeln!(
+        out,
+        "hotswap_reload_duration_seconds_count {}",
+        stats.duration_count
+    );
+
+    if let Some(last) = &stats.last {
+        family(
+            &mut out,
+            "hotswap_last_reload_timestamp_seconds",
+            "gauge",
+            "When the last reload that ran ended, in seconds since the Unix epoch.",
+        );
+        let _ = writeln!(
+            out,
+            "hotswap_last_reload_timestamp_seconds {}",
+            last.unix_time
+        );
+        family(
+            &mut out,
+            "hotswap_last_reload_success",
+            "gauge",
+            "1 if the last reload that ran published a generation, 0 if it failed.",
+        );
+        let ok = u8::from(last.outcome == ReloadOutcome::Success);
+        let _ = writeln!(out, "hotswap_last_reload_success {ok}");
+    }
+
+    family(
+        &mut out,
+        "hotswap_generation",
+        "gauge",
+        "Id of the generation serving calls (0 before the first load).",
+    );
+    let _ = writeln!(out, "hotswap_generation {}", status.generation);
+
+    family(
+        &mut out,
+        "hotswap_generations_published_total",
+        "counter",
+        "Generations published since start, whatever triggered them.",
+    );
+    let _ = writeln!(
+        out,
+        "hotswap_generations_published_total {}",
+        status.reloads
+    );
+
+    family(
+        &mut out,
+        "hotswap_versions_in_memory",
+        "gauge",
+        "Plugin versions still in memory, by state.",
+    );
+    let (mut current, mut draining, mut pinned) = (0u64, 0u64, 0u64);
+    for v in &status.versions {
+        match v.state {
+            VersionState::Current => current += 1,
+            VersionState::Draining { .. } => draining += 1,
+            VersionState::Pinned { .. } => pinned += 1,
+        }
+    }
+    for (state, n) in [
+        ("current", current),
+        ("draining", draining),
+        ("pinned", pinned),
+    ] {
+        let _ = writeln!(out, "hotswap_versions_in_memory{{state=\"{state}\"}} {n}");
+    }
+
+    family(
+        &mut out,
+        "hotswap_versions_unloaded_total",
+        "counter",
+        "Versions unloaded and verified unmapped since start.",
+    );
+    let _ = writeln!(out, "hotswap_versions_unloaded_total {}", status.unloaded);
+
+    family(
+        &mut out,
+        "hotswap_plugin_info",
+        "gauge",
+        "The plugins of the current generation (always 1).",
+    );
+    for p in &plugins {
+        let _ = writeln!(
+            out,
+            "hotswap_plugin_info{{plugin=\"{}\",version=\"{}\",build_id=\"{}\",reloadable=\"{}\"}} 1",
+            escape(&p.name),
+            escape(&p.version),
+            escape(&p.build_id),
+            p.reloadable
+        );
+    }
+
+    family(
+        &mut out,
+        "hotswap_reclamation_info",
+        "gauge",
+        "How readers of the current generation are fenced (always 1).",
+    );
+    let _ = writeln!(
+        out,
+        "hotswap_reclamation_info{{mode=\"{}\"}} 1",
+        escape(&status.reclamation)
+    );
+    out
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Escapes a label value: backslash, double quote and newline.
+fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
