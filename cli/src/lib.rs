@@ -5,8 +5,12 @@
 //! subcommand lives in its own module ([`build`] for `hotswap build`); this file only
 //! declares the arguments and maps them onto those modules' options.
 
+pub mod admin;
 pub mod build;
+pub mod reload;
+pub mod status;
 pub mod time;
+pub mod watch;
 
 use clap::{Args, Parser, Subcommand};
 use std::ffi::OsString;
@@ -30,9 +34,18 @@ enum Command {
     #[command(after_help = "Examples:\n  hotswap build demo/hello/world plugins\n  \
                       hotswap build -v demo/hello/world plugins -- --features v2")]
     Build(BuildArgs),
+    /// Ask a running host to reload its plugins through its admin endpoint; exits
+    /// non-zero if the reload fails (the host keeps serving its current plugins).
+    #[command(after_help = "Examples:\n  hotswap reload --admin /tmp/host.sock\n  \
+                      hotswap reload --admin http://127.0.0.1:7070 --token \"$TOKEN\"")]
+    Reload(reload::ReloadArgs),
+    /// Show a running host's generation, plugins and every version still in memory.
+    Status(status::StatusArgs),
+    /// Rebuild a plugin on every source change and reload it into a running host.
+    #[command(after_help = "Example:\n  \
+                      hotswap watch demo/hello/world plugins --admin /tmp/host.sock")]
+    Watch(watch::WatchArgs),
     // Planned subcommands, each a variant here plus a module beside `build`:
-    //   Reload(ReloadArgs)  ask a running host to reload its plugins
-    //   Status(StatusArgs)  show a running host's generations and loaded versions
     //   Serve(ServeArgs)    run a host under the socket-passing supervisor
     //   New(NewArgs)        create a new plugin crate from a template
 }
@@ -144,6 +157,9 @@ where
                 Err(err) => report(&err),
             }
         }
+        Command::Reload(args) => reload::run(args),
+        Command::Status(args) => status::run(args),
+        Command::Watch(args) => watch::run(args),
     }
 }
 
@@ -198,7 +214,9 @@ mod tests {
             "v2",
         ])
         .expect("valid command line");
-        let Command::Build(args) = cli.command;
+        let Command::Build(args) = cli.command else {
+            panic!("parsed as another subcommand");
+        };
         let opts = build::BuildOptions::from(args);
         assert!(opts.verbose && !opts.debug && !opts.no_build);
         assert_eq!(opts.keep, Some(3));

@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         .init();
     let demo = std::env::args().nth(1).unwrap_or_else(|| "hello".into());
     let result = match demo.as_str() {
+        "hello" if serve::requested() => serve::run(),
         "hello" => hello(),
         "trine" => trine::run(),
         other => Err(format!("unknown demo {other:?}; available: hello, trine")),
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
     }
 }
 
+mod serve;
 mod trine;
 
 pub(crate) fn repo() -> PathBuf {

@@ -219,6 +219,9 @@ pub enum CallError {
         function: String,
         detail: String,
     },
+    /// No version of the current generation registers this live function.
+    #[error("no plugin registers the live function {0:?}")]
+    UnknownLive(String),
     /// The function returned an error.
     #[error("{plugin} {version}: {function} failed: {message}")]
     Failed {

@@ -4,12 +4,14 @@
 //! with one pointer swap (see `reclaim::Domain`).
 
 use crate::error::CallError;
+use crate::vault::ExtensionObj;
 use crate::version::Version;
 use abi_stable::abi_stability::abi_checking::{
     check_layout_compatibility_with_globals, CheckingGlobals,
 };
 use abi_stable::type_layout::TypeLayout;
 use hotswap_plugin_api::vtable::InstancePtr;
+use hotswap_plugin_api::Value;
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::sync::Arc;
@@ -40,6 +42,9 @@ pub struct Generation {
     index: HashMap<String, usize>,
     pub(crate) typed: Vec<TypedSlot>,
     typed_errors: HashMap<usize, CallError>,
+    pub(crate) extension: Option<Arc<ExtensionObj>>,
+    /// Live function name -> index of the version that registers it.
+    live: HashMap<String, usize>,
 }
 
 // SAFETY: TypedSlot's pointers point into versions this generation owns (through
@@ -71,15 +76,33 @@ impl Generation {
             index: HashMap::new(),
             typed: Vec::new(),
             typed_errors: HashMap::new(),
+            extension: None,
+            live: HashMap::new(),
         }
     }
 
     /// Builds a generation from versions already in dependency order.
-    pub(crate) fn new(id: u64, plugins: Vec<Arc<Version>>, symbols: &[Symbol]) -> Generation {
+    pub(crate) fn new(
+        id: u64,
+        plugins: Vec<Arc<Version>>,
+        symbols: &[Symbol],
+        extension: Option<Arc<ExtensionObj>>,
+    ) -> Generation {
         let index = plugins
             .iter()
             .enumerate()
             .map(|(i, v)| (v.name().to_owned(), i))
+            .collect();
+        // A later plugin (in dependency order) wins a live name registered twice.
+        let live = plugins
+            .iter()
+            .enumerate()
+            .flat_map(|(i, v)| {
+                v.vtable()
+                    .live
+                    .iter()
+                    .map(move |f| (f.name.as_str().to_owned(), i))
+            })
             .collect();
         let mut g = Generation {
             id,
@@ -87,6 +110,8 @@ impl Generation {
             index,
             typed: Vec::with_capacity(symbols.len()),
             typed_errors: HashMap::new(),
+            extension,
+            live,
         };
         for (i, s) in symbols.iter().enumerate() {
             match g.resolve(s) {
@@ -106,7 +131,12 @@ impl Generation {
 
     /// The same versions with a longer symbol table (a handle was added).
     pub(crate) fn with_symbols(&self, symbols: &[Symbol]) -> Generation {
-        Generation::new(self.id, self.plugins.clone(), symbols)
+        Generation::new(
+            self.id,
+            self.plugins.clone(),
+            symbols,
+            self.extension.clone(),
+        )
     }
 
     fn resolve(&self, s: &Symbol) -> Result<TypedSlot, CallError> {
@@ -150,6 +180,46 @@ impl Generation {
 
     fn find_indexed(&self, name: &str) -> Option<(usize, &Arc<Version>)> {
         self.index.get(name).map(|&i| (i, &self.plugins[i]))
+    }
+
+    /// The host's extension of this generation, if it is a `T`.
+    pub fn extension<T: 'static>(&self) -> Option<&T> {
+        self.extension
+            .as_ref()
+            .and_then(|e| e.owner.downcast_ref::<T>())
+    }
+
+    /// Calls the live function `name` of whichever version in this generation
+    /// registers it; the result is host-owned.
+    pub fn call_live(&self, name: &str, args: &[Value]) -> Result<Value, CallError> {
+        let &i = self
+            .live
+            .get(name)
+            .ok_or_else(|| CallError::UnknownLive(name.to_owned()))?;
+        self.plugins[i].call_live(name, args)
+    }
+
+    /// Names of the live functions of this generation, sorted.
+    pub fn live_functions(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.live.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Live type names, with the plugin that registers each, sorted.
+    pub fn live_types(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .plugins
+            .iter()
+            .flat_map(|v| {
+                v.vtable()
+                    .live_types
+                    .iter()
+                    .map(move |t| (t.as_str().to_owned(), v.name().to_owned()))
+            })
+            .collect();
+        out.sort();
+        out
     }
 
     pub(crate) fn typed_error(&self, symbol: usize) -> Option<&CallError> {

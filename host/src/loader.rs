@@ -30,6 +30,7 @@ pub(crate) struct LoadEnv<'a> {
     pub private_dir: &'a Path,
     pub reaper: &'a ReaperHandle,
     pub records: &'a Records,
+    pub manager: std::sync::Weak<crate::manager::Shared>,
 }
 
 /// Loads `candidate`. On failure nothing stays loaded or on disk.
@@ -108,7 +109,7 @@ pub(crate) fn load(
         loaded_at: SystemTime::now(),
         state: parking_lot::Mutex::new(RecordState::Loaded),
     });
-    let ctx = VersionCtx::new(format!("{}#{id}", m.name));
+    let ctx = VersionCtx::new(format!("{}#{id}", m.name), env.manager.clone());
     let instance = match (vt.new)(ctx.handle()) {
         RResult::ROk(i) => i,
         RResult::RErr(f) => {

@@ -10,6 +10,7 @@ use crate::reclaim::Domain;
 use crate::report::{Outcome, PluginReport, ReloadReport};
 use crate::scan;
 use crate::status::{RecordState, Records, Status, VersionState, VersionStatus, PINNED_REASON};
+use crate::vault::{ExtensionObj, Vault};
 use crate::version::Version;
 use abi_stable::std_types::RSlice;
 use abi_stable::StableAbi;
@@ -27,11 +28,14 @@ use std::time::{Duration, Instant};
 /// current generation; an `Err` vetoes the swap and becomes the reload's error.
 pub type ReloadCallback = Arc<dyn Fn(&Generation, &Generation) -> Result<(), String> + Send + Sync>;
 
+type ExtensionNewer = Arc<dyn Fn() -> ExtensionObj + Send + Sync>;
+
 /// A one-off veto, as [`PluginManager::reload_with_callback`] takes it.
 type Veto<'a> = &'a dyn Fn(&Generation, &Generation) -> Result<(), String>;
 
 /// Options of a [`PluginManager`], in the spirit of Go hotswap's `With…` options.
 pub struct Builder {
+    extension_newer: Option<ExtensionNewer>,
     dir: PathBuf,
     free_delay: Duration,
     whitelist: Option<HashSet<String>>,
@@ -63,6 +67,18 @@ impl Builder {
         self
     }
 
+    /// Makes the host's Extension: `f` runs once per generation (including the first),
+    /// and every plugin of that generation, new or carried over, sees that object
+    /// through `Vault::with_extension` (checked there by abi_stable's layout checker).
+    /// Host code reads it with [`Generation::extension`].
+    pub fn extension_newer<T: StableAbi + Send + Sync + 'static>(
+        mut self,
+        f: impl Fn() -> T + Send + Sync + 'static,
+    ) -> Builder {
+        self.extension_newer = Some(Arc::new(move || ExtensionObj::new(f())));
+        self
+    }
+
     /// Where the manager's own events go (default: the global `tracing` subscriber).
     pub fn logger(mut self, dispatch: tracing::Dispatch) -> Builder {
         self.logger = Some(dispatch);
@@ -85,6 +101,8 @@ impl Builder {
         Ok(PluginManager {
             shared: Arc::new(Shared {
                 dir: Mutex::new(self.dir),
+                extension_newer: self.extension_newer,
+                vault: Vault::default(),
                 whitelist: self.whitelist,
                 reload_callback: self.reload_callback,
                 logger: self.logger,
@@ -101,6 +119,8 @@ impl Builder {
 }
 
 pub(crate) struct Shared {
+    extension_newer: Option<ExtensionNewer>,
+    pub(crate) vault: Vault,
     dir: Mutex<PathBuf>,
     whitelist: Option<HashSet<String>>,
     reload_callback: Option<ReloadCallback>,
@@ -161,6 +181,7 @@ impl PluginManager {
     /// Options for a manager over the plugin directory `dir`.
     pub fn builder(dir: impl Into<PathBuf>) -> Builder {
         Builder {
+            extension_newer: None,
             dir: dir.into(),
             free_delay: Duration::ZERO,
             whitelist: None,
@@ -269,6 +290,7 @@ impl PluginManager {
             private_dir: sh.private_dir.path(),
             reaper: &sh.reaper,
             records: &sh.records,
+            manager: Arc::downgrade(&self.shared),
         };
         let mut next: Vec<Arc<Version>> = Vec::new();
         let mut fresh: HashSet<u64> = HashSet::new();
@@ -349,28 +371,12 @@ impl PluginManager {
         }
         let ordered = crate::deps::order(next)?;
         let id = old.id() + 1;
-        for v in ordered.iter().filter(|v| fresh.contains(&v.id())) {
-            let (providers, entries) = crate::deps::resolve(v, &ordered)?;
-            let _ = v.providers.set(providers);
-            let imports = ImportsFfi {
-                entries: RSlice::from_slice(&entries),
-            };
-            // SAFETY: the version is fresh and unpublished: no call runs on it, so the
-            // exclusive access on_load needs holds. `imports` outlives the call.
-            let r = unsafe { (v.vtable().on_load)(v.instance(), data, &imports) };
-            v.hook(Step::OnLoad, r)?;
-        }
-        for v in ordered.iter().filter(|v| fresh.contains(&v.id())) {
-            let vault = VaultHandle {
-                generation: id,
-                host: v.ctx.handle(),
-            };
-            // SAFETY: as above, for on_init.
-            let r = unsafe { (v.vtable().on_init)(v.instance(), &vault) };
-            v.hook(Step::OnInit, r)?;
-        }
+        let extension = sh.extension_newer.as_ref().map(|f| Arc::new(f()));
+        crate::version::initializing(extension.as_ref(), || {
+            self.run_hooks(&ordered, &fresh, data, id)
+        })?;
         let symbols = sh.symbols.lock().clone();
-        let generation = Generation::new(id, ordered, &symbols);
+        let generation = Generation::new(id, ordered, &symbols, extension);
         let configured: Option<Veto<'_>> = sh.reload_callback.as_deref().map(|f| f as Veto<'_>);
         for cb in configured.into_iter().chain(callback) {
             if let Err(why) = cb(&generation, &old) {
@@ -410,6 +416,38 @@ impl PluginManager {
             "published generation"
         );
         Ok(report)
+    }
+
+    /// Runs `on_load` (with the resolved imports) then `on_init` on the fresh versions,
+    /// providers first. Nothing is published yet, so they have exclusive access.
+    fn run_hooks(
+        &self,
+        ordered: &[Arc<Version>],
+        fresh: &HashSet<u64>,
+        data: &Value,
+        id: u64,
+    ) -> Result<(), Box<crate::error::LoadError>> {
+        for v in ordered.iter().filter(|v| fresh.contains(&v.id())) {
+            let (providers, entries) = crate::deps::resolve(v, ordered)?;
+            let _ = v.providers.set(providers);
+            let imports = ImportsFfi {
+                entries: RSlice::from_slice(&entries),
+            };
+            // SAFETY: the version is fresh and unpublished: no call runs on it, so the
+            // exclusive access on_load needs holds. `imports` outlives the call.
+            let r = unsafe { (v.vtable().on_load)(v.instance(), data, &imports) };
+            v.hook(Step::OnLoad, r)?;
+        }
+        for v in ordered.iter().filter(|v| fresh.contains(&v.id())) {
+            let vault = VaultHandle {
+                generation: id,
+                host: v.ctx.handle(),
+            };
+            // SAFETY: as above, for on_init.
+            let r = unsafe { (v.vtable().on_init)(v.instance(), &vault) };
+            v.hook(Step::OnInit, r)?;
+        }
+        Ok(())
     }
 
     /// Calls `function` of `plugin` by name with stable values; the result is host-owned.
@@ -594,6 +632,17 @@ impl PluginManager {
     /// been freed, or `timeout`. Returns whether it got there. For tests and shutdown.
     pub fn collect(&self, timeout: Duration) -> bool {
         self.shared.reaper.wait_idle(timeout)
+    }
+
+    /// The vault's DataBag, shared with every plugin (host-owned values).
+    pub fn vault(&self) -> &Vault {
+        &self.shared.vault
+    }
+
+    /// Calls the live function `name` on the current generation (whichever plugin
+    /// registers it now); the result is host-owned.
+    pub fn call_live(&self, name: &str, args: &[Value]) -> Result<Value, CallError> {
+        self.shared.domain.with(|g| g.call_live(name, args))
     }
 
     /// Directory holding the private copies of loaded files.

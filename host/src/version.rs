@@ -3,13 +3,17 @@
 //! `on_free` and closes the library on its own thread (DESIGN invariant 3).
 
 use crate::error::{CallError, LoadError, LoadErrorKind, Step};
+use crate::manager::Shared;
 use crate::reaper::{FreeJob, ReaperHandle};
 use crate::status::VersionRecord;
+use crate::vault::ExtensionObj;
 use abi_stable::std_types::{RResult, RSlice};
 use hotswap_plugin_api::vtable::{
-    FailKind, Failure, FfiTask, HostHandle, HostVTable, InstancePtr, PluginVTable, TypedFn,
+    ExtensionCallback, ExtensionFfi, FailKind, Failure, FfiTask, HostHandle, HostVTable,
+    InstancePtr, PluginVTable, TypedFn,
 };
 use hotswap_plugin_api::Value;
+use std::cell::Cell;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
@@ -36,14 +40,17 @@ pub(crate) struct VersionCtx {
     /// Tasks started through `hotswap_plugin_api::spawn` and still running.
     pub tasks: AtomicUsize,
     pub label: String,
+    /// The manager, for the vault, the extension and live functions.
+    manager: Weak<Shared>,
 }
 
 impl VersionCtx {
-    pub fn new(label: String) -> Arc<VersionCtx> {
+    pub fn new(label: String, manager: Weak<Shared>) -> Arc<VersionCtx> {
         Arc::new(VersionCtx {
             version: OnceLock::new(),
             tasks: AtomicUsize::new(0),
             label,
+            manager,
         })
     }
 
@@ -55,7 +62,116 @@ impl VersionCtx {
     }
 }
 
-static HOST_VTABLE: HostVTable = HostVTable { spawn: host_spawn };
+static HOST_VTABLE: HostVTable = HostVTable {
+    spawn: host_spawn,
+    bag_get: host_bag_get,
+    bag_set: host_bag_set,
+    extension: host_extension,
+    call_live: host_call_live,
+};
+
+thread_local! {
+    // The extension of the generation being assembled, while its hooks run on this
+    // thread: `on_load`/`on_init` must see the generation they initialise, not the one
+    // still serving. Drop-free on purpose (see `reclaim`).
+    static INITIALIZING: Cell<*const ExtensionObj> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Runs `f` with `extension` lent to plugins' `with_extension` on this thread.
+pub(crate) fn initializing<R>(extension: Option<&Arc<ExtensionObj>>, f: impl FnOnce() -> R) -> R {
+    struct Reset(*const ExtensionObj);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            INITIALIZING.with(|c| c.set(self.0));
+        }
+    }
+    let ptr = extension.map_or(std::ptr::null(), Arc::as_ptr);
+    let _reset = Reset(INITIALIZING.with(|c| c.replace(ptr)));
+    f()
+}
+
+/// # Safety
+/// `ctx` must be a pointer from `VersionCtx::handle` of a version still loaded.
+unsafe fn ctx<'a>(ctx: *const c_void) -> &'a VersionCtx {
+    // SAFETY: upheld by the caller; the VersionCtx outlives the library.
+    unsafe { &*ctx.cast::<VersionCtx>() }
+}
+
+unsafe extern "C" fn host_bag_get(c: *const c_void, key: abi_stable::std_types::RStr<'_>) -> Value {
+    // SAFETY: called by plugin code with its own HostHandle.
+    let c = unsafe { ctx(c) };
+    c.manager
+        .upgrade()
+        .and_then(|m| m.vault.get(key.as_str()))
+        .unwrap_or(Value::Null)
+}
+
+unsafe extern "C" fn host_bag_set(
+    c: *const c_void,
+    key: abi_stable::std_types::RStr<'_>,
+    value: &Value,
+) {
+    // SAFETY: called by plugin code with its own HostHandle.
+    let c = unsafe { ctx(c) };
+    if let Some(m) = c.manager.upgrade() {
+        m.vault.set(key.as_str(), value.clone());
+    }
+}
+
+unsafe extern "C" fn host_extension(c: *const c_void, f: ExtensionCallback, data: *mut c_void) {
+    let lend = |ext: Option<&ExtensionObj>| {
+        let ffi = match ext {
+            Some(e) => ExtensionFfi {
+                ptr: e.ptr,
+                layout: Some(e.layout),
+            },
+            None => ExtensionFfi {
+                ptr: std::ptr::null(),
+                layout: None,
+            },
+        };
+        // SAFETY: the plugin's own trampoline with its own `data`; the extension stays
+        // alive during the call (pinned generation, or the one being initialised).
+        unsafe { (f.func)(data, &ffi) }
+    };
+    let init = INITIALIZING.with(|c| c.get());
+    if !init.is_null() {
+        // SAFETY: set by `initializing` from an Arc that outlives its closure.
+        return lend(Some(unsafe { &*init }));
+    }
+    // SAFETY: called by plugin code with its own HostHandle.
+    let c = unsafe { ctx(c) };
+    match c.manager.upgrade() {
+        // Nested in a call, `with` reuses the generation that call runs on.
+        Some(m) => m.domain.with(|g| lend(g.extension.as_deref())),
+        None => lend(None),
+    }
+}
+
+unsafe extern "C" fn host_call_live(
+    c: *const c_void,
+    name: abi_stable::std_types::RStr<'_>,
+    args: RSlice<'_, Value>,
+) -> RResult<Value, Failure> {
+    // SAFETY: called by plugin code with its own HostHandle.
+    let c = unsafe { ctx(c) };
+    let Some(m) = c.manager.upgrade() else {
+        return RResult::RErr(Failure {
+            kind: FailKind::Error,
+            message: "the host is shutting down".into(),
+        });
+    };
+    match m
+        .domain
+        .with(|g| g.call_live(name.as_str(), args.as_slice()))
+    {
+        Ok(v) => RResult::ROk(v),
+        Err(e) => RResult::RErr(Failure {
+            kind: FailKind::Error,
+            message: e.to_string().into(),
+        }),
+    }
+}
 
 /// A task closure owned by plugin code, moved to a host thread.
 struct SendTask(FfiTask);
@@ -232,6 +348,21 @@ impl Version {
                 function,
                 message,
             },
+        }
+    }
+
+    /// Calls the live function `name` of this version.
+    pub(crate) fn call_live(&self, name: &str, args: &[Value]) -> Result<Value, CallError> {
+        let f = self
+            .vtable()
+            .live
+            .iter()
+            .find(|f| f.name.as_str() == name)
+            .ok_or_else(|| CallError::UnknownLive(name.to_owned()))?;
+        // SAFETY: live instance, shared access (live functions take `&self`).
+        match unsafe { (f.call)(self.instance, RSlice::from_slice(args)) } {
+            RResult::ROk(v) => Ok(v.clone()),
+            RResult::RErr(e) => Err(self.call_error(name, e)),
         }
     }
 

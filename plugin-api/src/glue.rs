@@ -254,3 +254,23 @@ pub unsafe extern "C" fn typed_call<M: TypedMethod>(
         }
     }
 }
+
+/// One live method, named by a marker type `export_plugin!` generates.
+pub trait LiveMethod {
+    /// The plugin type the method belongs to.
+    type Plugin: Plugin;
+    /// Calls the method.
+    fn call(plugin: &Self::Plugin, args: &[Value]) -> Result<Value, Error>;
+}
+
+/// The `LiveFn::call` of method `M`.
+///
+/// # Safety
+/// See `PluginVTable`: shared access to a live instance.
+pub unsafe extern "C" fn live_call<M: LiveMethod>(
+    p: InstancePtr,
+    args: RSlice<'_, Value>,
+) -> RResult<Value, Failure> {
+    // SAFETY: live instance, shared access (vtable contract).
+    guard(|| M::call(unsafe { &*instance::<M::Plugin>(p) }, args.as_slice()))
+}

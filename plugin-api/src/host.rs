@@ -1,7 +1,9 @@
 //! The host, as plugin code sees it: background tasks the host tracks, and the vault
 //! handle given to `on_init`.
 
-use crate::vtable::{FailKind, FfiTask, HostHandle, VaultHandle};
+use crate::vtable::{ExtensionFfi, FailKind, FfiTask, HostHandle, VaultHandle};
+use crate::Value;
+use abi_stable::StableAbi;
 use std::ffi::c_void;
 use std::sync::OnceLock;
 
@@ -64,19 +66,132 @@ pub fn spawn(name: &str, task: impl FnOnce() + Send + 'static) -> Result<(), Spa
     }
 }
 
-/// The vault as `on_init` sees it: for now the generation being initialised; host-owned
-/// state (DataBag, Extension, live things) hangs off it.
+/// The vault: host-owned state that outlives every version of every plugin.
+///
+/// - the DataBag ([`get`](Vault::get), [`set`](Vault::set)): string keys, stable
+///   values, copied into host memory on write, so they survive this plugin's unload;
+/// - the host's Extension ([`with_extension`](Vault::with_extension)): an object the
+///   host makes for each generation (`Builder::extension_newer`);
+/// - live functions ([`call_live`](Vault::call_live)): found by name in whichever
+///   version is current when called.
+///
+/// `on_init` receives one; [`vault()`](crate::vault) gives one anywhere else.
+#[derive(Clone, Copy)]
 pub struct Vault {
-    handle: VaultHandle,
+    host: HostHandle,
+    generation: u64,
+}
+
+/// The vault of the host that loaded this plugin.
+///
+/// Fails only before the host created this plugin (from a static initializer).
+pub fn vault() -> Result<Vault, crate::Error> {
+    let host = HOST
+        .get()
+        .ok_or_else(|| crate::Error::msg("the host has not created this plugin yet"))?;
+    Ok(Vault {
+        host: *host,
+        generation: 0,
+    })
 }
 
 impl Vault {
     pub(crate) fn from_handle(handle: VaultHandle) -> Vault {
-        Vault { handle }
+        Vault {
+            host: handle.host,
+            generation: handle.generation,
+        }
     }
 
-    /// Id of the generation this `on_init` belongs to (grows by one per published reload).
+    /// Id of the generation this `on_init` belongs to (grows by one per published
+    /// reload); 0 for a vault from [`vault()`](crate::vault).
     pub fn generation(&self) -> u64 {
-        self.handle.generation
+        self.generation
+    }
+
+    /// A copy of the DataBag value under `key`.
+    pub fn get(&self, key: &str) -> Option<Value> {
+        // SAFETY: the host's own context pointer, passed back unchanged.
+        match unsafe { (self.host.vtable.bag_get)(self.host.ctx, key.into()) } {
+            Value::Null => None,
+            v => Some(v),
+        }
+    }
+
+    /// Stores `value` under `key`; the host keeps its own copy. `Value::Null` removes.
+    pub fn set(&self, key: &str, value: impl Into<Value>) {
+        let value = value.into();
+        // SAFETY: as in `get`; the host copies `value` before returning.
+        unsafe { (self.host.vtable.bag_set)(self.host.ctx, key.into(), &value) }
+    }
+
+    /// Removes `key` from the DataBag.
+    pub fn remove(&self, key: &str) {
+        self.set(key, Value::Null)
+    }
+
+    /// Runs `f` with the host's extension of the generation this call runs on.
+    ///
+    /// Fails when the host has no extension, when it is not a `T` (abi_stable's layout
+    /// check), or when `f` panics. The reference cannot outlive `f`: the extension
+    /// belongs to a generation, and a later one has its own.
+    pub fn with_extension<T: StableAbi + 'static, R, F: FnOnce(&T) -> R>(
+        &self,
+        f: F,
+    ) -> Result<R, crate::Error> {
+        struct State<F, R> {
+            f: Option<F>,
+            out: Option<Result<R, crate::Error>>,
+        }
+        unsafe extern "C" fn trampoline<T: StableAbi + 'static, F: FnOnce(&T) -> R, R>(
+            data: *mut c_void,
+            ext: &ExtensionFfi,
+        ) {
+            // SAFETY: `data` is the `State` on `with_extension`'s stack, exclusively ours
+            // for the duration of this callback.
+            let state = unsafe { &mut *data.cast::<State<F, R>>() };
+            let out = if ext.ptr.is_null() {
+                Err(crate::Error::msg(
+                    "the host has no extension (Builder::extension_newer)",
+                ))
+            } else if let Err(e) = crate::live::check_type::<T>(ext.layout) {
+                Err(e)
+            } else {
+                let f = state.f.take().expect("called once");
+                // SAFETY: the host lends the extension for this callback and the layout
+                // check above proved it is a `T`.
+                let ext = unsafe { &*ext.ptr.cast::<T>() };
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(ext)))
+                    .map_err(|p| crate::Error::msg(crate::glue::panic_message(&*p)))
+            };
+            state.out = Some(out);
+        }
+        let mut state = State::<F, R> {
+            f: Some(f),
+            out: None,
+        };
+        // SAFETY: the host calls `trampoline::<T, F, R>` at most once, with `data`.
+        unsafe {
+            (self.host.vtable.extension)(
+                self.host.ctx,
+                crate::vtable::ExtensionCallback {
+                    func: trampoline::<T, F, R>,
+                },
+                (&mut state as *mut State<F, R>).cast(),
+            )
+        };
+        state
+            .out
+            .unwrap_or_else(|| Err(crate::Error::msg("the host did not lend its extension")))
+    }
+
+    /// Calls the live function `name` on the current generation (of whichever plugin
+    /// registers it); the result is a copy in this plugin's memory.
+    pub fn call_live(&self, name: &str, args: &[Value]) -> Result<Value, crate::Error> {
+        // SAFETY: as in `get`.
+        match unsafe { (self.host.vtable.call_live)(self.host.ctx, name.into(), args.into()) } {
+            abi_stable::std_types::RResult::ROk(v) => Ok(v.clone()),
+            abi_stable::std_types::RResult::RErr(f) => Err(crate::Error::msg(f.message.as_str())),
+        }
     }
 }

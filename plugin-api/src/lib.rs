@@ -32,12 +32,14 @@ pub mod deps;
 pub mod glue;
 pub mod header;
 mod host;
+pub mod live;
 pub mod value;
 pub mod vtable;
 
 pub use abi_stable;
 pub use deps::{Export, Import, Imported, Imports};
-pub use host::{spawn, SpawnError, Vault};
+pub use host::{spawn, vault, SpawnError, Vault};
+pub use live::LiveData;
 pub use value::{Value, ValueTypeError};
 
 use std::fmt;
@@ -180,14 +182,29 @@ unsafe impl<T: Pod, const N: usize> Pod for [T; N] where [T; N]: abi_stable::Sta
 
 /// Exports a [`Plugin`] type (which must also be `Default`) as this crate's plugin.
 ///
-/// `export_plugin!(MyPlugin);` or, with typed functions for the host's fast path
-/// (methods `fn name(&self, arg: A) -> R` with `A`, `R`: [`Pod`]):
-/// `export_plugin!(MyPlugin, typed { add: fn(u64) -> u64, scale: fn(f64) -> f64 });`
+/// ```ignore
+/// export_plugin!(MyPlugin);
+/// export_plugin!(MyPlugin,
+///     // Typed functions for the host's fast path: `fn name(&self, arg: A) -> R`,
+///     // A and R `Pod`.
+///     typed { add: fn(u64) -> u64, scale: fn(f64) -> f64 },
+///     // Live functions: `fn name(&self, args: &[Value]) -> Result<Value>`, called by
+///     // name on whichever version is current (`hotswap build` checks that every
+///     // `fn live_…` in the sources is listed here).
+///     live { live_send_mail },
+///     // Names of live types this version restores (see `live::LiveData`).
+///     live_types { Live_Mail },
+/// );
+/// ```
 ///
 /// Call it once, at the crate root. The plugin's name and version are the crate's.
 #[macro_export]
 macro_rules! export_plugin {
-    ($plugin:ty $(, typed { $($fname:ident : fn($arg:ty) -> $ret:ty),* $(,)? })? $(,)?) => {
+    ($plugin:ty
+        $(, typed { $($fname:ident : fn($arg:ty) -> $ret:ty),* $(,)? })?
+        $(, live { $($lname:ident),* $(,)? })?
+        $(, live_types { $($tname:ident),* $(,)? })?
+        $(,)?) => {
         const _: () = {
             $($(
                 #[allow(non_camel_case_types)]
@@ -207,6 +224,33 @@ macro_rules! export_plugin {
                     pod::<$ret>();
                 };
             )*)?
+
+            $($(
+                #[allow(non_camel_case_types)]
+                struct $lname;
+                impl $crate::glue::LiveMethod for $lname {
+                    type Plugin = $plugin;
+                    fn call(
+                        plugin: &$plugin,
+                        args: &[$crate::Value],
+                    ) -> ::std::result::Result<$crate::Value, $crate::Error> {
+                        <$plugin>::$lname(plugin, args)
+                    }
+                }
+            )*)?
+
+            static LIVE: &[$crate::vtable::LiveFn] = &[
+                $($(
+                    $crate::vtable::LiveFn {
+                        name: $crate::abi_stable::std_types::RStr::from_str(stringify!($lname)),
+                        call: $crate::glue::live_call::<$lname>,
+                    },
+                )*)?
+            ];
+
+            static LIVE_TYPES: &[$crate::abi_stable::std_types::RStr<'static>] = &[
+                $($( $crate::abi_stable::std_types::RStr::from_str(stringify!($tname)), )*)?
+            ];
 
             static TYPED: &[$crate::vtable::TypedFn] = &[
                 $($(
@@ -232,6 +276,8 @@ macro_rules! export_plugin {
                 on_free: $crate::glue::on_free::<$plugin>,
                 invoke_func: $crate::glue::invoke_func::<$plugin>,
                 typed: $crate::abi_stable::std_types::RSlice::from_slice(TYPED),
+                live: $crate::abi_stable::std_types::RSlice::from_slice(LIVE),
+                live_types: $crate::abi_stable::std_types::RSlice::from_slice(LIVE_TYPES),
             };
 
             #[no_mangle]

@@ -129,6 +129,25 @@ pub struct FfiTask {
     pub drop: unsafe extern "C" fn(*mut c_void),
 }
 
+/// The extension of a generation, lent to a plugin callback (see `HostVTable::extension`).
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct ExtensionFfi {
+    /// The host's extension object; null when the host has none.
+    pub ptr: *const c_void,
+    /// Its layout; checked by the plugin against the type it asks for.
+    pub layout: Option<&'static TypeLayout>,
+}
+
+/// The callback of `HostVTable::extension` (a wrapper: abi_stable cannot describe a
+/// function pointer parameter of a function pointer directly).
+#[repr(transparent)]
+#[derive(StableAbi, Clone, Copy)]
+pub struct ExtensionCallback {
+    /// Receives the caller's `data` and the lent extension.
+    pub func: unsafe extern "C" fn(data: *mut c_void, ext: &ExtensionFfi),
+}
+
 /// Services the host offers every plugin.
 #[repr(C)]
 #[derive(StableAbi)]
@@ -140,6 +159,30 @@ pub struct HostVTable {
         name: RStr<'_>,
         task: FfiTask,
     ) -> RResult<(), Failure>,
+    /// DataBag read: a host-made copy of the value, or `Null` when absent.
+    pub bag_get: unsafe extern "C" fn(ctx: *const c_void, key: RStr<'_>) -> Value,
+    /// DataBag write: the host stores its own copy. `Null` removes the key.
+    pub bag_set: unsafe extern "C" fn(ctx: *const c_void, key: RStr<'_>, value: &Value),
+    /// Calls `f(data, extension)` with the extension of the generation the calling
+    /// thread's call runs on (or the current one outside a call), valid during `f`.
+    pub extension:
+        unsafe extern "C" fn(ctx: *const c_void, f: ExtensionCallback, data: *mut c_void),
+    /// Calls the live function `name` on the generation the caller runs on.
+    pub call_live: unsafe extern "C" fn(
+        ctx: *const c_void,
+        name: RStr<'_>,
+        args: RSlice<'_, Value>,
+    ) -> RResult<Value, Failure>,
+}
+
+/// A live function: found by name in whichever version is current when it is called.
+#[repr(C)]
+#[derive(StableAbi, Debug)]
+pub struct LiveFn {
+    /// Its name (the method name).
+    pub name: RStr<'static>,
+    /// Calls it.
+    pub call: unsafe extern "C" fn(InstancePtr, RSlice<'_, Value>) -> RResult<Value, Failure>,
 }
 
 /// The host as a plugin version sees it: `ctx` identifies the version to the host.
@@ -202,4 +245,8 @@ pub struct PluginVTable {
         unsafe extern "C" fn(InstancePtr, RStr<'_>, RSlice<'_, Value>) -> RResult<Value, Failure>,
     /// Typed functions, for the host's fast path.
     pub typed: RSlice<'static, TypedFn>,
+    /// Live functions, called by name on the current generation.
+    pub live: RSlice<'static, LiveFn>,
+    /// Names of the live types this plugin restores (see `hotswap_plugin_api::live`).
+    pub live_types: RSlice<'static, RStr<'static>>,
 }

@@ -144,8 +144,8 @@ pub(crate) enum RequestError {
     /// A body without `Content-Length` (chunked encoding is not supported).
     #[error("a request body needs Content-Length (chunked encoding is not supported)")]
     LengthRequired,
-    /// Not HTTP/1.0 or HTTP/1.1.
-    #[error("only HTTP/1.0 and HTTP/1.1 are supported")]
+    /// A well-formed version other than HTTP/1.x.
+    #[error("only HTTP/1.x is supported")]
     Version,
     /// The client was too slow.
     #[error("request not received within {0:?}")]
@@ -177,17 +177,49 @@ impl RequestError {
 pub(crate) trait TimedRead: Read {
     /// Sets how long the next read may block.
     fn set_timeout(&mut self, timeout: Duration) -> io::Result<()>;
+
+    /// Closes the sending half (the client sees the end of the answer).
+    fn shutdown_write(&self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 impl TimedRead for std::net::TcpStream {
     fn set_timeout(&mut self, timeout: Duration) -> io::Result<()> {
         self.set_read_timeout(Some(timeout))
     }
+
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(std::net::Shutdown::Write)
+    }
 }
 
 impl TimedRead for std::os::unix::net::UnixStream {
     fn set_timeout(&mut self, timeout: Duration) -> io::Result<()> {
         self.set_read_timeout(Some(timeout))
+    }
+
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(std::net::Shutdown::Write)
+    }
+}
+
+/// After answering a request that was not read to its end: closes the sending half and
+/// reads (and drops) what the client still sends, for at most `linger` and `max` bytes,
+/// so that closing does not reset the connection (TCP would send RST over unread data,
+/// and the client could lose the answer).
+pub(crate) fn linger_close(conn: &mut impl TimedRead, linger: Duration, max: usize) {
+    if conn.shutdown_write().is_err() {
+        return;
+    }
+    let deadline = Instant::now() + linger;
+    let mut chunk = [0u8; 4096];
+    let mut drained = 0;
+    while drained < max {
+        match timed_read(conn, &mut chunk, deadline, linger) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => drained += n,
+        }
     }
 }
 
@@ -295,11 +327,17 @@ pub(crate) fn parse_head(head: &[u8]) -> Result<Request, RequestError> {
             "request target must be an absolute path",
         ));
     }
-    if !version.starts_with("HTTP/") {
-        return Err(RequestError::Malformed("missing HTTP version"));
-    }
-    if version != "HTTP/1.1" && version != "HTTP/1.0" {
-        return Err(RequestError::Version);
+    // `HTTP/<digit>.<digit>`; any 1.x is served as 1.1 (RFC 9110 section 2.5), another
+    // major version gets 505.
+    match version.as_bytes() {
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            if *major != b'1' {
+                return Err(RequestError::Version);
+            }
+        }
+        _ => return Err(RequestError::Malformed("invalid HTTP version")),
     }
     let path = target.split(['?', '#']).next().unwrap_or(target).to_owned();
     let mut headers = Vec::new();
@@ -434,6 +472,8 @@ mod tests {
             (b"GET relative HTTP/1.1\r\n\r\n", 400),
             (b"G(T / HTTP/1.1\r\n\r\n", 400),
             (b"GET / HTTP/2.0\r\n\r\n", 505),
+            (b"GET / HTTP/1\r\n\r\n", 400),
+            (b"GET / HTTP/1.1x\r\n\r\n", 400),
             (b"GET / FTP/1.0\r\n\r\n", 400),
             (b"GET / HTTP/1.1\r\nno colon\r\n\r\n", 400),
             (b"GET / HTTP/1.1\r\nbad name: x\r\n\r\n", 400),

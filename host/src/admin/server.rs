@@ -135,20 +135,27 @@ fn serve_one<C: TimedRead + Write>(conn: &mut C, shared: &Shared) {
         max_body: shared.limits.max_body_bytes,
         timeout: shared.limits.read_timeout,
     };
-    let response = match http::read_request(conn, limits) {
-        Ok(request) => answer(&request, shared),
+    let (response, read_whole) = match http::read_request(conn, limits) {
+        Ok(request) => (answer(&request, shared), true),
         Err(e) => match e.status() {
             Some(status) => {
                 tracing::debug!(error = %e, "admin endpoint: bad request");
-                Response::error(status, &e.to_string())
+                (Response::error(status, &e.to_string()), false)
             }
             None => return,
         },
     };
     if let Err(e) = response.write_to(conn) {
         tracing::debug!(error = %e, "admin endpoint: cannot write the response");
+        return;
+    }
+    if !read_whole {
+        http::linger_close(conn, LINGER, 1024 * 1024);
     }
 }
+
+/// How long a refused request's connection is drained before closing.
+const LINGER: Duration = Duration::from_millis(500);
 
 fn answer(request: &Request, shared: &Shared) -> Response {
     if let Some(token) = &shared.token {

@@ -1,0 +1,232 @@
+//! `hotswap watch`: the edit-and-see-it-live loop. Builds the plugin (cargo's progress
+//! shows), asks the host to reload through its admin endpoint, then does both again
+//! whenever a source file of the plugin changes, until interrupted.
+
+use crate::admin::AdminArgs;
+use crate::build::{self, BuildOptions, DEFAULT_SOURCE_PATTERN};
+use clap::Args;
+use hotswap_host::admin::client::Client;
+use hotswap_host::watch::{watch_dir, WatchError};
+use regex::Regex;
+use std::path::{Component, Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Arguments of `hotswap watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub admin: AdminArgs,
+
+    /// Print each build step and the exact cargo command
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Build with the dev profile instead of release
+    #[arg(long)]
+    pub debug: bool,
+
+    /// Cargo target directory [default: <plugin's target directory>/hotswap-build]
+    #[arg(long, value_name = "DIR")]
+    pub target_dir: Option<PathBuf>,
+
+    /// After each build, delete all but the N newest builds of the plugin in <OUTPUT_DIR>
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep: u32,
+
+    /// Quiet time, in milliseconds, after the last change before building
+    #[arg(long, value_name = "MS", default_value_t = 300)]
+    pub debounce: u64,
+
+    /// Directory of the plugin crate to watch and build
+    #[arg(value_name = "PLUGIN_DIR")]
+    pub plugin_dir: PathBuf,
+
+    /// The host's plugin directory, where builds go
+    #[arg(value_name = "OUTPUT_DIR")]
+    pub output_dir: PathBuf,
+
+    /// Extra arguments passed to `cargo build` (after `--`), e.g. `--features v2`
+    #[arg(last = true, value_name = "CARGO_ARGS")]
+    pub cargo_args: Vec<String>,
+}
+
+/// Why `hotswap watch` could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchCmdError {
+    /// The arguments do not name an endpoint.
+    #[error(transparent)]
+    Args(#[from] crate::admin::AdminArgsError),
+    /// The plugin directory cannot be resolved.
+    #[error("cannot open plugin directory {}", path.display())]
+    PluginDir {
+        /// The directory given.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Watching failed.
+    #[error(transparent)]
+    Watch(#[from] WatchError),
+}
+
+/// Which changed paths count as a source change of the plugin at `root`: the files that
+/// `hotswap build` hashes (`*.rs`, `Cargo.toml`, `Cargo.lock`), outside `target`
+/// directories, hidden directories and the given build outputs.
+#[derive(Debug, Clone)]
+pub struct SourceFilter {
+    root: PathBuf,
+    ignored: Vec<PathBuf>,
+    pattern: Regex,
+}
+
+impl SourceFilter {
+    /// A filter for the plugin crate at `root` (absolute), ignoring everything under each
+    /// of `ignored` (absolute).
+    pub fn new(root: PathBuf, ignored: Vec<PathBuf>) -> SourceFilter {
+        SourceFilter {
+            root,
+            ignored,
+            pattern: Regex::new(DEFAULT_SOURCE_PATTERN)
+                .expect("DEFAULT_SOURCE_PATTERN is a valid regex"),
+        }
+    }
+
+    /// Whether a change of `path` should trigger a build.
+    pub fn is_source(&self, path: &Path) -> bool {
+        if self.ignored.iter().any(|i| path.starts_with(i)) {
+            return false;
+        }
+        let Ok(rel) = path.strip_prefix(&self.root) else {
+            return false;
+        };
+        let mut parts = Vec::new();
+        for c in rel.components() {
+            let Component::Normal(name) = c else {
+                return false;
+            };
+            let name = name.to_string_lossy();
+            if name == "target" || name.starts_with('.') {
+                return false;
+            }
+            parts.push(name.into_owned());
+        }
+        self.pattern.is_match(&parts.join("/"))
+    }
+}
+
+/// Runs `hotswap watch` until interrupted; returns the exit status when it cannot start.
+pub fn run(args: WatchArgs) -> i32 {
+    match watch(args) {
+        Ok(()) => 0,
+        Err(e) => crate::report(&e),
+    }
+}
+
+fn watch(args: WatchArgs) -> Result<(), WatchCmdError> {
+    let client = args.admin.client()?;
+    let root =
+        std::fs::canonicalize(&args.plugin_dir).map_err(|source| WatchCmdError::PluginDir {
+            path: args.plugin_dir.clone(),
+            source,
+        })?;
+    let mut ignored = Vec::new();
+    for dir in [Some(&args.output_dir), args.target_dir.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        if let Ok(abs) = std::path::absolute(dir) {
+            ignored.push(std::fs::canonicalize(&abs).unwrap_or(abs));
+        }
+    }
+    let filter = SourceFilter::new(root.clone(), ignored);
+    let options = BuildOptions {
+        verbose: args.verbose,
+        debug: args.debug,
+        target_dir: args.target_dir.clone(),
+        keep: Some(args.keep as usize),
+        cargo_args: args.cargo_args.clone(),
+        ..BuildOptions::new(root.clone(), args.output_dir.clone())
+    };
+
+    let (tx, rx) = mpsc::channel::<Vec<PathBuf>>();
+    let _watcher = watch_dir(
+        root.clone(),
+        true,
+        Duration::from_millis(args.debounce),
+        move |p| filter.is_source(p),
+        move |paths| {
+            // The receiver lives as long as this function, which never returns normally.
+            let _ = tx.send(paths);
+        },
+    )?;
+    eprintln!(
+        "watching {} (Ctrl-C to stop); builds go to {}, reloads to {}",
+        root.display(),
+        args.output_dir.display(),
+        client.target()
+    );
+    build_and_reload(&options, &client);
+    while let Ok(mut paths) = rx.recv() {
+        // Changes that arrived during the last build are in this round too.
+        while let Ok(more) = rx.try_recv() {
+            paths.extend(more);
+        }
+        paths.sort();
+        paths.dedup();
+        let names: Vec<String> = paths
+            .iter()
+            .map(|p| p.strip_prefix(&root).unwrap_or(p).display().to_string())
+            .collect();
+        eprintln!("\nchanged: {}", names.join(", "));
+        build_and_reload(&options, &client);
+    }
+    Ok(())
+}
+
+/// One round: build, then reload; failures are printed and the loop goes on.
+fn build_and_reload(options: &BuildOptions, client: &Client) {
+    eprintln!("== building {}", options.plugin_dir.display());
+    match build::build(options) {
+        Ok(output) => println!("{}", output.summary(options.verbose)),
+        Err(e) => {
+            eprintln!(
+                "error: {}\nwaiting for the next change",
+                crate::error_chain(&e)
+            );
+            return;
+        }
+    }
+    eprintln!("== reloading through {}", client.target());
+    match crate::reload::reload(client, None) {
+        Ok(response) => match response.json() {
+            Ok(report) => print!("{}", crate::reload::format_report(&report)),
+            Err(_) => println!("{}", response.text().trim()),
+        },
+        Err(e) => eprintln!(
+            "error: {}\nwaiting for the next change",
+            crate::error_chain(&e)
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sources_outside_build_outputs_count() {
+        let f = SourceFilter::new("/p".into(), vec!["/p/out".into()]);
+        assert!(f.is_source(Path::new("/p/src/lib.rs")));
+        assert!(f.is_source(Path::new("/p/Cargo.toml")));
+        assert!(f.is_source(Path::new("/p/Cargo.lock")));
+        assert!(!f.is_source(Path::new("/p/src/.lib.rs.swp")));
+        assert!(!f.is_source(Path::new("/p/src/lib.rs~")));
+        assert!(!f.is_source(Path::new("/p/target/release/build/x.rs")));
+        assert!(!f.is_source(Path::new("/p/.git/x.rs")));
+        assert!(!f.is_source(Path::new("/p/out/gen.rs")));
+        assert!(!f.is_source(Path::new("/elsewhere/lib.rs")));
+        assert!(!f.is_source(Path::new("/p/README.md")));
+    }
+}

@@ -1,0 +1,737 @@
+//! The supervisor's event loop. One thread owns every child and is the only one that
+//! reaps them (so a pid it signals is never one the kernel handed to another process);
+//! helper threads (signals, notify sockets, admin connections) only send it [`Event`]s.
+//! Timers (readiness deadlines, drain deadlines, respawn backoff, the memory check) are
+//! checked on every wake-up; the loop sleeps until the nearest one, a second at most.
+
+use super::admin::AdminCommand;
+use super::child::{rss_kib, Launcher};
+use super::notify::{NotifySocket, NotifyWaiter};
+use super::upgrade::{PreUpgrade, Step, Trigger, Upgrade};
+use super::Config;
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR2};
+use std::io;
+use std::path::PathBuf;
+use std::process::{Child, ExitStatus};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+/// The longest the loop sleeps: a safety net for a lost wake-up.
+const TICK: Duration = Duration::from_secs(1);
+
+/// How often `--max-rss` is checked.
+const RSS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What the helper threads tell the loop.
+pub(crate) enum Event {
+    /// A signal arrived at the supervisor.
+    Signal(i32),
+    /// Child `serial` sent `READY=1`.
+    Ready {
+        /// The child's serial number.
+        serial: u64,
+    },
+    /// An admin request; the answer line goes to `reply`.
+    Admin {
+        /// What is asked.
+        command: AdminCommand,
+        /// Where the answer goes.
+        reply: Sender<String>,
+    },
+}
+
+/// Why a child was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Purpose {
+    /// At supervisor start.
+    Initial,
+    /// To replace a worker that crashed.
+    Respawn,
+    /// By an upgrade, to replace a serving worker.
+    Upgrade,
+}
+
+/// Where a child is in its life.
+pub(super) enum Role {
+    /// Started, not ready yet.
+    Starting {
+        purpose: Purpose,
+        ready_by: Instant,
+        delay_until: Option<Instant>,
+    },
+    /// Ready: the worker of its slot.
+    Serving { since: Instant },
+    /// Replaced: told to drain (SIGTERM), killed at `kill_at` if still there.
+    Draining {
+        since: Instant,
+        kill_at: Instant,
+        killed: bool,
+    },
+    /// Failed to start and was killed; waiting to be reaped.
+    Failed,
+}
+
+/// One child process.
+pub(super) struct Proc {
+    pub serial: u64,
+    pub pid: u32,
+    pub child: Child,
+    pub slot: usize,
+    pub role: Role,
+    pub spawned: Instant,
+    pub notify: Option<NotifyWaiter>,
+}
+
+/// One of the `--workers` positions.
+#[derive(Default)]
+pub(super) struct Slot {
+    /// The serial of the child serving this slot.
+    pub serving: Option<u64>,
+    /// Crashes in a row (for the backoff).
+    pub crashes: u32,
+    /// When to start a replacement for a crashed worker.
+    pub respawn_at: Option<Instant>,
+}
+
+/// The supervisor was asked to exit.
+struct Shutdown {
+    kill_at: Instant,
+    killed: bool,
+}
+
+/// All state of a running supervisor.
+pub(crate) struct Supervisor<'a> {
+    pub(super) cfg: &'a Config,
+    pub(super) launcher: Launcher,
+    rundir: PathBuf,
+    owner: Option<(u32, u32)>,
+    listeners: Vec<(String, String)>,
+    events: Sender<Event>,
+    pub(super) procs: Vec<Proc>,
+    pub(super) slots: Vec<Slot>,
+    pub(super) upgrade: Option<Upgrade>,
+    pub(super) pre_upgrade: Option<PreUpgrade>,
+    pub(super) pending_upgrade: bool,
+    shutdown: Option<Shutdown>,
+    next_serial: u64,
+    pub(super) next_upgrade: u64,
+    pub(super) upgrades_ok: u64,
+    pub(super) upgrades_failed: u64,
+    respawns: u64,
+    next_rss_check: Instant,
+}
+
+/// A signal's name, for log lines.
+pub(super) fn signame(sig: i32) -> &'static str {
+    match sig {
+        SIGHUP => "SIGHUP",
+        SIGINT => "SIGINT",
+        SIGTERM => "SIGTERM",
+        SIGQUIT => "SIGQUIT",
+        SIGUSR2 => "SIGUSR2",
+        SIGCHLD => "SIGCHLD",
+        libc::SIGKILL => "SIGKILL",
+        _ => "signal",
+    }
+}
+
+/// Sends `sig` to the child `pid`. The loop reaps its children itself, so `pid` is
+/// still this child (alive or a zombie), never a recycled pid.
+pub(super) fn send_signal(pid: u32, sig: i32) {
+    let target = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw);
+    let signal = rustix::process::Signal::from_named_raw(sig);
+    if let (Some(target), Some(signal)) = (target, signal) {
+        if let Err(e) = rustix::process::kill_process(target, signal) {
+            tracing::warn!(pid, signal = signame(sig), error = %e, "cannot signal child");
+        }
+    }
+}
+
+fn describe(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(sig)) => format!("killed by signal {sig} ({})", signame(sig)),
+        _ => status.to_string(),
+    }
+}
+
+fn ms(d: Duration) -> u128 {
+    d.as_millis()
+}
+
+impl<'a> Supervisor<'a> {
+    pub(crate) fn new(
+        cfg: &'a Config,
+        launcher: Launcher,
+        rundir: PathBuf,
+        owner: Option<(u32, u32)>,
+        listeners: Vec<(String, String)>,
+        events: Sender<Event>,
+    ) -> Supervisor<'a> {
+        Supervisor {
+            cfg,
+            launcher,
+            rundir,
+            owner,
+            listeners,
+            events,
+            procs: Vec::new(),
+            slots: (0..cfg.workers).map(|_| Slot::default()).collect(),
+            upgrade: None,
+            pre_upgrade: None,
+            pending_upgrade: false,
+            shutdown: None,
+            next_serial: 1,
+            next_upgrade: 1,
+            upgrades_ok: 0,
+            upgrades_failed: 0,
+            respawns: 0,
+            next_rss_check: Instant::now() + RSS_INTERVAL,
+        }
+    }
+
+    /// Starts the workers, then runs until asked to exit and every child is gone. Fails
+    /// only if the first workers cannot be started at all (after killing those that were).
+    pub(crate) fn run(&mut self, events: Receiver<Event>) -> io::Result<()> {
+        tracing::info!(
+            command = %self.launcher.describe(),
+            workers = self.cfg.workers,
+            "starting"
+        );
+        for slot in 0..self.cfg.workers {
+            if let Err(e) = self.start_child(slot, Purpose::Initial) {
+                for p in &mut self.procs {
+                    let _ = p.child.kill();
+                    let _ = p.child.wait();
+                }
+                return Err(e);
+            }
+        }
+        loop {
+            let now = Instant::now();
+            let wait = self
+                .next_wakeup(now)
+                .saturating_duration_since(now)
+                .min(TICK);
+            match events.recv_timeout(wait) {
+                Ok(event) => self.handle(event),
+                Err(RecvTimeoutError::Timeout) => {}
+                // Unreachable while `self.events` is alive; nothing more can arrive.
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            while let Ok(event) = events.try_recv() {
+                self.handle(event);
+            }
+            self.reap();
+            self.timers(Instant::now());
+            if self.shutdown.is_some() && self.procs.is_empty() && self.pre_upgrade.is_none() {
+                break;
+            }
+        }
+        tracing::info!("all children are gone; supervisor exiting");
+        Ok(())
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Signal(SIGCHLD) => {} // reaped right after every event
+            Event::Signal(SIGHUP) => {
+                if self.shutdown.is_none() {
+                    self.request_upgrade(Trigger::Signal, None);
+                }
+            }
+            Event::Signal(sig @ (SIGINT | SIGTERM | SIGQUIT)) => self.begin_shutdown(sig),
+            Event::Signal(SIGUSR2) => {
+                tracing::info!(
+                    children = self.live_children(),
+                    "received SIGUSR2: passing it to the children"
+                );
+                self.forward(SIGUSR2);
+            }
+            Event::Signal(_) => {}
+            Event::Ready { serial } => {
+                if self.shutdown.is_none() {
+                    self.mark_ready(serial, "READY=1");
+                }
+            }
+            Event::Admin {
+                command: AdminCommand::Status,
+                reply,
+            } => {
+                let _ = reply.send(format!("ok {}", self.status_json()));
+            }
+            Event::Admin {
+                command: AdminCommand::Upgrade,
+                reply,
+            } => {
+                if self.shutdown.is_some() {
+                    let _ = reply.send("error the supervisor is shutting down".into());
+                } else {
+                    self.request_upgrade(Trigger::Admin, Some(reply));
+                }
+            }
+        }
+    }
+
+    fn live_children(&self) -> usize {
+        self.procs
+            .iter()
+            .filter(|p| !matches!(p.role, Role::Failed))
+            .count()
+    }
+
+    /// Starts a child for `slot` and its readiness watch; returns its serial.
+    pub(super) fn start_child(&mut self, slot: usize, purpose: Purpose) -> io::Result<u64> {
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        let path = self.rundir.join(format!("notify-{serial}.sock"));
+        let socket = NotifySocket::bind(&path, self.owner)?;
+        let child = match self.launcher.spawn(socket.path()) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
+            }
+        };
+        let pid = child.id();
+        let now = Instant::now();
+        let ready_by = now + self.cfg.ready_timeout;
+        let notify = match socket.wait(serial, pid, ready_by, self.events.clone()) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(pid, error = %e, "cannot watch the notify socket; relying on --start-delay or the deadline");
+                None
+            }
+        };
+        tracing::info!(
+            worker = slot,
+            reason = ?purpose,
+            "starting new child pid {pid}"
+        );
+        self.procs.push(Proc {
+            serial,
+            pid,
+            child,
+            slot,
+            role: Role::Starting {
+                purpose,
+                ready_by,
+                delay_until: self.cfg.start_delay.map(|d| now + d),
+            },
+            spawned: now,
+            notify,
+        });
+        Ok(serial)
+    }
+
+    pub(super) fn find(&self, serial: u64) -> Option<usize> {
+        self.procs.iter().position(|p| p.serial == serial)
+    }
+
+    /// Child `serial` is ready: it becomes its slot's worker and the previous one drains.
+    fn mark_ready(&mut self, serial: u64, how: &str) {
+        let Some(i) = self.find(serial) else { return };
+        let p = &mut self.procs[i];
+        let Role::Starting { purpose, .. } = p.role else {
+            return;
+        };
+        let now = Instant::now();
+        p.role = Role::Serving { since: now };
+        p.notify = None;
+        let (pid, slot, took) = (p.pid, p.slot, now - p.spawned);
+        tracing::info!(worker = slot, "child {pid} ready in {} ms ({how})", ms(took));
+        let old = self.slots[slot].serving.replace(serial);
+        if purpose == Purpose::Upgrade {
+            self.slots[slot].crashes = 0;
+        }
+        let old_pid = old.and_then(|o| self.drain(o));
+        if purpose == Purpose::Upgrade {
+            self.upgrade_child_ready(serial, slot, pid, old_pid, took);
+        }
+    }
+
+    /// Tells serving child `serial` to drain (SIGTERM), with the kill deadline.
+    fn drain(&mut self, serial: u64) -> Option<u32> {
+        let i = self.find(serial)?;
+        let p = &mut self.procs[i];
+        if !matches!(p.role, Role::Serving { .. }) {
+            return None;
+        }
+        let now = Instant::now();
+        tracing::info!(
+            worker = p.slot,
+            "draining old child {} (SIGTERM; SIGKILL in {} ms)",
+            p.pid,
+            ms(self.cfg.drain_timeout)
+        );
+        send_signal(p.pid, SIGTERM);
+        p.role = Role::Draining {
+            since: now,
+            kill_at: now + self.cfg.drain_timeout,
+            killed: false,
+        };
+        Some(p.pid)
+    }
+
+    /// A starting child failed (exited or missed its deadline).
+    fn start_failed(&mut self, slot: usize, purpose: Purpose, serial: u64, pid: u32, reason: &str) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        match purpose {
+            Purpose::Upgrade => self.upgrade_child_failed(serial, slot, pid, reason),
+            Purpose::Initial | Purpose::Respawn => {
+                self.schedule_respawn(slot, Duration::ZERO, &format!("child {pid} {reason}"))
+            }
+        }
+    }
+
+    /// Plans a new child for `slot` after the backoff delay, and says so.
+    pub(super) fn schedule_respawn(&mut self, slot: usize, served: Duration, what: &str) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        if let Some(Upgrade {
+            step: Step::Starting { slot: s, .. },
+            ..
+        }) = &self.upgrade
+        {
+            if *s == slot {
+                tracing::warn!(worker = slot, "{what}; the upgrade's new child takes its place");
+                return;
+            }
+        }
+        let backoff = self.cfg.backoff;
+        let s = &mut self.slots[slot];
+        if served >= backoff.reset_after {
+            s.crashes = 0;
+        }
+        s.crashes += 1;
+        let delay = backoff.delay(s.crashes);
+        s.respawn_at = Some(Instant::now() + delay);
+        tracing::warn!(
+            worker = slot,
+            "{what}; respawning in {} ms (crash {} in a row)",
+            ms(delay),
+            s.crashes
+        );
+    }
+
+    fn respawn(&mut self, slot: usize) {
+        self.respawns += 1;
+        if let Err(e) = self.start_child(slot, Purpose::Respawn) {
+            self.schedule_respawn(
+                slot,
+                Duration::ZERO,
+                &format!("the command could not be started ({e})"),
+            );
+        }
+    }
+
+    /// Kills the children starting for `slot` that are not `keep` (an upgrade takes the
+    /// slot over from a respawn in progress).
+    pub(super) fn cancel_starting(&mut self, slot: usize) {
+        self.slots[slot].respawn_at = None;
+        for p in &mut self.procs {
+            if p.slot == slot && matches!(p.role, Role::Starting { .. }) {
+                tracing::info!(worker = slot, "killing child {} (superseded by the upgrade)", p.pid);
+                send_signal(p.pid, libc::SIGKILL);
+                p.role = Role::Failed;
+                p.notify = None;
+            }
+        }
+    }
+
+    fn reap(&mut self) {
+        let mut i = 0;
+        while i < self.procs.len() {
+            match self.procs[i].child.try_wait() {
+                Ok(Some(status)) => {
+                    let p = self.procs.remove(i);
+                    self.on_exit(p, status);
+                }
+                Ok(None) => i += 1,
+                Err(e) => {
+                    tracing::warn!(pid = self.procs[i].pid, error = %e, "waitpid failed");
+                    i += 1;
+                }
+            }
+        }
+        self.reap_pre_upgrade();
+    }
+
+    fn on_exit(&mut self, p: Proc, status: ExitStatus) {
+        let (pid, slot, how) = (p.pid, p.slot, describe(status));
+        match p.role {
+            Role::Starting { purpose, .. } => {
+                if self.shutdown.is_some() {
+                    tracing::info!(worker = slot, "child {pid} exited ({how})");
+                } else {
+                    tracing::warn!(worker = slot, "child {pid} exited ({how}) before it was ready");
+                    self.start_failed(
+                        slot,
+                        purpose,
+                        p.serial,
+                        pid,
+                        &format!("exited ({how}) before it was ready"),
+                    );
+                }
+            }
+            Role::Serving { since } => {
+                if self.slots[slot].serving == Some(p.serial) {
+                    self.slots[slot].serving = None;
+                }
+                if self.shutdown.is_some() {
+                    tracing::info!(worker = slot, "child {pid} exited ({how})");
+                } else {
+                    let served = since.elapsed();
+                    self.schedule_respawn(
+                        slot,
+                        served,
+                        &format!(
+                            "child {pid} exited unexpectedly ({how}) after serving for {} ms",
+                            ms(served)
+                        ),
+                    );
+                }
+            }
+            Role::Draining { since, .. } => tracing::info!(
+                worker = slot,
+                "old child {pid} exited ({how}) {} ms after it was told to drain",
+                ms(since.elapsed())
+            ),
+            Role::Failed => tracing::debug!(worker = slot, "child {pid} reaped ({how})"),
+        }
+    }
+
+    fn timers(&mut self, now: Instant) {
+        if self.shutdown.is_none() {
+            let mut ready = Vec::new();
+            let mut late = Vec::new();
+            for p in &self.procs {
+                if let Role::Starting {
+                    ready_by,
+                    delay_until,
+                    ..
+                } = p.role
+                {
+                    if delay_until.is_some_and(|t| t <= now) {
+                        ready.push(p.serial);
+                    } else if ready_by <= now {
+                        late.push(p.serial);
+                    }
+                }
+            }
+            for serial in ready {
+                self.mark_ready(serial, "--start-delay elapsed");
+            }
+            for serial in late {
+                self.missed_deadline(serial);
+            }
+            for slot in 0..self.slots.len() {
+                if self.slots[slot].respawn_at.is_some_and(|t| t <= now) {
+                    self.slots[slot].respawn_at = None;
+                    self.respawn(slot);
+                }
+            }
+            self.check_rss(now);
+        }
+        for p in &mut self.procs {
+            if let Role::Draining {
+                kill_at,
+                ref mut killed,
+                ..
+            } = p.role
+            {
+                if !*killed && kill_at <= now {
+                    tracing::warn!(
+                        worker = p.slot,
+                        "old child {} still running {} ms after SIGTERM; sent SIGKILL",
+                        p.pid,
+                        ms(self.cfg.drain_timeout)
+                    );
+                    send_signal(p.pid, libc::SIGKILL);
+                    *killed = true;
+                }
+            }
+        }
+        self.pre_upgrade_timers(now);
+        if let Some(sd) = &mut self.shutdown {
+            if !sd.killed && sd.kill_at <= now {
+                sd.killed = true;
+                let pids: Vec<u32> = self.procs.iter().map(|p| p.pid).collect();
+                tracing::warn!(
+                    ?pids,
+                    "children still running {} ms after the stop signal; sent SIGKILL",
+                    ms(self.cfg.drain_timeout)
+                );
+                for pid in pids {
+                    send_signal(pid, libc::SIGKILL);
+                }
+                if let Some(pre) = &mut self.pre_upgrade {
+                    let _ = pre.child.kill();
+                }
+            }
+        }
+    }
+
+    fn missed_deadline(&mut self, serial: u64) {
+        let Some(i) = self.find(serial) else { return };
+        let p = &mut self.procs[i];
+        let Role::Starting { purpose, .. } = p.role else {
+            return;
+        };
+        let (pid, slot) = (p.pid, p.slot);
+        send_signal(pid, libc::SIGKILL);
+        p.role = Role::Failed;
+        p.notify = None;
+        let reason = format!(
+            "was not ready within {} ms (--ready-timeout) and was killed",
+            ms(self.cfg.ready_timeout)
+        );
+        tracing::warn!(worker = slot, "child {pid} {reason}");
+        self.start_failed(slot, purpose, serial, pid, &reason);
+    }
+
+    fn check_rss(&mut self, now: Instant) {
+        let Some(max_mib) = self.cfg.max_rss_mib else {
+            return;
+        };
+        if now < self.next_rss_check {
+            return;
+        }
+        self.next_rss_check = now + RSS_INTERVAL;
+        if self.upgrade.is_some() {
+            return;
+        }
+        let over = self.procs.iter().find_map(|p| match p.role {
+            Role::Serving { .. } => rss_kib(p.pid)
+                .filter(|kib| *kib > max_mib.saturating_mul(1024))
+                .map(|kib| (p.slot, p.pid, kib)),
+            _ => None,
+        });
+        if let Some((slot, pid, rss_kib)) = over {
+            self.request_upgrade(Trigger::MaxRss { slot, pid, rss_kib }, None);
+        }
+    }
+
+    /// When the loop must wake up next.
+    fn next_wakeup(&self, now: Instant) -> Instant {
+        let mut next = now + TICK;
+        let mut consider = |t: Instant| next = next.min(t);
+        for p in &self.procs {
+            match p.role {
+                Role::Starting {
+                    ready_by,
+                    delay_until,
+                    ..
+                } => {
+                    consider(ready_by);
+                    if let Some(t) = delay_until {
+                        consider(t);
+                    }
+                }
+                Role::Draining {
+                    kill_at,
+                    killed: false,
+                    ..
+                } => consider(kill_at),
+                _ => {}
+            }
+        }
+        for s in &self.slots {
+            if let Some(t) = s.respawn_at {
+                consider(t);
+            }
+        }
+        if let Some(pre) = &self.pre_upgrade {
+            consider(pre.deadline);
+        }
+        if let Some(sd) = &self.shutdown {
+            if !sd.killed {
+                consider(sd.kill_at);
+            }
+        }
+        next
+    }
+
+    fn forward(&mut self, sig: i32) {
+        for p in &self.procs {
+            if !matches!(p.role, Role::Failed) {
+                send_signal(p.pid, sig);
+            }
+        }
+        if let Some(pre) = &self.pre_upgrade {
+            send_signal(pre.child.id(), sig);
+        }
+    }
+
+    fn begin_shutdown(&mut self, sig: i32) {
+        let name = signame(sig);
+        if self.shutdown.is_some() {
+            tracing::info!("received {name} again; forwarding it to the children");
+            self.forward(sig);
+            return;
+        }
+        tracing::info!(
+            children = self.live_children(),
+            "received {name}: forwarding it to the children; exiting once they are gone (SIGKILL after {} ms)",
+            ms(self.cfg.drain_timeout)
+        );
+        self.forward(sig);
+        for s in &mut self.slots {
+            s.respawn_at = None;
+        }
+        self.shutdown = Some(Shutdown {
+            kill_at: Instant::now() + self.cfg.drain_timeout,
+            killed: false,
+        });
+        self.pending_upgrade = false;
+        if self.upgrade.is_some() {
+            self.finish_upgrade(Err(format!("the supervisor is shutting down ({name})")));
+        }
+    }
+
+    fn status_json(&self) -> String {
+        let children: Vec<serde_json::Value> = self
+            .procs
+            .iter()
+            .map(|p| {
+                let state = match p.role {
+                    Role::Starting { .. } => "starting",
+                    Role::Serving { .. } => "serving",
+                    Role::Draining { .. } => "draining",
+                    Role::Failed => "killed",
+                };
+                serde_json::json!({
+                    "pid": p.pid,
+                    "worker": p.slot,
+                    "state": state,
+                    "uptime_ms": ms(p.spawned.elapsed()) as u64,
+                    "rss_kib": rss_kib(p.pid),
+                })
+            })
+            .collect();
+        let listeners: Vec<serde_json::Value> = self
+            .listeners
+            .iter()
+            .map(|(name, address)| serde_json::json!({"name": name, "address": address}))
+            .collect();
+        serde_json::json!({
+            "supervisor_pid": std::process::id(),
+            "command": self.launcher.describe(),
+            "listeners": listeners,
+            "workers": self.cfg.workers,
+            "children": children,
+            "upgrading": self.upgrade.is_some(),
+            "upgrades_ok": self.upgrades_ok,
+            "upgrades_failed": self.upgrades_failed,
+            "respawns": self.respawns,
+            "shutting_down": self.shutdown.is_some(),
+        })
+        .to_string()
+    }
+}
