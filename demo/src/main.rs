@@ -20,7 +20,9 @@ fn main() -> ExitCode {
         "hello" if serve::requested() => serve::run(),
         "hello" => hello(),
         "trine" => trine::run(),
-        other => Err(format!("unknown demo {other:?}; available: hello, trine")),
+        "livex" => livex::livex(),
+        "extension" => livex::extension(),
+        other => Err(format!("unknown demo {other:?}; available: hello, trine, livex, extension")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -32,6 +34,7 @@ fn main() -> ExitCode {
 }
 
 mod serve;
+mod livex;
 mod trine;
 
 pub(crate) fn repo() -> PathBuf {
