@@ -119,15 +119,26 @@ fn a_panic_in_a_call_comes_back_as_an_error_and_the_host_survives() {
     let m = PluginManager::new(dir.path()).unwrap();
     m.load_plugins(&Value::Null).unwrap();
     let e = m.invoke_func("probe", "panic", &[]).unwrap_err();
-    assert_eq!(
-        e,
+    match &e {
         CallError::Panicked {
-            plugin: "probe".into(),
-            version: "0.1.0".into(),
-            function: "panic".into(),
-            message: "probe v1 panicked on request".into()
+            plugin,
+            version,
+            function,
+            message,
+        } => {
+            assert_eq!(
+                (plugin.as_str(), version.as_str(), function.as_str()),
+                ("probe", "0.1.0", "panic")
+            );
+            // The message, and where in the plugin's source the panic happened.
+            assert!(
+                message.starts_with("probe v1 panicked on request (at "),
+                "{message}"
+            );
+            assert!(message.contains("probe/src/lib.rs:"), "{message}");
         }
-    );
+        other => panic!("expected a panic, got {other:?}"),
+    }
     let e = m.invoke_func("probe", "fail", &[]).unwrap_err();
     assert!(
         matches!(&e, CallError::Failed { message, .. } if message == "probe v1 failed on request")

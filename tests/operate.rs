@@ -117,7 +117,7 @@ fn raw_exchange(socket: &Path, bytes: &[u8], close_write: bool) -> (Option<u16>,
 /// Checks the Prometheus text exposition format line by line; returns the samples.
 fn parse_prometheus(text: &str) -> HashMap<String, f64> {
     let sample = regex::Regex::new(
-        r#"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*")(,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*")*\})? (\S+)( -?[0-9]+)?$"#,
+        r#"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*"(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*")*\})? (?P<value>\S+)(?: -?[0-9]+)?$"#,
     )
     .unwrap();
     let help = regex::Regex::new(r"^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) .*$").unwrap();
@@ -142,7 +142,7 @@ fn parse_prometheus(text: &str) -> HashMap<String, f64> {
             .captures(line)
             .unwrap_or_else(|| panic!("not a sample line: {line:?}"));
         let name = &c[1];
-        let value = &c[6];
+        let value = &c["value"];
         let v: f64 = match value {
             "+Inf" => f64::INFINITY,
             "-Inf" => f64::NEG_INFINITY,
@@ -276,7 +276,7 @@ fn demo_binary() -> PathBuf {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let out = Command::new(cargo)
             .current_dir(repo())
-            .args(["build", "-p", "hotswap-demo", "--target-dir"])
+            .args(["build", "-p", "hotswap-demo", "--bin", "hotswap-demo", "--target-dir"])
             .arg(&target)
             .env_remove("CARGO_TARGET_DIR")
             .output()

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod build;
 pub mod reload;
+pub mod serve;
 pub mod status;
 pub mod time;
 pub mod watch;
@@ -45,8 +46,12 @@ enum Command {
     #[command(after_help = "Example:\n  \
                       hotswap watch demo/hello/world plugins --admin /tmp/host.sock")]
     Watch(watch::WatchArgs),
+    /// Run a command under the zero-downtime supervisor: bind the sockets once, pass
+    /// them on (LISTEN_FDS), and replace the process on SIGHUP or `--upgrade` without
+    /// refusing a connection.
+    #[command(after_help = serve::EXAMPLES)]
+    Serve(serve::ServeArgs),
     // Planned subcommands, each a variant here plus a module beside `build`:
-    //   Serve(ServeArgs)    run a host under the socket-passing supervisor
     //   New(NewArgs)        create a new plugin crate from a template
 }
 
@@ -160,6 +165,7 @@ where
         Command::Reload(args) => reload::run(args),
         Command::Status(args) => status::run(args),
         Command::Watch(args) => watch::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }
 

@@ -109,7 +109,11 @@ pub(crate) fn load(
         loaded_at: SystemTime::now(),
         state: parking_lot::Mutex::new(RecordState::Loaded),
     });
-    let ctx = VersionCtx::new(format!("{}#{id}", m.name), env.manager.clone());
+    let ctx = VersionCtx::new(
+        format!("{}#{id}", m.name),
+        format!("{} {}", m.name, m.version),
+        env.manager.clone(),
+    );
     let instance = match (vt.new)(ctx.handle()) {
         RResult::ROk(i) => i,
         RResult::RErr(f) => {

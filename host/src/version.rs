@@ -40,16 +40,19 @@ pub(crate) struct VersionCtx {
     /// Tasks started through `hotswap_plugin_api::spawn` and still running.
     pub tasks: AtomicUsize,
     pub label: String,
+    /// `"<name> <crate version>"`, attached to the plugin's log events.
+    plugin: String,
     /// The manager, for the vault, the extension and live functions.
     manager: Weak<Shared>,
 }
 
 impl VersionCtx {
-    pub fn new(label: String, manager: Weak<Shared>) -> Arc<VersionCtx> {
+    pub fn new(label: String, plugin: String, manager: Weak<Shared>) -> Arc<VersionCtx> {
         Arc::new(VersionCtx {
             version: OnceLock::new(),
             tasks: AtomicUsize::new(0),
             label,
+            plugin,
             manager,
         })
     }
@@ -68,7 +71,46 @@ static HOST_VTABLE: HostVTable = HostVTable {
     bag_set: host_bag_set,
     extension: host_extension,
     call_live: host_call_live,
+    log: host_log,
+    max_log_level: host_max_log_level,
 };
+
+unsafe extern "C" fn host_log(
+    c: *const c_void,
+    level: u8,
+    target: abi_stable::std_types::RStr<'_>,
+    message: abi_stable::std_types::RStr<'_>,
+    fields: abi_stable::std_types::RStr<'_>,
+) {
+    // SAFETY: called by plugin code with its own HostHandle.
+    let c = unsafe { ctx(c) };
+    let (plugin, version) = c.plugin.split_once(' ').unwrap_or((c.plugin.as_str(), ""));
+    let (target, message, fields) = (target.as_str(), message.as_str(), fields.as_str());
+    macro_rules! emit {
+        ($level:expr) => {
+            tracing::event!(target: "hotswap::plugin", $level, plugin, version, plugin_target = target, fields, "{message}")
+        };
+    }
+    match level {
+        1 => emit!(tracing::Level::ERROR),
+        2 => emit!(tracing::Level::WARN),
+        3 => emit!(tracing::Level::INFO),
+        4 => emit!(tracing::Level::DEBUG),
+        _ => emit!(tracing::Level::TRACE),
+    }
+}
+
+unsafe extern "C" fn host_max_log_level(_: *const c_void) -> u8 {
+    use tracing::level_filters::LevelFilter;
+    match LevelFilter::current() {
+        LevelFilter::OFF => 0,
+        LevelFilter::ERROR => 1,
+        LevelFilter::WARN => 2,
+        LevelFilter::INFO => 3,
+        LevelFilter::DEBUG => 4,
+        _ => 5,
+    }
+}
 
 thread_local! {
     // The extension of the generation being assembled, while its hooks run on this

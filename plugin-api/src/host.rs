@@ -13,7 +13,9 @@ static HOST: OnceLock<HostHandle> = OnceLock::new();
 
 pub(crate) fn set(host: HostHandle) {
     // A second instance from the same file gets the same handle; keeping the first is fine.
-    let _ = HOST.set(host);
+    if HOST.set(host).is_ok() {
+        crate::log::install(host);
+    }
 }
 
 /// Why [`spawn`] did not start the task.

@@ -33,6 +33,7 @@ pub mod glue;
 pub mod header;
 mod host;
 pub mod live;
+mod log;
 pub mod value;
 pub mod vtable;
 

@@ -167,6 +167,17 @@ pub struct HostVTable {
     /// thread's call runs on (or the current one outside a call), valid during `f`.
     pub extension:
         unsafe extern "C" fn(ctx: *const c_void, f: ExtensionCallback, data: *mut c_void),
+    /// Emits a plugin's `tracing` event in the host (level 1 = error … 5 = trace), with
+    /// the plugin's name and version attached.
+    pub log: unsafe extern "C" fn(
+        ctx: *const c_void,
+        level: u8,
+        target: RStr<'_>,
+        message: RStr<'_>,
+        fields: RStr<'_>,
+    ),
+    /// The most verbose level the host's subscriber wants (0 = off … 5 = trace).
+    pub max_log_level: unsafe extern "C" fn(ctx: *const c_void) -> u8,
     /// Calls the live function `name` on the generation the caller runs on.
     pub call_live: unsafe extern "C" fn(
         ctx: *const c_void,

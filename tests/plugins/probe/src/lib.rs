@@ -137,6 +137,12 @@ impl Plugin for Probe {
                 })?;
                 Ok(Value::Null)
             }
+            "log" => {
+                let word = args.first().and_then(Value::as_str).unwrap_or("hi");
+                tracing::warn!(answer = 42, "probe {VERSION} says {word}");
+                tracing::trace!("too verbose for most hosts");
+                Ok(Value::Null)
+            }
             "panic" => panic!("probe {VERSION} panicked on request"),
             "fail" => Err(Error::msg(format!("probe {VERSION} failed on request"))),
             _ => Err(Error::unknown_function(name)),

@@ -1,0 +1,226 @@
+//! `hotswap serve`: run a command under the zero-downtime supervisor
+//! ([`hotswap_host::supervisor`]), or ask a running supervisor for an upgrade or its
+//! status.
+
+use clap::Args;
+use hotswap_host::supervisor::{self, Config, ListenSpec};
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Arguments of `hotswap serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Socket to bind and pass to the children (fd 3, 4, … in order): tcp://HOST:PORT,
+    /// tcp4://…, tcp6://[ADDR]:PORT or unix:///PATH, optionally followed by #NAME (its
+    /// LISTEN_FDNAMES entry). Repeatable
+    #[arg(long = "listen", value_name = "URI", value_parser = parse_listen)]
+    listen: Vec<ListenSpec>,
+
+    /// How many copies of the command serve at once; upgraded one at a time
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    workers: u32,
+
+    /// How long a new child has to report READY=1 on NOTIFY_SOCKET before it is killed
+    /// (seconds, or with a unit: 500ms, 2s, 1m)
+    #[arg(long, value_name = "DURATION", default_value = "30", value_parser = parse_duration)]
+    ready_timeout: Duration,
+
+    /// For programs that cannot report readiness: consider a child ready this long after
+    /// it started (like socketmaster's -start)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    start_delay: Option<Duration>,
+
+    /// How long an old child may drain after SIGTERM before it gets SIGKILL
+    #[arg(long, value_name = "DURATION", default_value = "30", value_parser = parse_duration)]
+    drain_timeout: Duration,
+
+    /// Shell command that must succeed before each upgrade (e.g. fetch and build)
+    #[arg(long, value_name = "CMD")]
+    pre_upgrade: Option<String>,
+
+    /// How long the pre-upgrade command may run
+    #[arg(long, value_name = "DURATION", default_value = "300", value_parser = parse_duration)]
+    pre_upgrade_timeout: Duration,
+
+    /// Run the children as this user (name or uid; needs root)
+    #[arg(long, value_name = "USER")]
+    user: Option<String>,
+
+    /// Recycle (upgrade) a worker whose resident memory exceeds this many MiB
+    #[arg(long, value_name = "MB", value_parser = clap::value_parser!(u64).range(1..))]
+    max_rss: Option<u64>,
+
+    /// Admin socket (unix:///PATH, mode 0600): where `--upgrade` and `--status` talk to
+    /// the supervisor
+    #[arg(long, value_name = "unix:///PATH", value_parser = parse_admin)]
+    admin: Option<PathBuf>,
+
+    /// Ask the running supervisor (at --admin, or --pid) for an upgrade and wait for the
+    /// outcome (with --pid: send SIGHUP, no outcome)
+    #[arg(long, conflicts_with_all = ["status", "listen", "command"])]
+    upgrade: bool,
+
+    /// Print the running supervisor's status (JSON) from its --admin socket
+    #[arg(long, requires = "admin", conflicts_with_all = ["listen", "command"])]
+    status: bool,
+
+    /// The supervisor's pid, for --upgrade without an admin socket
+    #[arg(long, value_name = "PID", requires = "upgrade", conflicts_with = "admin")]
+    pid: Option<u32>,
+
+    /// The command to run (after `--`), e.g. `-- ./my-host --plugins plugins`
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<OsString>,
+}
+
+/// The help's examples.
+pub(crate) const EXAMPLES: &str = "Examples:\n  \
+    hotswap serve --listen tcp://127.0.0.1:8080 --admin unix:///tmp/app.admin -- ./my-host\n  \
+    hotswap serve --listen tcp://:80 --listen unix:///run/app.sock --workers 4 \
+    --pre-upgrade 'make build' -- ./my-host\n  \
+    hotswap serve --upgrade --admin unix:///tmp/app.admin\n  \
+    hotswap serve --upgrade --pid 1234\n  \
+    hotswap serve --status --admin unix:///tmp/app.admin";
+
+fn parse_listen(s: &str) -> Result<ListenSpec, String> {
+    s.parse().map_err(|e: supervisor::SocketError| e.to_string())
+}
+
+fn parse_admin(s: &str) -> Result<PathBuf, String> {
+    let path = s.strip_prefix("unix://").unwrap_or(s);
+    if path.is_empty() {
+        return Err("expected unix:///PATH".into());
+    }
+    if s.contains("://") && !s.starts_with("unix://") {
+        return Err("the admin endpoint is a unix socket: unix:///PATH".into());
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// Parses `30`, `1.5`, `500ms`, `2s`, `1m` into a duration.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, scale) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (s, 1.0)
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (seconds, or 500ms, 2s, 1m)"))?;
+    Duration::try_from_secs_f64(value * scale)
+        .map_err(|_| format!("{s:?} is not a duration between 0 and ~584 years"))
+}
+
+/// Sets up logging for the supervisor: `RUST_LOG` or `info`, on stderr. Does nothing
+/// if the embedding program installed a subscriber already.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs `hotswap serve` and returns the exit status.
+pub(crate) fn run(args: ServeArgs) -> i32 {
+    if args.upgrade {
+        return match (&args.admin, args.pid) {
+            (Some(admin), _) => match supervisor::request(admin, "upgrade", None) {
+                Ok(text) => {
+                    println!("{text}");
+                    0
+                }
+                Err(e) => crate::report(&e),
+            },
+            (None, Some(pid)) => match supervisor::signal_upgrade(pid) {
+                Ok(()) => {
+                    println!("sent SIGHUP to supervisor {pid}; it logs the outcome");
+                    0
+                }
+                Err(e) => crate::report(&e),
+            },
+            (None, None) => {
+                eprintln!("error: --upgrade needs --admin unix:///PATH or --pid PID");
+                2
+            }
+        };
+    }
+    if args.status {
+        return match args.admin.as_deref().map(|a| {
+            supervisor::request(a, "status", Some(Duration::from_secs(10)))
+        }) {
+            Some(Ok(text)) => {
+                println!("{text}");
+                0
+            }
+            Some(Err(e)) => crate::report(&e),
+            None => {
+                eprintln!("error: --status needs --admin unix:///PATH");
+                2
+            }
+        };
+    }
+    if args.listen.is_empty() || args.command.is_empty() {
+        eprintln!(
+            "error: hotswap serve needs at least one --listen URI and a command after `--`\n\n{EXAMPLES}"
+        );
+        return 2;
+    }
+    init_logging();
+    let config = Config::from(args);
+    match supervisor::serve(&config) {
+        Ok(()) => 0,
+        Err(e) => crate::report(&e),
+    }
+}
+
+impl From<ServeArgs> for Config {
+    fn from(args: ServeArgs) -> Config {
+        let mut config = Config::new(args.command);
+        config.listen = args.listen;
+        config.workers = args.workers as usize;
+        config.ready_timeout = args.ready_timeout;
+        config.start_delay = args.start_delay;
+        config.drain_timeout = args.drain_timeout;
+        config.pre_upgrade = args.pre_upgrade;
+        config.pre_upgrade_timeout = args.pre_upgrade_timeout;
+        config.user = args.user;
+        config.max_rss_mib = args.max_rss;
+        config.admin = args.admin;
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        for bad in ["", "x", "-1", "1h", "nan"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn admin_addresses() {
+        assert_eq!(parse_admin("unix:///run/a"), Ok(PathBuf::from("/run/a")));
+        assert_eq!(parse_admin("/run/a"), Ok(PathBuf::from("/run/a")));
+        assert!(parse_admin("tcp://1.2.3.4:5").is_err());
+        assert!(parse_admin("unix://").is_err());
+    }
+}
