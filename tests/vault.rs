@@ -221,3 +221,27 @@ fn the_extension_factory_runs_once_per_generation_and_every_plugin_sees_the_new_
     assert_eq!((delay, func.as_str()), (10, "live_send_mail"));
     assert!(payload.starts_with("Live_Mail:"));
 }
+
+#[test]
+fn hotswap_build_finds_live_functions_and_the_host_refuses_an_unregistered_one() {
+    let jobs = build(JOBS, &[]);
+    assert_eq!(
+        jobs.manifest.live_functions,
+        vec!["live_send_mail".to_owned()]
+    );
+    let dir = plugin_dir();
+    common::install_with(&jobs, dir.path(), |m| {
+        m.live_functions.push("live_forgotten".into())
+    });
+    let m = PluginManager::new(dir.path()).unwrap();
+    let e = m.load_plugins(&Value::Null).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(e.as_load().map(|l| &l.kind), Some(hotswap_host::LoadErrorKind::LiveNotRegistered { function, .. }) if function == "live_forgotten"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("export_plugin!(…, live { live_forgotten })"),
+        "{msg}"
+    );
+}

@@ -394,6 +394,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
         profile: profile.name,
         target,
         live_prefix: opts.live_prefix.clone(),
+        live_functions: live_functions(&plugin_dir, &hashed, &opts.live_prefix),
     };
     let manifest_path = Manifest::path_for(&library);
     log.step(format_args!("writing {}", manifest_path.display()));
@@ -940,6 +941,30 @@ fn source_hash(
     Ok((hex, files.into_iter().map(|(rel, _)| rel).collect()))
 }
 
+/// Names of the functions in the plugin's Rust sources whose name starts with `prefix`
+/// (case-insensitive), as Go hotswap collects live functions. The host checks each is
+/// registered in `export_plugin!(…, live { … })`. Unreadable files are skipped: the
+/// source hash above already read them.
+fn live_functions(dir: &Path, files: &[String], prefix: &str) -> Vec<String> {
+    let Ok(pattern) = Regex::new(&format!(r"(?i)\bfn\s+({}\w*)", regex::escape(prefix))) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = files
+        .iter()
+        .filter(|rel| rel.ends_with(".rs"))
+        .filter_map(|rel| std::fs::read_to_string(dir.join(rel)).ok())
+        .flat_map(|text| {
+            pattern
+                .captures_iter(&text)
+                .map(|c| c[1].to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
 /// Every file under `dir` as (`/`-separated path relative to the root, full path), except
 /// in `target` and dot-directories. Symbolic links to directories are not followed.
 fn collect_files(
@@ -1320,6 +1345,7 @@ mod tests {
                 profile: "release".into(),
                 target: String::new(),
                 live_prefix: DEFAULT_LIVE_PREFIX.into(),
+                live_functions: Vec::new(),
             };
             m.write(&Manifest::path_for(&dir.path().join(&file)))
                 .expect("write manifest");

@@ -93,6 +93,8 @@ pub enum LoadErrorKind {
         first: PathBuf,
         second: PathBuf,
     },
+    #[error("live function {function} is in the sources (hotswap build --live-prefix {prefix}) but not registered: list it in export_plugin!(…, live {{ {function} }})")]
+    LiveNotRegistered { function: String, prefix: String },
     #[error("hook returned an error: {0}")]
     Hook(String),
     #[error("hook panicked: {0}")]

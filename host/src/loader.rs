@@ -98,6 +98,19 @@ pub(crate) fn load(
         ));
     }
 
+    if let Some(missing) = m
+        .live_functions
+        .iter()
+        .find(|name| !vt.live.iter().any(|f| f.name.as_str() == name.as_str()))
+    {
+        return Err(fail(
+            Step::AbiCheck,
+            LoadErrorKind::LiveNotRegistered {
+                function: missing.clone(),
+                prefix: m.live_prefix.clone(),
+            },
+        ));
+    }
     let record = Arc::new(VersionRecord {
         id,
         name: m.name.clone(),

@@ -49,6 +49,10 @@ pub struct Manifest {
     pub target: String,
     /// Case-insensitive name prefix of live functions and types (`--live-prefix`).
     pub live_prefix: String,
+    /// Functions named with that prefix found in the sources; each must be registered
+    /// in `export_plugin!(…, live { … })` (the host checks on load).
+    #[serde(default)]
+    pub live_functions: Vec<String>,
 }
 
 /// Why a manifest could not be read.

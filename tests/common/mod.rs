@@ -136,6 +136,7 @@ pub fn install_raw(bytes: &[u8], name: &str, dir: &Path, time_ms: u64) {
         profile: "release".into(),
         target: String::new(),
         live_prefix: "live_".into(),
+        live_functions: Vec::new(),
     };
     m.write(&dir.join(format!("{name}-0.1.0-raw.manifest.json")))
         .unwrap();
