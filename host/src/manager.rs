@@ -470,12 +470,7 @@ impl PluginManager {
         function: &str,
         args: &[Value],
     ) -> Vec<(String, Result<Value, CallError>)> {
-        self.shared.domain.with(|g| {
-            g.versions()
-                .iter()
-                .map(|v| (v.name().to_owned(), v.invoke(function, args)))
-                .collect()
-        })
+        self.each(function, args, false)
     }
 
     /// Like [`invoke_each`](Self::invoke_each), dependents first.
@@ -484,12 +479,22 @@ impl PluginManager {
         function: &str,
         args: &[Value],
     ) -> Vec<(String, Result<Value, CallError>)> {
+        self.each(function, args, true)
+    }
+
+    fn each(
+        &self,
+        function: &str,
+        args: &[Value],
+        backward: bool,
+    ) -> Vec<(String, Result<Value, CallError>)> {
         self.shared.domain.with(|g| {
-            g.versions()
-                .iter()
-                .rev()
-                .map(|v| (v.name().to_owned(), v.invoke(function, args)))
-                .collect()
+            let call = |v: &Arc<Version>| (v.name().to_owned(), v.invoke(function, args));
+            if backward {
+                g.versions().iter().rev().map(call).collect()
+            } else {
+                g.versions().iter().map(call).collect()
+            }
         })
     }
 
