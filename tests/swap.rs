@@ -530,3 +530,33 @@ fn a_typed_handle_made_before_loading_resolves_on_load_and_across_reloads() {
     );
     let _ = Arc::new(h);
 }
+
+#[test]
+fn free_delay_holds_on_free_back_after_the_version_is_drained() {
+    let dir = plugin_dir();
+    let scratch = plugin_dir();
+    let log = scratch.path().join("hooks.log");
+    install(&build(PROBE, &[]), dir.path());
+    let m = PluginManager::builder(dir.path())
+        .free_delay(Duration::from_millis(800))
+        .build()
+        .unwrap();
+    m.load_plugins(&Value::map([("log", log.to_str().unwrap())]))
+        .unwrap();
+    swap_to(dir.path(), &build(PROBE, &["v2"]));
+    let reloaded = Instant::now();
+    m.reload(&Value::Null).unwrap();
+    // Drained at once (no call runs), but on_free waits for the delay.
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !hook_log(&log).contains(&"v1:on_free".to_owned()),
+        "on_free ran before the free delay"
+    );
+    assert!(m.collect(Duration::from_secs(10)));
+    assert!(hook_log(&log).contains(&"v1:on_free".to_owned()));
+    assert!(
+        reloaded.elapsed() >= Duration::from_millis(800),
+        "collect returned before the delay passed"
+    );
+    assert_eq!(maps::mapped_under(m.private_dir()).len(), 1);
+}
