@@ -276,7 +276,14 @@ fn demo_binary() -> PathBuf {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let out = Command::new(cargo)
             .current_dir(repo())
-            .args(["build", "-p", "hotswap-demo", "--bin", "hotswap-demo", "--target-dir"])
+            .args([
+                "build",
+                "-p",
+                "hotswap-demo",
+                "--bin",
+                "hotswap-demo",
+                "--target-dir",
+            ])
             .arg(&target)
             .env_remove("CARGO_TARGET_DIR")
             .output()

@@ -153,7 +153,6 @@ fn no_call_fails_or_goes_back_during_1000_reloads() {
 struct Served {
     dir: tempfile::TempDir,
     _scratch: tempfile::TempDir,
-    log: std::path::PathBuf,
 }
 
 impl std::ops::Deref for Served {
@@ -175,7 +174,6 @@ fn probe_v1() -> (Served, std::path::PathBuf, PluginManager) {
     let served = Served {
         dir,
         _scratch: scratch,
-        log: log.clone(),
     };
     (served, log, m)
 }

@@ -945,7 +945,7 @@ fn source_hash(
 /// (case-insensitive), as Go hotswap collects live functions. The host checks each is
 /// registered in `export_plugin!(…, live { … })`. Unreadable files are skipped: the
 /// source hash above already read them.
-fn live_functions(dir: &Path, files: &[String], prefix: &str) -> Vec<String> {
+pub(crate) fn live_functions(dir: &Path, files: &[String], prefix: &str) -> Vec<String> {
     let Ok(pattern) = Regex::new(&format!(r"(?i)\bfn\s+({}\w*)", regex::escape(prefix))) else {
         return Vec::new();
     };
@@ -967,7 +967,7 @@ fn live_functions(dir: &Path, files: &[String], prefix: &str) -> Vec<String> {
 
 /// Every file under `dir` as (`/`-separated path relative to the root, full path), except
 /// in `target` and dot-directories. Symbolic links to directories are not followed.
-fn collect_files(
+pub(crate) fn collect_files(
     dir: &Path,
     rel: &str,
     out: &mut Vec<(String, PathBuf)>,

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod build;
 pub mod reload;
 pub mod serve;
+pub mod static_link;
 pub mod status;
 pub mod time;
 pub mod watch;
@@ -33,7 +34,8 @@ enum Command {
     /// Build a plugin crate (a cdylib) and package it with its manifest into an output
     /// directory.
     #[command(after_help = "Examples:\n  hotswap build demo/hello/world plugins\n  \
-                      hotswap build -v demo/hello/world plugins -- --features v2")]
+                      hotswap build -v demo/hello/world plugins -- --features v2\n  \
+                      hotswap build --static-linking demo/hello/world demo/slink/host")]
     Build(BuildArgs),
     /// Ask a running host to reload its plugins through its admin endpoint; exits
     /// non-zero if the reload fails (the host keeps serving its current plugins).
@@ -95,12 +97,22 @@ struct BuildArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     keep: Option<u32>,
 
+    /// Link the plugin into the host crate given as the second directory instead of
+    /// building it (one binary for debugger sessions): writes <HOST_DIR>/src/hotswap_static.rs
+    /// and a marked dependency block in <HOST_DIR>/Cargo.toml, then `cargo build` the host.
+    /// The plugin needs `crate-type = ["cdylib", "rlib"]`
+    #[arg(long, conflicts_with_all = [
+        "debug", "leave_temps", "no_build", "include", "exclude", "target_dir", "keep", "cargo_args",
+    ])]
+    static_linking: bool,
+
     /// Directory of the plugin crate (holding its Cargo.toml)
     #[arg(value_name = "PLUGIN_DIR")]
     plugin_dir: PathBuf,
 
-    /// Directory to put the built library and its manifest in (created if missing)
-    #[arg(value_name = "OUTPUT_DIR")]
+    /// Directory to put the built library and its manifest in (created if missing); with
+    /// --static-linking, the host crate's directory (holding its Cargo.toml)
+    #[arg(value_name = "OUTPUT_DIR|HOST_DIR")]
     output_dir: PathBuf,
 
     /// Extra arguments passed to `cargo build` (after `--`), e.g. `--features v2`; cargo runs
@@ -152,6 +164,21 @@ where
         }
     };
     match cli.command {
+        Command::Build(args) if args.static_linking => {
+            let options = static_link::StaticLinkOptions {
+                plugin_dir: args.plugin_dir,
+                host_dir: args.output_dir,
+                live_prefix: args.live_prefix,
+                verbose: args.verbose,
+            };
+            match static_link::link(&options) {
+                Ok(output) => {
+                    println!("{}", output.summary());
+                    0
+                }
+                Err(err) => report(&err),
+            }
+        }
         Command::Build(args) => {
             let options = build::BuildOptions::from(args);
             match build::build(&options) {
@@ -234,12 +261,28 @@ mod tests {
     }
 
     #[test]
+    fn static_linking_takes_the_host_directory_second() {
+        let cli = Cli::try_parse_from(["hotswap", "build", "--static-linking", "-v", "p", "h"])
+            .expect("valid command line");
+        let Command::Build(args) = cli.command else {
+            panic!("parsed as another subcommand");
+        };
+        assert!(args.static_linking && args.verbose);
+        assert_eq!(
+            (args.plugin_dir, args.output_dir),
+            (PathBuf::from("p"), PathBuf::from("h"))
+        );
+    }
+
+    #[test]
     fn bad_arguments_are_refused() {
         for bad in [
             &["hotswap", "build", "--keep", "0", "p", "o"][..],
             &["hotswap", "build", "--include", "(", "p", "o"],
             &["hotswap", "build", "p"],
             &["hotswap", "build", "p", "o", "--features", "v2"],
+            &["hotswap", "build", "--static-linking", "--keep", "2", "p", "h"],
+            &["hotswap", "build", "--static-linking", "p", "h", "--", "--features", "v2"],
         ] {
             assert!(Cli::try_parse_from(bad).is_err(), "{bad:?} should fail");
         }

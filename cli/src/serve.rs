@@ -67,7 +67,12 @@ pub struct ServeArgs {
     status: bool,
 
     /// The supervisor's pid, for --upgrade without an admin socket
-    #[arg(long, value_name = "PID", requires = "upgrade", conflicts_with = "admin")]
+    #[arg(
+        long,
+        value_name = "PID",
+        requires = "upgrade",
+        conflicts_with = "admin"
+    )]
     pid: Option<u32>,
 
     /// The command to run (after `--`), e.g. `-- ./my-host --plugins plugins`
@@ -85,7 +90,8 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
     hotswap serve --status --admin unix:///tmp/app.admin";
 
 fn parse_listen(s: &str) -> Result<ListenSpec, String> {
-    s.parse().map_err(|e: supervisor::SocketError| e.to_string())
+    s.parse()
+        .map_err(|e: supervisor::SocketError| e.to_string())
 }
 
 fn parse_admin(s: &str) -> Result<PathBuf, String> {
@@ -127,6 +133,7 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
@@ -155,9 +162,11 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
         };
     }
     if args.status {
-        return match args.admin.as_deref().map(|a| {
-            supervisor::request(a, "status", Some(Duration::from_secs(10)))
-        }) {
+        return match args
+            .admin
+            .as_deref()
+            .map(|a| supervisor::request(a, "status", Some(Duration::from_secs(10))))
+        {
             Some(Ok(text)) => {
                 println!("{text}");
                 0

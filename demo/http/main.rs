@@ -24,7 +24,7 @@ use hotswap_host::{PluginManager, Value};
 use parse::{Refusal, Request, Response};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
-use std::io::{self, Read, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -60,10 +60,10 @@ struct Shared {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
@@ -153,11 +153,12 @@ fn run() -> Result<(), String> {
         let _ = a.join();
     }
     // Accepting has stopped: wait for the connections in flight.
-    let started = Instant::now();
-    let mut open = shared
-        .connections
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let started = shared
+        .drain_started
+        .get()
+        .copied()
+        .unwrap_or_else(Instant::now);
+    let mut open = shared.connections.lock().unwrap_or_else(|e| e.into_inner());
     while *open > 0 {
         open = shared
             .all_closed
@@ -204,12 +205,7 @@ fn accept_loop(listener: &Listener, shared: &Arc<Shared>) {
         tv_nsec: SLICE.as_nanos() as _,
     };
     while !shared.draining.load(Ordering::SeqCst) {
-        if *shared
-            .connections
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            >= MAX_CONNECTIONS
-        {
+        if *shared.connections.lock().unwrap_or_else(|e| e.into_inner()) >= MAX_CONNECTIONS {
             std::thread::sleep(Duration::from_millis(5));
             continue;
         }
@@ -235,10 +231,7 @@ fn accept_loop(listener: &Listener, shared: &Arc<Shared>) {
         };
         match accepted {
             Ok(conn) => {
-                *shared
-                    .connections
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()) += 1;
+                *shared.connections.lock().unwrap_or_else(|e| e.into_inner()) += 1;
                 let shared2 = shared.clone();
                 let spawned = std::thread::Builder::new()
                     .name("conn".into())
@@ -263,10 +256,7 @@ fn accept_loop(listener: &Listener, shared: &Arc<Shared>) {
 }
 
 fn connection_closed(shared: &Shared) {
-    let mut open = shared
-        .connections
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let mut open = shared.connections.lock().unwrap_or_else(|e| e.into_inner());
     *open -= 1;
     if *open == 0 {
         shared.all_closed.notify_all();
@@ -340,7 +330,9 @@ fn fill(conn: &mut Conn, buf: &mut Vec<u8>, idle: bool, shared: &Shared) -> Wait
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
                 ) =>
             {
                 let waited = started.elapsed();
@@ -394,20 +386,28 @@ fn serve_connection(mut conn: Conn, shared: &Shared) {
                 break end;
             }
             if buf.len() > parse::MAX_HEAD {
-                return refuse(&mut conn, shared, parse::Refusal {
-                    status: 431,
-                    why: "request header fields too large",
-                });
+                return refuse(
+                    &mut conn,
+                    shared,
+                    parse::Refusal {
+                        status: 431,
+                        why: "request header fields too large",
+                    },
+                );
             }
             let idle = buf.is_empty();
             match fill(&mut conn, &mut buf, idle, shared) {
                 Wait::Data => {}
                 Wait::Close => return,
                 Wait::TimedOut => {
-                    return refuse(&mut conn, shared, Refusal {
-                        status: 408,
-                        why: "request head not received in time",
-                    })
+                    return refuse(
+                        &mut conn,
+                        shared,
+                        Refusal {
+                            status: 408,
+                            why: "request head not received in time",
+                        },
+                    )
                 }
             }
         };
@@ -421,10 +421,14 @@ fn serve_connection(mut conn: Conn, shared: &Shared) {
                 Wait::Data => {}
                 Wait::Close => return,
                 Wait::TimedOut => {
-                    return refuse(&mut conn, shared, Refusal {
-                        status: 408,
-                        why: "request body not received in time",
-                    })
+                    return refuse(
+                        &mut conn,
+                        shared,
+                        Refusal {
+                            status: 408,
+                            why: "request body not received in time",
+                        },
+                    )
                 }
             }
         }

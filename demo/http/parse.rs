@@ -112,7 +112,10 @@ pub fn parse_head(head: &[u8]) -> Result<Request, Refusal> {
             }
             content_length = Some(n);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err(refuse(501, "Transfer-Encoding is not supported; send Content-Length"));
+            return Err(refuse(
+                501,
+                "Transfer-Encoding is not supported; send Content-Length",
+            ));
         } else if name.eq_ignore_ascii_case("connection") {
             for token in value.split(',').map(str::trim) {
                 if token.eq_ignore_ascii_case("close") {
@@ -205,8 +208,10 @@ mod tests {
         let r = parse_head(b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         assert_eq!((r.method.as_str(), r.target.as_str()), ("GET", "/a?b=1"));
         assert!(r.keep_alive);
-        let r = parse_head(b"POST /echo HTTP/1.1\r\nhost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\n")
-            .unwrap();
+        let r = parse_head(
+            b"POST /echo HTTP/1.1\r\nhost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
         assert_eq!(r.content_length, 5);
         assert!(!r.keep_alive);
         let r = parse_head(b"\r\nGET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").unwrap();
@@ -224,10 +229,22 @@ mod tests {
             (b"GET / HTTP/1.1\r\n\r\n", 400),
             (b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n", 400),
             (b"GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", 400),
-            (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400),
-            (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
-            (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n", 413),
-            (b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
+            (
+                b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+                400,
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                400,
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n",
+                413,
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+                501,
+            ),
         ];
         for (head, status) in cases {
             let got = parse_head(head).unwrap_err().status;

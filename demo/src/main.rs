@@ -33,8 +33,8 @@ fn main() -> ExitCode {
     }
 }
 
-mod serve;
 mod livex;
+mod serve;
 mod trine;
 
 pub(crate) fn repo() -> PathBuf {

@@ -42,7 +42,7 @@
 
 use criterion::Criterion;
 use hotswap_cli::build::{build, BuildOptions, BuildOutput};
-use hotswap_host::{Outcome, PluginManager, Value};
+use hotswap_host::{Func, Outcome, PluginManager, Value};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -112,28 +112,74 @@ fn build_probe(root: &Path, features: &str, out: &Path) -> Build {
     Build::of(built)
 }
 
-/// `calls` calls of `f`, timed.
+/// One way of making the call that the lines of the table compare. Each `call` is
+/// `#[inline(always)]`, so every timing loop has its call path inlined the same way and
+/// lines differ only by the path, not by the compiler's inlining choice for the harness.
+trait Call: Sync {
+    fn call(&self, x: u64) -> u64;
+}
+
+/// The baseline: a `dlsym`'d `extern "C"` function pointer.
+struct Raw(RawFn);
+
+impl Call for Raw {
+    #[inline(always)]
+    fn call(&self, x: u64) -> u64 {
+        // SAFETY: `probe_raw_add_one` is a plain `extern "C" fn(u64) -> u64` of a library
+        // that stays loaded while the benchmark runs.
+        unsafe { (self.0)(x) }
+    }
+}
+
+/// The fast path: a typed handle.
+struct Typed<'a>(&'a Func<u64, u64>);
+
+impl Call for Typed<'_> {
+    #[inline(always)]
+    fn call(&self, x: u64) -> u64 {
+        self.0.call(x).expect("typed call")
+    }
+}
+
+/// The dynamic path: by plugin and function name, with stable values.
+struct Dynamic<'a> {
+    manager: &'a PluginManager,
+    args: &'a [Value],
+}
+
+impl Call for Dynamic<'_> {
+    #[inline(always)]
+    fn call(&self, _: u64) -> u64 {
+        let sum = self
+            .manager
+            .invoke_func("probe", black_box("add"), black_box(self.args));
+        // The result is a host-owned `Value`, dropped here as a caller would.
+        sum.expect("invoke_func").as_int().unwrap_or(0) as u64
+    }
+}
+
+/// `calls` calls, timed.
 #[inline(always)]
-fn timed(calls: u64, f: &impl Fn(u64) -> u64) -> Duration {
+fn timed(calls: u64, f: &impl Call) -> Duration {
     let start = Instant::now();
     for i in 0..calls {
-        black_box(f(black_box(i)));
+        black_box(f.call(black_box(i)));
     }
     start.elapsed()
 }
 
-/// Each of `threads` new threads makes `calls` calls of `f`, all at once (they start
-/// together on a barrier); returns the slowest thread's time. The one-thread lines use
-/// this too, with one thread, so every line runs the same code on the same kind of
-/// thread and only the thread count differs.
-fn on_threads(threads: usize, calls: u64, f: &(impl Fn(u64) -> u64 + Sync)) -> Duration {
+/// Each of `threads` new threads makes `calls` calls, all at once (they start together
+/// on a barrier); returns the slowest thread's time. The one-thread lines use this too,
+/// with one thread, so every line runs the same code on the same kind of thread and
+/// only the thread count differs.
+fn on_threads(threads: usize, calls: u64, f: &impl Call) -> Duration {
     let barrier = Barrier::new(threads);
     std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 s.spawn(|| {
                     // One untimed call: a thread's first call registers it with the host.
-                    black_box(f(black_box(0)));
+                    black_box(f.call(black_box(0)));
                     barrier.wait();
                     timed(calls, f)
                 })
@@ -158,20 +204,27 @@ impl Samples {
         elapsed
     }
 
-    /// Median ns per call over the measured samples (criterion runs the warm-up first,
-    /// then exactly SAMPLE_SIZE samples, so those are the last ones recorded).
-    fn median(&self, line: &str) -> Option<f64> {
+    /// Median and minimum ns per call over the measured samples (criterion runs the
+    /// warm-up first, then exactly SAMPLE_SIZE samples, so those are the last recorded).
+    fn stats(&self, line: &str) -> Option<(f64, f64)> {
         let all = self.0.borrow();
         let recorded = all.get(line)?;
         let mut measured = recorded[recorded.len().saturating_sub(SAMPLE_SIZE)..].to_vec();
         measured.sort_by(f64::total_cmp);
         let n = measured.len();
-        match n {
-            0 => None,
-            _ if n % 2 == 1 => Some(measured[n / 2]),
-            _ => Some((measured[n / 2 - 1] + measured[n / 2]) / 2.0),
-        }
+        let median = match n {
+            0 => return None,
+            _ if n % 2 == 1 => measured[n / 2],
+            _ => (measured[n / 2 - 1] + measured[n / 2]) / 2.0,
+        };
+        Some((median, measured[0]))
     }
+}
+
+/// The 1-minute load average (Linux), to tell a quiet machine from a busy one.
+fn load_average() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    text.split_whitespace().next().map(str::to_owned)
 }
 
 /// Nearest-rank percentile of sorted durations.
@@ -226,19 +279,18 @@ fn main() {
     // SAFETY: the probe plugin defines `probe_raw_add_one` as this signature.
     let raw_fn: RawFn =
         *unsafe { raw_lib.get::<RawFn>(b"probe_raw_add_one\0") }.expect("dlsym probe_raw_add_one");
-    // SAFETY: a plain extern "C" function of the loaded library, which outlives the calls.
-    let raw = move |x: u64| unsafe { raw_fn(x) };
-    assert_eq!(raw(41), 42);
-    let typed = |x: u64| func.call(x).expect("typed call");
+    let raw = Raw(raw_fn);
+    assert_eq!(raw.call(41), 42);
+    let typed = Typed(&func);
     let args = [Value::from(1i64), Value::from(2i64)];
-    let dynamic = |_: u64| {
-        let sum = manager.invoke_func("probe", black_box("add"), black_box(&args));
-        // The result is a host-owned `Value`, dropped here as a caller would.
-        sum.expect("invoke_func").as_int().unwrap_or(0) as u64
+    let dynamic = Dynamic {
+        manager: &manager,
+        args: &args,
     };
-    assert_eq!(dynamic(0), 3);
+    assert_eq!(dynamic.call(0), 3);
 
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let load_before = load_average();
     let samples = Samples::default();
 
     let mut criterion = Criterion::default()
@@ -310,10 +362,12 @@ fn main() {
     let status = manager.status();
 
     // The table.
-    let ns = |line: &str| samples.median(line);
-    let row = |line: &str, base: &str| match (ns(line), ns(base)) {
-        (Some(t), Some(b)) => println!("{line:<24} {t:>8.2} ns  {:>6.2}x", t / b),
-        (Some(t), None) => println!("{line:<24} {t:>8.2} ns"),
+    let row = |line: &str, base: &str| match (samples.stats(line), samples.stats(base)) {
+        (Some((t, best)), Some((b, b_best))) => println!(
+            "{line:<24} {t:>8.2} ns  {:>6.2}x   (best {best:.2} ns, {:.2}x)",
+            t / b,
+            best / b_best
+        ),
         _ => println!("{line:<24} (not run: filtered out)"),
     };
     println!();
@@ -342,10 +396,11 @@ fn main() {
     );
     println!();
     println!(
-        "ns/call: median of the {SAMPLE_SIZE} samples criterion measured in this run \
-         (recorded in-process); all-cores: {threads} threads calling at once, slowest \
-         thread's time per call; typed/all-cores is against raw/all-cores, raw/all-cores \
-         against raw."
+        "ns/call: median (and best) of the {SAMPLE_SIZE} samples criterion measured in \
+         this run, recorded in-process; all-cores: {threads} threads calling at once, the \
+         slowest thread's time per call; typed/all-cores is against raw/all-cores, \
+         raw/all-cores against raw. Other load on the machine inflates the medians (the \
+         all-cores ones most); the best samples are the least disturbed."
     );
     println!(
         "reload: {timed_reloads} reloads alternating v1/v2 of the probe plugin, builds excluded; \
@@ -364,5 +419,8 @@ fn main() {
         status.unloaded,
         status.versions.len()
     );
+    if let (Some(before), Some(after)) = (load_before, load_average()) {
+        println!("load average (1 min) on {threads} cores: {before} before, {after} after.");
+    }
     drop(raw_lib);
 }

@@ -99,14 +99,14 @@ pub(crate) fn order(versions: Vec<Arc<Version>>) -> Result<Vec<Arc<Version>>, Bo
     Ok(out)
 }
 
+/// A dependent's providers and the import entries its `on_load` receives.
+pub(crate) type Bound = (Vec<Arc<Version>>, Vec<ImportEntry>);
+
 /// Binds `v`'s imports to the providers among `set`: checks each provider's crate
 /// version against the requirement and its export's type against the declared one
 /// (abi_stable's layout checker). Returns the providers and the entries for `on_load`,
 /// both in declaration order.
-pub(crate) fn resolve(
-    v: &Version,
-    set: &[Arc<Version>],
-) -> Result<(Vec<Arc<Version>>, Vec<ImportEntry>), Box<LoadError>> {
+pub(crate) fn resolve(v: &Version, set: &[Arc<Version>]) -> Result<Bound, Box<LoadError>> {
     let mut providers = Vec::with_capacity(v.imports.len());
     let mut entries = Vec::with_capacity(v.imports.len());
     for dep in &v.imports {

@@ -348,7 +348,9 @@ mod tests {
         let p = plan(Some("2"), Some("42"), Some("http:admin"), None, 42).unwrap();
         assert_eq!(p, vec![(3, Some("http".into())), (4, Some("admin".into()))]);
         // Meant for another process, or no pid at all: nothing.
-        assert!(plan(Some("2"), Some("41"), None, None, 42).unwrap().is_empty());
+        assert!(plan(Some("2"), Some("41"), None, None, 42)
+            .unwrap()
+            .is_empty());
         assert!(plan(Some("2"), None, None, None, 42).unwrap().is_empty());
         // No names: unnamed.
         assert_eq!(

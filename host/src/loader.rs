@@ -1,5 +1,7 @@
 //! Loading one plugin file: copy it to a private path, check it, dlopen it, check its
 //! header and layout, create its instance, ask its `reloadable` and `import` hooks.
+//! A plugin linked into the host binary ([`StaticPlugin`]) skips the file steps and goes
+//! through the same header checks, instance and hooks (`load_static`).
 //!
 //! Each version is opened from its own private copy with its own library handle
 //! (never abi_stable's `RootModule` singleton, which keeps one version per type and
@@ -11,6 +13,7 @@ use crate::generation::check_layout;
 use crate::manifest::sha256_hex;
 use crate::reaper::ReaperHandle;
 use crate::scan::Candidate;
+use crate::static_plugin::StaticPlugin;
 use crate::status::{RecordState, Records, VersionRecord};
 use crate::version::{Dependency, ExportObj, Version, VersionCtx};
 use abi_stable::library::AbiHeader;
@@ -18,7 +21,7 @@ use abi_stable::std_types::RResult;
 use abi_stable::StableAbi;
 use hotswap_plugin_api::header::{self, PluginHeader};
 use hotswap_plugin_api::vtable::{FailKind, PluginVTable};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -97,34 +100,142 @@ pub(crate) fn load(
             },
         ));
     }
-
-    if let Some(missing) = m
-        .live_functions
-        .iter()
-        .find(|name| !vt.live.iter().any(|f| f.name.as_str() == name.as_str()))
-    {
-        return Err(fail(
-            Step::AbiCheck,
-            LoadErrorKind::LiveNotRegistered {
-                function: missing.clone(),
-                prefix: m.live_prefix.clone(),
-            },
-        ));
-    }
-    let record = Arc::new(VersionRecord {
+    check_live(
+        vt,
+        m.live_functions.iter().map(String::as_str),
+        &m.live_prefix,
+    )
+    .map_err(|kind| fail(Step::AbiCheck, kind))?;
+    let origin = Origin {
         id,
         name: m.name.clone(),
         version: m.version.clone(),
         build_id: m.build_id.clone(),
         file: source.clone(),
-        private_path: private_path.clone(),
+        private_path: Some(private_path.clone()),
         sha256: m.sha256.clone(),
+    };
+    // SAFETY: `vtable` passed check_header and points into `library`, handed over too.
+    unsafe { instantiate(origin, Some(library), vtable, Some(remove_copy), env, &fail) }
+}
+
+/// Loads a plugin linked into the host binary: the same header checks, instance and
+/// hooks as [`load`], without a file, a copy or a library handle. Fails (nothing stays
+/// loaded) at the step that failed, like `load`.
+pub(crate) fn load_static(
+    plugin: &StaticPlugin,
+    env: &LoadEnv<'_>,
+) -> Result<Arc<Version>, Box<LoadError>> {
+    let (name, version) = (plugin.name(), plugin.version());
+    // The "file" a static plugin comes from is the host binary itself.
+    let file = std::env::current_exe().unwrap_or_else(|_| PathBuf::from(STATIC_FILE));
+    let fail = |step: Step, kind: LoadErrorKind| {
+        Box::new(LoadError {
+            plugin: Some(name.to_owned()),
+            version: Some(version.to_owned()),
+            file: Some(file.clone()),
+            step,
+            kind,
+        })
+    };
+    let id = NEXT_VERSION_ID.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: the pointer comes from a `&'static PluginHeader`: a complete, live header.
+    let vtable =
+        unsafe { check_header_at(plugin.header) }.map_err(|(step, kind)| fail(step, kind))?;
+    // SAFETY: check_header_at verified its layout; it is static data of this binary.
+    let vt: &PluginVTable = unsafe { &*vtable };
+    check_live(
+        vt,
+        plugin.live_functions.iter().copied(),
+        plugin.live_prefix,
+    )
+    .map_err(|kind| fail(Step::AbiCheck, kind))?;
+    let origin = Origin {
+        id,
+        name: name.to_owned(),
+        version: version.to_owned(),
+        build_id: STATIC_BUILD_ID.to_owned(),
+        file: file.clone(),
+        private_path: None,
+        sha256: String::new(),
+    };
+    // SAFETY: `vtable` passed the header checks and is `'static` (linked in).
+    unsafe { instantiate(origin, None, vtable, None, env, &fail) }
+}
+
+/// `build_id` of a statically linked version, in `status()` and reports.
+pub(crate) const STATIC_BUILD_ID: &str = "static";
+
+/// `file` of a statically linked version when the host binary's path is unknown.
+const STATIC_FILE: &str = "<linked into the host binary>";
+
+/// Where a version comes from, for its record.
+struct Origin {
+    id: u64,
+    name: String,
+    version: String,
+    build_id: String,
+    file: PathBuf,
+    /// The private copy that was dlopened; `None` for a statically linked plugin.
+    private_path: Option<PathBuf>,
+    sha256: String,
+}
+
+/// Every live function found in the sources (`names`) must be registered by the plugin.
+fn check_live<'a>(
+    vt: &PluginVTable,
+    mut names: impl Iterator<Item = &'a str>,
+    prefix: &str,
+) -> Result<(), LoadErrorKind> {
+    match names.find(|name| !vt.live.iter().any(|f| f.name.as_str() == *name)) {
+        Some(missing) => Err(LoadErrorKind::LiveNotRegistered {
+            function: missing.to_owned(),
+            prefix: prefix.to_owned(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// What `load` and `load_static` share once the plugin's code is in memory and its
+/// header checked: the record, the instance, the `reloadable`/`export`/`import` hooks,
+/// and the [`Version`] that owns it all (and `library` and the private copy, if any).
+///
+/// # Safety
+/// `vtable` must have passed `check_header`/`check_header_at` and point into `library`
+/// (or, with `library` `None`, be static data of the host binary).
+unsafe fn instantiate(
+    origin: Origin,
+    library: Option<libloading::Library>,
+    vtable: *const PluginVTable,
+    remove_copy: Option<RemoveOnDrop<'_>>,
+    env: &LoadEnv<'_>,
+    fail: &dyn Fn(Step, LoadErrorKind) -> Box<LoadError>,
+) -> Result<Arc<Version>, Box<LoadError>> {
+    // SAFETY: upheld by the caller; the Version keeps `library` open as long as `vt` is used.
+    let vt: &PluginVTable = unsafe { &*vtable };
+    let Origin {
+        id,
+        name,
+        version,
+        build_id,
+        file,
+        private_path,
+        sha256,
+    } = origin;
+    let record = Arc::new(VersionRecord {
+        id,
+        name: name.clone(),
+        version: version.clone(),
+        build_id,
+        file,
+        private_path,
+        sha256,
         loaded_at: SystemTime::now(),
         state: parking_lot::Mutex::new(RecordState::Loaded),
     });
     let ctx = VersionCtx::new(
-        format!("{}#{id}", m.name),
-        format!("{} {}", m.name, m.version),
+        format!("{name}#{id}"),
+        format!("{name} {version}"),
         env.manager.clone(),
     );
     let instance = match (vt.new)(ctx.handle()) {
@@ -167,8 +278,9 @@ pub(crate) fn load(
     // hook below failed.
     std::mem::forget(remove_copy);
     env.records.add(record.clone());
-    // SAFETY: `vtable` points into `library` and `instance` came from its `new`.
-    let version = unsafe {
+    // SAFETY: `vtable` points into `library` (or is static) and `instance` came from its
+    // `new`.
+    let loaded = unsafe {
         Version::new(
             record,
             library,
@@ -195,8 +307,8 @@ pub(crate) fn load(
     reloadable?;
     export?;
     imports?;
-    tracing::debug!(plugin = %m.name, version = %m.version, id, "loaded");
-    Ok(version)
+    tracing::debug!(plugin = %name, version = %version, id, "loaded");
+    Ok(loaded)
 }
 
 /// Copies a plugin-made failure into a host-owned error kind.
@@ -221,9 +333,23 @@ fn check_header(
             Err(_) => return Err((Step::AbiCheck, LoadErrorKind::NotAPlugin)),
         }
     };
-    // SAFETY: the symbol's address points to at least the frozen prefix of a
-    // PluginHeader (magic, abi_major, abi_minor); the ELF check already ensured the
-    // file is complete, so reading these plain bytes is sound.
+    // SAFETY: the address of the exported header symbol of a complete shared object.
+    unsafe { check_header_at(ptr) }
+}
+
+/// Checks the header at `ptr` (magic, ABI version, abi_stable version, vtable layout)
+/// and returns its vtable.
+///
+/// # Safety
+/// `ptr` must point to at least the frozen prefix of a `PluginHeader` (magic,
+/// `abi_major`, `abi_minor`), readable for as long as this runs: the rest is read only
+/// once the prefix says it has our layout.
+unsafe fn check_header_at(
+    ptr: *const PluginHeader,
+) -> Result<*const PluginVTable, (Step, LoadErrorKind)> {
+    // SAFETY: `ptr` points to at least the frozen prefix of a PluginHeader (magic,
+    // abi_major, abi_minor), upheld by the caller (for a file, the ELF check already
+    // ensured it is complete), so reading these plain bytes is sound.
     let (magic, major, minor) = unsafe {
         (
             std::ptr::addr_of!((*ptr).magic).read_unaligned(),

@@ -9,6 +9,7 @@ use crate::reaper::{self, ReaperHandle};
 use crate::reclaim::Domain;
 use crate::report::{Outcome, PluginReport, ReloadReport};
 use crate::scan;
+use crate::static_plugin::StaticPlugin;
 use crate::status::{RecordState, Records, Status, VersionState, VersionStatus, PINNED_REASON};
 use crate::vault::{ExtensionObj, Vault};
 use crate::version::Version;
@@ -41,6 +42,7 @@ pub struct Builder {
     whitelist: Option<HashSet<String>>,
     reload_callback: Option<ReloadCallback>,
     logger: Option<tracing::Dispatch>,
+    static_plugins: Option<Vec<StaticPlugin>>,
 }
 
 impl Builder {
@@ -79,6 +81,17 @@ impl Builder {
         self
     }
 
+    /// Static mode (Go hotswap's `WithStaticPlugins`): `load_plugins` loads these plugins,
+    /// linked into the host binary, instead of scanning the plugin directory, through the
+    /// same checks, lifecycle, dependencies, vault, live functions and typed handles.
+    /// `reload`, `reload_from` and `reload_with_callback` then fail with
+    /// [`Error::Unsupported`]: linked code cannot be swapped. The whitelist still applies.
+    /// `hotswap build --static-linking` generates the list (`static_plugins()`).
+    pub fn static_plugins(mut self, plugins: impl IntoIterator<Item = StaticPlugin>) -> Builder {
+        self.static_plugins = Some(plugins.into_iter().collect());
+        self
+    }
+
     /// Where the manager's own events go (default: the global `tracing` subscriber).
     pub fn logger(mut self, dispatch: tracing::Dispatch) -> Builder {
         self.logger = Some(dispatch);
@@ -106,6 +119,7 @@ impl Builder {
                 whitelist: self.whitelist,
                 reload_callback: self.reload_callback,
                 logger: self.logger,
+                static_plugins: self.static_plugins,
                 domain: Domain::new(Arc::new(Generation::empty())),
                 reload_lock: Mutex::new(()),
                 reaper,
@@ -125,6 +139,8 @@ pub(crate) struct Shared {
     whitelist: Option<HashSet<String>>,
     reload_callback: Option<ReloadCallback>,
     logger: Option<tracing::Dispatch>,
+    /// `Some` in static mode: what `load_plugins` loads; reloads are refused.
+    static_plugins: Option<Vec<StaticPlugin>>,
     pub(crate) domain: Domain<Generation>,
     reload_lock: Mutex<()>,
     reaper: ReaperHandle,
@@ -187,6 +203,7 @@ impl PluginManager {
             whitelist: None,
             reload_callback: None,
             logger: None,
+            static_plugins: None,
         }
     }
 
@@ -230,7 +247,11 @@ impl PluginManager {
     /// the current generation keeps serving untouched, the versions loaded for the
     /// attempt are freed (their `on_free` runs), and the error says which plugin,
     /// version, file and step failed. [`Error::ReloadInProgress`] if another reload runs.
+    ///
+    /// In static mode ([`Builder::static_plugins`]) it fails with [`Error::Unsupported`],
+    /// as do `reload_from` and `reload_with_callback`.
     pub fn reload(&self, data: &Value) -> Result<ReloadReport, Error> {
+        self.refuse_static()?;
         self.logged(|| {
             let _lock = self
                 .shared
@@ -245,6 +266,7 @@ impl PluginManager {
     /// Like [`reload`](Self::reload), reading builds from `dir`, which becomes the
     /// directory of later reloads if this one succeeds (for deploys into a new folder).
     pub fn reload_from(&self, dir: impl AsRef<Path>, data: &Value) -> Result<ReloadReport, Error> {
+        self.refuse_static()?;
         self.logged(|| {
             let _lock = self
                 .shared
@@ -264,6 +286,7 @@ impl PluginManager {
         data: &Value,
         callback: impl Fn(&Generation, &Generation) -> Result<(), String>,
     ) -> Result<ReloadReport, Error> {
+        self.refuse_static()?;
         self.logged(|| {
             let _lock = self
                 .shared
@@ -273,6 +296,19 @@ impl PluginManager {
             let dir = self.shared.dir.lock().clone();
             self.swap(&dir, data, Some(&callback))
         })
+    }
+
+    /// Whether this manager links its plugins statically ([`Builder::static_plugins`]).
+    pub fn is_static(&self) -> bool {
+        self.shared.static_plugins.is_some()
+    }
+
+    /// [`Error::Unsupported`] in static mode: there is no other code to swap in.
+    fn refuse_static(&self) -> Result<(), Error> {
+        if self.is_static() {
+            return Err(Error::Unsupported(STATIC_RELOAD.to_owned()));
+        }
+        Ok(())
     }
 
     /// Builds and publishes the next generation. Caller holds the reload lock.
@@ -285,7 +321,11 @@ impl PluginManager {
         let started = Instant::now();
         let sh = &*self.shared;
         let old = sh.domain.load_arc();
-        let candidates = scan::newest_builds(dir, sh.whitelist.as_ref())?;
+        // Static mode has nothing to scan: its plugins are loaded below, once.
+        let candidates = match &sh.static_plugins {
+            Some(_) => Default::default(),
+            None => scan::newest_builds(dir, sh.whitelist.as_ref())?,
+        };
         let env = LoadEnv {
             private_dir: sh.private_dir.path(),
             reaper: &sh.reaper,
@@ -323,6 +363,14 @@ impl PluginManager {
                     next.push(v);
                 }
             }
+        }
+        let linked = sh.static_plugins.iter().flatten();
+        for plugin in linked.filter(|p| sh.whitelist.as_ref().is_none_or(|w| w.contains(p.name()))) {
+            let t = Instant::now();
+            let v = loader::load_static(plugin, &env)?;
+            lines.push(line(&v, Outcome::Loaded, None, t.elapsed()));
+            fresh.insert(v.id());
+            next.push(v);
         }
         for cur in old.versions() {
             if candidates.contains_key(cur.name()) {
@@ -592,8 +640,13 @@ impl PluginManager {
                     _ => VersionState::Draining { tasks: 0 },
                 },
                 RecordState::Freed { .. } => {
-                    // Re-check: glibc unmaps once the pinning thread exits.
-                    if crate::maps::is_mapped(&r.private_path) == Some(false) {
+                    // Re-check: glibc unmaps once the pinning thread exits. A statically
+                    // linked version has no file and is never pinned.
+                    let unmapped = match &r.private_path {
+                        Some(path) => crate::maps::is_mapped(path) == Some(false),
+                        None => true,
+                    };
+                    if unmapped {
                         sh.records.freed(&r, false);
                         continue;
                     }
@@ -655,3 +708,7 @@ impl PluginManager {
         self.shared.private_dir.path()
     }
 }
+
+/// Why a manager with static plugins refuses to reload.
+const STATIC_RELOAD: &str = "static plugins are linked into the host binary and cannot be \
+     swapped; rebuild and restart the host (Go hotswap answers the same)";

@@ -44,7 +44,8 @@ impl FreeJob {
             export,
             providers,
         } = self;
-        // SAFETY: `library` is still open, and `vtable` points into it.
+        // SAFETY: `library` is still open (or the plugin is linked into the host binary),
+        // and `vtable` points into it.
         let vt = unsafe { &*vtable };
         // SAFETY: the last Arc<Version> is gone: no call, value or task uses the
         // instance, so on_free and drop have the exclusive access they need.
@@ -68,10 +69,17 @@ impl FreeJob {
         drop(ctx);
         // May free the providers: that only queues their FreeJobs behind this one.
         drop(providers);
-        let still_mapped = crate::maps::is_mapped(&record.private_path).unwrap_or(false);
-        if let Err(e) = std::fs::remove_file(&record.private_path) {
-            tracing::debug!("cannot delete {}: {e}", record.private_path.display());
-        }
+        // A statically linked version has no file of its own: nothing to check or delete.
+        let still_mapped = match &record.private_path {
+            Some(path) => {
+                let mapped = crate::maps::is_mapped(path).unwrap_or(false);
+                if let Err(e) = std::fs::remove_file(path) {
+                    tracing::debug!("cannot delete {}: {e}", path.display());
+                }
+                mapped
+            }
+            None => false,
+        };
         if still_mapped {
             tracing::warn!(plugin = %record.name, version = %record.version, "{}", crate::status::PINNED_REASON);
         } else {

@@ -358,10 +358,14 @@ mod tests {
         alive.fetch_sub(1, Ordering::SeqCst);
         let domain = Arc::new(Domain::new(make(0)));
         let stop = Arc::new(AtomicBool::new(false));
+        // Readers announce themselves, so publishing starts only once all are reading
+        // (on a loaded machine they might otherwise not run before it ends).
+        let started = Arc::new(AtomicU64::new(0));
         let readers: Vec<_> = (0..4)
             .map(|_| {
                 let domain = domain.clone();
                 let stop = stop.clone();
+                let started = started.clone();
                 std::thread::spawn(move || {
                     let mut last = 0;
                     let mut calls = 0u64;
@@ -374,12 +378,18 @@ mod tests {
                         });
                         assert!(v >= last, "went backwards: {v} after {last}");
                         last = v;
+                        if calls == 0 {
+                            started.fetch_add(1, Ordering::SeqCst);
+                        }
                         calls += 1;
                     }
                     calls
                 })
             })
             .collect();
+        while started.load(Ordering::SeqCst) < 4 {
+            std::thread::yield_now();
+        }
         let mut pending = Vec::new();
         for i in 1..=2000 {
             pending.push(domain.publish(make(i)));

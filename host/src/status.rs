@@ -73,7 +73,9 @@ pub(crate) struct VersionRecord {
     pub version: String,
     pub build_id: String,
     pub file: PathBuf,
-    pub private_path: PathBuf,
+    /// The private copy that was dlopened; `None` for a plugin linked into the host
+    /// binary, which has no file of its own to check in `/proc/self/maps` or delete.
+    pub private_path: Option<PathBuf>,
     pub sha256: String,
     #[allow(dead_code)]
     pub loaded_at: SystemTime,

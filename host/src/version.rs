@@ -275,6 +275,7 @@ pub struct Version {
     /// The providers this version's instance was bound to (set once, before `on_load`):
     /// held so they stay loaded for as long as this instance may call into them.
     pub(crate) providers: OnceLock<Vec<Arc<Version>>>,
+    /// `None` for a plugin linked into the host binary (its code is never unloaded).
     library: Option<libloading::Library>,
     pub(crate) ctx: Arc<VersionCtx>,
     reaper: ReaperHandle,
@@ -289,11 +290,12 @@ unsafe impl Sync for Version {}
 
 impl Version {
     /// # Safety
-    /// `vtable` must point into `library`, and `instance` come from its `new`.
+    /// `vtable` must point into `library` (or, with `library` `None`, be static data of
+    /// the host binary: a statically linked plugin), and `instance` come from its `new`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) unsafe fn new(
         record: Arc<VersionRecord>,
-        library: libloading::Library,
+        library: Option<libloading::Library>,
         vtable: *const PluginVTable,
         instance: InstancePtr,
         ctx: Arc<VersionCtx>,
@@ -312,7 +314,7 @@ impl Version {
                 imports,
                 export,
                 providers: OnceLock::new(),
-                library: Some(library),
+                library,
                 ctx,
                 reaper,
             }

@@ -129,11 +129,10 @@ pub fn watch_dir(
 /// Whether an event may change what a build or a reload sees (not a mere read).
 fn is_change(kind: &EventKind) -> bool {
     use notify::event::{MetadataKind, ModifyKind};
-    match kind {
-        EventKind::Access(_) => false,
-        EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)) => false,
-        _ => true,
-    }
+    !matches!(
+        kind,
+        EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime))
+    )
 }
 
 /// Waits for the next relevant path, then collects until quiet; `None` when the watch

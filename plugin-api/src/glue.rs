@@ -108,7 +108,11 @@ unsafe fn instance<'a, T>(p: InstancePtr) -> &'a mut T {
 }
 
 pub extern "C" fn new<T: Plugin + Default>(host: HostHandle) -> RResult<InstancePtr, Failure> {
-    install_panic_hook();
+    // Linked statically, the plugin shares the process's panic hook with the host (and
+    // is never unloaded): leave the host's hook alone.
+    if !cfg!(feature = "static") {
+        install_panic_hook();
+    }
     guard(|| {
         crate::host::set(host);
         Ok(InstancePtr(Box::into_raw(Box::<T>::default()).cast()))

@@ -5,17 +5,40 @@ use crate::vtable::{ExtensionFfi, FailKind, FfiTask, HostHandle, VaultHandle};
 use crate::Value;
 use abi_stable::StableAbi;
 use std::ffi::c_void;
+#[cfg(not(feature = "static"))]
 use std::sync::OnceLock;
 
 // One per loaded library file: each version of a plugin is its own copy of the file,
 // so this static is per version, which is what the host's task tracking needs.
+#[cfg(not(feature = "static"))]
 static HOST: OnceLock<HostHandle> = OnceLock::new();
+
+// Linked statically (`static` feature), every plugin and the host share this one copy of
+// the crate and nothing is ever unloaded: the newest instance's handle wins. The DataBag,
+// the extension and live functions it reaches are the manager's, the same for every
+// plugin; only tasks `spawn`ed outside a hook are counted against that newest version.
+#[cfg(feature = "static")]
+static HOST: std::sync::RwLock<Option<HostHandle>> = std::sync::RwLock::new(None);
 
 pub(crate) fn set(host: HostHandle) {
     // A second instance from the same file gets the same handle; keeping the first is fine.
+    #[cfg(not(feature = "static"))]
     if HOST.set(host).is_ok() {
         crate::log::install(host);
     }
+    // Statically linked, plugin events already reach the host's own `tracing`: no bridge.
+    #[cfg(feature = "static")]
+    {
+        *HOST.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(host);
+    }
+}
+
+/// The handle of the host that created this plugin, if it did yet.
+fn current() -> Option<HostHandle> {
+    #[cfg(not(feature = "static"))]
+    return HOST.get().copied();
+    #[cfg(feature = "static")]
+    return *HOST.read().unwrap_or_else(std::sync::PoisonError::into_inner);
 }
 
 /// Why [`spawn`] did not start the task.
@@ -39,9 +62,8 @@ impl std::error::Error for SpawnError {}
 /// Fails when called before the host created this plugin (from a static initializer) or
 /// when the host refuses (it is shutting down).
 pub fn spawn(name: &str, task: impl FnOnce() + Send + 'static) -> Result<(), SpawnError> {
-    let host = HOST
-        .get()
-        .ok_or_else(|| SpawnError("the host has not created this plugin yet".into()))?;
+    let host =
+        current().ok_or_else(|| SpawnError("the host has not created this plugin yet".into()))?;
     type Boxed = Box<dyn FnOnce() + Send>;
     unsafe extern "C" fn run(data: *mut c_void) {
         // SAFETY: `data` is the `Box<Boxed>` leaked below; the host calls run at most once
@@ -88,11 +110,10 @@ pub struct Vault {
 ///
 /// Fails only before the host created this plugin (from a static initializer).
 pub fn vault() -> Result<Vault, crate::Error> {
-    let host = HOST
-        .get()
-        .ok_or_else(|| crate::Error::msg("the host has not created this plugin yet"))?;
+    let host =
+        current().ok_or_else(|| crate::Error::msg("the host has not created this plugin yet"))?;
     Ok(Vault {
-        host: *host,
+        host,
         generation: 0,
     })
 }

@@ -1,8 +1,9 @@
 //! Everything a hotswap plugin author touches.
 //!
-//! A plugin is an ordinary crate with `crate-type = ["cdylib"]`: implement [`Plugin`]
-//! (every hook has a default) and call [`export_plugin!`] once. No `extern "C"`, no
-//! `#[no_mangle]`, no `unsafe`.
+//! A plugin is an ordinary crate with `crate-type = ["cdylib"]` (`["cdylib", "rlib"]` if
+//! a host may also link it statically, `hotswap build --static-linking`): implement
+//! [`Plugin`] (every hook has a default) and call [`export_plugin!`] once. No
+//! `extern "C"`, no `#[no_mangle]`, no `unsafe`.
 //!
 //! ```ignore
 //! use hotswap_plugin_api::{export_plugin, Plugin, Result, Value};
@@ -198,7 +199,10 @@ unsafe impl<T: Pod, const N: usize> Pod for [T; N] where [T; N]: abi_stable::Sta
 /// );
 /// ```
 ///
-/// Call it once, at the crate root. The plugin's name and version are the crate's.
+/// Call it once, at the crate root. The plugin's name and version are the crate's. It
+/// defines `pub static HOTSWAP_PLUGIN_HEADER` there: exported unmangled for a cdylib, and
+/// named by the glue `hotswap build --static-linking` generates into a host that links
+/// the crate statically (see the `static` feature).
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ty
@@ -206,7 +210,12 @@ macro_rules! export_plugin {
         $(, live { $($lname:ident),* $(,)? })?
         $(, live_types { $($tname:ident),* $(,)? })?
         $(,)?) => {
-        const _: () = {
+        $crate::__hotswap_plugin_header! {
+        /// This crate's hotswap plugin header, written by `export_plugin!`: the one
+        /// symbol a host looks up in the cdylib, and the Rust path a host that links the
+        /// crate statically names (`hotswap build --static-linking`).
+        #[doc(hidden)]
+        pub static HOTSWAP_PLUGIN_HEADER: $crate::header::PluginHeader = {
             $($(
                 #[allow(non_camel_case_types)]
                 struct $fname;
@@ -281,19 +290,43 @@ macro_rules! export_plugin {
                 live_types: $crate::abi_stable::std_types::RSlice::from_slice(LIVE_TYPES),
             };
 
-            #[no_mangle]
-            pub static HOTSWAP_PLUGIN_HEADER: $crate::header::PluginHeader =
-                $crate::header::PluginHeader {
-                    magic: $crate::header::MAGIC,
-                    abi_major: $crate::header::ABI_MAJOR,
-                    abi_minor: $crate::header::ABI_MINOR,
-                    abi_stable: $crate::abi_stable::library::AbiHeader::VALUE,
-                    api_version: $crate::abi_stable::std_types::RStr::from_str(
-                        $crate::header::API_VERSION,
-                    ),
-                    layout: <$crate::vtable::PluginVTable as $crate::abi_stable::StableAbi>::LAYOUT,
-                    vtable: &VTABLE,
-                };
+            $crate::header::PluginHeader {
+                magic: $crate::header::MAGIC,
+                abi_major: $crate::header::ABI_MAJOR,
+                abi_minor: $crate::header::ABI_MINOR,
+                abi_stable: $crate::abi_stable::library::AbiHeader::VALUE,
+                api_version: $crate::abi_stable::std_types::RStr::from_str(
+                    $crate::header::API_VERSION,
+                ),
+                layout: <$crate::vtable::PluginVTable as $crate::abi_stable::StableAbi>::LAYOUT,
+                vtable: &VTABLE,
+            }
         };
+        }
+    };
+}
+
+/// Emits the header static `export_plugin!` builds. Defined twice so that the choice
+/// follows *this* crate's `static` feature (a `cfg` written inside `export_plugin!` would
+/// test the plugin crate's features instead): exported unmangled for a cdylib, a plain
+/// Rust static when the host links plugins statically (cargo unifies the feature the
+/// host enables), so two plugins in one binary do not collide on the symbol name.
+#[doc(hidden)]
+#[cfg(not(feature = "static"))]
+#[macro_export]
+macro_rules! __hotswap_plugin_header {
+    ($($item:tt)*) => {
+        #[no_mangle]
+        $($item)*
+    };
+}
+
+/// See the other definition: the `static` feature is on, so no `#[no_mangle]`.
+#[doc(hidden)]
+#[cfg(feature = "static")]
+#[macro_export]
+macro_rules! __hotswap_plugin_header {
+    ($($item:tt)*) => {
+        $($item)*
     };
 }

@@ -96,6 +96,7 @@ impl Subscriber for Bridge {
 }
 
 /// Installs the bridge once per loaded file (the first instance's host handle).
+#[cfg_attr(feature = "static", allow(dead_code))]
 pub(crate) fn install(host: HostHandle) {
     // SAFETY: the host's own context pointer and function.
     let max = match unsafe { (host.vtable.max_log_level)(host.ctx) } {

@@ -48,21 +48,23 @@ pub(crate) fn bind(path: &Path) -> Result<BoundSocket, AdminError> {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
     };
-    let Some(file_name) = path.file_name() else {
+    if path.file_name().is_none() {
         return Err(AdminError::Unix {
             path: path.to_owned(),
             what: "check the socket path",
             source: io::Error::new(io::ErrorKind::InvalidInput, "the path has no file name"),
         });
-    };
+    }
+    // Short names: a socket path is limited to 107 bytes, and the staged one should not
+    // be much longer than the final one.
     let private = tempfile::Builder::new()
-        .prefix(".hotswap-admin-")
+        .prefix(".hs")
         .tempdir_in(&parent)
         .map_err(err("create a private directory beside the socket"))?;
     // tempfile creates directories with mode 0700; make sure of it anyway.
     std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700))
         .map_err(err("restrict the private directory"))?;
-    let staged = private.path().join(file_name);
+    let staged = private.path().join("s");
     let listener = UnixListener::bind(&staged).map_err(err("bind"))?;
     std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))
         .map_err(err("set mode 0600 on"))?;
@@ -115,5 +117,32 @@ fn check_existing(path: &Path) -> Result<(), AdminError> {
             what: "probe the existing socket",
             source,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_is_private_stale_ones_are_replaced_live_ones_kept() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("admin.sock");
+        let first = bind(&path).expect("bind");
+        let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // The staging directory is gone.
+        assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 1);
+        // A live socket is not taken over.
+        assert!(matches!(bind(&path), Err(AdminError::InUse(_))));
+        // A dead one (its listener closed, the file left behind) is.
+        drop(first.listener);
+        let second = bind(&path).expect("replace a stale socket");
+        second.remove_file();
+        assert!(!path.exists());
+        // Anything else is left alone.
+        std::fs::write(&path, "precious").expect("write");
+        assert!(matches!(bind(&path), Err(AdminError::NotASocket(_))));
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "precious");
     }
 }

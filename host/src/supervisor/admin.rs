@@ -127,7 +127,11 @@ fn handle(conn: UnixStream, events: &Sender<Event>) -> io::Result<()> {
 ///
 /// Fails when the socket cannot be reached, the supervisor answers `error …`
 /// ([`AdminError::Refused`]), or the answer is malformed.
-pub fn request(path: &Path, command: &str, timeout: Option<Duration>) -> Result<String, AdminError> {
+pub fn request(
+    path: &Path,
+    command: &str,
+    timeout: Option<Duration>,
+) -> Result<String, AdminError> {
     let io_err = |source| AdminError::Io {
         path: path.to_owned(),
         source,
@@ -158,6 +162,5 @@ pub fn signal_upgrade(pid: u32) -> Result<(), AdminError> {
         .ok()
         .and_then(rustix::process::Pid::from_raw)
         .ok_or_else(|| fail(io::Error::new(io::ErrorKind::InvalidInput, "invalid pid")))?;
-    rustix::process::kill_process(target, rustix::process::Signal::HUP)
-        .map_err(|e| fail(e.into()))
+    rustix::process::kill_process(target, rustix::process::Signal::HUP).map_err(|e| fail(e.into()))
 }

@@ -57,9 +57,7 @@ impl Backoff {
     /// The delay before respawning after `crashes` crashes in a row (1 for the first).
     pub fn delay(&self, crashes: u32) -> Duration {
         let doublings = crashes.saturating_sub(1).min(30);
-        self.initial
-            .saturating_mul(1u32 << doublings)
-            .min(self.max)
+        self.initial.saturating_mul(1u32 << doublings).min(self.max)
     }
 }
 
@@ -371,9 +369,12 @@ impl ExecPlan {
             pid_slot,
             listen_pid,
             fds: launcher.fds.clone(),
+            // Only root switches; a supervisor already running as the user (allowed by
+            // `check_can_switch`) has nothing to change and no right to setgroups.
             creds: launcher
                 .creds
                 .as_ref()
+                .filter(|_| rustix::process::geteuid().is_root())
                 .map(|c| (c.uid, c.gid, c.groups.clone())),
             parent: rustix::process::getpid().as_raw_nonzero().get(),
         })

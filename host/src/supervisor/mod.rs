@@ -40,6 +40,7 @@ use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR2};
 use std::ffi::OsString;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -173,10 +174,9 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
         None => None,
     };
     let owner = creds.as_ref().map(|c| (c.uid, c.gid));
-    let mut signals = signal_hook::iterator::Signals::new([
-        SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGUSR2, SIGCHLD,
-    ])
-    .map_err(setup("installing signal handlers"))?;
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGUSR2, SIGCHLD])
+            .map_err(setup("installing signal handlers"))?;
     let signals_handle = signals.handle();
 
     let mut bound = Vec::with_capacity(config.listen.len());
@@ -224,13 +224,11 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
         .prefix("hotswap-serve-")
         .tempdir()
         .map_err(setup("creating the notify socket directory"))?;
-    if owner.is_some() {
-        // Children running as another user must reach their notify socket (the socket
-        // file itself is chowned to them); they still cannot list the directory.
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(rundir.path(), std::fs::Permissions::from_mode(0o711))
-            .map_err(setup("opening the notify socket directory to --user"))?;
-    }
+    // Private, except that children running as another user must reach their notify
+    // socket (the socket file itself is chowned to them); they cannot list the directory.
+    let mode = if owner.is_some() { 0o711 } else { 0o700 };
+    std::fs::set_permissions(rundir.path(), std::fs::Permissions::from_mode(mode))
+        .map_err(setup("restricting the notify socket directory"))?;
     let launcher = child::Launcher::new(&config.command, &bound, creds).map_err(|source| {
         ServeError::Spawn {
             command: format!("{:?}", config.command),

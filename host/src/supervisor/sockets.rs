@@ -242,7 +242,10 @@ impl Drop for BoundSocket {
 
 /// Binds `spec` (the `index`th `--listen`).
 pub(crate) fn bind(spec: &ListenSpec, index: usize) -> Result<BoundSocket, SocketError> {
-    let name = spec.name.clone().unwrap_or_else(|| format!("listen{index}"));
+    let name = spec
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("listen{index}"));
     let uri = spec.to_string();
     match &spec.addr {
         ListenAddr::Unix(path) => bind_unix_socket(path, None, &name),

@@ -342,7 +342,11 @@ impl<'a> Supervisor<'a> {
         p.role = Role::Serving { since: now };
         p.notify = None;
         let (pid, slot, took) = (p.pid, p.slot, now - p.spawned);
-        tracing::info!(worker = slot, "child {pid} ready in {} ms ({how})", ms(took));
+        tracing::info!(
+            worker = slot,
+            "child {pid} ready in {} ms ({how})",
+            ms(took)
+        );
         let old = self.slots[slot].serving.replace(serial);
         if purpose == Purpose::Upgrade {
             self.slots[slot].crashes = 0;
@@ -400,7 +404,10 @@ impl<'a> Supervisor<'a> {
         }) = &self.upgrade
         {
             if *s == slot {
-                tracing::warn!(worker = slot, "{what}; the upgrade's new child takes its place");
+                tracing::warn!(
+                    worker = slot,
+                    "{what}; the upgrade's new child takes its place"
+                );
                 return;
             }
         }
@@ -437,7 +444,11 @@ impl<'a> Supervisor<'a> {
         self.slots[slot].respawn_at = None;
         for p in &mut self.procs {
             if p.slot == slot && matches!(p.role, Role::Starting { .. }) {
-                tracing::info!(worker = slot, "killing child {} (superseded by the upgrade)", p.pid);
+                tracing::info!(
+                    worker = slot,
+                    "killing child {} (superseded by the upgrade)",
+                    p.pid
+                );
                 send_signal(p.pid, libc::SIGKILL);
                 p.role = Role::Failed;
                 p.notify = None;
@@ -470,7 +481,10 @@ impl<'a> Supervisor<'a> {
                 if self.shutdown.is_some() {
                     tracing::info!(worker = slot, "child {pid} exited ({how})");
                 } else {
-                    tracing::warn!(worker = slot, "child {pid} exited ({how}) before it was ready");
+                    tracing::warn!(
+                        worker = slot,
+                        "child {pid} exited ({how}) before it was ready"
+                    );
                     self.start_failed(
                         slot,
                         purpose,

@@ -95,7 +95,10 @@ impl Supervisor<'_> {
                 } else {
                     "the admin endpoint"
                 };
-                tracing::info!(workers = self.slots.len(), "upgrade #{id} requested by {by}");
+                tracing::info!(
+                    workers = self.slots.len(),
+                    "upgrade #{id} requested by {by}"
+                );
                 ((0..self.slots.len()).collect(), true)
             }
         };
@@ -160,7 +163,8 @@ impl Supervisor<'_> {
         };
         let (id, killed) = (pre.upgrade, pre.killed);
         self.pre_upgrade = None;
-        let ours = matches!(&self.upgrade, Some(up) if up.id == id && matches!(up.step, Step::PreUpgrade));
+        let ours =
+            matches!(&self.upgrade, Some(up) if up.id == id && matches!(up.step, Step::PreUpgrade));
         if !ours {
             return;
         }
@@ -209,7 +213,10 @@ impl Supervisor<'_> {
                 }
             }
             Err(e) => {
-                tracing::warn!(worker = slot, "upgrade #{id}: cannot start the new child: {e}");
+                tracing::warn!(
+                    worker = slot,
+                    "upgrade #{id}: cannot start the new child: {e}"
+                );
                 self.finish_upgrade(Err(format!(
                     "starting the new child for worker {slot} failed: {e}"
                 )));
@@ -243,7 +250,13 @@ impl Supervisor<'_> {
     }
 
     /// The upgrade's new child failed: the upgrade fails, the old child keeps serving.
-    pub(super) fn upgrade_child_failed(&mut self, serial: u64, slot: usize, pid: u32, reason: &str) {
+    pub(super) fn upgrade_child_failed(
+        &mut self,
+        serial: u64,
+        slot: usize,
+        pid: u32,
+        reason: &str,
+    ) {
         let ours = matches!(&self.upgrade, Some(up) if matches!(up.step, Step::Starting { serial: s, .. } if s == serial));
         if !ours {
             return;

@@ -1,0 +1,961 @@
+//! `hotswap serve`, end to end: the real `hotswap` binary supervising the real HTTP demo
+//! (`demo/http`, its handlers plugin built with the real `hotswap build`), on loopback.
+//!
+//! Every supervisor runs in its own process group; the [`Serve`] guard kills that group
+//! when a test ends, passes or fails, so no child outlives the test (the children also
+//! get SIGTERM from the kernel if the supervisor dies: PR_SET_PDEATHSIG).
+//!
+//! The demo binary belongs to another package, so cargo does not build it for this test
+//! (CARGO_BIN_EXE_* only covers this package's binaries). The test builds it once with
+//! cargo into its own target directory, `target/hotswap-test-serve`: the `cargo test`
+//! that runs us holds the lock of the normal target directory until it exits, so
+//! building there would wait forever. The first run compiles the demo's dependencies
+//! there (a minute or two); later runs only relink. `HOTSWAP_HTTP_DEMO_BIN` may point
+//! at a prebuilt binary instead.
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+const HOTSWAP: &str = env!("CARGO_BIN_EXE_hotswap");
+
+/// The demo host binary, built once per test process.
+fn demo_binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("HOTSWAP_HTTP_DEMO_BIN") {
+            return PathBuf::from(bin);
+        }
+        let target = common::repo().join("target/hotswap-test-serve");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let out = Command::new(cargo)
+            .args(["build", "-p", "hotswap-demo", "--bin", "hotswap-http-demo"])
+            .arg("--target-dir")
+            .arg(&target)
+            .current_dir(common::repo())
+            .env_remove("CARGO_TARGET_DIR")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run cargo build for the demo");
+        assert!(
+            out.status.success(),
+            "building hotswap-http-demo failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        target.join("debug/hotswap-http-demo")
+    })
+    .clone()
+}
+
+/// A plugin directory holding the demo's handlers plugin (v1).
+fn handlers_dir(dir: &Path) -> PathBuf {
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    common::install(&common::build("demo/http/handlers", &[]), &plugins);
+    plugins
+}
+
+/// Writes an executable shell script.
+fn script(path: &Path, body: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Atomic replace: the supervisor may exec the path at any moment.
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// Runs a command to completion, killing it after `limit`.
+fn output_within(cmd: &mut Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let start = Instant::now();
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "{cmd:?} still running after {limit:?}:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls `f` until it returns `Some`, up to `limit`.
+fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn pid_alive(pid: u32) -> bool {
+    // A zombie still counts as present to kill(0); /proc says whether it is a zombie.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+fn signal(pid: u32, sig: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_raw(pid as i32).expect("pid");
+    rustix::process::kill_process(pid, sig).expect("kill");
+}
+
+/// A running `hotswap serve` in its own process group; killed with its group on drop.
+struct Serve {
+    child: Child,
+    dir: tempfile::TempDir,
+    log: PathBuf,
+    admin: PathBuf,
+}
+
+impl Serve {
+    /// Starts `hotswap serve <args> --admin <dir>/admin.sock -- <command>` in `dir`.
+    fn start(dir: tempfile::TempDir, args: &[&str], command: &[&str]) -> Serve {
+        let log = dir.path().join("serve.log");
+        let admin = dir.path().join("admin.sock");
+        let mut cmd = Command::new(HOTSWAP);
+        cmd.arg("serve")
+            .args(args)
+            .arg("--admin")
+            .arg(format!("unix://{}", admin.display()))
+            .arg("--")
+            .args(command)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.path().join("serve.out")).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .process_group(0);
+        let child = cmd.spawn().expect("start hotswap serve");
+        Serve {
+            child,
+            dir,
+            log,
+            admin,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends one admin command; `None` while the socket is not up yet.
+    fn admin(&self, command: &str) -> Option<String> {
+        let mut conn = UnixStream::connect(&self.admin).ok()?;
+        conn.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+        writeln!(conn, "{command}").ok()?;
+        let mut line = String::new();
+        BufReader::new(conn).read_line(&mut line).ok()?;
+        Some(line.trim_end().to_owned())
+    }
+
+    fn status(&self) -> Option<serde_json::Value> {
+        let line = self.admin("status")?;
+        serde_json::from_str(line.strip_prefix("ok ")?).ok()
+    }
+
+    /// Waits until `n` children serve and nothing else runs; returns their pids.
+    fn serving(&mut self, n: usize) -> Vec<u32> {
+        let limit = Duration::from_secs(30);
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("hotswap serve exited ({status}):\n{}", self.log());
+            }
+            if let Some(s) = self.status() {
+                let children = s["children"].as_array().cloned().unwrap_or_default();
+                let serving: Vec<u32> = children
+                    .iter()
+                    .filter(|c| c["state"] == "serving")
+                    .filter_map(|c| c["pid"].as_u64().map(|p| p as u32))
+                    .collect();
+                if serving.len() == n && children.len() == n {
+                    return serving;
+                }
+            }
+            assert!(
+                start.elapsed() < limit,
+                "{n} serving children not seen within {limit:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// The bound TCP address from the status.
+    fn tcp_addr(&self) -> SocketAddr {
+        let s = wait_for("status", Duration::from_secs(20), || self.status());
+        let addr = s["listeners"][0]["address"].as_str().expect("address");
+        addr.trim_start_matches("tcp://")
+            .parse()
+            .expect("tcp address")
+    }
+
+    /// `hotswap serve --upgrade` against this supervisor.
+    fn upgrade(&self) -> Output {
+        output_within(
+            Command::new(HOTSWAP)
+                .args(["serve", "--upgrade", "--admin"])
+                .arg(format!("unix://{}", self.admin.display())),
+            Duration::from_secs(60),
+        )
+    }
+
+    /// Waits for the supervisor to exit.
+    fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "hotswap serve did not exit within {limit:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        // Politely first (the supervisor drains its children and removes its files),
+        // then the whole process group, whatever state it is in.
+        if let (Ok(None), Some(pid)) = (
+            self.child.try_wait(),
+            rustix::process::Pid::from_raw(self.child.id() as i32),
+        ) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(3) {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        if let Some(pgid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- hotswap serve log ({}) ---\n{}",
+                self.dir.path().display(),
+                self.log()
+            );
+        }
+    }
+}
+
+/// An HTTP response as the tests see it.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    pid: u32,
+    close: bool,
+    body: String,
+}
+
+/// Why a request failed; `received` counts response bytes seen before the failure.
+#[derive(Debug)]
+struct Failure {
+    received: usize,
+    what: String,
+}
+
+/// Sends one GET and reads the response.
+fn exchange(conn: &mut impl ReadWrite, path: &str, close: bool) -> Result<Reply, Failure> {
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: test\r\n{}\r\n",
+        if close { "Connection: close\r\n" } else { "" }
+    );
+    conn.write_all(request.as_bytes()).map_err(|e| Failure {
+        received: 0,
+        what: format!("write: {e}"),
+    })?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match conn.read(&mut chunk) {
+            Ok(0) => {
+                return Err(Failure {
+                    received: buf.len(),
+                    what: "connection closed before the response head".into(),
+                })
+            }
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => {
+                return Err(Failure {
+                    received: buf.len(),
+                    what: format!("read: {e}"),
+                })
+            }
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let bad = |what: String| Failure {
+        received: head_end,
+        what,
+    };
+    let status: u16 = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad(format!("bad status line in {head:?}")))?;
+    let header = |name: &str| {
+        head.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        })
+    };
+    let length: usize = header("content-length")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| bad("no Content-Length".into()))?;
+    let pid: u32 = header("x-pid")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| bad("no X-Pid".into()))?;
+    let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+    while buf.len() < head_end + length {
+        match conn.read(&mut chunk) {
+            Ok(0) => return Err(bad("connection closed in the body".into())),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => return Err(bad(format!("read body: {e}"))),
+        }
+    }
+    Ok(Reply {
+        status,
+        pid,
+        close,
+        body: String::from_utf8_lossy(&buf[head_end..head_end + length]).into_owned(),
+    })
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.set_write_timeout(Some(Duration::from_secs(10)))?;
+    Ok(s)
+}
+
+/// One GET on a fresh connection.
+fn get(addr: SocketAddr, path: &str) -> Reply {
+    let mut conn = connect(addr).expect("connect");
+    exchange(&mut conn, path, true).expect("GET")
+}
+
+/// What the load generator saw.
+#[derive(Default)]
+struct Load {
+    ok: AtomicU64,
+    refused: AtomicU64,
+    failed: AtomicU64,
+    /// Keep-alive connections the server closed (while draining) before it read the
+    /// next request: retried once on a fresh connection, as HTTP clients do.
+    retried: AtomicU64,
+    pids: Mutex<HashSet<u32>>,
+    errors: Mutex<Vec<String>>,
+    /// The clients stop after this many requests.
+    cap: u64,
+}
+
+impl Load {
+    fn fail(&self, what: String) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        let mut errors = self.errors.lock().unwrap();
+        if errors.len() < 10 {
+            errors.push(what);
+        }
+    }
+
+    fn done(&self, stop: &AtomicBool) -> bool {
+        stop.load(Ordering::Relaxed) || self.total() >= self.cap
+    }
+
+    fn total(&self) -> u64 {
+        self.ok.load(Ordering::Relaxed)
+            + self.refused.load(Ordering::Relaxed)
+            + self.failed.load(Ordering::Relaxed)
+    }
+
+    fn record(&self, reply: &Reply, expect_body: &str) {
+        if reply.status == 200 && reply.body.starts_with(expect_body) {
+            self.ok.fetch_add(1, Ordering::Relaxed);
+            self.pids.lock().unwrap().insert(reply.pid);
+        } else {
+            self.fail(format!("unexpected reply {reply:?}"));
+        }
+    }
+}
+
+/// A client that sends `path` on fresh connections until `stop`.
+fn fresh_client(addr: SocketAddr, path: &str, expect: &str, load: &Load, stop: &AtomicBool) {
+    while !load.done(stop) {
+        match connect(addr) {
+            Err(e) => {
+                load.refused.fetch_add(1, Ordering::Relaxed);
+                load.fail(format!("connect: {e}"));
+            }
+            Ok(mut conn) => match exchange(&mut conn, path, true) {
+                Ok(reply) => load.record(&reply, expect),
+                Err(f) => load.fail(format!("fresh connection: {}", f.what)),
+            },
+        }
+    }
+}
+
+/// A client that keeps one connection open as long as the server allows.
+fn keepalive_client(addr: SocketAddr, load: &Load, stop: &AtomicBool) {
+    let mut conn: Option<TcpStream> = None;
+    while !load.done(stop) {
+        let reused = conn.is_some();
+        let mut c = match conn.take() {
+            Some(c) => c,
+            None => match connect(addr) {
+                Ok(c) => c,
+                Err(e) => {
+                    load.refused.fetch_add(1, Ordering::Relaxed);
+                    load.fail(format!("connect: {e}"));
+                    continue;
+                }
+            },
+        };
+        match exchange(&mut c, "/", false) {
+            Ok(reply) => {
+                load.record(&reply, "hello from handlers");
+                if !reply.close {
+                    conn = Some(c);
+                }
+            }
+            // The server closed an idle keep-alive connection as the request went out:
+            // nothing of the request was processed; retry it once on a new connection.
+            Err(f) if reused && f.received == 0 => {
+                load.retried.fetch_add(1, Ordering::Relaxed);
+                match connect(addr) {
+                    Ok(mut fresh) => match exchange(&mut fresh, "/", false) {
+                        Ok(reply) => {
+                            load.record(&reply, "hello from handlers");
+                            if !reply.close {
+                                conn = Some(fresh);
+                            }
+                        }
+                        Err(f) => load.fail(format!("retry: {}", f.what)),
+                    },
+                    Err(e) => {
+                        load.refused.fetch_add(1, Ordering::Relaxed);
+                        load.fail(format!("connect: {e}"));
+                    }
+                }
+            }
+            Err(f) => load.fail(format!("keep-alive: {}", f.what)),
+        }
+    }
+}
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("hotswap-serve-test-")
+        .tempdir()
+        .unwrap()
+}
+
+#[test]
+fn twenty_upgrades_under_load_lose_no_request() {
+    const UPGRADES: u64 = 20;
+    // Bounds of the load: the clients stop at this many requests (the remaining
+    // upgrades then run without load), the upgrades must fit in TIME_LIMIT.
+    const MAX_REQUESTS: u64 = 1_000_000;
+    const TIME_LIMIT: Duration = Duration::from_secs(20);
+    let dir = tempdir();
+    let plugins = handlers_dir(dir.path());
+    let demo = demo_binary();
+    let mut serve = Serve::start(
+        dir,
+        &[
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--workers",
+            "2",
+            "--ready-timeout",
+            "20",
+            "--drain-timeout",
+            "15",
+        ],
+        &[
+            demo.to_str().unwrap(),
+            "--plugins",
+            plugins.to_str().unwrap(),
+        ],
+    );
+    let first = serve.serving(2);
+    let addr = serve.tcp_addr();
+    let load = Arc::new(Load {
+        cap: MAX_REQUESTS,
+        ..Load::default()
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for kind in 0..5 {
+        let (load, stop) = (load.clone(), stop.clone());
+        clients.push(std::thread::spawn(move || match kind {
+            0 | 1 => keepalive_client(addr, &load, &stop),
+            2 | 3 => fresh_client(addr, "/", "hello from handlers", &load, &stop),
+            // Slow requests: in flight while their process is told to drain.
+            _ => fresh_client(addr, "/sleep/50", "slept 50 ms", &load, &stop),
+        }));
+    }
+    let deadline = Instant::now() + TIME_LIMIT;
+    let started = Instant::now();
+    let mut upgraded = 0;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for i in 0..UPGRADES {
+            if Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            if i % 2 == 0 {
+                let out = serve.upgrade();
+                assert!(
+                    out.status.success(),
+                    "upgrade {i} failed: {}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            } else {
+                // SIGHUP: no answer; watch the status for the outcome.
+                signal(serve.pid(), rustix::process::Signal::HUP);
+                wait_for("the SIGHUP upgrade", Duration::from_secs(30), || {
+                    let s = serve.status()?;
+                    (s["upgrades_ok"].as_u64()? > i && s["upgrading"] == false).then_some(())
+                });
+            }
+            upgraded += 1;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }));
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+    let last = serve.serving(2);
+    let (ok, refused, failed, retried) = (
+        load.ok.load(Ordering::Relaxed),
+        load.refused.load(Ordering::Relaxed),
+        load.failed.load(Ordering::Relaxed),
+        load.retried.load(Ordering::Relaxed),
+    );
+    let pids = load.pids.lock().unwrap().len();
+    println!(
+        "{upgraded} process upgrades in {:.1} s under load: {ok} requests served by {pids} \
+         processes, {refused} refused, {failed} failed, {retried} keep-alive retries{}",
+        started.elapsed().as_secs_f64(),
+        if load.total() >= MAX_REQUESTS {
+            " (request cap reached)"
+        } else {
+            ""
+        }
+    );
+    assert_eq!(
+        upgraded, UPGRADES,
+        "the upgrades did not fit in the time bound"
+    );
+    assert_eq!(
+        (refused, failed),
+        (0, 0),
+        "errors: {:?}",
+        load.errors.lock().unwrap()
+    );
+    assert!(ok > 0);
+    assert!(
+        pids as u64 > UPGRADES,
+        "responses came from only {pids} processes"
+    );
+    assert!(first.iter().all(|p| !last.contains(p)));
+    let status = serve.status().unwrap();
+    assert_eq!(status["upgrades_ok"].as_u64(), Some(UPGRADES));
+    assert_eq!(status["upgrades_failed"].as_u64(), Some(0));
+    let log = serve.log();
+    for line in ["starting new child pid", "ready in", "draining old child"] {
+        assert!(log.contains(line), "log lacks {line:?}");
+    }
+}
+
+#[test]
+fn a_new_child_that_fails_leaves_the_old_one_serving() {
+    let dir = tempdir();
+    let plugins = handlers_dir(dir.path());
+    let demo = demo_binary();
+    let run = dir.path().join("run.sh");
+    let good = format!(
+        "exec '{}' --plugins '{}'",
+        demo.display(),
+        plugins.display()
+    );
+    script(&run, &good);
+    let block = dir.path().join("block");
+    let pre = format!("test ! -e '{}'", block.display());
+    let mut serve = Serve::start(
+        dir,
+        &[
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--ready-timeout",
+            "3",
+            "--pre-upgrade",
+            &pre,
+        ],
+        &[run.to_str().unwrap()],
+    );
+    let old = serve.serving(1)[0];
+    let addr = serve.tcp_addr();
+    assert_eq!(get(addr, "/").pid, old);
+    // Garbage gets a 400 (and an oversized head a 431), and the service goes on.
+    for (bytes, status) in [
+        (b"\x16\x03\x01 hello\r\n\r\n".to_vec(), "400"),
+        (
+            [b"GET / HTTP/1.1\r\nX: ".to_vec(), vec![b'a'; 20_000]].concat(),
+            "431",
+        ),
+    ] {
+        let mut conn = connect(addr).unwrap();
+        conn.write_all(&bytes).unwrap();
+        let mut answer = String::new();
+        let _ = conn.read_to_string(&mut answer);
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{answer:?}"
+        );
+    }
+    assert_eq!(get(addr, "/").pid, old);
+
+    // Requests keep flowing (and all reach the old child) while upgrades fail.
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let watcher = {
+        let (stop, seen) = (stop.clone(), seen.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let r = get(addr, "/");
+                seen.lock().unwrap().push((r.status, r.pid));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+
+    // 1. Never reports ready: killed at --ready-timeout.
+    script(&run, "exec sleep 60");
+    let out = serve.upgrade();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success());
+    assert!(err.contains("was not ready within 3000 ms"), "{err}");
+    assert!(
+        err.contains(&format!("old child {old} keeps serving")),
+        "{err}"
+    );
+    // 2. Exits at once.
+    script(&run, "exit 3");
+    let out = serve.upgrade();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        err.contains("exited (exit status 3) before it was ready"),
+        "{err}"
+    );
+    // 3. The pre-upgrade command fails: nothing is started.
+    script(&run, &good);
+    std::fs::write(&block, b"").unwrap();
+    let out = serve.upgrade();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(err.contains("pre-upgrade command failed"), "{err}");
+
+    stop.store(true, Ordering::Relaxed);
+    watcher
+        .join()
+        .expect("requests failed during the failed upgrades");
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.len() > 10, "only {} requests", seen.len());
+    assert!(
+        seen.iter()
+            .all(|&(status, pid)| status == 200 && pid == old),
+        "{seen:?}"
+    );
+    assert_eq!(serve.serving(1), vec![old]);
+    assert_eq!(get(addr, "/").pid, old);
+
+    // 4. Fixed: the upgrade goes through.
+    std::fs::remove_file(&block).unwrap();
+    let out = serve.upgrade();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let new = serve.serving(1)[0];
+    assert_ne!(new, old);
+    assert_eq!(get(addr, "/").pid, new);
+    let status = serve.status().unwrap();
+    assert_eq!(status["upgrades_failed"].as_u64(), Some(3));
+    assert_eq!(status["upgrades_ok"].as_u64(), Some(1));
+}
+
+#[test]
+fn unix_socket_paths_stale_removed_live_and_foreign_refused() {
+    let dir = tempdir();
+    let plugins = handlers_dir(dir.path());
+    let demo = demo_binary();
+    let sock = dir.path().join("web.sock");
+    drop(UnixListener::bind(&sock).unwrap()); // a stale socket file: nobody listens
+    assert!(sock.exists());
+    let listen = format!("unix://{}#web", sock.display());
+    let mut serve = Serve::start(
+        dir,
+        &["--listen", &listen],
+        &[
+            demo.to_str().unwrap(),
+            "--plugins",
+            plugins.to_str().unwrap(),
+        ],
+    );
+    let pid = serve.serving(1)[0];
+    assert!(serve.log().contains("removed stale unix socket"));
+    let mut conn = UnixStream::connect(&sock).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let reply = exchange(&mut conn, "/", true).unwrap();
+    assert_eq!((reply.status, reply.pid), (200, pid));
+
+    // A second supervisor must not take the live socket over.
+    let out = output_within(
+        Command::new(HOTSWAP).args(["serve", "--listen", &listen, "--", "true"]),
+        Duration::from_secs(20),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("in use by a live process"), "{err}");
+    assert!(sock.exists());
+    // Nor remove something that is not a socket.
+    let file = serve.dir.path().join("file.sock");
+    std::fs::write(&file, b"keep me").unwrap();
+    let out = output_within(
+        Command::new(HOTSWAP).args([
+            "serve",
+            "--listen",
+            &format!("unix://{}", file.display()),
+            "--",
+            "true",
+        ]),
+        Duration::from_secs(20),
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a socket"));
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
+    // Still served by the first one, which removes its socket on exit.
+    let mut conn = UnixStream::connect(&sock).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(exchange(&mut conn, "/", true).unwrap().pid, pid);
+    signal(serve.pid(), rustix::process::Signal::TERM);
+    assert!(serve.wait_exit(Duration::from_secs(20)).success());
+    assert!(!sock.exists(), "socket file left behind");
+}
+
+#[test]
+fn sighup_to_the_demo_reloads_its_plugins_in_process() {
+    let dir = tempdir();
+    let plugins = handlers_dir(dir.path());
+    let demo = demo_binary();
+    let v2 = common::build("demo/http/handlers", &["v2"]);
+    let mut serve = Serve::start(
+        dir,
+        &["--listen", "tcp://127.0.0.1:0"],
+        &[
+            demo.to_str().unwrap(),
+            "--plugins",
+            plugins.to_str().unwrap(),
+        ],
+    );
+    let pid = serve.serving(1)[0];
+    let addr = serve.tcp_addr();
+    assert_eq!(get(addr, "/").body, "hello from handlers v1\n");
+    common::install(&v2, &plugins);
+    signal(pid, rustix::process::Signal::HUP);
+    let reply = wait_for("the v2 answer", Duration::from_secs(20), || {
+        let r = get(addr, "/");
+        r.body.contains("v2").then_some(r)
+    });
+    // Same process: the plugin was swapped in-process, not the process.
+    assert_eq!(
+        (reply.pid, reply.body.as_str()),
+        (pid, "hello from handlers v2\n")
+    );
+    assert_eq!(serve.serving(1), vec![pid]);
+}
+
+/// A child that records the signals it gets and what it inherited.
+fn recorder(dir: &Path) -> (PathBuf, PathBuf) {
+    let mark = dir.join("mark");
+    let run = dir.join("child.sh");
+    script(
+        &run,
+        &format!(
+            "m='{}'\n\
+             fd3=$(readlink /proc/$$/fd/3)\n\
+             echo \"env $$ $LISTEN_PID $LISTEN_FDS $LISTEN_FDNAMES $EINHORN_FDS ${{fd3%%:*}}\" >> \"$m\"\n\
+             trap 'echo usr2 $$ >> \"$m\"' USR2\n\
+             trap 'echo term $$ >> \"$m\"; exit 0' TERM\n\
+             while :; do sleep 0.05; done",
+            mark.display()
+        ),
+    );
+    (run, mark)
+}
+
+#[test]
+fn signals_are_forwarded_and_the_supervisor_exits_after_its_children() {
+    let dir = tempdir();
+    let (run, mark) = recorder(dir.path());
+    let mut serve = Serve::start(
+        dir,
+        &[
+            "--listen",
+            "tcp://127.0.0.1:0#api",
+            "--start-delay",
+            "200ms",
+            "--workers",
+            "2",
+        ],
+        &[run.to_str().unwrap()],
+    );
+    let pids = serve.serving(2);
+    let read = || std::fs::read_to_string(&mark).unwrap_or_default();
+    // The sockets arrive as systemd passes them: LISTEN_PID is the child's own pid.
+    for pid in &pids {
+        let line = format!("env {pid} {pid} 1 api 3 socket");
+        assert!(read().contains(&line), "{line:?} not in {:?}", read());
+    }
+    signal(serve.pid(), rustix::process::Signal::USR2);
+    wait_for("SIGUSR2 at both children", Duration::from_secs(10), || {
+        pids.iter()
+            .all(|p| read().contains(&format!("usr2 {p}")))
+            .then_some(())
+    });
+    assert!(pids.iter().all(|p| pid_alive(*p)));
+    signal(serve.pid(), rustix::process::Signal::TERM);
+    let status = serve.wait_exit(Duration::from_secs(20));
+    assert!(status.success(), "{status}");
+    for pid in &pids {
+        assert!(read().contains(&format!("term {pid}")), "{}", read());
+        assert!(!pid_alive(*pid), "child {pid} outlived the supervisor");
+    }
+    let log = serve.log();
+    assert!(log.contains("received SIGTERM: forwarding it"), "{log}");
+    assert!(log.contains("all children are gone"), "{log}");
+}
+
+#[test]
+fn a_crashed_child_is_respawned_with_growing_backoff() {
+    let dir = tempdir();
+    let (run, _mark) = recorder(dir.path());
+    let mut serve = Serve::start(
+        dir,
+        &["--listen", "tcp://127.0.0.1:0", "--start-delay", "100ms"],
+        &[run.to_str().unwrap()],
+    );
+    let first = serve.serving(1)[0];
+    signal(first, rustix::process::Signal::KILL);
+    let second = wait_for("a respawned child", Duration::from_secs(20), || {
+        let p = serve.serving(1)[0];
+        (p != first).then_some(p)
+    });
+    signal(second, rustix::process::Signal::KILL);
+    let third = wait_for("a second respawn", Duration::from_secs(20), || {
+        let p = serve.serving(1)[0];
+        (p != second).then_some(p)
+    });
+    assert_ne!(third, first);
+    let log = serve.log();
+    for line in [
+        format!("child {first} exited unexpectedly (killed by signal 9 (SIGKILL))"),
+        "respawning in 100 ms (crash 1 in a row)".to_string(),
+        format!("child {second} exited unexpectedly"),
+        "respawning in 200 ms (crash 2 in a row)".to_string(),
+    ] {
+        assert!(log.contains(&line), "log lacks {line:?}:\n{log}");
+    }
+    assert_eq!(serve.status().unwrap()["respawns"].as_u64(), Some(2));
+}
+
+#[test]
+fn a_worker_over_max_rss_is_recycled() {
+    let dir = tempdir();
+    let plugins = handlers_dir(dir.path());
+    let demo = demo_binary();
+    // Every process is over 1 MiB: the worker is recycled about once a second.
+    let mut serve = Serve::start(
+        dir,
+        &["--listen", "tcp://127.0.0.1:0", "--max-rss", "1"],
+        &[
+            demo.to_str().unwrap(),
+            "--plugins",
+            plugins.to_str().unwrap(),
+        ],
+    );
+    let first = serve.serving(1)[0];
+    let addr = serve.tcp_addr();
+    let next = wait_for("a recycled worker", Duration::from_secs(20), || {
+        let p = serve.serving(1)[0];
+        (p != first).then_some(p)
+    });
+    let reply = get(addr, "/");
+    assert_eq!(reply.status, 200);
+    let log = serve.log();
+    assert!(
+        log.contains(&format!("child {first} uses")) && log.contains("over --max-rss 1 MiB"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("draining old child {first}")),
+        "{log}"
+    );
+    assert_ne!(next, first);
+}
