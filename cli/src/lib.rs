@@ -281,8 +281,8 @@ mod tests {
             &["hotswap", "build", "--include", "(", "p", "o"],
             &["hotswap", "build", "p"],
             &["hotswap", "build", "p", "o", "--features", "v2"],
-            &["hotswap", "build", "--static-linking", "--keep", "2", "p", "h"],
-            &["hotswap", "build", "--static-linking", "p", "h", "--", "--features", "v2"],
+            &["hotswap", "build", "--static-linking", "--debug", "p", "o"],
+            &["hotswap", "build", "--static-linking", "p", "o", "--", "-r"],
         ] {
             assert!(Cli::try_parse_from(bad).is_err(), "{bad:?} should fail");
         }

@@ -306,6 +306,8 @@ pub fn link(opts: &StaticLinkOptions) -> Result<StaticLinkOutput, StaticLinkErro
     };
     let rs = module(&plugins, &opts.live_prefix);
 
+    // Paths as the user wrote them, for the summary.
+    let shown = |p: &Path| opts.host_dir.join(p.strip_prefix(&host_dir).unwrap_or(p));
     let mut changed = Vec::new();
     let mut unchanged = Vec::new();
     let names: Vec<&str> = plugins.iter().map(|p| p.package.as_str()).collect();
@@ -328,9 +330,9 @@ pub fn link(opts: &StaticLinkOptions) -> Result<StaticLinkOutput, StaticLinkErro
                 source: Box::new(e),
             });
         }
-        changed.push((host_toml.clone(), what));
+        changed.push((shown(&host_toml), what));
     } else {
-        unchanged.push(host_toml.clone());
+        unchanged.push(shown(&host_toml));
     }
     if rs_old.as_deref() != Some(rs.as_str()) {
         if let Some(parent) = rs_path.parent() {
@@ -346,11 +348,11 @@ pub fn link(opts: &StaticLinkOptions) -> Result<StaticLinkOutput, StaticLinkErro
             return Err(e);
         }
         changed.push((
-            rs_path.clone(),
+            shown(&rs_path),
             format!("static_plugins() lists {}", names.join(", ")),
         ));
     } else {
-        unchanged.push(rs_path.clone());
+        unchanged.push(shown(&rs_path));
     }
 
     let mut notes = Vec::new();

@@ -35,9 +35,11 @@
 //! reloads, and numbers that mean nothing.
 //!
 //! The summary table at the end gives each line in ns per call and as a ratio against
-//! `raw` (the all-cores typed line against `raw/all-cores`), with the medians computed
-//! from the very samples criterion took in this run (recorded in-process, so the table
-//! never reads criterion's files), and the reclamation mode the host runs with
+//! `raw` (the all-cores typed line against `raw/all-cores`): the median of the very
+//! samples criterion took in this run (recorded in-process, so the table never reads
+//! criterion's files; it equals criterion's `median` estimate), and in brackets the best
+//! sample, which other load on the machine disturbs least; then the reload percentiles,
+//! the 1-minute load average before and after, and the reclamation mode the host runs with
 //! (`membarrier`, or `fence (why)` when the kernel refused it).
 
 use criterion::Criterion;
@@ -324,9 +326,11 @@ fn main() {
     }
 
     // Reload latency: swap which manifest is in the directory, then time the reload.
-    // `cargo bench` passes --bench; without it (`cargo test --benches`) criterion only
-    // checks that each benchmark runs once, and so do the reloads here.
-    let measuring = std::env::args().any(|a| a == "--bench");
+    // `cargo bench` passes --bench; without it (`cargo test --benches`), or with --test,
+    // criterion only checks that each benchmark runs once, and so do the reloads here.
+    let cli_args: Vec<String> = std::env::args().collect();
+    let measuring =
+        cli_args.iter().any(|a| a == "--bench") && !cli_args.iter().any(|a| a == "--test");
     let (warmup_reloads, timed_reloads) = if measuring {
         (WARMUP_RELOADS, RELOADS)
     } else {

@@ -3,11 +3,24 @@
 use crate::error::CallError;
 use crate::generation::Generation;
 use crate::manager::Shared;
-use hotswap_plugin_api::vtable::{Failure, TypedCall};
+use hotswap_plugin_api::vtable::{Failure, InstancePtr, TypedCall, TypedRet};
 use hotswap_plugin_api::Pod;
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::sync::Arc;
+
+/// What an unresolved slot of a `Func<A, R>` calls: reports failure without touching
+/// `err`; the caller then finds the reason in the generation's `typed_errors`.
+pub(crate) unsafe extern "C" fn unresolved<A, R>(
+    _: InstancePtr,
+    _: A,
+    _: *mut Failure,
+) -> TypedRet<R> {
+    TypedRet {
+        ok: false,
+        value: MaybeUninit::uninit(),
+    }
+}
 
 /// A handle on a typed plugin function `fn(A) -> R`, from
 /// [`PluginManager::func`](crate::PluginManager::func).
@@ -70,27 +83,42 @@ impl<A: Pod, R: Pod> Func<A, R> {
 
     #[inline(always)]
     fn call_in(&self, g: &Generation, arg: A) -> Result<R, CallError> {
-        if let Some(slot) = g.typed.get(self.symbol) {
-            if !slot.call.is_null() {
-                // SAFETY: `call` is the TypedCall of a function whose argument and result
-                // layouts abi_stable found equal to A's and R's when the generation was
-                // built; pointer and fn pointer have the same size.
-                let f: TypedCall<A, R> = unsafe {
-                    std::mem::transmute::<*const std::ffi::c_void, TypedCall<A, R>>(slot.call)
-                };
-                let mut out = MaybeUninit::<R>::uninit();
-                let mut err = MaybeUninit::<Failure>::uninit();
-                // SAFETY: the instance belongs to a version the pinned generation owns;
-                // out and err are valid for writes.
-                if unsafe { f(slot.instance, arg, out.as_mut_ptr(), err.as_mut_ptr()) } {
-                    // SAFETY: `true` means the plugin wrote the result.
-                    return Ok(unsafe { out.assume_init() });
-                }
-                // SAFETY: `false` means the plugin wrote the failure.
-                return Err(self.panicked(g, slot.plugin, unsafe { err.assume_init() }));
-            }
+        // A nested call may run on an outer generation pinned before this handle was
+        // registered, whose table is shorter: hence `get`, not an unchecked index.
+        let Some(slot) = g.typed.get(self.symbol) else {
+            return Err(self.unresolved(g));
+        };
+        // SAFETY: `call` is either the TypedCall of a function whose argument and result
+        // layouts abi_stable found equal to A's and R's when the generation was built,
+        // or `unresolved::<A, R>` (slots are built for this handle's own A and R); a
+        // data pointer and a fn pointer have the same size.
+        let f: TypedCall<A, R> =
+            unsafe { std::mem::transmute::<*const std::ffi::c_void, TypedCall<A, R>>(slot.call) };
+        let mut err = MaybeUninit::<Failure>::uninit();
+        // SAFETY: the instance belongs to a version the pinned generation owns (or is
+        // ignored by the stub); `err` is valid for writes.
+        let ret = unsafe { f(slot.instance, arg, err.as_mut_ptr()) };
+        if ret.ok {
+            // SAFETY: `ok` means the function returned the value.
+            return Ok(unsafe { ret.value.assume_init() });
         }
-        Err(self.unresolved(g))
+        self.failed(g, slot.plugin, err)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn failed(
+        &self,
+        g: &Generation,
+        plugin: usize,
+        err: MaybeUninit<Failure>,
+    ) -> Result<R, CallError> {
+        if g.typed_error(self.symbol).is_some() {
+            // The stub ran: it wrote nothing to `err`.
+            return Err(self.unresolved(g));
+        }
+        // SAFETY: a real typed function returned `!ok`, so it wrote the failure.
+        Err(self.panicked(g, plugin, unsafe { err.assume_init() }))
     }
 
     #[cold]

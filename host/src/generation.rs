@@ -23,12 +23,16 @@ pub(crate) struct Symbol {
     pub function: String,
     pub arg: &'static TypeLayout,
     pub ret: &'static TypeLayout,
+    /// Address of `func::unresolved::<A, R>`: what an unresolved slot calls, so the
+    /// hot path needs no null check (the failure is then read from `typed_errors`).
+    pub stub: usize,
 }
 
 /// A resolved typed function: what the hot path needs, and nothing else.
 #[derive(Clone, Copy)]
 pub(crate) struct TypedSlot {
-    /// The erased `TypedCall`; null when unresolved (the error is in `typed_errors`).
+    /// The erased `TypedCall`; the symbol's stub when unresolved (the error is then in
+    /// `typed_errors`).
     pub call: *const c_void,
     pub instance: InstancePtr,
     /// Index of the version in `plugins`.
@@ -118,7 +122,7 @@ impl Generation {
                 Ok(slot) => g.typed.push(slot),
                 Err(e) => {
                     g.typed.push(TypedSlot {
-                        call: std::ptr::null(),
+                        call: s.stub as *const c_void,
                         instance: InstancePtr(std::ptr::null_mut()),
                         plugin: usize::MAX,
                     });

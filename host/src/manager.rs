@@ -364,8 +364,8 @@ impl PluginManager {
                 }
             }
         }
-        let linked = sh.static_plugins.iter().flatten();
-        for plugin in linked.filter(|p| sh.whitelist.as_ref().is_none_or(|w| w.contains(p.name()))) {
+        let wanted = |p: &&StaticPlugin| sh.whitelist.as_ref().is_none_or(|w| w.contains(p.name()));
+        for plugin in sh.static_plugins.iter().flatten().filter(wanted) {
             let t = Instant::now();
             let v = loader::load_static(plugin, &env)?;
             lines.push(line(&v, Outcome::Loaded, None, t.elapsed()));
@@ -606,6 +606,7 @@ impl PluginManager {
                     function: function.to_owned(),
                     arg,
                     ret,
+                    stub: crate::func::unresolved::<A, R> as *const () as usize,
                 });
                 symbols.len() - 1
             }

@@ -66,7 +66,15 @@ impl FreeJob {
                 tracing::warn!(plugin = %record.name, version = %record.version, "dlclose failed: {e}");
             }
         }
-        drop(ctx);
+        if record.private_path.is_none() {
+            // Linked statically: every plugin shares the host's one copy of
+            // hotswap-plugin-api, whose host handle (for `vault()` and `spawn`) may still
+            // point at this context. Keep it (a few bytes per plugin and manager) so that
+            // handle never dangles; with its manager gone it only answers "gone".
+            std::mem::forget(ctx);
+        } else {
+            drop(ctx);
+        }
         // May free the providers: that only queues their FreeJobs behind this one.
         drop(providers);
         // A statically linked version has no file of its own: nothing to check or delete.

@@ -25,11 +25,13 @@
 //! after the swap, so it sees `new` (or later), never `old`: it retries with the new
 //! pointer and never uses `old`. Either way `old` is freed only when no reader uses it.
 //!
-//! Nesting: a thread has [`SLOTS`] slots. A pin taken while the same domain is already
-//! pinned on this thread reuses the outer generation (so a call that started on
-//! generation N stays on N in every nested call); a pin of another domain takes the
-//! next slot. When slots run out, or while the thread is being torn down, pins fall back
-//! to cloning an `Arc` under a mutex: slower, equally safe.
+//! Nesting: a thread has [`SLOTS`] slots, filled from 0 upwards and emptied from the top.
+//! The fast path is the outermost call: slot 0 is empty, so it takes slot 0 and reads
+//! no other bookkeeping. A pin taken while slot 0 is in use (a nested call) goes the
+//! cold way: if the innermost pin on this thread is of the same domain, it reuses that
+//! generation (so a call that started on generation N stays on N in every nested call);
+//! otherwise it takes the next slot. When slots run out, or while the thread is being
+//! torn down, pins fall back to cloning an `Arc` under a mutex: slower, equally safe.
 
 use parking_lot::Mutex;
 use std::cell::Cell;
@@ -42,10 +44,9 @@ pub const SLOTS: usize = 4;
 /// One thread's hazard slots. Leaked once made, reused after its thread exits.
 struct ThreadRecord {
     hazards: [AtomicPtr<()>; SLOTS],
-    /// Which domain each slot belongs to; read and written only by the owning thread.
+    /// Which domain each slot belongs to; read and written only by the owning thread,
+    /// and read only on the (cold) nested path.
     owners: [AtomicUsize; SLOTS],
-    /// Slots in use; read and written only by the owning thread.
-    depth: AtomicUsize,
     in_use: AtomicBool,
 }
 
@@ -86,7 +87,6 @@ fn register() -> *const ThreadRecord {
             let r: &'static ThreadRecord = Box::leak(Box::new(ThreadRecord {
                 hazards: Default::default(),
                 owners: Default::default(),
-                depth: AtomicUsize::new(0),
                 in_use: AtomicBool::new(true),
             }));
             registry.push(r);
@@ -131,15 +131,6 @@ pub fn init() -> &'static str {
 /// How readers are fenced: `membarrier`, or `fence (…why…)`.
 pub fn mode() -> &'static str {
     init()
-}
-
-#[inline(always)]
-fn light_fence() {
-    if MEMBARRIER.load(Ordering::Relaxed) {
-        compiler_fence(Ordering::SeqCst);
-    } else {
-        fence(Ordering::SeqCst);
-    }
 }
 
 /// Makes every reader's slot store that precedes this call visible to the caller.
@@ -187,6 +178,9 @@ static NEXT_DOMAIN: AtomicUsize = AtomicUsize::new(1);
 /// to [`free_unprotected`] (the reaper does) instead of dropping it.
 pub struct Domain<T> {
     current: AtomicPtr<T>,
+    /// Readers need only a compiler fence (membarrier is registered). Cached here, on
+    /// the same cache line as `current`, so the fast path reads no other global.
+    light: bool,
     /// The same value as `current`, for the slow path.
     slow: Mutex<Arc<T>>,
     id: usize,
@@ -220,6 +214,7 @@ impl<T> Domain<T> {
         init();
         Domain {
             current: AtomicPtr::new(Arc::into_raw(value.clone()) as *mut T),
+            light: MEMBARRIER.load(Ordering::SeqCst),
             slow: Mutex::new(value),
             id: NEXT_DOMAIN.fetch_add(1, Ordering::Relaxed),
         }
@@ -251,33 +246,54 @@ impl<T> Domain<T> {
         // SAFETY: non-null, non-EXITING values of LOCAL are leaked `&'static` records
         // owned by this thread.
         let rec = unsafe { &*rec };
-        let depth = rec.depth.load(Ordering::Relaxed);
-        if depth > 0 && rec.owners[depth - 1].load(Ordering::Relaxed) == self.id {
-            let p = rec.hazards[depth - 1].load(Ordering::Relaxed) as *const T;
-            // SAFETY: the outer pin on this thread holds `p` in its slot until it
-            // returns, which is after we return (pins nest strictly: they are scopes).
-            return f(unsafe { &*p });
+        if !rec.hazards[0].load(Ordering::Relaxed).is_null() {
+            return self.with_nested(rec, f);
         }
-        if depth == SLOTS {
-            return self.with_arc(f);
-        }
-        let slot = &rec.hazards[depth];
+        self.with_slot(rec, 0, f)
+    }
+
+    /// Pins into slot `i` (empty, and every slot below it full) and runs `f`.
+    #[inline(always)]
+    fn with_slot<R>(&self, rec: &'static ThreadRecord, i: usize, f: impl FnOnce(&T) -> R) -> R {
+        let slot = &rec.hazards[i];
         let mut p = self.current.load(Ordering::Acquire);
         loop {
             slot.store(p as *mut (), Ordering::Relaxed);
-            light_fence();
+            if self.light {
+                compiler_fence(Ordering::SeqCst);
+            } else {
+                fence(Ordering::SeqCst);
+            }
             let q = self.current.load(Ordering::Acquire);
             if q == p {
                 break;
             }
             p = q;
         }
-        rec.owners[depth].store(self.id, Ordering::Relaxed);
-        rec.depth.store(depth + 1, Ordering::Relaxed);
-        let _unpin = Unpin { rec, depth };
+        rec.owners[i].store(self.id, Ordering::Relaxed);
+        let _unpin = Unpin(slot);
         // SAFETY: `p` was published and is held in our slot, validated against CURRENT
         // after the fence; the reclaimer frees only pointers no slot holds (module docs).
         f(unsafe { &*p })
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn with_nested<R>(&self, rec: &'static ThreadRecord, f: impl FnOnce(&T) -> R) -> R {
+        // Slots fill upwards and empty from the top, so the full ones are 0..top.
+        let top = (0..SLOTS)
+            .take_while(|&i| !rec.hazards[i].load(Ordering::Relaxed).is_null())
+            .count();
+        if rec.owners[top - 1].load(Ordering::Relaxed) == self.id {
+            let p = rec.hazards[top - 1].load(Ordering::Relaxed) as *const T;
+            // SAFETY: the outer pin on this thread holds `p` (a `T` of this domain, as its
+            // owner says) in its slot until it returns, which is after we return.
+            return f(unsafe { &*p });
+        }
+        if top == SLOTS {
+            return self.with_arc(f);
+        }
+        self.with_slot(rec, top, f)
     }
 
     #[cold]
@@ -309,16 +325,12 @@ impl<T> Drop for Domain<T> {
     }
 }
 
-struct Unpin {
-    rec: &'static ThreadRecord,
-    depth: usize,
-}
+struct Unpin(&'static AtomicPtr<()>);
 
 impl Drop for Unpin {
     #[inline(always)]
     fn drop(&mut self) {
-        self.rec.hazards[self.depth].store(std::ptr::null_mut(), Ordering::Release);
-        self.rec.depth.store(self.depth, Ordering::Relaxed);
+        self.0.store(std::ptr::null_mut(), Ordering::Release);
     }
 }
 

@@ -6,7 +6,8 @@
 
 use crate::value::Value;
 use crate::vtable::{
-    ExportFfi, FailKind, Failure, HostHandle, ImportSpec, ImportsFfi, InstancePtr, VaultHandle,
+    ExportFfi, FailKind, Failure, HostHandle, ImportSpec, ImportsFfi, InstancePtr, TypedRet,
+    VaultHandle,
 };
 use crate::{Error, Plugin, Vault};
 use abi_stable::std_types::{RResult, RSlice, RStr, RVec};
@@ -236,17 +237,15 @@ pub trait TypedMethod {
 pub unsafe extern "C" fn typed_call<M: TypedMethod>(
     p: InstancePtr,
     arg: M::Arg,
-    out: *mut M::Ret,
     err: *mut Failure,
-) -> bool {
+) -> TypedRet<M::Ret> {
     // SAFETY: live instance, shared access (TypedCall contract).
     let plugin = unsafe { &*instance::<M::Plugin>(p) };
     match catch_unwind(AssertUnwindSafe(|| M::call(plugin, arg))) {
-        Ok(v) => {
-            // SAFETY: the host passes a pointer valid for writes (TypedCall contract).
-            unsafe { out.write(v) };
-            true
-        }
+        Ok(v) => TypedRet {
+            ok: true,
+            value: std::mem::MaybeUninit::new(v),
+        },
         Err(payload) => {
             let failure = Failure {
                 kind: FailKind::Panic,
@@ -254,7 +253,10 @@ pub unsafe extern "C" fn typed_call<M: TypedMethod>(
             };
             // SAFETY: the host passes a pointer valid for writes (TypedCall contract).
             unsafe { err.write(failure) };
-            false
+            TypedRet {
+                ok: false,
+                value: std::mem::MaybeUninit::uninit(),
+            }
         }
     }
 }

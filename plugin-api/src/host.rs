@@ -29,7 +29,9 @@ pub(crate) fn set(host: HostHandle) {
     // Statically linked, plugin events already reach the host's own `tracing`: no bridge.
     #[cfg(feature = "static")]
     {
-        *HOST.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(host);
+        *HOST
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(host);
     }
 }
 
@@ -38,7 +40,9 @@ fn current() -> Option<HostHandle> {
     #[cfg(not(feature = "static"))]
     return HOST.get().copied();
     #[cfg(feature = "static")]
-    return *HOST.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    return *HOST
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
 }
 
 /// Why [`spawn`] did not start the task.

@@ -107,14 +107,25 @@ unsafe impl Sync for TypedFn {}
 // SAFETY: as above.
 unsafe impl Send for TypedFn {}
 
-/// The erased signature of a typed function: on success writes the result to `out` and
-/// returns `true`; on a panic writes to `err` and returns `false`.
+/// What a typed function returns: `ok` and the value, or `!ok` (it panicked; the
+/// failure was written to the `err` pointer). `#[repr(C)]` and small for small `R`, so
+/// on x86-64 it comes back in two registers and the fast path touches no memory for it.
+#[repr(C)]
+pub struct TypedRet<R> {
+    /// Whether `value` holds the result.
+    pub ok: bool,
+    /// The result when `ok`.
+    pub value: std::mem::MaybeUninit<R>,
+}
+
+/// The erased signature of a typed function: returns the result in a [`TypedRet`]; on a
+/// panic writes the failure to `err` and returns `ok: false`.
 ///
 /// # Safety
-/// `instance` must be a live instance of the plugin that exported the function, `out`
-/// and `err` must be valid for writes, and `A`/`R` must be the types whose layouts the
+/// `instance` must be a live instance of the plugin that exported the function, `err`
+/// must be valid for writes, and `A`/`R` must be the types whose layouts the
 /// [`TypedFn`] announced.
-pub type TypedCall<A, R> = unsafe extern "C" fn(InstancePtr, A, *mut R, *mut Failure) -> bool;
+pub type TypedCall<A, R> = unsafe extern "C" fn(InstancePtr, A, *mut Failure) -> TypedRet<R>;
 
 /// A task handed to the host by [`spawn`](crate::spawn): `run(data)` once on a host
 /// thread, then `drop(data)`; or only `drop(data)` if the host refuses it.

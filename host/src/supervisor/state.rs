@@ -438,8 +438,8 @@ impl<'a> Supervisor<'a> {
         }
     }
 
-    /// Kills the children starting for `slot` that are not `keep` (an upgrade takes the
-    /// slot over from a respawn in progress).
+    /// Cancels a planned respawn of `slot` and kills the children starting for it: the
+    /// upgrade's new child takes the slot over.
     pub(super) fn cancel_starting(&mut self, slot: usize) {
         self.slots[slot].respawn_at = None;
         for p in &mut self.procs {
