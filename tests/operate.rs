@@ -272,7 +272,7 @@ impl Drop for Running {
 fn demo_binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let target = repo().join("target/hotswap-test-operate");
+        let target = repo().join("target/hotswap-test-demo");
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let out = Command::new(cargo)
             .current_dir(repo())
