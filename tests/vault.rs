@@ -123,14 +123,14 @@ fn live_data_made_by_v1_runs_on_v2s_live_function_after_a_reload() {
     let data = LiveData::from_value(&job).unwrap();
     assert_eq!(data.type_name, "Live_Mail");
     assert_eq!(
-        text(m.call_live("live_send_mail", &[job.clone()])),
+        text(m.call_live("live_send_mail", std::slice::from_ref(&job))),
         "v1 sent \"hi\" to ann@example.org"
     );
     swap_to(&m, dir.path(), &["v2"]);
     assert!(m.collect(Duration::from_secs(10)));
     // The job's data was made by v1, which is gone; v2's code runs on it.
     assert_eq!(
-        text(m.call_live("live_send_mail", &[job.clone()])),
+        text(m.call_live("live_send_mail", std::slice::from_ref(&job))),
         "v2 sent \"hi\" to ann@example.org"
     );
     // Plugins call live functions by name too.
@@ -162,7 +162,9 @@ fn a_live_type_that_changed_shape_gives_a_named_error_or_migrates() {
         )
         .unwrap();
     swap_to(&m, dir.path(), &["new-shape"]);
-    let e = m.call_live("live_send_mail", &[job.clone()]).unwrap_err();
+    let e = m
+        .call_live("live_send_mail", std::slice::from_ref(&job))
+        .unwrap_err();
     let msg = e.to_string();
     assert!(
         msg.contains("live data of type Live_Mail does not fit the current Live_Mail")

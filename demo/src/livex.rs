@@ -31,7 +31,9 @@ impl HostExt for Ext {
     }
     fn schedule(&self, delay_ms: u64, func: RStr<'_>, payload: RStr<'_>) {
         // `<type>:<hex bytes>`, as the plugin encodes it.
-        let Some((ty, hex)) = payload.as_str().split_once(':') else { return };
+        let Some((ty, hex)) = payload.as_str().split_once(':') else {
+            return;
+        };
         let bytes = (0..hex.len() / 2)
             .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
             .collect();
@@ -62,11 +64,19 @@ fn setup(name: &str) -> Result<(std::path::PathBuf, PluginManager, Queue), Strin
         .extension_newer(move || {
             let tag = made.fetch_add(1, Ordering::SeqCst) + 1;
             println!("  (host) extension_newer: extension #{tag} for the new generation");
-            HostExtObj::from_value(Ext { tag, queue: q.clone() }, TD_Opaque)
+            HostExtObj::from_value(
+                Ext {
+                    tag,
+                    queue: q.clone(),
+                },
+                TD_Opaque,
+            )
         })
         .build()
         .map_err(|e| e.to_string())?;
-    manager.load_plugins(&Value::Null).map_err(|e| e.to_string())?;
+    manager
+        .load_plugins(&Value::Null)
+        .map_err(|e| e.to_string())?;
     Ok((plugins, manager, queue))
 }
 
@@ -85,7 +95,11 @@ pub(crate) fn livex() -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     }
     println!("== 3. swap in jobs v2 before they fire");
-    hotswap_build(&repo().join("demo/livex/jobs"), &plugins, &["--features", "v2"])?;
+    hotswap_build(
+        &repo().join("demo/livex/jobs"),
+        &plugins,
+        &["--features", "v2"],
+    )?;
     let report = manager.reload(&Value::Null).map_err(|e| e.to_string())?;
     print!("{report}");
     println!("== 4. the host's queue fires the jobs by live-function name");
@@ -126,9 +140,16 @@ pub(crate) fn extension() -> Result<(), String> {
     println!("== 2. reload with nothing changed: a new generation gets a new extension");
     let report = manager.reload(&Value::Null).map_err(|e| e.to_string())?;
     print!("{report}");
-    println!("jobs.ext_greet() -> {}   (carried-over plugin, new extension)", greet(&manager)?);
+    println!(
+        "jobs.ext_greet() -> {}   (carried-over plugin, new extension)",
+        greet(&manager)?
+    );
     println!("== 3. swap in v2");
-    hotswap_build(&repo().join("demo/livex/jobs"), &plugins, &["--features", "v2"])?;
+    hotswap_build(
+        &repo().join("demo/livex/jobs"),
+        &plugins,
+        &["--features", "v2"],
+    )?;
     let report = manager.reload(&Value::Null).map_err(|e| e.to_string())?;
     print!("{report}");
     println!("jobs.ext_greet() -> {}", greet(&manager)?);

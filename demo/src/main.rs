@@ -22,7 +22,9 @@ fn main() -> ExitCode {
         "trine" => trine::run(),
         "livex" => livex::livex(),
         "extension" => livex::extension(),
-        other => Err(format!("unknown demo {other:?}; available: hello, trine, livex, extension")),
+        other => Err(format!(
+            "unknown demo {other:?}; available: hello, trine, livex, extension"
+        )),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
