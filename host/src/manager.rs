@@ -225,17 +225,11 @@ impl PluginManager {
     /// Fails, loading nothing, if any plugin fails at any step; the error names the
     /// plugin, version, file and step. Fails with [`Error::AlreadyLoaded`] the second time.
     pub fn load_plugins(&self, data: &Value) -> Result<ReloadReport, Error> {
-        self.logged(|| {
-            let _lock = self
-                .shared
-                .reload_lock
-                .try_lock()
-                .ok_or(Error::ReloadInProgress)?;
+        self.exclusive(|| {
             if self.generation_id() != 0 {
                 return Err(Error::AlreadyLoaded);
             }
-            let dir = self.shared.dir.lock().clone();
-            self.swap(&dir, data, None)
+            self.swap(&self.dir(), data, None)
         })
     }
 
@@ -252,27 +246,14 @@ impl PluginManager {
     /// as do `reload_from` and `reload_with_callback`.
     pub fn reload(&self, data: &Value) -> Result<ReloadReport, Error> {
         self.refuse_static()?;
-        self.logged(|| {
-            let _lock = self
-                .shared
-                .reload_lock
-                .try_lock()
-                .ok_or(Error::ReloadInProgress)?;
-            let dir = self.shared.dir.lock().clone();
-            self.swap(&dir, data, None)
-        })
+        self.exclusive(|| self.swap(&self.dir(), data, None))
     }
 
     /// Like [`reload`](Self::reload), reading builds from `dir`, which becomes the
     /// directory of later reloads if this one succeeds (for deploys into a new folder).
     pub fn reload_from(&self, dir: impl AsRef<Path>, data: &Value) -> Result<ReloadReport, Error> {
         self.refuse_static()?;
-        self.logged(|| {
-            let _lock = self
-                .shared
-                .reload_lock
-                .try_lock()
-                .ok_or(Error::ReloadInProgress)?;
+        self.exclusive(|| {
             let report = self.swap(dir.as_ref(), data, None)?;
             *self.shared.dir.lock() = dir.as_ref().to_owned();
             Ok(report)
@@ -287,14 +268,22 @@ impl PluginManager {
         callback: impl Fn(&Generation, &Generation) -> Result<(), String>,
     ) -> Result<ReloadReport, Error> {
         self.refuse_static()?;
+        self.exclusive(|| self.swap(&self.dir(), data, Some(&callback)))
+    }
+
+    /// Runs `f` holding the reload lock, under the manager's logger. One reload at a
+    /// time: a second one is refused with [`Error::ReloadInProgress`], not queued.
+    fn exclusive(
+        &self,
+        f: impl FnOnce() -> Result<ReloadReport, Error>,
+    ) -> Result<ReloadReport, Error> {
         self.logged(|| {
             let _lock = self
                 .shared
                 .reload_lock
                 .try_lock()
                 .ok_or(Error::ReloadInProgress)?;
-            let dir = self.shared.dir.lock().clone();
-            self.swap(&dir, data, Some(&callback))
+            f()
         })
     }
 
