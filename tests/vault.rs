@@ -138,8 +138,13 @@ fn live_data_made_by_v1_runs_on_v2s_live_function_after_a_reload() {
         text(m.invoke_func("jobs", "call_live", &[Value::from("live_send_mail"), job])),
         "v2 sent \"hi\" to ann@example.org"
     );
+    // Registered by attribute (`#[live]`), not by prefix:
+    assert_eq!(text(m.call_live("whoami", &[])), "jobs v2");
     m.with_generation(|g| {
-        assert_eq!(g.live_functions(), vec!["live_send_mail".to_owned()]);
+        assert_eq!(
+            g.live_functions(),
+            vec!["live_send_mail".to_owned(), "whoami".to_owned()]
+        );
         assert_eq!(
             g.live_types(),
             vec![("Live_Mail".to_owned(), "jobs".to_owned())]

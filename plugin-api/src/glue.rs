@@ -280,3 +280,10 @@ pub unsafe extern "C" fn live_call<M: LiveMethod>(
     // SAFETY: live instance, shared access (vtable contract).
     guard(|| M::call(unsafe { &*instance::<M::Plugin>(p) }, args.as_slice()))
 }
+
+/// The live functions `#[live_functions]` registered on a plugin type; used by
+/// `export_plugin!(…, live_impl)`.
+pub trait HasLive {
+    /// One entry per live function.
+    const LIVE: &'static [crate::vtable::LiveFn];
+}

@@ -41,6 +41,7 @@ pub mod vtable;
 pub use abi_stable;
 pub use deps::{Export, Import, Imported, Imports};
 pub use host::{spawn, vault, SpawnError, Vault};
+pub use hotswap_plugin_macros::live_functions;
 pub use live::LiveData;
 pub use value::{Value, ValueTypeError};
 
@@ -192,7 +193,9 @@ unsafe impl<T: Pod, const N: usize> Pod for [T; N] where [T; N]: abi_stable::Sta
 ///     typed { add: fn(u64) -> u64, scale: fn(f64) -> f64 },
 ///     // Live functions: `fn name(&self, args: &[Value]) -> Result<Value>`, called by
 ///     // name on whichever version is current (`hotswap build` checks that every
-///     // `fn live_…` in the sources is listed here).
+///     // `fn live_…` in the sources is registered). Either list them here, or put
+///     // `#[live_functions]` on their `impl` block (it registers `#[live]` methods and
+///     // `live_…` names) and write `live impl`.
 ///     live { live_send_mail },
 ///     // Names of live types this version restores (see `live::LiveData`).
 ///     live_types { Live_Mail },
@@ -207,7 +210,7 @@ unsafe impl<T: Pod, const N: usize> Pod for [T; N] where [T; N]: abi_stable::Sta
 macro_rules! export_plugin {
     ($plugin:ty
         $(, typed { $($fname:ident : fn($arg:ty) -> $ret:ty),* $(,)? })?
-        $(, live { $($lname:ident),* $(,)? })?
+        $(, live $live:tt)?
         $(, live_types { $($tname:ident),* $(,)? })?
         $(,)?) => {
         $crate::__hotswap_plugin_header! {
@@ -235,28 +238,9 @@ macro_rules! export_plugin {
                 };
             )*)?
 
-            $($(
-                #[allow(non_camel_case_types)]
-                struct $lname;
-                impl $crate::glue::LiveMethod for $lname {
-                    type Plugin = $plugin;
-                    fn call(
-                        plugin: &$plugin,
-                        args: &[$crate::Value],
-                    ) -> ::std::result::Result<$crate::Value, $crate::Error> {
-                        <$plugin>::$lname(plugin, args)
-                    }
-                }
-            )*)?
+            $( $crate::__hotswap_live_markers!($plugin, $live); )?
 
-            static LIVE: &[$crate::vtable::LiveFn] = &[
-                $($(
-                    $crate::vtable::LiveFn {
-                        name: $crate::abi_stable::std_types::RStr::from_str(stringify!($lname)),
-                        call: $crate::glue::live_call::<$lname>,
-                    },
-                )*)?
-            ];
+            static LIVE: &[$crate::vtable::LiveFn] = $crate::__hotswap_live_table!($plugin $(, $live)?);
 
             static LIVE_TYPES: &[$crate::abi_stable::std_types::RStr<'static>] = &[
                 $($( $crate::abi_stable::std_types::RStr::from_str(stringify!($tname)), )*)?
@@ -328,5 +312,50 @@ macro_rules! __hotswap_plugin_header {
 macro_rules! __hotswap_plugin_header {
     ($($item:tt)*) => {
         $($item)*
+    };
+}
+
+/// The live-function markers of `export_plugin!(…, live { … })`; nothing for `live impl`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __hotswap_live_markers {
+    ($plugin:ty, impl) => {};
+    ($plugin:ty, { $($lname:ident),* $(,)? }) => {
+        $(
+            #[allow(non_camel_case_types)]
+            struct $lname;
+            impl $crate::glue::LiveMethod for $lname {
+                type Plugin = $plugin;
+                fn call(
+                    plugin: &$plugin,
+                    args: &[$crate::Value],
+                ) -> ::std::result::Result<$crate::Value, $crate::Error> {
+                    <$plugin>::$lname(plugin, args)
+                }
+            }
+        )*
+    };
+}
+
+/// The live-function table of `export_plugin!`: none, the listed ones, or the ones
+/// `#[live_functions]` registered (`live impl`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __hotswap_live_table {
+    ($plugin:ty) => {
+        &[]
+    };
+    ($plugin:ty, impl) => {
+        <$plugin as $crate::glue::HasLive>::LIVE
+    };
+    ($plugin:ty, { $($lname:ident),* $(,)? }) => {
+        &[
+            $(
+                $crate::vtable::LiveFn {
+                    name: $crate::abi_stable::std_types::RStr::from_str(stringify!($lname)),
+                    call: $crate::glue::live_call::<$lname>,
+                },
+            )*
+        ]
     };
 }

@@ -2,7 +2,9 @@
 //! (type `Live_Mail`) in host memory; whichever version is current when the job fires
 //! restores it and runs its own `live_send_mail`.
 
-use hotswap_plugin_api::{export_plugin, vault, Error, LiveData, Plugin, Result, Value};
+use hotswap_plugin_api::{
+    export_plugin, live_functions, vault, Error, LiveData, Plugin, Result, Value,
+};
 use livex_api::HostExtObj;
 use serde::{Deserialize, Serialize};
 
@@ -41,8 +43,11 @@ fn arg<'a>(args: &'a [Value], i: usize, what: &str) -> Result<&'a Value> {
         .ok_or_else(|| Error::msg(format!("missing argument {i} ({what})")))
 }
 
+// Live functions are registered by name prefix (`live_…`) and by `#[live]`.
+#[live_functions]
 impl Jobs {
-    /// Live function: runs a mail job on whatever version is current when it fires.
+    /// Live function (by its `live_` prefix): runs a mail job on whatever version is
+    /// current when it fires.
     fn live_send_mail(&self, args: &[Value]) -> Result<Value> {
         let data = LiveData::from_value(arg(args, 0, "live data")?)?;
         #[cfg(not(feature = "migrate"))]
@@ -67,6 +72,12 @@ impl Jobs {
             "{VERSION} sent {:?} to {}",
             mail.body, mail.to
         )))
+    }
+
+    /// Live function (by attribute): which version answers.
+    #[live]
+    fn whoami(&self, _args: &[Value]) -> Result<Value> {
+        Ok(Value::from(format!("jobs {VERSION}")))
     }
 }
 
@@ -145,4 +156,4 @@ fn encode_job(v: &Value) -> String {
     format!("{ty}:{bytes}")
 }
 
-export_plugin!(Jobs, live { live_send_mail }, live_types { Live_Mail });
+export_plugin!(Jobs, live impl, live_types { Live_Mail });

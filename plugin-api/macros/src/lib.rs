@@ -1,0 +1,76 @@
+//! `#[live_functions]`: registers a plugin's live functions from its `impl` block, by
+//! attribute (`#[live]` on a method) and by name prefix (`live_` unless
+//! `#[live_functions(prefix = "…")]` says otherwise, case-insensitive, as Go hotswap and
+//! `hotswap build --live-prefix` do). Re-exported as `hotswap_plugin_api::live_functions`.
+
+use proc_macro::TokenStream;
+use quote::{format_ident, quote};
+use syn::{parse_macro_input, ImplItem, ItemImpl, LitStr};
+
+/// Registers live functions: every method of this `impl` block that carries `#[live]`
+/// or whose name starts with the prefix (default `live_`). Each must have the signature
+/// `fn(&self, args: &[Value]) -> Result<Value>`. Then write
+/// `export_plugin!(MyPlugin, live_impl)` so the plugin exports them.
+#[proc_macro_attribute]
+pub fn live_functions(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let mut prefix = String::from("live_");
+    if !attr.is_empty() {
+        let parser = syn::meta::parser(|meta| {
+            if meta.path.is_ident("prefix") {
+                prefix = meta.value()?.parse::<LitStr>()?.value();
+                Ok(())
+            } else {
+                Err(meta.error("expected `prefix = \"…\"`"))
+            }
+        });
+        parse_macro_input!(attr with parser);
+    }
+    let mut imp = parse_macro_input!(item as ItemImpl);
+    let self_ty = imp.self_ty.clone();
+    let prefix = prefix.to_lowercase();
+    let mut names = Vec::new();
+    for item in &mut imp.items {
+        if let ImplItem::Fn(f) = item {
+            let marked = f.attrs.iter().any(|a| a.path().is_ident("live"));
+            f.attrs.retain(|a| !a.path().is_ident("live"));
+            if marked || f.sig.ident.to_string().to_lowercase().starts_with(&prefix) {
+                names.push(f.sig.ident.clone());
+            }
+        }
+    }
+    let markers: Vec<_> = names
+        .iter()
+        .map(|n| format_ident!("__HotswapLive_{}", n))
+        .collect();
+    let strings: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    quote! {
+        #imp
+
+        #(
+            #[allow(non_camel_case_types)]
+            #[doc(hidden)]
+            struct #markers;
+            impl ::hotswap_plugin_api::glue::LiveMethod for #markers {
+                type Plugin = #self_ty;
+                fn call(
+                    plugin: &#self_ty,
+                    args: &[::hotswap_plugin_api::Value],
+                ) -> ::std::result::Result<::hotswap_plugin_api::Value, ::hotswap_plugin_api::Error> {
+                    <#self_ty>::#names(plugin, args)
+                }
+            }
+        )*
+
+        impl ::hotswap_plugin_api::glue::HasLive for #self_ty {
+            const LIVE: &'static [::hotswap_plugin_api::vtable::LiveFn] = &[
+                #(
+                    ::hotswap_plugin_api::vtable::LiveFn {
+                        name: ::hotswap_plugin_api::abi_stable::std_types::RStr::from_str(#strings),
+                        call: ::hotswap_plugin_api::glue::live_call::<#markers>,
+                    },
+                )*
+            ];
+        }
+    }
+    .into()
+}
