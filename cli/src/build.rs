@@ -7,6 +7,7 @@
 //! manifest beside it (only once the library is complete), and prune old builds
 //! (`--keep`). A host never sees a manifest whose library is incomplete.
 
+use crate::metadata;
 use crate::time::{now_unix_ms, UtcTime};
 use hotswap_host::elf::{self, ElfError};
 use hotswap_host::manifest::{sha256_hex, Manifest, MANIFEST_FORMAT, MANIFEST_SUFFIX};
@@ -488,15 +489,6 @@ struct PackageInfo {
     target_directory: PathBuf,
 }
 
-/// `a` and `b` name the same file: equal, or equal once canonicalized.
-fn same_path(a: &Path, b: &Path) -> bool {
-    a == b
-        || matches!(
-            (std::fs::canonicalize(a), std::fs::canonicalize(b)),
-            (Ok(x), Ok(y)) if x == y
-        )
-}
-
 fn cargo_metadata(
     cargo: &OsString,
     plugin_dir: &Path,
@@ -541,17 +533,11 @@ fn parse_metadata(json: &Value, cargo_toml: &Path) -> Result<PackageInfo, BuildE
     let target_directory = json["target_directory"]
         .as_str()
         .ok_or_else(|| shape("target_directory"))?;
-    let packages = json["packages"]
-        .as_array()
-        .ok_or_else(|| shape("packages"))?;
-    let package = packages
-        .iter()
-        .find(|p| {
-            p["manifest_path"]
-                .as_str()
-                .is_some_and(|m| same_path(Path::new(m), cargo_toml))
-        })
-        .ok_or_else(|| BuildError::PackageNotFound {
+    if json["packages"].as_array().is_none() {
+        return Err(shape("packages"));
+    }
+    let package =
+        metadata::package_of(json, cargo_toml).ok_or_else(|| BuildError::PackageNotFound {
             manifest: cargo_toml.to_owned(),
         })?;
     let field = |name: &str| {
@@ -561,29 +547,15 @@ fn parse_metadata(json: &Value, cargo_toml: &Path) -> Result<PackageInfo, BuildE
             .ok_or_else(|| shape(&format!("package {name}")))
     };
     let name = field("name")?;
-    let strings = |v: &Value| -> Vec<String> {
-        v.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let strings = metadata::strings;
     const LIB_KINDS: [&str; 6] = ["lib", "rlib", "dylib", "cdylib", "staticlib", "proc-macro"];
-    let lib = package["targets"]
+    let targets = package["targets"]
         .as_array()
-        .ok_or_else(|| shape("package targets"))?
-        .iter()
-        .find(|t| {
-            strings(&t["kind"])
-                .iter()
-                .any(|k| LIB_KINDS.contains(&k.as_str()))
-        })
-        .ok_or_else(|| BuildError::NoLibTarget {
-            package: name.clone(),
-            manifest: cargo_toml.to_owned(),
-        })?;
+        .ok_or_else(|| shape("package targets"))?;
+    let lib = metadata::lib_target(targets, &LIB_KINDS).ok_or_else(|| BuildError::NoLibTarget {
+        package: name.clone(),
+        manifest: cargo_toml.to_owned(),
+    })?;
     let crate_types = strings(&lib["crate_types"]);
     if !crate_types.iter().any(|k| k == "cdylib")
         && !strings(&lib["kind"]).contains(&"cdylib".into())
@@ -765,7 +737,7 @@ fn artifact_in_message(msg: &Value, package: &PackageInfo) -> Option<PathBuf> {
     let ours = msg["package_id"].as_str() == Some(package.id.as_str())
         || msg["manifest_path"]
             .as_str()
-            .is_some_and(|m| same_path(Path::new(m), &package.manifest_path));
+            .is_some_and(|m| metadata::same_path(Path::new(m), &package.manifest_path));
     if !ours {
         return None;
     }

@@ -428,22 +428,12 @@ fn metadata(cargo_toml: &Path) -> Result<Value, StaticLinkError> {
 
 /// The package whose manifest is `cargo_toml` in `cargo metadata` output.
 fn package_of<'a>(json: &'a Value, cargo_toml: &Path) -> Result<&'a Value, StaticLinkError> {
-    let wanted = std::fs::canonicalize(cargo_toml).unwrap_or_else(|_| cargo_toml.to_owned());
-    json["packages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|p| {
-            p["manifest_path"].as_str().is_some_and(|m| {
-                std::fs::canonicalize(m).is_ok_and(|m| m == wanted) || Path::new(m) == wanted
-            })
-        })
-        .ok_or_else(|| StaticLinkError::MetadataFormat {
-            manifest: cargo_toml.to_owned(),
-            detail: "it lists no package with this manifest (a virtual workspace manifest? \
-                     point at the crate's own directory)"
-                .into(),
-        })
+    crate::metadata::package_of(json, cargo_toml).ok_or_else(|| StaticLinkError::MetadataFormat {
+        manifest: cargo_toml.to_owned(),
+        detail: "it lists no package with this manifest (a virtual workspace manifest? \
+                 point at the crate's own directory)"
+            .into(),
+    })
 }
 
 /// Inspects the plugin crate at `dir` (canonical): its package, library, live functions,
@@ -473,27 +463,18 @@ fn inspect(
             .ok_or_else(|| format(&format!("missing package {name}")))
     };
     let name = field("name")?;
-    let strings = |v: &Value| -> Vec<String> {
-        v.as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| s.as_str().map(str::to_owned))
-            .collect()
-    };
+    let strings = crate::metadata::strings;
     const LIB_KINDS: [&str; 5] = ["lib", "rlib", "dylib", "cdylib", "staticlib"];
-    let lib = package["targets"]
+    let targets = package["targets"]
         .as_array()
-        .into_iter()
-        .flatten()
-        .find(|t| {
-            strings(&t["kind"])
-                .iter()
-                .any(|k| LIB_KINDS.contains(&k.as_str()))
-        })
-        .ok_or_else(|| StaticLinkError::NoLibTarget {
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let lib = crate::metadata::lib_target(targets, &LIB_KINDS).ok_or_else(|| {
+        StaticLinkError::NoLibTarget {
             package: name.clone(),
             manifest: cargo_toml.clone(),
-        })?;
+        }
+    })?;
     let crate_types = strings(&lib["crate_types"]);
     if !crate_types.iter().any(|k| k == "rlib" || k == "lib") {
         return Err(StaticLinkError::NotRlib {
