@@ -80,6 +80,18 @@ fn setup(name: &str) -> Result<(std::path::PathBuf, PluginManager, Queue), Strin
     Ok((plugins, manager, queue))
 }
 
+/// Builds jobs v2 into `plugins` and reloads, printing the report.
+fn swap_in_v2(plugins: &std::path::Path, manager: &PluginManager) -> Result<(), String> {
+    hotswap_build(
+        &repo().join("demo/livex/jobs"),
+        plugins,
+        &["--features", "v2"],
+    )?;
+    let report = manager.reload(&Value::Null).map_err(|e| e.to_string())?;
+    print!("{report}");
+    Ok(())
+}
+
 pub(crate) fn livex() -> Result<(), String> {
     println!("== 1. build jobs v1, start a host with a delayed job queue");
     let (plugins, manager, queue) = setup("livex")?;
@@ -95,13 +107,7 @@ pub(crate) fn livex() -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     }
     println!("== 3. swap in jobs v2 before they fire");
-    hotswap_build(
-        &repo().join("demo/livex/jobs"),
-        &plugins,
-        &["--features", "v2"],
-    )?;
-    let report = manager.reload(&Value::Null).map_err(|e| e.to_string())?;
-    print!("{report}");
+    swap_in_v2(&plugins, &manager)?;
     println!("== 4. the host's queue fires the jobs by live-function name");
     let mut fired = 0;
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -145,13 +151,7 @@ pub(crate) fn extension() -> Result<(), String> {
         greet(&manager)?
     );
     println!("== 3. swap in v2");
-    hotswap_build(
-        &repo().join("demo/livex/jobs"),
-        &plugins,
-        &["--features", "v2"],
-    )?;
-    let report = manager.reload(&Value::Null).map_err(|e| e.to_string())?;
-    print!("{report}");
+    swap_in_v2(&plugins, &manager)?;
     println!("jobs.ext_greet() -> {}", greet(&manager)?);
     Ok(())
 }
