@@ -133,10 +133,10 @@ impl Call for Raw {
     }
 }
 
-/// The fast path: a typed handle.
-struct Typed<'a>(&'a Func<u64, u64>);
+/// The fast path: a typed handle, held by value as a caller would hold it.
+struct Typed(Func<u64, u64>);
 
-impl Call for Typed<'_> {
+impl Call for Typed {
     #[inline(always)]
     fn call(&self, x: u64) -> u64 {
         self.0.call(x).expect("typed call")
@@ -283,7 +283,7 @@ fn main() {
         *unsafe { raw_lib.get::<RawFn>(b"probe_raw_add_one\0") }.expect("dlsym probe_raw_add_one");
     let raw = Raw(raw_fn);
     assert_eq!(raw.call(41), 42);
-    let typed = Typed(&func);
+    let typed = Typed(func.clone());
     let args = [Value::from(1i64), Value::from(2i64)];
     let dynamic = Dynamic {
         manager: &manager,
