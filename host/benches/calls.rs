@@ -17,7 +17,8 @@
 //! - `raw`: a `probe_raw_add_one` function pointer found with `dlsym` (`libloading`) in
 //!   a separate copy of the library, called directly: the floor the ratios divide by.
 //! - `typed/1-thread`: `Func<u64, u64>::call` on a handle from
-//!   `manager.func::<u64, u64>("probe", "add_one")`, the fast path.
+//!   `manager.func::<u64, u64>("probe", "add_one")`, the fast path, held by value as a
+//!   caller holds it (as `raw` holds its function pointer).
 //! - `raw/all-cores`, `typed/all-cores`: the same calls made by every core at once
 //!   (`available_parallelism` threads started together on a barrier, each making the
 //!   same number of calls); the time per call is the slowest thread's.
