@@ -61,6 +61,10 @@ fn full_mark() -> *mut () {
 }
 
 /// One thread's hazard slots. Leaked once made, reused after its thread exits.
+///
+/// Aligned to a cache line so that no other data (another thread's record, anything else
+/// on the heap) shares a line with the slots this thread writes on every call.
+#[repr(align(64))]
 struct ThreadRecord {
     hazards: [AtomicPtr<()>; SLOTS],
     in_use: AtomicBool,
@@ -111,6 +115,13 @@ fn is_static(rec: &ThreadRecord) -> bool {
 
 #[cold]
 fn register() -> &'static ThreadRecord {
+    // Touching RELEASE registers its destructor, which frees the record at thread exit.
+    // A thread whose first pin comes from another thread-local's destructor can no
+    // longer register one: it pins the slow way, like any exiting thread.
+    if RELEASE.try_with(|_| ()).is_err() {
+        LOCAL.with(|l| l.set(&EXITING));
+        return &EXITING;
+    }
     let mut registry = REGISTRY.lock();
     let rec = match registry.iter().find(|r| {
         r.in_use
@@ -129,8 +140,6 @@ fn register() -> &'static ThreadRecord {
         }
     };
     drop(registry);
-    // Touching RELEASE registers its destructor, which frees the record at thread exit.
-    RELEASE.with(|_| ());
     LOCAL.with(|l| l.set(rec));
     rec
 }
@@ -619,5 +628,35 @@ mod tests {
         let again = Domain::new(tracked(7, &alive));
         assert_ne!(again.hot.own, FULL, "dropped domains gave their slots back");
         assert_eq!(again.with(|t| t.value), 7);
+    }
+
+    #[test]
+    fn pins_from_thread_local_destructors_work() {
+        struct PinOnExit(Arc<Domain<u64>>, std::sync::mpsc::Sender<u64>);
+        impl Drop for PinOnExit {
+            fn drop(&mut self) {
+                let _ = self.1.send(self.0.with(|v| *v));
+            }
+        }
+        thread_local! {
+            static PIN_ON_EXIT: std::cell::RefCell<Option<PinOnExit>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        let domain = Arc::new(Domain::new(Arc::new(5u64)));
+        for pinned_before in [false, true] {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let d = domain.clone();
+            std::thread::spawn(move || {
+                PIN_ON_EXIT.with(|p| *p.borrow_mut() = Some(PinOnExit(d.clone(), tx)));
+                if pinned_before {
+                    // Registers the record, whose release may run before or after the
+                    // destructor above: the destructor's pin then finds it exiting.
+                    assert_eq!(d.with(|v| *v), 5);
+                }
+            })
+            .join()
+            .expect("a pin during teardown must not panic");
+            assert_eq!(rx.recv().unwrap(), 5, "pinned before: {pinned_before}");
+        }
     }
 }
