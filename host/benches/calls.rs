@@ -38,8 +38,11 @@
 //! The summary table at the end gives each line in ns per call and as a ratio against
 //! `raw` (the all-cores typed line against `raw/all-cores`): the median of the very
 //! samples criterion took in this run (recorded in-process, so the table never reads
-//! criterion's files; it equals criterion's `median` estimate), and in brackets the best
-//! sample, which other load on the machine disturbs least; then the reload percentiles,
+//! criterion's files; it equals criterion's `median` estimate); the paired ratio (each
+//! sample of `typed/*` and `invoke_func` is taken right after a raw sample of as many
+//! calls on as many threads, and the median of those per-sample ratios is what a shared
+//! machine whose speed drifts over seconds disturbs least); and the best sample, which
+//! other load on the machine disturbs least; then the reload percentiles,
 //! the 1-minute load average before and after, and the reclamation mode the host runs with
 //! (`membarrier`, or `fence (why)` when the kernel refused it).
 
@@ -196,31 +199,81 @@ fn on_threads(threads: usize, calls: u64, f: &impl Call) -> Duration {
     })
 }
 
-/// ns per call of every sample criterion took, by line.
+/// ns per call of every sample criterion took, by line; and for paired lines, the ns
+/// per call of the baseline run just before each of those samples.
 #[derive(Default)]
-struct Samples(RefCell<BTreeMap<&'static str, Vec<f64>>>);
+struct Samples {
+    lines: RefCell<BTreeMap<&'static str, Vec<f64>>>,
+    baselines: RefCell<BTreeMap<&'static str, Vec<f64>>>,
+}
+
+fn per_call(calls: u64, elapsed: Duration) -> f64 {
+    elapsed.as_nanos() as f64 / calls.max(1) as f64
+}
+
+/// The measured samples (criterion runs the warm-up first, then exactly SAMPLE_SIZE
+/// samples, so those are the last recorded).
+fn measured(recorded: &[f64]) -> &[f64] {
+    &recorded[recorded.len().saturating_sub(SAMPLE_SIZE)..]
+}
+
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
+    }
+}
 
 impl Samples {
     fn record(&self, line: &'static str, calls: u64, elapsed: Duration) -> Duration {
-        let per_call = elapsed.as_nanos() as f64 / calls.max(1) as f64;
-        self.0.borrow_mut().entry(line).or_default().push(per_call);
+        let ns = per_call(calls, elapsed);
+        self.lines.borrow_mut().entry(line).or_default().push(ns);
         elapsed
     }
 
-    /// Median and minimum ns per call over the measured samples (criterion runs the
-    /// warm-up first, then exactly SAMPLE_SIZE samples, so those are the last recorded).
+    /// Times `baseline` and then `line`, the same number of calls on the same number of
+    /// threads, and records both; returns the time of `line`, for criterion.
+    fn record_paired(
+        &self,
+        line: &'static str,
+        calls: u64,
+        threads: usize,
+        baseline: &impl Call,
+        f: &impl Call,
+    ) -> Duration {
+        let base = on_threads(threads, calls, baseline);
+        let elapsed = on_threads(threads, calls, f);
+        let ns = per_call(calls, base);
+        self.baselines
+            .borrow_mut()
+            .entry(line)
+            .or_default()
+            .push(ns);
+        self.record(line, calls, elapsed)
+    }
+
+    /// Median and minimum ns per call over the measured samples.
     fn stats(&self, line: &str) -> Option<(f64, f64)> {
-        let all = self.0.borrow();
-        let recorded = all.get(line)?;
-        let mut measured = recorded[recorded.len().saturating_sub(SAMPLE_SIZE)..].to_vec();
-        measured.sort_by(f64::total_cmp);
-        let n = measured.len();
-        let median = match n {
-            0 => return None,
-            _ if n % 2 == 1 => measured[n / 2],
-            _ => (measured[n / 2 - 1] + measured[n / 2]) / 2.0,
-        };
-        Some((median, measured[0]))
+        let all = self.lines.borrow();
+        let measured = measured(all.get(line)?);
+        let best = measured.iter().copied().min_by(f64::total_cmp)?;
+        Some((median(measured.to_vec())?, best))
+    }
+
+    /// The median, over the measured samples, of each sample's time against the
+    /// baseline timed just before it: drifts in the machine's speed (other tenants,
+    /// frequency) between one line and the next cancel out.
+    fn paired_ratio(&self, line: &str) -> Option<f64> {
+        let (lines, baselines) = (self.lines.borrow(), self.baselines.borrow());
+        let ratios = measured(lines.get(line)?)
+            .iter()
+            .zip(measured(baselines.get(line)?))
+            .map(|(t, b)| t / b)
+            .collect();
+        median(ratios)
     }
 }
 
@@ -312,16 +365,16 @@ fn main() {
             b.iter_custom(|n| samples.record(RAW, n, on_threads(1, n, &raw)))
         });
         group.bench_function(TYPED, |b| {
-            b.iter_custom(|n| samples.record(TYPED, n, on_threads(1, n, &typed)))
+            b.iter_custom(|n| samples.record_paired(TYPED, n, 1, &raw, &typed))
         });
         group.bench_function(RAW_ALL, |b| {
             b.iter_custom(|n| samples.record(RAW_ALL, n, on_threads(threads, n, &raw)))
         });
         group.bench_function(TYPED_ALL, |b| {
-            b.iter_custom(|n| samples.record(TYPED_ALL, n, on_threads(threads, n, &typed)))
+            b.iter_custom(|n| samples.record_paired(TYPED_ALL, n, threads, &raw, &typed))
         });
         group.bench_function(INVOKE, |b| {
-            b.iter_custom(|n| samples.record(INVOKE, n, on_threads(1, n, &dynamic)))
+            b.iter_custom(|n| samples.record_paired(INVOKE, n, 1, &raw, &dynamic))
         });
         group.finish();
     }
@@ -368,12 +421,17 @@ fn main() {
 
     // The table.
     let row = |line: &str, base: &str| match (samples.stats(line), samples.stats(base)) {
-        (Some((t, best)), Some((b, b_best))) => println!(
-            "{line:<24} {t:>8.2} ns  {:>6.2}x   (best {best:.2} ns, {:.2}x)",
-            t / b,
-            best / b_best
-        ),
-        _ => println!("{line:<24} (not run: filtered out)"),
+        (Some((t, best)), Some((b, b_best))) => {
+            let paired = samples
+                .paired_ratio(line)
+                .map_or("-".to_owned(), |r| format!("{r:.2}x"));
+            println!(
+                "{line:<18} {t:>8.2} ns {:>8.2}x {paired:>9}   {best:>8.2} ns {:>8.2}x",
+                t / b,
+                best / b_best
+            )
+        }
+        _ => println!("{line:<18} (not run: filtered out)"),
     };
     println!();
     if !measuring {
@@ -381,6 +439,10 @@ fn main() {
     }
     println!(
         "hotswap call benchmark (ratios against a raw extern \"C\" call measured in this run)"
+    );
+    println!(
+        "{:<18} {:>11} {:>9} {:>9}   {:>11} {:>9}",
+        "", "median", "vs raw", "paired", "best", "vs raw"
     );
     row(RAW, RAW);
     row(TYPED, RAW);
@@ -404,8 +466,11 @@ fn main() {
         "ns/call: median (and best) of the {SAMPLE_SIZE} samples criterion measured in \
          this run, recorded in-process; all-cores: {threads} threads calling at once, the \
          slowest thread's time per call; typed/all-cores is against raw/all-cores, \
-         raw/all-cores against raw. Other load on the machine inflates the medians (the \
-         all-cores ones most); the best samples are the least disturbed."
+         raw/all-cores against raw. paired: each sample of the line follows a raw sample \
+         of the same calls on the same threads, and this is the median of their ratios, \
+         which drifts in the machine's speed between lines do not move. Other load on \
+         the machine inflates the medians (the all-cores ones most); the best samples \
+         are the least disturbed."
     );
     println!(
         "reload: {timed_reloads} reloads alternating v1/v2 of the probe plugin, builds excluded; \

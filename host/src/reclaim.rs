@@ -343,9 +343,8 @@ impl<T> Domain<T> {
     #[inline(always)]
     pub fn with_pinned<R>(&self, f: impl FnOnce(&T, Pinned) -> R) -> R {
         let rec = LOCAL.with(|l| l.get());
-        // `check & FULL` is `check` (it is at most FULL, and SLOTS is a power of two):
-        // the mask only lets the compiler drop the bounds check.
-        let slot = &rec.hazards[self.hot.check & FULL];
+        // SAFETY: `check` is set once, in `new`, to `own` or FULL, both below SLOTS.
+        let slot = unsafe { rec.hazards.get_unchecked(self.hot.check) };
         if !slot.load(Ordering::Relaxed).is_null() {
             return self.with_cold(rec, f);
         }
