@@ -7,7 +7,7 @@
 //! manifest beside it (only once the library is complete), and prune old builds
 //! (`--keep`). A host never sees a manifest whose library is incomplete.
 
-use crate::metadata;
+use crate::metadata::{self, MetadataError};
 use crate::time::{now_unix_ms, UtcTime};
 use hotswap_host::elf::{self, ElfError};
 use hotswap_host::manifest::{sha256_hex, Manifest, MANIFEST_FORMAT, MANIFEST_SUFFIX};
@@ -158,16 +158,9 @@ pub enum BuildError {
         #[source]
         source: io::Error,
     },
-    /// `cargo metadata` exited with an error.
-    #[error("`cargo metadata` failed for {} ({status}): {stderr}", manifest.display())]
-    Metadata {
-        manifest: PathBuf,
-        status: ExitStatus,
-        stderr: String,
-    },
-    /// `cargo metadata` printed something this command does not understand.
-    #[error("cannot understand the output of `cargo metadata`: {0}")]
-    MetadataFormat(String),
+    /// `cargo metadata` could not run, failed, or printed something unexpected.
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
     /// The manifest is not one of the packages `cargo metadata` lists.
     #[error(
         "`cargo metadata` lists no package with manifest {} (a virtual workspace manifest? \
@@ -288,7 +281,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
         "reading package metadata of {}",
         cargo_toml.display()
     ));
-    let package = cargo_metadata(&cargo, &plugin_dir, &cargo_toml, &log, &temps)?;
+    let package = cargo_metadata(&cargo, &cargo_toml, &log, &temps)?;
     // Cargo runs in the plugin directory, so a relative --target-dir must be made absolute
     // against ours first.
     let target_dir = match &opts.target_dir {
@@ -491,50 +484,26 @@ struct PackageInfo {
 
 fn cargo_metadata(
     cargo: &OsString,
-    plugin_dir: &Path,
     cargo_toml: &Path,
     log: &Log,
     temps: &Temps,
 ) -> Result<PackageInfo, BuildError> {
-    let mut cmd = Command::new(cargo);
-    cmd.args([
-        "metadata",
-        "--format-version",
-        "1",
-        "--no-deps",
-        "--manifest-path",
-    ])
-    .arg(cargo_toml)
-    .current_dir(plugin_dir)
-    .stdin(Stdio::null());
-    log.step(format_args!("running {}", describe_command(&cmd)));
-    let output = cmd.output().map_err(|source| BuildError::Spawn {
-        program: cargo.to_string_lossy().into_owned(),
-        step: "cargo metadata",
-        source,
+    let (printed, json) = metadata::run(cargo, cargo_toml, |cmd| {
+        log.step(format_args!("running {}", describe_command(cmd)))
     })?;
-    if !output.status.success() {
-        return Err(BuildError::Metadata {
-            manifest: cargo_toml.to_owned(),
-            status: output.status,
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-        });
-    }
-    temps.save("cargo-metadata.json", &output.stdout);
-    let json: Value = serde_json::from_slice(&output.stdout)
-        .map_err(|e| BuildError::MetadataFormat(e.to_string()))?;
+    temps.save("cargo-metadata.json", &printed);
     parse_metadata(&json, cargo_toml)
 }
 
 /// Picks the package whose manifest is `cargo_toml` out of `cargo metadata` output and
 /// checks it builds a cdylib.
 fn parse_metadata(json: &Value, cargo_toml: &Path) -> Result<PackageInfo, BuildError> {
-    let shape = |what: &str| BuildError::MetadataFormat(format!("missing {what}"));
+    let shape = |what: &str| MetadataError::format(cargo_toml, format!("missing {what}"));
     let target_directory = json["target_directory"]
         .as_str()
         .ok_or_else(|| shape("target_directory"))?;
     if json["packages"].as_array().is_none() {
-        return Err(shape("packages"));
+        return Err(shape("packages").into());
     }
     let package =
         metadata::package_of(json, cargo_toml).ok_or_else(|| BuildError::PackageNotFound {

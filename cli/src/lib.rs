@@ -7,7 +7,7 @@
 
 pub mod admin;
 pub mod build;
-mod metadata;
+pub mod metadata;
 pub mod reload;
 pub mod serve;
 pub mod static_link;
