@@ -251,6 +251,40 @@ fn a_vetoed_reload_changes_nothing() {
 }
 
 #[test]
+fn a_handle_asked_for_inside_a_reload_callback_is_an_error_not_a_deadlock() {
+    let (dir, _log, m) = probe_v1();
+    swap_to(dir.path(), &build(PROBE, &["v2"]));
+    // On another thread, so that a deadlock fails the test instead of hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let m = Arc::new(m);
+    let m2 = m.clone();
+    std::thread::spawn(move || {
+        let report = m2.reload_with_callback(&Value::Null, |_, _| {
+            let asked = m2.func::<(), u32>("probe", "version_number");
+            tx.send(asked.map(|_| ())).unwrap();
+            Ok(())
+        });
+        report.map(|r| r.generation)
+    });
+    let asked = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("func() inside the callback returned");
+    let e = asked.unwrap_err();
+    assert!(matches!(e, CallError::InReload { .. }), "{e:?}");
+    assert!(
+        e.to_string().contains("make it before or after the reload"),
+        "{e}"
+    );
+    // The reload itself went on, and handles work again afterwards.
+    let h = m.func::<(), u32>("probe", "version_number").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while h.call(()).unwrap() != 2 {
+        assert!(Instant::now() < deadline, "the reload never published v2");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
 fn a_reload_during_a_reload_is_refused_and_changes_nothing() {
     let (dir, _log, m) = probe_v1();
     swap_to(dir.path(), &build(PROBE, &["v2"]));
@@ -518,6 +552,13 @@ fn a_typed_handle_made_before_loading_resolves_on_load_and_across_reloads() {
     swap_to(dir.path(), &build(PROBE, &["v2"]));
     m.reload(&Value::Null).unwrap();
     assert_eq!(h.call(()).unwrap(), 2);
+    // Asking again for a handle already made reuses its slot: no new generation.
+    let generation = m.generation_id();
+    for _ in 0..10 {
+        let again = m.func::<(), u32>("probe", "version_number").unwrap();
+        assert_eq!(again.call(()).unwrap(), 2);
+    }
+    assert_eq!(m.generation_id(), generation);
     // Handles survive their manager's clones and keep working from other threads.
     let h2 = h.clone();
     assert_eq!(

@@ -221,6 +221,14 @@ pub enum CallError {
         function: String,
         detail: String,
     },
+    /// [`PluginManager::func`](crate::PluginManager::func) was called from inside a
+    /// reload of the same manager (a reload callback, `extension_newer`), which holds
+    /// the lock a new handle needs.
+    #[error(
+        "cannot make a handle on {plugin}::{function} from inside a reload of the same \
+         manager (a reload callback or extension_newer): make it before or after the reload"
+    )]
+    InReload { plugin: String, function: String },
     /// No version of the current generation registers this live function.
     #[error("no plugin registers the live function {0:?}")]
     UnknownLive(String),

@@ -23,6 +23,9 @@ pub(crate) struct Symbol {
     pub function: String,
     pub arg: &'static TypeLayout,
     pub ret: &'static TypeLayout,
+    /// `TypeId`s of the argument and result: a handle's identity (two `LAYOUT` consts
+    /// of one type need not share an address).
+    pub types: (std::any::TypeId, std::any::TypeId),
     /// Address of `func::unresolved::<A, R>`: what an unresolved slot calls, so the
     /// hot path needs no null check (the failure is then read from `typed_errors`).
     pub stub: usize,

@@ -30,7 +30,7 @@ pub mod manifest;
 pub mod maps;
 pub mod metrics;
 mod reaper;
-pub mod reclaim;
+pub(crate) mod reclaim;
 mod report;
 mod scan;
 pub mod signals;

@@ -132,6 +132,39 @@ impl Builder {
     }
 }
 
+thread_local! {
+    /// The managers whose reload this thread is running (addresses of their `Shared`).
+    static RELOADING: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Marks, for as long as it lives, that this thread runs a reload of one manager, so
+/// that a callback of that reload asking for a handle gets an error, not a deadlock.
+struct ReloadingHere(usize);
+
+impl ReloadingHere {
+    fn mark(shared: &Shared) -> ReloadingHere {
+        let addr = shared as *const Shared as usize;
+        RELOADING.with(|r| r.borrow_mut().push(addr));
+        ReloadingHere(addr)
+    }
+
+    fn is(shared: &Shared) -> bool {
+        let addr = shared as *const Shared as usize;
+        RELOADING.with(|r| r.borrow().contains(&addr))
+    }
+}
+
+impl Drop for ReloadingHere {
+    fn drop(&mut self) {
+        RELOADING.with(|r| {
+            let mut r = r.borrow_mut();
+            if let Some(i) = r.iter().rposition(|a| *a == self.0) {
+                r.remove(i);
+            }
+        });
+    }
+}
+
 pub(crate) struct Shared {
     extension_newer: Option<ExtensionNewer>,
     pub(crate) vault: Vault,
@@ -283,6 +316,7 @@ impl PluginManager {
                 .reload_lock
                 .try_lock()
                 .ok_or(Error::ReloadInProgress)?;
+            let _mark = ReloadingHere::mark(&self.shared);
             f()
         })
     }
@@ -571,23 +605,32 @@ impl PluginManager {
     ///
     /// Fails when plugins are loaded and the current generation has no such plugin or
     /// function, or its signature is not `fn(A) -> R` (checked by abi_stable's layout
-    /// checker, never by trusting a name).
+    /// checker, never by trusting a name). Making a handle waits for a running reload
+    /// to finish; from inside a reload of this manager (a reload callback,
+    /// `extension_newer`) it fails with [`CallError::InReload`] instead of waiting forever.
     pub fn func<A: Pod, R: Pod>(
         &self,
         plugin: &str,
         function: &str,
     ) -> Result<Func<A, R>, CallError> {
         let sh = &*self.shared;
+        // The reload lock is held by this very thread (a callback of the reload asks):
+        // waiting for it would never end.
+        if ReloadingHere::is(sh) {
+            return Err(CallError::InReload {
+                plugin: plugin.to_owned(),
+                function: function.to_owned(),
+            });
+        }
         // Holding the reload lock makes the republish below one of the serialized swaps.
         let _lock = sh.reload_lock.lock();
         let mut symbols = sh.symbols.lock();
         let (arg, ret) = (<A as StableAbi>::LAYOUT, <R as StableAbi>::LAYOUT);
-        let index = match symbols.iter().position(|s| {
-            s.plugin == plugin
-                && s.function == function
-                && std::ptr::eq(s.arg, arg)
-                && std::ptr::eq(s.ret, ret)
-        }) {
+        let types = (std::any::TypeId::of::<A>(), std::any::TypeId::of::<R>());
+        let index = match symbols
+            .iter()
+            .position(|s| s.plugin == plugin && s.function == function && s.types == types)
+        {
             Some(i) => i,
             None => {
                 symbols.push(Symbol {
@@ -595,6 +638,7 @@ impl PluginManager {
                     function: function.to_owned(),
                     arg,
                     ret,
+                    types,
                     stub: crate::func::unresolved::<A, R> as *const () as usize,
                 });
                 symbols.len() - 1

@@ -38,7 +38,13 @@
 //! slots are all full; in fence mode, and for a domain that found no free index, the
 //! domain checks the last slot, [`FULL`], which is full in every record. The cold path
 //! then registers the thread, pins with a real fence, reuses an outer pin, or falls back
-//! to cloning an `Arc` under a mutex (slower, equally safe).
+//! to cloning an `Arc` under a mutex (slower, equally safe; a thread-local list of those
+//! clones keeps nested pins on the outer value there too).
+//!
+//! Orderings: a slot store is `Release` (a plain store on x86), so a reclaimer that reads
+//! a later pin's pointer from a slot also sees everything the thread did under its
+//! earlier pins; the membarrier (or `SeqCst` fence) pairs orders the store with the
+//! validating load, as argued above.
 
 use parking_lot::Mutex;
 use std::cell::Cell;
@@ -268,15 +274,17 @@ struct Hot<T> {
 /// to [`Retired::free`] (the reaper does) once [`protected`] no longer lists it, instead
 /// of dropping it.
 ///
-/// At most [`SLOTS`]` - 1` domains pin lock-free at once; pins of any further live
-/// domain clone an `Arc` under a mutex instead (correct, slower).
+/// At most [`SLOTS`]` - 1` domains can be alive with a slot of their own; pins of any
+/// further live domain clone an `Arc` under a mutex instead (correct, slower).
 pub struct Domain<T> {
     hot: Hot<T>,
     /// The same value as `current`, for the slow path.
     slow: Mutex<Arc<T>>,
 }
 
-/// A retired pointer, waiting until no reader holds it.
+/// A retired pointer, waiting until no reader holds it. Dropping it without
+/// [`free`](Retired::free) leaks the value.
+#[must_use = "a retired value is released only by `free`, once no reader holds it"]
 pub struct Retired<T>(*const T);
 
 // SAFETY: a Retired owns one strong count of an `Arc<T>`; moving it to another thread
@@ -289,9 +297,13 @@ impl<T> Retired<T> {
         self.0 as *const ()
     }
 
-    /// Drops the strong count. Call only once no slot holds [`Retired::addr`] (after
-    /// [`protected`] said so).
-    pub fn free(self) {
+    /// Drops the domain's strong count of the value.
+    ///
+    /// # Safety
+    ///
+    /// No reader may still use the value: [`protected`] must have been called after
+    /// this `Retired` was returned by [`Domain::publish`], and not listed its address.
+    pub unsafe fn free(self) {
         // SAFETY: the pointer came from `Arc::into_raw` in `publish`/`new` and this
         // Retired is its only owner; the caller checked no reader holds it.
         drop(unsafe { Arc::from_raw(self.0) });
@@ -364,7 +376,7 @@ impl<T> Domain<T> {
         let current = &self.hot.current;
         let mut p = current.load(Ordering::Acquire);
         loop {
-            slot.store(p as *mut (), Ordering::Relaxed);
+            slot.store(p as *mut (), Ordering::Release);
             if light {
                 compiler_fence(Ordering::SeqCst);
             } else {
@@ -376,7 +388,7 @@ impl<T> Domain<T> {
             }
             p = q;
         }
-        let _unpin = Unpin(slot);
+        let _clear = ClearOnDrop(slot);
         // SAFETY: `p` was published and is held in our slot, validated against CURRENT
         // after the fence; the reclaimer frees only pointers no slot holds (module docs).
         f(unsafe { &*p }, Pinned::Fresh)
@@ -406,10 +418,35 @@ impl<T> Domain<T> {
         self.pin(slot, self.hot.light, f)
     }
 
+    /// Pins by holding an `Arc` clone. The clones this thread holds are listed in
+    /// `ARC_PINS` so that a nested pin of the same domain reuses the outer one's value.
     #[cold]
     #[inline(never)]
     fn with_arc<R>(&self, f: impl FnOnce(&T, Pinned) -> R) -> R {
+        let domain = self as *const Domain<T> as usize;
+        let outer = ARC_PINS
+            .try_with(|pins| {
+                pins.borrow()
+                    .iter()
+                    .rev()
+                    .find(|(d, _)| *d == domain)
+                    .map(|(_, p)| *p)
+            })
+            .ok()
+            .flatten();
+        if let Some(p) = outer {
+            // SAFETY: an outer `with_arc` frame of this domain on this thread holds the
+            // Arc that `p` points into, and it removes the entry before it drops it.
+            return f(unsafe { &*(p as *const T) }, Pinned::Outer);
+        }
         let value = self.load_arc();
+        let listed = ARC_PINS
+            .try_with(|pins| {
+                pins.borrow_mut()
+                    .push((domain, Arc::as_ptr(&value) as *const ()))
+            })
+            .is_ok();
+        let _unlist = Unlist(listed);
         f(&value, Pinned::Fresh)
     }
 }
@@ -428,9 +465,27 @@ impl<T> Drop for Domain<T> {
     }
 }
 
-struct Unpin(&'static AtomicPtr<()>);
+thread_local! {
+    /// This thread's `Arc` pins, innermost last: (domain address, value pointer).
+    static ARC_PINS: std::cell::RefCell<Vec<(usize, *const ())>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
 
-impl Drop for Unpin {
+/// Removes the innermost `ARC_PINS` entry when its pin ends (if it was listed).
+struct Unlist(bool);
+
+impl Drop for Unlist {
+    fn drop(&mut self) {
+        if self.0 {
+            let _ = ARC_PINS.try_with(|pins| pins.borrow_mut().pop());
+        }
+    }
+}
+
+/// Empties a slot when its pin ends, by return or by unwinding.
+struct ClearOnDrop(&'static AtomicPtr<()>);
+
+impl Drop for ClearOnDrop {
     #[inline(always)]
     fn drop(&mut self) {
         self.0.store(std::ptr::null_mut(), Ordering::Release);
@@ -445,48 +500,68 @@ mod tests {
     /// Set in the child process that reruns the stress test in fence mode.
     const FENCE_CHILD: &str = "HOTSWAP_RECLAIM_FENCE_CHILD";
 
-    /// A value that counts how many of its kind are alive.
-    fn tracked(value: u64, alive: &Arc<AtomicU64>) -> Arc<Tracked> {
-        alive.fetch_add(1, Ordering::SeqCst);
-        Arc::new(Tracked {
-            value,
-            alive: alive.clone(),
-        })
-    }
+    /// Tests that need slots of their own take this for reading; the one that takes
+    /// every free slot index takes it for writing, so the others never run slot-less.
+    static SLOTS_GUARD: parking_lot::RwLock<()> = parking_lot::RwLock::new(());
 
+    const LIVE: u64 = 0x11FE;
+    const DEAD: u64 = 0xDEAD;
+
+    /// A value that counts how many of its kind are alive, and marks itself dead when
+    /// dropped (so that a reader reaching a freed one is likely to see it).
     struct Tracked {
         value: u64,
+        state: AtomicU64,
         alive: Arc<AtomicU64>,
     }
+
+    impl Tracked {
+        fn value(&self) -> u64 {
+            assert_eq!(self.state.load(Ordering::SeqCst), LIVE, "read after free");
+            self.value
+        }
+    }
+
     impl Drop for Tracked {
         fn drop(&mut self) {
+            self.state.store(DEAD, Ordering::SeqCst);
             self.alive.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
+    fn tracked(value: u64, alive: &Arc<AtomicU64>) -> Arc<Tracked> {
+        alive.fetch_add(1, Ordering::SeqCst);
+        Arc::new(Tracked {
+            value,
+            state: AtomicU64::new(LIVE),
+            alive: alive.clone(),
+        })
+    }
+
+    /// What the reaper does: frees the retired values no slot holds.
     fn reclaim(pending: &mut Vec<Retired<Tracked>>) {
         let Some(held) = protected() else { return };
         let (keep, free): (Vec<_>, Vec<_>) =
             pending.drain(..).partition(|r| held.contains(&r.addr()));
         *pending = keep;
-        free.into_iter().for_each(Retired::free);
+        for r in free {
+            // SAFETY: `protected()` ran after `r` was retired and does not list it.
+            unsafe { r.free() };
+        }
     }
 
     #[test]
     fn readers_never_see_freed_values() {
+        let _slots = SLOTS_GUARD.read();
         if std::env::var_os(FENCE_CHILD).is_some() {
             assert!(mode().starts_with("fence"), "{}", mode());
         }
-        let alive = Arc::new(AtomicU64::new(1));
-        let make = |v| {
-            alive.fetch_add(1, Ordering::SeqCst);
-            Arc::new(Tracked {
-                value: v,
-                alive: alive.clone(),
-            })
-        };
-        alive.fetch_sub(1, Ordering::SeqCst);
-        let domain = Arc::new(Domain::new(make(0)));
+        let alive = Arc::new(AtomicU64::new(0));
+        let domain = Arc::new(Domain::new(tracked(0, &alive)));
+        // The pins below are hazard pins, fast (membarrier) or fenced, never Arc clones.
+        assert_ne!(domain.hot.own, FULL);
+        let fast = MEMBARRIER.load(Ordering::SeqCst);
+        assert_eq!(domain.hot.check == domain.hot.own, fast);
         let stop = Arc::new(AtomicBool::new(false));
         // Readers announce themselves, so publishing starts only once all are reading
         // (on a loaded machine they might otherwise not run before it ends).
@@ -502,9 +577,9 @@ mod tests {
                     while !stop.load(Ordering::Relaxed) {
                         let v = domain.with(|t| {
                             // Nested pin of the same domain sees the same value.
-                            let inner = domain.with(|u| u.value);
-                            assert_eq!(inner, t.value);
-                            t.value
+                            let inner = domain.with(|u| u.value());
+                            assert_eq!(inner, t.value());
+                            t.value()
                         });
                         assert!(v >= last, "went backwards: {v} after {last}");
                         last = v;
@@ -522,7 +597,7 @@ mod tests {
         }
         let mut pending = Vec::new();
         for i in 1..=2000 {
-            pending.push(domain.publish(make(i)));
+            pending.push(domain.publish(tracked(i, &alive)));
             reclaim(&mut pending);
         }
         stop.store(true, Ordering::Relaxed);
@@ -560,6 +635,7 @@ mod tests {
 
     #[test]
     fn a_nested_pin_of_the_same_domain_keeps_the_outer_value() {
+        let _slots = SLOTS_GUARD.read();
         let alive = Arc::new(AtomicU64::new(0));
         let domain = Domain::new(tracked(1, &alive));
         let mut pending = Vec::new();
@@ -580,6 +656,7 @@ mod tests {
 
     #[test]
     fn pins_of_different_domains_nest() {
+        let _slots = SLOTS_GUARD.read();
         let alive = Arc::new(AtomicU64::new(0));
         let a = Domain::new(tracked(10, &alive));
         let b = Domain::new(tracked(20, &alive));
@@ -598,6 +675,7 @@ mod tests {
 
     #[test]
     fn domains_beyond_the_slots_pin_by_arc_and_indices_are_reused() {
+        let _slots = SLOTS_GUARD.write();
         let alive = Arc::new(AtomicU64::new(0));
         // More domains than slots (other tests may hold some as well).
         let domains: Vec<_> = (0..SLOTS as u64 + 4)
@@ -607,16 +685,19 @@ mod tests {
             .iter()
             .rfind(|d| d.hot.own == FULL)
             .expect("some domain found no free slot");
-        let before = overflow.with(|t| t.value);
+        let before = overflow.with(|t| t.value());
         // A value a slow-path pin uses survives its retirement and free until the pin
-        // ends: the pin holds its own Arc.
+        // ends: the pin holds its own Arc. Nested pins stay on it.
         overflow.with(|t| {
             let mut pending = vec![overflow.publish(tracked(1000, &alive))];
             reclaim(&mut pending);
             assert!(pending.is_empty(), "a slow-path pin holds no slot");
-            assert_eq!(t.value, before);
-            overflow.with(|nested| assert_eq!(nested.value, 1000));
+            assert_eq!(t.value(), before);
+            overflow.with_pinned(|nested, how| {
+                assert_eq!((nested.value(), how), (before, Pinned::Outer));
+            });
         });
+        overflow.with_pinned(|t, how| assert_eq!((t.value(), how), (1000, Pinned::Fresh)));
         for (i, d) in domains.iter().enumerate() {
             if !std::ptr::eq(d, overflow) {
                 assert_eq!(d.with(|t| d.with(|u| t.value + u.value)), 2 * i as u64);
@@ -631,6 +712,7 @@ mod tests {
 
     #[test]
     fn pins_from_thread_local_destructors_work() {
+        let _slots = SLOTS_GUARD.read();
         struct PinOnExit(Arc<Domain<u64>>, std::sync::mpsc::Sender<u64>);
         impl Drop for PinOnExit {
             fn drop(&mut self) {
