@@ -3,14 +3,21 @@
 //!
 //! ```no_run
 //! use hotswap_host::{PluginManager, Value};
+//! use std::time::Duration;
 //!
-//! let manager = PluginManager::new("plugins")?;
+//! // The README's "Hosting plugins" example, compiled by `cargo test --doc`.
+//! let manager = PluginManager::builder("plugins")
+//!     .free_delay(Duration::ZERO)          // on_free as soon as drained (the default)
+//!     .whitelist(["world"])                // load only these
+//!     .reload_callback(|new, old| Ok(()))  // inspect both generations; Err vetoes the swap
+//!     .build()?;
 //! manager.load_plugins(&Value::Null)?;
-//! let answer = manager.invoke_func("world", "greet", &[])?;
-//! println!("{answer}");
+//! let hello = manager.invoke_func("world", "greet", &[])?;        // by name, stable values
+//! let version = manager.func::<(), u32>("world", "version_number")?; // typed fast path
+//! assert_eq!(version.call(())?, 1);
 //! // ... `hotswap build` a new version into plugins/, then:
-//! let report = manager.reload(&Value::Null)?;
-//! println!("{report}");
+//! let report = manager.reload(&Value::Null)?; // loads what changed, swaps atomically
+//! println!("{report}\n{:#?}", manager.status());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -55,3 +62,66 @@ pub use status::{Status, VersionState, VersionStatus};
 pub use trigger::{LastReload, ReloadOutcome, ReloadStats, Source, Trigger};
 pub use vault::Vault;
 pub use version::Version;
+
+/// The README's Rust examples are the ones `cargo test --doc` compiles: the plugin one in
+/// plugin-api's crate docs, the hosting one in this crate's. These tests keep each pair
+/// the same, so the README cannot drift from code that compiles.
+#[cfg(test)]
+mod readme {
+    use std::path::Path;
+
+    /// The lines of the README's Rust code block that starts with `first_line`.
+    fn readme_block(first_line: &str) -> Vec<String> {
+        let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+        let text = std::fs::read_to_string(readme).unwrap();
+        let start = text
+            .find(&format!("```rust\n{first_line}\n"))
+            .unwrap_or_else(|| panic!("README has a rust block starting {first_line:?}"));
+        let block = &text[start + "```rust\n".len()..];
+        let end = block.find("\n```").unwrap();
+        block[..end].lines().map(str::to_owned).collect()
+    }
+
+    /// The lines of the first doc-test block of a crate's `lib.rs` docs (`//! `).
+    fn doc_block(lib_rs: &str) -> Vec<String> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(lib_rs);
+        let text = std::fs::read_to_string(path).unwrap();
+        text.lines()
+            .filter_map(|l| l.strip_prefix("//!"))
+            .map(|l| l.strip_prefix(' ').unwrap_or(l).to_owned())
+            .skip_while(|l| !l.starts_with("```no_run"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("```"))
+            // Lines the docs add: hidden ones and comments saying where the code is from.
+            .filter(|l| *l != "#" && !l.starts_with("# ") && !l.starts_with("// The README's"))
+            .collect()
+    }
+
+    fn assert_same(readme: Vec<String>, doc: Vec<String>, doc_file: &str) {
+        let missing: Vec<_> = readme.iter().filter(|l| !doc.contains(l)).collect();
+        assert!(
+            missing.is_empty(),
+            "README lines missing from the compiled example in {doc_file}: {missing:#?}"
+        );
+    }
+
+    #[test]
+    fn the_plugin_example_is_the_compiled_one() {
+        let readme = readme_block(
+            "use hotswap_plugin_api::{export_plugin, Error, Imports, Plugin, Result, Value};",
+        );
+        assert!(readme.len() > 20);
+        assert_same(
+            readme,
+            doc_block("../plugin-api/src/lib.rs"),
+            "plugin-api/src/lib.rs",
+        );
+    }
+
+    #[test]
+    fn the_hosting_example_is_the_compiled_one() {
+        let readme = readme_block("use hotswap_host::{PluginManager, Value};");
+        assert!(readme.len() > 10);
+        assert_same(readme, doc_block("src/lib.rs"), "host/src/lib.rs");
+    }
+}

@@ -5,28 +5,37 @@
 //! [`Plugin`] (every hook has a default) and call [`export_plugin!`] once. No
 //! `extern "C"`, no `#[no_mangle]`, no `unsafe`.
 //!
-//! ```ignore
-//! use hotswap_plugin_api::{export_plugin, Plugin, Result, Value};
-//! // Dependencies between plugins: see the `deps` module.
+//! ```no_run
+//! // The README's plugin example, compiled by `cargo test --doc`.
+//! use hotswap_plugin_api::{export_plugin, Error, Imports, Plugin, Result, Value};
 //!
 //! #[derive(Default)]
-//! struct World;
+//! struct World { greeting: String }
 //!
 //! impl Plugin for World {
-//!     fn invoke_func(&self, name: &str, args: &[Value]) -> Result<Value> {
+//!     fn on_load(&mut self, data: &Value, _imports: &Imports) -> Result<()> {
+//!         let word = data.get("greeting").and_then(Value::as_str).unwrap_or("hello");
+//!         self.greeting = format!("{word} from v1");
+//!         Ok(())
+//!     }
+//!     fn invoke_func(&self, name: &str, _args: &[Value]) -> Result<Value> {
 //!         match name {
-//!             "greet" => Ok(Value::from("hello from v1")),
-//!             _ => Err(hotswap_plugin_api::Error::unknown_function(name)),
+//!             "greet" => Ok(Value::from(self.greeting.as_str())),
+//!             _ => Err(Error::unknown_function(name)),
 //!         }
 //!     }
 //! }
 //!
 //! impl World {
-//!     fn add_one(&self, x: u64) -> u64 { x + 1 }
+//!     fn version_number(&self, _: ()) -> u32 { 1 }
 //! }
 //!
-//! export_plugin!(World, typed { add_one: fn(u64) -> u64 });
+//! // Typed functions (`fn(&self, A) -> R` with plain-data A and R) are the host's fast path.
+//! export_plugin!(World, typed { version_number: fn(()) -> u32 });
+//! # fn main() {}
 //! ```
+//!
+//! Dependencies between plugins: see the [`deps`] module.
 
 pub mod deps;
 #[doc(hidden)]
