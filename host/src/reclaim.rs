@@ -43,7 +43,7 @@
 //!
 //! Orderings: a slot store is `Release` (a plain store on x86), so a reclaimer that reads
 //! a later pin's pointer from a slot also sees everything the thread did under its
-//! earlier pins; the membarrier (or `SeqCst` fence) pairs orders the store with the
+//! earlier pins; the membarrier (or `SeqCst` fence) pair orders the slot store before the
 //! validating load, as argued above.
 
 use parking_lot::Mutex;
