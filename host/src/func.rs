@@ -88,14 +88,10 @@ impl<A: Pod, R: Pod> Func<A, R> {
     #[inline(always)]
     pub fn call(&self, arg: A) -> Result<R, CallError> {
         // `move`: a closure holding `arg` by reference would force it into memory.
-        match self
-            .shared
+        self.shared
             .domain
             .with_pinned(move |g, p| self.call_in(g, p, arg))
-        {
-            Ok(r) => Ok(r),
-            Err(e) => Err(unbox(e)),
-        }
+            .map_err(unbox)
     }
 
     /// Like [`call`](Self::call), also returning the id of the generation that served it.

@@ -223,19 +223,9 @@ fn run(rx: mpsc::Receiver<Msg>, free_delay: Duration) {
             }
         }
         if !generations.is_empty() {
-            if let Some(held) = reclaim::protected() {
-                let before = generations.len();
-                let (keep, free): (Vec<_>, Vec<_>) = generations
-                    .drain(..)
-                    .partition(|g| held.contains(&g.addr()));
-                generations = keep;
-                // Dropping a generation drops its versions: FreeJobs come back to us.
-                for g in free {
-                    // SAFETY: `protected()` ran its heavy fence after `g` was retired (it
-                    // was retired before we received it) and no slot lists `g`.
-                    unsafe { g.free() };
-                }
-                if generations.len() == before {
+            // Dropping a generation drops its versions: FreeJobs come back to us.
+            if let Some(freed) = reclaim::reclaim(&mut generations) {
+                if freed == 0 {
                     backoff = (backoff * 2).min(Duration::from_millis(50));
                 } else {
                     backoff = Duration::from_millis(1);

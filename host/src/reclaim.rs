@@ -62,7 +62,7 @@ const FULL: usize = SLOTS - 1;
 /// nothing and is never taken for an outer pin.
 static FULL_MARK: u8 = 0;
 
-fn full_mark() -> *mut () {
+const fn full_mark() -> *mut () {
     std::ptr::addr_of!(FULL_MARK) as *mut ()
 }
 
@@ -81,7 +81,7 @@ impl ThreadRecord {
     /// checks, so that its pins go the cold way.
     const fn all_full() -> ThreadRecord {
         ThreadRecord {
-            hazards: [const { AtomicPtr::new(std::ptr::addr_of!(FULL_MARK) as *mut ()) }; SLOTS],
+            hazards: [const { AtomicPtr::new(full_mark()) }; SLOTS],
             in_use: AtomicBool::new(true),
         }
     }
@@ -224,9 +224,26 @@ fn heavy_fence() -> bool {
     true
 }
 
+/// Frees every value of `pending` that no reader holds; keeps the others in `pending`.
+/// Returns how many it freed, or `None` when the barrier could not run (then it frees
+/// nothing).
+pub fn reclaim<T>(pending: &mut Vec<Retired<T>>) -> Option<usize> {
+    // Every Retired in `pending` was retired before this call, so the heavy fence in
+    // `protected` comes after each one's swap, as the module's argument needs.
+    let held = protected()?;
+    let before = pending.len();
+    let (keep, free): (Vec<_>, Vec<_>) = pending.drain(..).partition(|r| held.contains(&r.addr()));
+    *pending = keep;
+    for r in free {
+        // SAFETY: `protected()` ran after `r` was retired and no slot lists it.
+        unsafe { r.free() };
+    }
+    Some(before - pending.len())
+}
+
 /// Every pointer some thread's slots hold right now, or `None` when that cannot be
 /// known (then the caller frees nothing).
-pub fn protected() -> Option<Vec<*const ()>> {
+fn protected() -> Option<Vec<*const ()>> {
     if !heavy_fence() {
         return None;
     }
@@ -271,8 +288,7 @@ struct Hot<T> {
 ///
 /// The domain owns one strong count of the published value through the raw pointer;
 /// [`Domain::publish`] hands the previous pointer back to the caller, who must pass it
-/// to [`Retired::free`] (the reaper does) once [`protected`] no longer lists it, instead
-/// of dropping it.
+/// to [`reclaim`] (the reaper does) until that frees it, instead of dropping it.
 ///
 /// At most [`SLOTS`]` - 1` domains can be alive with a slot of their own; pins of any
 /// further live domain clone an `Arc` under a mutex instead (correct, slower).
@@ -293,7 +309,7 @@ unsafe impl<T: Send + Sync> Send for Retired<T> {}
 
 impl<T> Retired<T> {
     /// The address, to compare with [`protected`].
-    pub fn addr(&self) -> *const () {
+    fn addr(&self) -> *const () {
         self.0 as *const ()
     }
 
@@ -303,7 +319,7 @@ impl<T> Retired<T> {
     ///
     /// No reader may still use the value: [`protected`] must have been called after
     /// this `Retired` was returned by [`Domain::publish`], and not listed its address.
-    pub unsafe fn free(self) {
+    unsafe fn free(self) {
         // SAFETY: the pointer came from `Arc::into_raw` in `publish`/`new` and this
         // Retired is its only owner; the caller checked no reader holds it.
         drop(unsafe { Arc::from_raw(self.0) });
@@ -536,18 +552,6 @@ mod tests {
             state: AtomicU64::new(LIVE),
             alive: alive.clone(),
         })
-    }
-
-    /// What the reaper does: frees the retired values no slot holds.
-    fn reclaim(pending: &mut Vec<Retired<Tracked>>) {
-        let Some(held) = protected() else { return };
-        let (keep, free): (Vec<_>, Vec<_>) =
-            pending.drain(..).partition(|r| held.contains(&r.addr()));
-        *pending = keep;
-        for r in free {
-            // SAFETY: `protected()` ran after `r` was retired and does not list it.
-            unsafe { r.free() };
-        }
     }
 
     #[test]
