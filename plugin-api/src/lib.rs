@@ -222,6 +222,14 @@ macro_rules! export_plugin {
         $(, live $live:tt)?
         $(, live_types { $($tname:ident),* $(,)? })?
         $(,)?) => {
+        /// Present only in a plugin built with `panic = "abort"`: `hotswap build` looks
+        /// for this symbol in the file and refuses the build (a panic there would abort
+        /// the host instead of reaching it as an error).
+        #[cfg(panic = "abort")]
+        #[no_mangle]
+        #[doc(hidden)]
+        pub static HOTSWAP_PANIC_ABORT: u8 = 1;
+
         $crate::__hotswap_plugin_header! {
         /// This crate's hotswap plugin header, written by `export_plugin!`: the one
         /// symbol a host looks up in the cdylib, and the Rust path a host that links the
