@@ -4,6 +4,7 @@
 use crate::manifest::ManifestError;
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// The step of a load or reload where something failed, in lifecycle order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -129,6 +130,12 @@ pub enum LoadErrorKind {
     NotReloadableImport { plugin: String, provider: String },
     #[error("vetoed by the reload callback: {0}")]
     Vetoed(String),
+    #[error("built with panic = \"abort\": its panics would abort the host instead of reaching it as errors; build it with panic = \"unwind\" (the default)")]
+    PanicAbort,
+    #[error("hook did not return within {limit:?} (ran {elapsed:?}); the reload was abandoned and the version is kept, never published, until the hook returns (Builder::hook_timeout)")]
+    HookTimeout { elapsed: Duration, limit: Duration },
+    #[error("{0}")]
+    HookThread(String),
 }
 
 /// A failed load or reload step. Printed, it reads like

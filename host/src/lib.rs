@@ -25,11 +25,13 @@
 
 #[cfg(feature = "admin")]
 pub mod admin;
+mod callbacks;
 mod deps;
 pub mod elf;
 mod error;
 mod func;
 mod generation;
+mod hooks;
 pub mod listen;
 mod loader;
 mod manager;
@@ -43,6 +45,7 @@ mod scan;
 pub mod signals;
 mod static_plugin;
 mod status;
+mod threads;
 pub mod supervisor;
 mod trigger;
 mod vault;

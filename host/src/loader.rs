@@ -10,17 +10,21 @@
 
 use crate::error::{LoadError, LoadErrorKind, Step};
 use crate::generation::check_layout;
+use crate::hooks::{HookFailure, HookThread};
 use crate::manifest::sha256_hex;
 use crate::reaper::ReaperHandle;
 use crate::scan::Candidate;
 use crate::static_plugin::StaticPlugin;
 use crate::status::{RecordState, Records, VersionRecord};
-use crate::version::{Dependency, ExportObj, Version, VersionCtx};
+use crate::threads::Holds;
+use crate::vault::Staging;
+use crate::version::{
+    owned, Dependency, ExportObj, Instantiated, Lib, OwnedFailure, Version, VersionCtx, VtPtr,
+};
 use abi_stable::library::AbiHeader;
-use abi_stable::std_types::RResult;
 use abi_stable::StableAbi;
 use hotswap_plugin_api::header::{self, PluginHeader};
-use hotswap_plugin_api::vtable::{FailKind, PluginVTable};
+use hotswap_plugin_api::vtable::PluginVTable;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -34,12 +38,15 @@ pub(crate) struct LoadEnv<'a> {
     pub reaper: &'a ReaperHandle,
     pub records: &'a Records,
     pub manager: std::sync::Weak<crate::manager::Shared>,
+    /// The DataBag writes of the reload loading these versions.
+    pub staging: Option<Arc<Staging>>,
 }
 
 /// Loads `candidate`. On failure nothing stays loaded or on disk.
 pub(crate) fn load(
     candidate: &Candidate,
     env: &LoadEnv<'_>,
+    hooks: &mut HookThread,
 ) -> Result<Arc<Version>, Box<LoadError>> {
     let m = &candidate.manifest;
     let source = candidate.library_path();
@@ -75,10 +82,14 @@ pub(crate) fn load(
     #[cfg(unix)]
     let library: libloading::Library = {
         use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
+        // RTLD_DEEPBIND: the plugin's own references bind to its own definitions first,
+        // so its `__cxa_thread_atexit_impl`, `pthread_key_create`, … (defined by
+        // `export_plugin!`, see `hotswap_plugin_api::interpose`) reach the host's
+        // per-version bookkeeping, while the rest of the process keeps glibc's.
         // SAFETY: loading runs the file's initializers. The file is a complete shared
         // object for this machine (checked above) built by `hotswap build`; plugins are
         // trusted code, and Rust cdylibs run no initializers of their own.
-        unsafe { Library::open(Some(&private_path), RTLD_NOW | RTLD_LOCAL) }
+        unsafe { Library::open(Some(&private_path), RTLD_NOW | RTLD_LOCAL | libc::RTLD_DEEPBIND) }
             .map_err(|e| fail(Step::Open, LoadErrorKind::Open(e.to_string())))?
             .into()
     };
@@ -116,7 +127,17 @@ pub(crate) fn load(
         sha256: m.sha256.clone(),
     };
     // SAFETY: `vtable` passed check_header and points into `library`, handed over too.
-    unsafe { instantiate(origin, Some(library), vtable, Some(remove_copy), env, &fail) }
+    unsafe {
+        instantiate(
+            origin,
+            Some(library),
+            vtable,
+            Some(remove_copy),
+            env,
+            hooks,
+            &fail,
+        )
+    }
 }
 
 /// Loads a plugin linked into the host binary: the same header checks, instance and
@@ -125,6 +146,7 @@ pub(crate) fn load(
 pub(crate) fn load_static(
     plugin: &StaticPlugin,
     env: &LoadEnv<'_>,
+    hooks: &mut HookThread,
 ) -> Result<Arc<Version>, Box<LoadError>> {
     let (name, version) = (plugin.name(), plugin.version());
     // The "file" a static plugin comes from is the host binary itself.
@@ -160,7 +182,7 @@ pub(crate) fn load_static(
         sha256: String::new(),
     };
     // SAFETY: `vtable` passed the header checks and is `'static` (linked in).
-    unsafe { instantiate(origin, None, vtable, None, env, &fail) }
+    unsafe { instantiate(origin, None, vtable, None, env, hooks, &fail) }
 }
 
 /// `build_id` of a statically linked version, in `status()` and reports.
@@ -197,8 +219,13 @@ fn check_live<'a>(
 }
 
 /// What `load` and `load_static` share once the plugin's code is in memory and its
-/// header checked: the record, the instance, the `reloadable`/`export`/`import` hooks,
-/// and the [`Version`] that owns it all (and `library` and the private copy, if any).
+/// header checked: the record, the instance, the `new`/`reloadable`/`export`/`import`
+/// hooks (on the reload's hook thread, under its deadline), and the [`Version`] that
+/// owns it all (and the library and the private copy, if any).
+///
+/// Every plugin-made value these hooks return (the import list, failure messages) is
+/// turned into host-owned data inside the hook job, which holds the library open
+/// (`Arc<Lib>`): nothing plugin-made outlives the job, whatever fails.
 ///
 /// # Safety
 /// `vtable` must have passed `check_header`/`check_header_at` and point into `library`
@@ -209,10 +236,14 @@ unsafe fn instantiate(
     vtable: *const PluginVTable,
     remove_copy: Option<RemoveOnDrop<'_>>,
     env: &LoadEnv<'_>,
+    hooks: &mut HookThread,
     fail: &dyn Fn(Step, LoadErrorKind) -> Box<LoadError>,
 ) -> Result<Arc<Version>, Box<LoadError>> {
-    // SAFETY: upheld by the caller; the Version keeps `library` open as long as `vt` is used.
+    // SAFETY: upheld by the caller; `lib` keeps the library open as long as `vt` is used.
     let vt: &PluginVTable = unsafe { &*vtable };
+    if !vt.panic_unwind {
+        return Err(fail(Step::AbiCheck, LoadErrorKind::PanicAbort));
+    }
     let Origin {
         id,
         name,
@@ -222,6 +253,8 @@ unsafe fn instantiate(
         private_path,
         sha256,
     } = origin;
+    let holds = Arc::new(Holds::default());
+    holds.on_change(env.reaper.poker());
     let record = Arc::new(VersionRecord {
         id,
         name: name.clone(),
@@ -232,91 +265,163 @@ unsafe fn instantiate(
         sha256,
         loaded_at: SystemTime::now(),
         state: parking_lot::Mutex::new(RecordState::Loaded),
+        holds: holds.clone(),
+        keep_alive: parking_lot::Mutex::new(None),
     });
     let ctx = VersionCtx::new(
         format!("{name}#{id}"),
-        format!("{name} {version}"),
+        name.clone(),
+        version.clone(),
         env.manager.clone(),
+        holds,
+        env.staging.clone(),
     );
-    let instance = match (vt.new)(ctx.handle()) {
-        RResult::ROk(i) => i,
-        RResult::RErr(f) => {
-            return Err(fail(Step::New, failure_kind(f)));
-        }
-    };
-    // Go hotswap's order: Reloadable, Export, Import.
-    // SAFETY: live instance, not shared yet; these hooks take shared access.
-    let (reloadable, export, imports) = unsafe {
-        (
-            (vt.reloadable)(instance),
-            (vt.export)(instance),
-            (vt.import)(instance),
-        )
-    };
-    let reloadable = reloadable
-        .into_result()
-        .map_err(|f| fail(Step::Reloadable, failure_kind(f)));
-    let export = export
-        .into_result()
-        .map_err(|f| fail(Step::Export, failure_kind(f)));
-    let imports = imports
-        .into_result()
-        .map_err(|f| fail(Step::Import, failure_kind(f)));
-    let deps = match &imports {
-        Ok(list) => list
-            .iter()
-            .map(|i| Dependency {
-                plugin: i.plugin.as_str().to_owned(),
-                version_req: i.version_req.as_str().to_owned(),
-                layout: i.layout,
-            })
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    // From here the Version owns the library and the private copy: its drop (through
-    // the reaper) runs on_free, closes the library and deletes the copy, also when a
-    // hook below failed.
+    // From here the Lib owns the library and the private copy: when its last holder
+    // goes, the reaper closes it and deletes the copy, also when a hook below fails.
     std::mem::forget(remove_copy);
     env.records.add(record.clone());
-    // SAFETY: `vtable` points into `library` (or is static) and `instance` came from its
-    // `new`.
-    let loaded = unsafe {
-        Version::new(
-            record,
-            library,
-            vtable,
-            instance,
-            ctx,
-            env.reaper.clone(),
-            *reloadable.as_ref().unwrap_or(&true),
-            deps,
-            match &export {
-                Ok(e) => ExportObj {
-                    ptr: e.ptr,
-                    layout: e.layout,
-                    drop: e.drop,
-                },
-                Err(_) => ExportObj {
-                    ptr: std::ptr::null_mut(),
-                    layout: None,
-                    drop: None,
-                },
-            },
-        )
+    let lib = Lib::new(library, record.clone(), ctx.clone(), env.reaper.clone());
+    let job_lib = lib.clone();
+    let late_lib = lib.clone();
+    let handle = ctx.handle();
+    let vt_ptr = VtPtr(vtable);
+    let late_record = record.clone();
+    let ran = hooks.run(
+        Step::New,
+        move |progress| {
+            let (_lib, vt_ptr) = (job_lib, vt_ptr);
+            // SAFETY: `_lib` keeps the library (and the vtable in it) open for this job.
+            let vt = unsafe { &*vt_ptr.0 };
+            // SAFETY: the handle's context lives as long as the library is mapped (the
+            // reaper keeps it), as `new` requires.
+            let instance = owned(unsafe { (vt.new)(handle) }).map_err(|f| (Step::New, f))?;
+            // Go hotswap's order: Reloadable, Export, Import. The instance is not shared
+            // yet; these hooks take shared access. Each result is converted here.
+            progress.step(Step::Reloadable);
+            // SAFETY: live instance, shared access.
+            let reloadable = owned(unsafe { (vt.reloadable)(instance) });
+            progress.step(Step::Export);
+            // SAFETY: as above.
+            let export = owned(unsafe { (vt.export)(instance) }).map(|e| ExportObj {
+                ptr: e.ptr,
+                layout: e.layout,
+                drop: e.drop,
+            });
+            progress.step(Step::Import);
+            // SAFETY: as above. The plugin-made list is dropped at the end of this
+            // statement, inside the job, while `_lib` holds the library open.
+            let imports = owned(unsafe { (vt.import)(instance) }).map(|list| {
+                list.iter()
+                    .map(|i| Dependency {
+                        plugin: i.plugin.as_str().to_owned(),
+                        version_req: i.version_req.as_str().to_owned(),
+                        layout: i.layout,
+                    })
+                    .collect::<Vec<_>>()
+            });
+            Ok(Hooked {
+                instance: SendInstance(instance),
+                reloadable,
+                export,
+                imports,
+            })
+        },
+        move |late: Result<Hooked, (Step, OwnedFailure)>| {
+            // The reload gave up on this version; its hooks returned after all: free
+            // what they made, here, while `late_lib` still holds the library.
+            let vt_ptr = vt_ptr;
+            if let Ok(h) = late {
+                // SAFETY: the vtable of the library `late_lib` holds; the instance and
+                // export are this job's, never published, used by nobody else.
+                unsafe { abandon(vt_ptr, h) };
+            }
+            *late_record.state.lock() = RecordState::Closing;
+            drop(late_lib);
+        },
+    );
+    let hooked = match ran {
+        Ok(Ok(h)) => h,
+        Ok(Err((step, f))) => return Err(fail(step, f.into_kind())),
+        Err(e) => return Err(hook_failure(fail, e, &record)),
     };
-    reloadable?;
-    export?;
-    imports?;
+    let first_error = match (&hooked.reloadable, &hooked.export, &hooked.imports) {
+        (Err(f), _, _) => Some((Step::Reloadable, f.clone())),
+        (_, Err(f), _) => Some((Step::Export, f.clone())),
+        (_, _, Err(f)) => Some((Step::Import, f.clone())),
+        _ => None,
+    };
+    let parts = Instantiated {
+        instance: hooked.instance.0,
+        reloadable: hooked.reloadable.unwrap_or(true),
+        imports: hooked.imports.unwrap_or_default(),
+        export: hooked.export.unwrap_or_else(|_| ExportObj::none()),
+    };
+    // SAFETY: `vtable` points into `lib` (or is static), the instance came from its
+    // `new` and the export from its `export`.
+    let loaded = unsafe { Version::new(record, lib, vtable, parts, ctx, env.reaper.clone()) };
+    if let Some((step, f)) = first_error {
+        // Dropping `loaded` frees the instance on the reaper, like any version.
+        return Err(fail(step, f.into_kind()));
+    }
     tracing::debug!(plugin = %name, version = %version, id, "loaded");
     Ok(loaded)
 }
 
-/// Copies a plugin-made failure into a host-owned error kind.
-fn failure_kind(f: hotswap_plugin_api::vtable::Failure) -> LoadErrorKind {
-    let msg = f.message.as_str().to_owned();
-    match f.kind {
-        FailKind::Panic => LoadErrorKind::Panic(msg),
-        FailKind::Error => LoadErrorKind::Hook(msg),
+/// The instance pointer, sent back from the hook thread.
+struct SendInstance(hotswap_plugin_api::vtable::InstancePtr);
+// SAFETY: the instance is `Send + Sync` (the `Plugin` trait requires it).
+unsafe impl Send for SendInstance {}
+
+/// What the instantiation hooks answered, host-owned.
+struct Hooked {
+    instance: SendInstance,
+    reloadable: Result<bool, OwnedFailure>,
+    export: Result<ExportObj, OwnedFailure>,
+    imports: Result<Vec<Dependency>, OwnedFailure>,
+}
+
+/// Frees what instantiation hooks made for a version the reload abandoned.
+///
+/// # Safety
+/// `vt` must point into a library the caller holds open; `h` must come from its hooks
+/// and be used by nobody else.
+unsafe fn abandon(vt: VtPtr, h: Hooked) {
+    // SAFETY: upheld by the caller.
+    let vt = unsafe { &*vt.0 };
+    let instance = h.instance.0;
+    // SAFETY: exclusive access to an instance nobody else has.
+    let _ = unsafe { (vt.on_free)(instance) };
+    if let Ok(e) = h.export {
+        if let (false, Some(free)) = (e.ptr.is_null(), e.drop) {
+            // SAFETY: made by this library's `export`, freed once.
+            unsafe { free(e.ptr) };
+        }
+    }
+    // SAFETY: as above; not used again.
+    let _ = unsafe { (vt.drop)(instance) };
+}
+
+/// The error of a hook that overran (the record then says so) or of the hook thread.
+pub(crate) fn hook_failure(
+    fail: &dyn Fn(Step, LoadErrorKind) -> Box<LoadError>,
+    e: HookFailure,
+    record: &VersionRecord,
+) -> Box<LoadError> {
+    match e {
+        HookFailure::Overran {
+            step,
+            elapsed,
+            limit,
+        } => {
+            let since = SystemTime::now() - elapsed;
+            *record.state.lock() = RecordState::Stuck {
+                step: step.to_string(),
+                since,
+            };
+            tracing::error!(plugin = %record.name, version = %record.version, step = %step, elapsed_ms = elapsed.as_millis() as u64, "a hook overran its deadline; the reload is abandoned");
+            fail(step, LoadErrorKind::HookTimeout { elapsed, limit })
+        }
+        HookFailure::Thread { step, why } => fail(step, LoadErrorKind::HookThread(why)),
     }
 }
 

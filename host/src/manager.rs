@@ -4,6 +4,7 @@
 use crate::error::{CallError, Error, LoadErrorKind, Step};
 use crate::func::Func;
 use crate::generation::{Generation, Symbol};
+use crate::hooks::HookThread;
 use crate::loader::{self, LoadEnv};
 use crate::reaper::{self, ReaperHandle};
 use crate::reclaim::Domain;
@@ -11,8 +12,8 @@ use crate::report::{Outcome, PluginReport, ReloadReport};
 use crate::scan;
 use crate::static_plugin::StaticPlugin;
 use crate::status::{RecordState, Records, Status, VersionState, VersionStatus, PINNED_REASON};
-use crate::vault::{ExtensionObj, Vault};
-use crate::version::Version;
+use crate::vault::{ExtensionObj, Staging, Vault};
+use crate::version::{owned, Version};
 use abi_stable::std_types::RSlice;
 use abi_stable::StableAbi;
 use hotswap_plugin_api::vtable::{ImportsFfi, VaultHandle};
@@ -23,7 +24,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Decides whether a freshly built generation may be published: gets the new and the
 /// current generation; an `Err` vetoes the swap and becomes the reload's error.
@@ -43,9 +44,23 @@ pub struct Builder {
     reload_callback: Option<ReloadCallback>,
     logger: Option<tracing::Dispatch>,
     static_plugins: Option<Vec<StaticPlugin>>,
+    hook_timeout: Duration,
 }
 
 impl Builder {
+    /// The deadline of each lifecycle hook (`new`, `reloadable`, `export`, `import`,
+    /// `on_load`, `on_init`). A hook that overruns fails its reload with
+    /// [`LoadErrorKind::HookTimeout`] (plugin, version, step, elapsed), the reload lock
+    /// is released so the next reload works, and the stuck version is never published
+    /// and never unloaded while its hook runs (`status()` shows it as `Stuck`, with the
+    /// step and since when; `/metrics` counts it). `on_free` past this deadline shows
+    /// as `Stuck` too. Default: 30 s. [`PluginManager::reload_with_timeout`] sets it
+    /// for one reload.
+    pub fn hook_timeout(mut self, timeout: Duration) -> Builder {
+        self.hook_timeout = timeout;
+        self
+    }
+
     /// How long a retired version waits, once no call uses it, before `on_free` runs and
     /// its library is closed. Default: zero (as soon as drained). It never runs earlier
     /// than drained, whatever this says.
@@ -111,6 +126,9 @@ impl Builder {
             })?;
         let records = Arc::new(Records::default());
         let reaper = reaper::start(records.clone(), self.free_delay, self.logger.clone());
+        // A thread asked for attention at its next pin destroys the per-thread values of
+        // drained versions there (see `threads`).
+        crate::reclaim::on_attention(crate::threads::run_drained);
         Ok(PluginManager {
             shared: Arc::new(Shared {
                 dir: Mutex::new(self.dir),
@@ -127,6 +145,8 @@ impl Builder {
                 symbols: Mutex::new(Vec::new()),
                 private_dir,
                 reloads: AtomicU64::new(0),
+                hook_timeout: self.hook_timeout,
+                hook_timeouts: AtomicU64::new(0),
             }),
         })
     }
@@ -181,6 +201,9 @@ pub(crate) struct Shared {
     symbols: Mutex<Vec<Symbol>>,
     private_dir: tempfile::TempDir,
     reloads: AtomicU64,
+    hook_timeout: Duration,
+    /// Hooks that overran their deadline since start.
+    hook_timeouts: AtomicU64,
 }
 
 /// A loaded plugin, as host code sees it (host-owned data, safe to keep).
@@ -237,6 +260,7 @@ impl PluginManager {
             reload_callback: None,
             logger: None,
             static_plugins: None,
+            hook_timeout: crate::hooks::DEFAULT_TIMEOUT,
         }
     }
 
@@ -262,7 +286,7 @@ impl PluginManager {
             if self.generation_id() != 0 {
                 return Err(Error::AlreadyLoaded);
             }
-            self.swap(&self.dir(), data, None)
+            self.swap(&self.dir(), data, None, self.shared.hook_timeout)
         })
     }
 
@@ -279,7 +303,7 @@ impl PluginManager {
     /// as do `reload_from` and `reload_with_callback`.
     pub fn reload(&self, data: &Value) -> Result<ReloadReport, Error> {
         self.refuse_static()?;
-        self.exclusive(|| self.swap(&self.dir(), data, None))
+        self.exclusive(|| self.swap(&self.dir(), data, None, self.shared.hook_timeout))
     }
 
     /// Like [`reload`](Self::reload), reading builds from `dir`, which becomes the
@@ -287,7 +311,7 @@ impl PluginManager {
     pub fn reload_from(&self, dir: impl AsRef<Path>, data: &Value) -> Result<ReloadReport, Error> {
         self.refuse_static()?;
         self.exclusive(|| {
-            let report = self.swap(dir.as_ref(), data, None)?;
+            let report = self.swap(dir.as_ref(), data, None, self.shared.hook_timeout)?;
             *self.shared.dir.lock() = dir.as_ref().to_owned();
             Ok(report)
         })
@@ -301,7 +325,25 @@ impl PluginManager {
         callback: impl Fn(&Generation, &Generation) -> Result<(), String>,
     ) -> Result<ReloadReport, Error> {
         self.refuse_static()?;
-        self.exclusive(|| self.swap(&self.dir(), data, Some(&callback)))
+        self.exclusive(|| {
+            self.swap(
+                &self.dir(),
+                data,
+                Some(&callback),
+                self.shared.hook_timeout,
+            )
+        })
+    }
+
+    /// Like [`reload`](Self::reload), with `timeout` as the deadline of each hook of
+    /// this reload instead of [`Builder::hook_timeout`].
+    pub fn reload_with_timeout(
+        &self,
+        data: &Value,
+        timeout: Duration,
+    ) -> Result<ReloadReport, Error> {
+        self.refuse_static()?;
+        self.exclusive(|| self.swap(&self.dir(), data, None, timeout))
     }
 
     /// Runs `f` holding the reload lock, under the manager's logger. One reload at a
@@ -340,9 +382,39 @@ impl PluginManager {
         dir: &Path,
         data: &Value,
         callback: Option<Veto<'_>>,
+        timeout: Duration,
+    ) -> Result<ReloadReport, Error> {
+        let result = self.swap_inner(dir, data, callback, timeout);
+        if let Err(Error::Load(e)) = &result {
+            if matches!(e.kind, LoadErrorKind::HookTimeout { .. }) {
+                self.shared.hook_timeouts.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        result
+    }
+
+    fn swap_inner(
+        &self,
+        dir: &Path,
+        data: &Value,
+        callback: Option<Veto<'_>>,
+        timeout: Duration,
     ) -> Result<ReloadReport, Error> {
         let started = Instant::now();
         let sh = &*self.shared;
+        // The reload's hooks run on a thread of its own, under the deadline; it ends
+        // with the reload (or, stuck in a hook, when that hook returns).
+        let mut hooks = HookThread::start("hotswap-hooks".into(), timeout);
+        // DataBag writes of this reload's versions: committed with the swap, or
+        // discarded with the reload (on every early return below).
+        let staging = Arc::new(Staging::new());
+        struct Discard(Arc<Staging>);
+        impl Drop for Discard {
+            fn drop(&mut self) {
+                self.0.discard();
+            }
+        }
+        let _discard = Discard(staging.clone());
         let old = sh.domain.load_arc();
         // Static mode has nothing to scan: its plugins are loaded below, once.
         let candidates = match &sh.static_plugins {
@@ -354,6 +426,7 @@ impl PluginManager {
             reaper: &sh.reaper,
             records: &sh.records,
             manager: Arc::downgrade(&self.shared),
+            staging: Some(staging.clone()),
         };
         let mut next: Vec<Arc<Version>> = Vec::new();
         let mut fresh: HashSet<u64> = HashSet::new();
@@ -380,7 +453,7 @@ impl PluginManager {
                 }
                 _ => {
                     let t = Instant::now();
-                    let v = loader::load(candidate, &env)?;
+                    let v = loader::load(candidate, &env, &mut hooks)?;
                     lines.push(line(&v, Outcome::Loaded, current, t.elapsed()));
                     fresh.insert(v.id());
                     next.push(v);
@@ -390,7 +463,7 @@ impl PluginManager {
         let wanted = |p: &&StaticPlugin| sh.whitelist.as_ref().is_none_or(|w| w.contains(p.name()));
         for plugin in sh.static_plugins.iter().flatten().filter(wanted) {
             let t = Instant::now();
-            let v = loader::load_static(plugin, &env)?;
+            let v = loader::load_static(plugin, &env, &mut hooks)?;
             lines.push(line(&v, Outcome::Loaded, None, t.elapsed()));
             fresh.insert(v.id());
             next.push(v);
@@ -430,7 +503,7 @@ impl PluginManager {
                 let name = next[i].name().to_owned();
                 let candidate = &candidates[&name];
                 let t = Instant::now();
-                let v = loader::load(candidate, &env)?;
+                let v = loader::load(candidate, &env, &mut hooks)?;
                 if let Some(l) = lines.iter_mut().find(|l| l.plugin == name) {
                     l.outcome = Outcome::Rebound;
                     l.build_id = v.record.build_id.clone();
@@ -443,9 +516,7 @@ impl PluginManager {
         let ordered = crate::deps::order(next)?;
         let id = old.id() + 1;
         let extension = sh.extension_newer.as_ref().map(|f| Arc::new(f()));
-        crate::version::initializing(extension.as_ref(), || {
-            self.run_hooks(&ordered, &fresh, data, id)
-        })?;
+        run_hooks(&mut hooks, &ordered, &fresh, data, id, extension.as_ref())?;
         let symbols = sh.symbols.lock().clone();
         let generation = Generation::new(id, ordered, &symbols, extension);
         let configured: Option<Veto<'_>> = sh.reload_callback.as_deref().map(|f| f as Veto<'_>);
@@ -472,6 +543,8 @@ impl PluginManager {
                 .position(|n| *n == l.plugin)
                 .unwrap_or(usize::MAX)
         });
+        // The reload's DataBag writes land with the swap, all at once.
+        staging.commit(&sh.vault);
         let retired = sh.domain.publish(Arc::new(generation));
         sh.reaper.retire(retired);
         sh.reloads.fetch_add(1, Ordering::Relaxed);
@@ -487,38 +560,6 @@ impl PluginManager {
             "published generation"
         );
         Ok(report)
-    }
-
-    /// Runs `on_load` (with the resolved imports) then `on_init` on the fresh versions,
-    /// providers first. Nothing is published yet, so they have exclusive access.
-    fn run_hooks(
-        &self,
-        ordered: &[Arc<Version>],
-        fresh: &HashSet<u64>,
-        data: &Value,
-        id: u64,
-    ) -> Result<(), Box<crate::error::LoadError>> {
-        for v in ordered.iter().filter(|v| fresh.contains(&v.id())) {
-            let (providers, entries) = crate::deps::resolve(v, ordered)?;
-            let _ = v.providers.set(providers);
-            let imports = ImportsFfi {
-                entries: RSlice::from_slice(&entries),
-            };
-            // SAFETY: the version is fresh and unpublished: no call runs on it, so the
-            // exclusive access on_load needs holds. `imports` outlives the call.
-            let r = unsafe { (v.vtable().on_load)(v.instance(), data, &imports) };
-            v.hook(Step::OnLoad, r)?;
-        }
-        for v in ordered.iter().filter(|v| fresh.contains(&v.id())) {
-            let vault = VaultHandle {
-                generation: id,
-                host: v.ctx.handle(),
-            };
-            // SAFETY: as above, for on_init.
-            let r = unsafe { (v.vtable().on_init)(v.instance(), &vault) };
-            v.hook(Step::OnInit, r)?;
-        }
-        Ok(())
     }
 
     /// Calls `function` of `plugin` by name with stable values; the result is host-owned.
@@ -668,14 +709,39 @@ impl PluginManager {
         let records: Vec<_> = sh.records.list.lock().clone();
         for r in records {
             let state = r.state.lock().clone();
+            let ms = |t: SystemTime| {
+                t.duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64)
+            };
+            let closing = || VersionState::Closing {
+                thread_locals: r.holds.items(),
+                threads: r.holds.threads(),
+            };
             let state = match state {
                 RecordState::Loaded => match current.find(&r.name) {
                     Some(v) if v.id() == r.id => VersionState::Current,
-                    _ => VersionState::Draining { tasks: 0 },
+                    _ => VersionState::Draining {
+                        tasks: r.holds.tasks(),
+                    },
                 },
+                RecordState::Stuck { step, since } => VersionState::Stuck {
+                    step,
+                    since_ms: ms(since),
+                },
+                RecordState::Freeing { since } => {
+                    if since.elapsed().unwrap_or_default() > sh.hook_timeout {
+                        VersionState::Stuck {
+                            step: "on_free".to_owned(),
+                            since_ms: ms(since),
+                        }
+                    } else {
+                        closing()
+                    }
+                }
+                RecordState::Closing => closing(),
                 RecordState::Freed { .. } => {
-                    // Re-check: glibc unmaps once the pinning thread exits. A statically
-                    // linked version has no file and is never pinned.
+                    // Re-check: the reason may be gone by now. A statically linked
+                    // version has no file and is never pinned.
                     let unmapped = match &r.private_path {
                         Some(path) => crate::maps::is_mapped(path) == Some(false),
                         None => true,
@@ -688,18 +754,6 @@ impl PluginManager {
                         reason: PINNED_REASON.to_owned(),
                     }
                 }
-            };
-            let state = match state {
-                VersionState::Draining { .. } => {
-                    let tasks = current
-                        .versions()
-                        .iter()
-                        .find(|v| v.id() == r.id)
-                        .map(|v| v.ctx.tasks.load(Ordering::SeqCst))
-                        .unwrap_or(0);
-                    VersionState::Draining { tasks }
-                }
-                s => s,
             };
             versions.push(VersionStatus {
                 id: r.id,
@@ -716,6 +770,7 @@ impl PluginManager {
             versions,
             reclamation: crate::reclaim::mode().to_owned(),
             reloads: sh.reloads.load(Ordering::Relaxed),
+            hook_timeouts: sh.hook_timeouts.load(Ordering::Relaxed),
             unloaded: *sh.records.unloaded.lock(),
         }
     }
@@ -746,3 +801,81 @@ impl PluginManager {
 /// Why a manager with static plugins refuses to reload.
 const STATIC_RELOAD: &str = "static plugins are linked into the host binary and cannot be \
      swapped; rebuild and restart the host (Go hotswap answers the same)";
+
+/// Runs `on_load` (with the resolved imports) then `on_init` on the fresh versions,
+/// providers first, on the reload's hook thread, each under the deadline. Nothing is
+/// published yet, so they have exclusive access.
+fn run_hooks(
+    hooks: &mut HookThread,
+    ordered: &[Arc<Version>],
+    fresh: &HashSet<u64>,
+    data: &Value,
+    id: u64,
+    extension: Option<&Arc<ExtensionObj>>,
+) -> Result<(), Box<crate::error::LoadError>> {
+    for v in ordered.iter().filter(|v| fresh.contains(&v.id())) {
+        let (providers, entries) = crate::deps::resolve(v, ordered)?;
+        let _ = v.providers.set(providers.clone());
+        let entries = SendEntries(entries);
+        let (job_v, data, ext) = (v.clone(), data.clone(), extension.cloned());
+        let r = hooks.run(
+            Step::OnLoad,
+            move |_| {
+                // The providers the entries point into stay loaded: `job_v` holds them.
+                let entries = entries;
+                let imports = ImportsFfi {
+                    entries: RSlice::from_slice(&entries.0),
+                };
+                crate::callbacks::initializing(ext.as_ref(), || {
+                    // SAFETY: the version is fresh and unpublished: no call runs on it,
+                    // so the exclusive access on_load needs holds. `imports` outlives
+                    // the call; `job_v` keeps the library open.
+                    owned(unsafe { (job_v.vtable().on_load)(job_v.instance(), &data, &imports) })
+                })
+            },
+            drop,
+        );
+        finish(v, Step::OnLoad, r)?;
+        drop(providers);
+    }
+    for v in ordered.iter().filter(|v| fresh.contains(&v.id())) {
+        let vault = VaultHandle {
+            generation: id,
+            host: v.ctx.handle(),
+        };
+        let (job_v, ext) = (v.clone(), extension.cloned());
+        let r = hooks.run(
+            Step::OnInit,
+            move |_| {
+                crate::callbacks::initializing(ext.as_ref(), || {
+                    // SAFETY: as above, for on_init.
+                    owned(unsafe { (job_v.vtable().on_init)(job_v.instance(), &vault) })
+                })
+            },
+            drop,
+        );
+        finish(v, Step::OnInit, r)?;
+    }
+    Ok(())
+}
+
+/// A hook job's answer as the reload's error, if it failed or overran.
+fn finish(
+    v: &Version,
+    step: Step,
+    r: Result<Result<(), crate::version::OwnedFailure>, crate::hooks::HookFailure>,
+) -> Result<(), Box<crate::error::LoadError>> {
+    let fail = |step, kind| Box::new(v.load_error(step, kind));
+    match r {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(f)) => Err(fail(step, f.into_kind())),
+        Err(e) => Err(loader::hook_failure(&fail, e, &v.record)),
+    }
+}
+
+/// Import entries moved to the hook thread with the version that holds their providers.
+struct SendEntries(Vec<hotswap_plugin_api::vtable::ImportEntry>);
+// SAFETY: the entries point into providers' libraries and exports, which are immutable
+// or `Sync` (`Export::new` requires it) and kept alive by the dependent's version,
+// which the job holds.
+unsafe impl Send for SendEntries {}

@@ -22,6 +22,7 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// - `hotswap_versions_in_memory{state}`: `current`, `draining`, `pinned`.
 /// - `hotswap_versions_unloaded_total`: versions unloaded and verified unmapped.
 /// - `hotswap_plugin_info{plugin,version,build_id,reloadable}`: always 1.
+/// - `hotswap_hook_timeouts_total`: hooks that overran their deadline.
 /// - `hotswap_reclamation_info{mode}`: always 1; `mode` says how readers are fenced.
 pub fn render(trigger: &Trigger) -> String {
     let stats = trigger.stats();
@@ -128,21 +129,33 @@ pub fn render(trigger: &Trigger) -> String {
         "gauge",
         "Plugin versions still in memory, by state.",
     );
-    let (mut current, mut draining, mut pinned) = (0u64, 0u64, 0u64);
+    let (mut current, mut draining, mut stuck, mut closing, mut pinned) = (0u64, 0, 0, 0, 0);
     for v in &status.versions {
         match v.state {
             VersionState::Current => current += 1,
             VersionState::Draining { .. } => draining += 1,
+            VersionState::Stuck { .. } => stuck += 1,
+            VersionState::Closing { .. } => closing += 1,
             VersionState::Pinned { .. } => pinned += 1,
         }
     }
     for (state, n) in [
         ("current", current),
         ("draining", draining),
+        ("stuck", stuck),
+        ("closing", closing),
         ("pinned", pinned),
     ] {
         let _ = writeln!(out, "hotswap_versions_in_memory{{state=\"{state}\"}} {n}");
     }
+
+    family(
+        &mut out,
+        "hotswap_hook_timeouts_total",
+        "counter",
+        "Lifecycle hooks that overran their deadline since start (each failed its reload).",
+    );
+    let _ = writeln!(out, "hotswap_hook_timeouts_total {}", status.hook_timeouts);
 
     family(
         &mut out,

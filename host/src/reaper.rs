@@ -1,121 +1,72 @@
 //! The reaper: one background thread per manager that frees what calls no longer use.
 //!
-//! It receives retired generations and dropped versions. A generation is freed once no
-//! thread's hazard slot holds it (see `reclaim`); freeing it drops its versions, and a
-//! version nobody else holds comes back here as a [`FreeJob`]: after the free delay it
-//! runs `on_free`, drops the instance, closes the library, checks `/proc/self/maps`,
-//! and deletes the host's private copy. Nothing of this runs on a caller's thread.
+//! It receives retired generations, dropped versions and released libraries:
+//!
+//! 1. A generation is freed once no thread's hazard slot holds it (see `reclaim`);
+//!    freeing it drops its versions.
+//! 2. A version nobody holds comes back as a [`FreeJob`]: after the free delay it is
+//!    marked drained (its per-thread state may now be destroyed at call boundaries,
+//!    see `threads`), and a short-lived thread runs its `on_free`, frees its export and
+//!    drops its instance. That thread belongs to the version: what the hooks leave on
+//!    it dies with it, and the library waits for it.
+//! 3. A library nobody holds comes back as a [`CloseJob`]: once no thread holds
+//!    per-thread state of it and no thread it started runs, its keys are deleted, it
+//!    is closed, `/proc/self/maps` is checked, and the private copy deleted. A file
+//!    still mapped keeps its host context alive (its code could still call back).
+//!
+//! Nothing of this runs on a caller's thread, and the reaper never waits on plugin code.
 
 use crate::generation::Generation;
 use crate::reclaim::{self, Retired};
-use crate::status::{Records, VersionRecord};
-use crate::version::VersionCtx;
+use crate::status::{RecordState, Records, VersionRecord};
+use crate::threads::{self, Role};
+use crate::version::{ExportObj, Lib, Version, VersionCtx, VtPtr};
 use abi_stable::std_types::RResult;
-use hotswap_plugin_api::vtable::{InstancePtr, PluginVTable};
+use hotswap_plugin_api::vtable::InstancePtr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant, SystemTime};
 
 /// What is left of a version once its last user is gone.
 pub(crate) struct FreeJob {
     pub record: Arc<VersionRecord>,
-    pub vtable: *const PluginVTable,
+    pub vtable: VtPtr,
     pub instance: InstancePtr,
-    pub library: Option<libloading::Library>,
+    pub lib: Arc<Lib>,
     pub ctx: Arc<VersionCtx>,
-    pub export: crate::version::ExportObj,
+    pub export: ExportObj,
     /// Released only after this version's library is closed: providers outlive their
     /// dependents, and dependents' `on_free` runs first.
-    pub providers: Vec<Arc<crate::version::Version>>,
+    pub providers: Vec<Arc<Version>>,
 }
 
 // SAFETY: the instance is Send + Sync (Plugin requires it) and nothing else uses it any
-// more; the vtable is immutable static data inside `library`, which moves with it.
+// more; the vtable is immutable static data inside `lib`, which moves with it.
 unsafe impl Send for FreeJob {}
 
-impl FreeJob {
-    fn run(self) {
-        let FreeJob {
-            record,
-            vtable,
-            instance,
-            library,
-            ctx,
-            export,
-            providers,
-        } = self;
-        // SAFETY: `library` is still open (or the plugin is linked into the host binary),
-        // and `vtable` points into it.
-        let vt = unsafe { &*vtable };
-        // SAFETY: the last Arc<Version> is gone: no call, value or task uses the
-        // instance, so on_free and drop have the exclusive access they need.
-        if let RResult::RErr(f) = unsafe { (vt.on_free)(instance) } {
-            tracing::warn!(plugin = %record.name, version = %record.version, "on_free failed: {}", f.message);
-        }
-        if let (false, Some(free)) = (export.ptr.is_null(), export.drop) {
-            // SAFETY: the export was made by this library's `export` hook and is freed
-            // once, here; its dependents are gone (they hold this version).
-            unsafe { free(export.ptr) };
-        }
-        // SAFETY: as above; the instance is not used again.
-        if let RResult::RErr(f) = unsafe { (vt.drop)(instance) } {
-            tracing::warn!(plugin = %record.name, version = %record.version, "dropping the instance failed: {}", f.message);
-        }
-        if let Some(lib) = library {
-            if let Err(e) = lib.close() {
-                tracing::warn!(plugin = %record.name, version = %record.version, "dlclose failed: {e}");
-            }
-        }
-        if record.private_path.is_none() {
-            // Linked statically: every plugin shares the host's one copy of
-            // hotswap-plugin-api, whose host handle (for `vault()` and `spawn`) may still
-            // point at this context. Keep it (a few bytes per plugin and manager) so that
-            // handle never dangles; with its manager gone it only answers "gone".
-            std::mem::forget(ctx);
-        } else {
-            drop(ctx);
-        }
-        // May free the providers: that only queues their FreeJobs behind this one.
-        drop(providers);
-        // A statically linked version has no file of its own: nothing to check or delete.
-        let still_mapped = match &record.private_path {
-            Some(path) => {
-                let mapped = crate::maps::is_mapped(path).unwrap_or(false);
-                if let Err(e) = std::fs::remove_file(path) {
-                    tracing::debug!("cannot delete {}: {e}", path.display());
-                }
-                mapped
-            }
-            None => false,
-        };
-        if still_mapped {
-            tracing::warn!(plugin = %record.name, version = %record.version, "{}", crate::status::PINNED_REASON);
-        } else {
-            tracing::debug!(plugin = %record.name, version = %record.version, id = record.id, "unloaded");
-        }
-        RECORDS.with(|r| {
-            if let Some(records) = r.borrow().as_ref() {
-                records.freed(&record, still_mapped);
-            }
-        });
-    }
-}
-
-thread_local! {
-    // The reaper thread's records, so a FreeJob need not carry them.
-    static RECORDS: std::cell::RefCell<Option<Arc<Records>>> = const { std::cell::RefCell::new(None) };
+/// A library nobody may run any more, waiting to be closed.
+pub(crate) struct CloseJob {
+    /// `None` for a plugin linked into the host binary.
+    pub library: Option<libloading::Library>,
+    pub record: Arc<VersionRecord>,
+    pub ctx: Arc<VersionCtx>,
+    pub providers: Vec<Arc<Version>>,
 }
 
 pub(crate) enum Msg {
     Retire(Retired<Generation>),
     Free(Box<FreeJob>),
+    Close(Box<CloseJob>),
+    /// Something a closing library waits for changed.
+    Poke,
     WhenIdle(mpsc::Sender<()>),
 }
 
 /// Sends work to a manager's reaper.
 #[derive(Clone)]
 pub(crate) struct ReaperHandle {
-    tx: mpsc::Sender<Msg>,
+    tx: Arc<mpsc::Sender<Msg>>,
 }
 
 impl ReaperHandle {
@@ -132,7 +83,27 @@ impl ReaperHandle {
         }
     }
 
-    /// Blocks until the reaper has nothing left to free, or `timeout`.
+    pub fn close(&self, job: CloseJob) {
+        if let Err(mpsc::SendError(Msg::Close(job))) = self.tx.send(Msg::Close(Box::new(job))) {
+            // The reaper is gone: never close a library some thread may still need.
+            std::mem::forget(job);
+        }
+    }
+
+    /// A function that wakes the reaper (if it is still there) without keeping it.
+    pub fn poker(&self) -> impl Fn() + Send + Sync + 'static {
+        let weak: Weak<mpsc::Sender<Msg>> = Arc::downgrade(&self.tx);
+        move || {
+            if let Some(tx) = weak.upgrade() {
+                let _ = tx.send(Msg::Poke);
+            }
+        }
+    }
+
+    /// Blocks until the reaper has nothing left to free by itself, or `timeout`.
+    /// Libraries waiting for threads that must call again or exit (their thread-locals)
+    /// or for threads a plugin started do not count: those wait for the plugin's
+    /// threads, not for the reaper.
     pub fn wait_idle(&self, timeout: Duration) -> bool {
         let (tx, rx) = mpsc::channel();
         if self.tx.send(Msg::WhenIdle(tx)).is_err() {
@@ -149,94 +120,303 @@ pub(crate) fn start(
     dispatch: Option<tracing::Dispatch>,
 ) -> ReaperHandle {
     let (tx, rx) = mpsc::channel();
+    let freeing = Arc::new(AtomicUsize::new(0));
+    let handle = ReaperHandle { tx: Arc::new(tx) };
     std::thread::Builder::new()
         .name("hotswap-reaper".into())
         .spawn(move || {
-            RECORDS.with(|r| *r.borrow_mut() = Some(records));
+            let mut reaper = Reaper {
+                records,
+                free_delay,
+                freeing,
+                generations: Vec::new(),
+                jobs: Vec::new(),
+                closing: Vec::new(),
+                waiters: Vec::new(),
+            };
             match dispatch {
-                Some(d) => tracing::dispatcher::with_default(&d, || run(rx, free_delay)),
-                None => run(rx, free_delay),
+                Some(d) => tracing::dispatcher::with_default(&d, || reaper.run(rx)),
+                None => reaper.run(rx),
             }
         })
         .expect("cannot start the hotswap reaper thread");
-    ReaperHandle { tx }
+    handle
 }
 
-fn run(rx: mpsc::Receiver<Msg>, free_delay: Duration) {
-    let mut generations: Vec<Retired<Generation>> = Vec::new();
-    let mut jobs: Vec<(Instant, FreeJob)> = Vec::new();
-    let mut waiters: Vec<mpsc::Sender<()>> = Vec::new();
-    let mut backoff = Duration::from_millis(1);
-    let mut disconnected = false;
-    loop {
-        // Freeing a generation queues FreeJobs on our own channel: take them in before
-        // deciding we are idle.
-        while let Ok(msg) = rx.try_recv() {
-            match msg {
-                Msg::Retire(g) => generations.push(g),
-                Msg::Free(job) => jobs.push((Instant::now() + free_delay, *job)),
-                Msg::WhenIdle(w) => waiters.push(w),
-            }
+struct Reaper {
+    records: Arc<Records>,
+    free_delay: Duration,
+    freeing: Arc<AtomicUsize>,
+    generations: Vec<Retired<Generation>>,
+    jobs: Vec<(Instant, FreeJob)>,
+    closing: Vec<CloseJob>,
+    waiters: Vec<mpsc::Sender<()>>,
+}
+
+impl Reaper {
+    fn take(&mut self, msg: Msg) {
+        match msg {
+            Msg::Retire(g) => self.generations.push(g),
+            Msg::Free(job) => self.jobs.push((Instant::now() + self.free_delay, *job)),
+            Msg::Close(job) => self.closing.push(*job),
+            Msg::Poke => {}
+            Msg::WhenIdle(w) => self.waiters.push(w),
         }
-        let msg = if generations.is_empty() && jobs.is_empty() {
-            for w in waiters.drain(..) {
-                let _ = w.send(());
+    }
+
+    fn drain(&mut self, rx: &mpsc::Receiver<Msg>) {
+        while let Ok(msg) = rx.try_recv() {
+            self.take(msg);
+        }
+    }
+
+    /// Nothing left that the reaper or the host's own short-lived threads will finish.
+    fn idle(&mut self, rx: &mpsc::Receiver<Msg>) -> bool {
+        if self.freeing.load(Ordering::SeqCst) != 0 {
+            return false;
+        }
+        // An `on_free` thread hands its library back before it lowers `freeing`: look
+        // once more, so that library is seen.
+        self.drain(rx);
+        self.generations.is_empty()
+            && self.jobs.is_empty()
+            && self.closing.iter().all(|j| !j.ctx.holds.settling())
+    }
+
+    fn run(&mut self, rx: mpsc::Receiver<Msg>) {
+        let mut backoff = Duration::from_millis(1);
+        let mut disconnected = false;
+        loop {
+            self.drain(&rx);
+            self.step(&mut backoff);
+            self.drain(&rx);
+            if self.idle(&rx) {
+                for w in self.waiters.drain(..) {
+                    let _ = w.send(());
+                }
             }
-            if disconnected {
+            let nothing = self.generations.is_empty()
+                && self.jobs.is_empty()
+                && self.closing.is_empty()
+                && self.freeing.load(Ordering::SeqCst) == 0;
+            if nothing && disconnected {
                 return;
             }
-            rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
-        } else {
-            let until_due = jobs
-                .iter()
-                .map(|(due, _)| due.saturating_duration_since(Instant::now()))
-                .min()
-                .unwrap_or(backoff);
-            let wait = if generations.is_empty() {
-                until_due
+            let msg = if nothing {
+                rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
             } else {
-                until_due.min(backoff)
-            };
-            if disconnected {
-                std::thread::sleep(wait);
-                Err(mpsc::RecvTimeoutError::Timeout)
-            } else {
-                rx.recv_timeout(wait)
-            }
-        };
-        match msg {
-            Ok(Msg::Retire(g)) => {
-                generations.push(g);
-                backoff = Duration::from_millis(1);
-            }
-            Ok(Msg::Free(job)) => jobs.push((Instant::now() + free_delay, *job)),
-            Ok(Msg::WhenIdle(w)) => waiters.push(w),
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => disconnected = true,
-        }
-        // Drain whatever else arrived before scanning, so one scan covers a burst.
-        while let Ok(msg) = rx.try_recv() {
-            match msg {
-                Msg::Retire(g) => generations.push(g),
-                Msg::Free(job) => jobs.push((Instant::now() + free_delay, *job)),
-                Msg::WhenIdle(w) => waiters.push(w),
-            }
-        }
-        if !generations.is_empty() {
-            // Dropping a generation drops its versions: FreeJobs come back to us.
-            if let Some(freed) = reclaim::reclaim(&mut generations) {
-                if freed == 0 {
-                    backoff = (backoff * 2).min(Duration::from_millis(50));
+                let until_due = self
+                    .jobs
+                    .iter()
+                    .map(|(due, _)| due.saturating_duration_since(Instant::now()))
+                    .min()
+                    .unwrap_or(Duration::MAX);
+                let wait = until_due.min(backoff);
+                if disconnected {
+                    std::thread::sleep(wait);
+                    Err(mpsc::RecvTimeoutError::Timeout)
                 } else {
-                    backoff = Duration::from_millis(1);
+                    rx.recv_timeout(wait)
+                }
+            };
+            match msg {
+                Ok(msg) => {
+                    if matches!(msg, Msg::Retire(_)) {
+                        backoff = Duration::from_millis(1);
+                    }
+                    self.take(msg);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    // Nothing arrived: whatever we wait on is slow; look less often.
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => disconnected = true,
+            }
+        }
+    }
+
+    /// One round: free generations no reader holds, start due frees, close what is clear.
+    fn step(&mut self, backoff: &mut Duration) {
+        if !self.generations.is_empty() {
+            // Dropping a generation drops its versions: FreeJobs come back to us.
+            if let Some(freed) = reclaim::reclaim(&mut self.generations) {
+                if freed > 0 {
+                    *backoff = Duration::from_millis(1);
                 }
             }
         }
         let now = Instant::now();
-        let (due, later): (Vec<_>, Vec<_>) = jobs.drain(..).partition(|(t, _)| *t <= now);
-        jobs = later;
+        let (due, later): (Vec<_>, Vec<_>) = self.jobs.drain(..).partition(|(t, _)| *t <= now);
+        self.jobs = later;
         for (_, job) in due {
-            job.run();
+            self.start_free(job);
         }
+        let (clear, waiting): (Vec<_>, Vec<_>) = self
+            .closing
+            .drain(..)
+            .partition(|j| j.ctx.holds.is_clear());
+        self.closing = waiting;
+        for job in clear {
+            self.close(job);
+        }
+        // Threads holding per-thread values of drained versions destroy them at their
+        // next pin; an attention request can be lost in a race (see `reclaim`), so ask
+        // again while some wait.
+        if self.closing.iter().any(|j| j.ctx.holds.items() > 0) {
+            reclaim::request_attention();
+        }
+    }
+
+    /// The version is drained: its per-thread values may go, and its `on_free` runs on a
+    /// thread of its own.
+    fn start_free(&mut self, job: FreeJob) {
+        let FreeJob {
+            record,
+            vtable,
+            instance,
+            lib,
+            ctx,
+            export,
+            providers,
+        } = job;
+        lib.keep_providers(providers);
+        ctx.holds.drain();
+        *record.state.lock() = RecordState::Freeing {
+            since: SystemTime::now(),
+        };
+        ctx.holds.add_thread(Role::Cleanup);
+        self.freeing.fetch_add(1, Ordering::SeqCst);
+        let freeing = self.freeing.clone();
+        let dispatch = tracing::dispatcher::get_default(|d| d.clone());
+        let holds = ctx.holds.clone();
+        let parts = Parts {
+            vtable,
+            instance,
+            export,
+        };
+        let work = move |adopted: bool| {
+            let parts = parts;
+            if adopted {
+                threads::transient();
+                threads::adopt(holds, Role::Cleanup);
+            } else {
+                holds.release_thread(Role::Cleanup);
+            }
+            tracing::dispatcher::with_default(&dispatch, || {
+                free_instance(&record, parts);
+            });
+            ctx.set_freed();
+            {
+                let mut state = record.state.lock();
+                if matches!(*state, RecordState::Freeing { .. }) {
+                    *state = RecordState::Closing;
+                }
+            }
+            // Possibly the last holder: the library goes to the reaper (before `freeing`
+            // drops, see `Reaper::idle`).
+            drop(lib);
+            drop(ctx);
+            freeing.fetch_sub(1, Ordering::SeqCst);
+        };
+        let work = std::sync::Arc::new(parking_lot::Mutex::new(Some(work)));
+        let on_thread = work.clone();
+        let spawned = std::thread::Builder::new()
+            .name("hotswap-free".into())
+            .spawn(move || {
+                if let Some(w) = on_thread.lock().take() {
+                    w(true)
+                }
+            });
+        if spawned.is_err() {
+            // No thread to be had: free here. What the hooks leave on this thread stays
+            // until the reaper ends (the library then stays open; never unsafe).
+            if let Some(w) = work.lock().take() {
+                w(false)
+            }
+        }
+    }
+
+    fn close(&mut self, job: CloseJob) {
+        let CloseJob {
+            library,
+            record,
+            ctx,
+            providers,
+        } = job;
+        // No thread has a value of the version's keys left: deleting them loses no
+        // destructor, and glibc never calls one into unmapped code.
+        ctx.holds.delete_keys();
+        let still_mapped = match library {
+            Some(lib) => {
+                if let Err(e) = lib.close() {
+                    tracing::warn!(plugin = %record.name, version = %record.version, "dlclose failed: {e}");
+                }
+                match &record.private_path {
+                    Some(path) => {
+                        let mapped = crate::maps::is_mapped(path).unwrap_or(false);
+                        if let Err(e) = std::fs::remove_file(path) {
+                            tracing::debug!("cannot delete {}: {e}", path.display());
+                        }
+                        mapped
+                    }
+                    None => false,
+                }
+            }
+            None => {
+                // Linked statically: every plugin shares the host's one copy of
+                // hotswap-plugin-api, whose host handle (for `vault()` and `spawn`) may
+                // still point at this context. Keep it (a few bytes per plugin and
+                // manager) so that handle never dangles.
+                std::mem::forget(ctx.clone());
+                false
+            }
+        };
+        if still_mapped {
+            tracing::warn!(plugin = %record.name, version = %record.version, "{}", crate::status::PINNED_REASON);
+            // Its code may still run and call back: the context lives until unmapped.
+            *record.keep_alive.lock() = Some(Box::new(ctx));
+        } else {
+            tracing::debug!(plugin = %record.name, version = %record.version, id = record.id, "unloaded");
+            drop(ctx);
+        }
+        self.records.freed(&record, still_mapped);
+        // May free the providers: that only queues their jobs behind this one.
+        drop(providers);
+    }
+}
+
+/// What `on_free` and the drop need, moved to the version's `on_free` thread.
+struct Parts {
+    vtable: VtPtr,
+    instance: InstancePtr,
+    export: ExportObj,
+}
+
+// SAFETY: as for `FreeJob`: the instance is Send + Sync and used by nobody else.
+unsafe impl Send for Parts {}
+
+/// Runs `on_free`, frees the export and drops the instance: the version is drained, so
+/// these hooks have the exclusive access they need.
+fn free_instance(record: &VersionRecord, parts: Parts) {
+    let Parts {
+        vtable,
+        instance,
+        export,
+    } = parts;
+    // SAFETY: the caller holds the library open (`Arc<Lib>`), and `vtable` points into it.
+    let vt = unsafe { &*vtable.0 };
+    // SAFETY: the last Arc<Version> is gone: no call, value or task uses the instance,
+    // so on_free and drop have the exclusive access they need.
+    if let RResult::RErr(f) = unsafe { (vt.on_free)(instance) } {
+        tracing::warn!(plugin = %record.name, version = %record.version, "on_free failed: {}", f.message);
+    }
+    if let (false, Some(free)) = (export.ptr.is_null(), export.drop) {
+        // SAFETY: the export was made by this library's `export` hook and is freed
+        // once, here; its dependents are gone (they hold this version).
+        unsafe { free(export.ptr) };
+    }
+    // SAFETY: as above; the instance is not used again.
+    if let RResult::RErr(f) = unsafe { (vt.drop)(instance) } {
+        tracing::warn!(plugin = %record.name, version = %record.version, "dropping the instance failed: {}", f.message);
     }
 }

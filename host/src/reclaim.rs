@@ -41,6 +41,15 @@
 //! to cloning an `Arc` under a mutex (slower, equally safe; a thread-local list of those
 //! clones keeps nested pins on the outer value there too).
 //!
+//! Attention: the host sometimes needs every thread to pass through the cold path once
+//! at its next pin (to destroy per-thread values of a drained plugin version, see
+//! `threads`). [`request_attention`] puts the full mark into every empty domain slot of
+//! every record; a thread's next pin finds its slot full, goes the cold way, sees the
+//! mark (never taken for an outer pin), clears the marks of its record, runs the
+//! handler set with [`on_attention`], and pins as usual. The fast path is unchanged. A
+//! mark can be lost when its thread stores its own pointer over it between its check
+//! and its store; whoever needs the attention asks again until served.
+//!
 //! Orderings: a slot store is `Release` (a plain store on x86), so a reclaimer that reads
 //! a later pin's pointer from a slot also sees everything the thread did under its
 //! earlier pins; the membarrier (or `SeqCst` fence) pair orders the slot store before the
@@ -148,6 +157,51 @@ fn register() -> &'static ThreadRecord {
     drop(registry);
     LOCAL.with(|l| l.set(rec));
     rec
+}
+
+static ATTENTION: OnceLock<fn()> = OnceLock::new();
+
+/// Sets what a thread runs when it finds [`request_attention`]'s mark (once per process;
+/// later calls are ignored).
+pub fn on_attention(handler: fn()) {
+    let _ = ATTENTION.set(handler);
+}
+
+/// Asks every thread to run the [`on_attention`] handler at its next pin (of any
+/// domain with a slot), before pinning. Threads inside a pin are asked at their next
+/// one. Best effort: ask again while it matters (see the module docs).
+pub fn request_attention() {
+    let taken = TAKEN.load(Ordering::Acquire) & !(1 << FULL);
+    let registry = REGISTRY.lock();
+    for rec in registry.iter() {
+        for (i, slot) in rec.hazards.iter().enumerate().take(FULL) {
+            if taken & (1 << i) != 0 {
+                let _ = slot.compare_exchange(
+                    std::ptr::null_mut(),
+                    full_mark(),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                );
+            }
+        }
+    }
+}
+
+/// Clears the attention marks of `rec` (this thread's) and runs the handler.
+#[cold]
+#[inline(never)]
+fn attend(rec: &ThreadRecord) {
+    for slot in rec.hazards.iter().take(FULL) {
+        let _ = slot.compare_exchange(
+            full_mark(),
+            std::ptr::null_mut(),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+    }
+    if let Some(handler) = ATTENTION.get() {
+        handler();
+    }
 }
 
 /// Domain slot indices in use: bit i set = some live domain owns slot i. [`FULL`] is
@@ -424,7 +478,14 @@ impl<T> Domain<T> {
             return self.with_arc(f);
         }
         let slot = &rec.hazards[self.hot.own];
-        let held = slot.load(Ordering::Relaxed) as *const T;
+        let mut held = slot.load(Ordering::Relaxed) as *const T;
+        if held as *mut () == full_mark() {
+            // Attention was asked: `request_attention` puts the mark only into an empty
+            // slot, and only this thread fills its slot, so this thread is at no pin of
+            // this domain. (The slot may be marked again meanwhile: `pin` overwrites.)
+            attend(rec);
+            held = std::ptr::null();
+        }
         if !held.is_null() {
             // SAFETY: only this domain writes its slot, and only in `pin`, so a full slot
             // is an outer pin of this domain on this thread, which holds `held` (a value

@@ -17,7 +17,25 @@ pub enum VersionState {
         /// Host-tracked tasks of this version still running.
         tasks: usize,
     },
-    /// `on_free` ran and the library was closed, but the file is still mapped.
+    /// A lifecycle hook of this version overran its deadline and has not returned: the
+    /// version was never published (or is being freed) and stays loaded while it runs.
+    Stuck {
+        /// The hook (`new`, `on_load`, …, `on_free`).
+        step: String,
+        /// Since when it runs, in milliseconds since the Unix epoch.
+        since_ms: u64,
+    },
+    /// Drained and freed (`on_free` ran, or runs now); its library is closed once no
+    /// thread holds per-thread values of it and no thread it started runs.
+    Closing {
+        /// Threads that still hold thread-local values or pthread-key values of this
+        /// version; each destroys them at its next call into the host, or at its exit.
+        thread_locals: usize,
+        /// Threads this version started (`std::thread::spawn` in plugin code) that still
+        /// run; stop them in `on_free`.
+        threads: usize,
+    },
+    /// The library was closed, but the file is still mapped.
     Pinned {
         /// Why, as far as the host can tell.
         reason: String,
@@ -55,6 +73,8 @@ pub struct Status {
     pub reclamation: String,
     /// Reloads published since start.
     pub reloads: u64,
+    /// Lifecycle hooks that overran their deadline since start (each failed its reload).
+    pub hook_timeouts: u64,
     /// Versions unloaded and verified unmapped since start.
     pub unloaded: u64,
 }
@@ -62,6 +82,12 @@ pub struct Status {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum RecordState {
     Loaded,
+    /// A hook overran its deadline (`step`, since `since`) and has not returned yet.
+    Stuck { step: String, since: SystemTime },
+    /// Drained: `on_free` and the instance's drop run (since `since`).
+    Freeing { since: SystemTime },
+    /// Freed; the library closes once `Holds::is_clear`.
+    Closing,
     Freed { still_mapped: bool },
 }
 
@@ -80,6 +106,11 @@ pub(crate) struct VersionRecord {
     #[allow(dead_code)]
     pub loaded_at: SystemTime,
     pub state: Mutex<RecordState>,
+    /// What the version holds on threads (thread-locals, keys, threads, tasks).
+    pub holds: Arc<crate::threads::Holds>,
+    /// Keeps the version's host context alive while its file stays mapped after
+    /// `dlclose` (its code could still call back); released once it is unmapped.
+    pub keep_alive: Mutex<Option<Box<dyn std::any::Any + Send + Sync>>>,
 }
 
 /// All records of a manager, shared with its reaper.
@@ -98,6 +129,7 @@ impl Records {
     pub fn freed(&self, r: &Arc<VersionRecord>, still_mapped: bool) {
         *r.state.lock() = RecordState::Freed { still_mapped };
         if !still_mapped {
+            *r.keep_alive.lock() = None;
             *self.unloaded.lock() += 1;
             self.list.lock().retain(|x| !Arc::ptr_eq(x, r));
         }
@@ -105,4 +137,4 @@ impl Records {
 }
 
 /// Why glibc may keep a closed library mapped.
-pub(crate) const PINNED_REASON: &str = "dlclose did not unmap it: a thread that ran its code registered a thread-local destructor and is still alive (glibc keeps the object until that thread exits), or something else holds a dlopen handle to it";
+pub(crate) const PINNED_REASON: &str = "dlclose did not unmap it: glibc still holds it (a thread-local destructor registered while its thread was already exiting, which glibc runs when that thread ends, or another dlopen handle to the same file)";

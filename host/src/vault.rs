@@ -3,7 +3,7 @@
 //! are resolved in the current generation.
 
 use hotswap_plugin_api::Value;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::ffi::c_void;
@@ -60,12 +60,103 @@ unsafe impl Sync for ExtensionObj {}
 
 impl ExtensionObj {
     pub fn new<T: abi_stable::StableAbi + Send + Sync + 'static>(value: T) -> ExtensionObj {
-        let owner: Box<T> = Box::new(value);
-        let ptr = (&*owner as *const T).cast::<c_void>();
+        let owner: Box<dyn Any + Send + Sync> = Box::new(value);
+        // Taken from the box where it stays (moving a `Box` would invalidate pointers
+        // derived from it before the move).
+        let ptr = owner
+            .downcast_ref::<T>()
+            .map_or(std::ptr::null(), |t| (t as *const T).cast::<c_void>());
         ExtensionObj {
             ptr,
             layout: T::LAYOUT,
             owner,
+        }
+    }
+}
+
+/// The DataBag writes of one reload's versions, kept apart until the reload publishes
+/// (DESIGN invariant 2: a failed reload leaves the vault untouched).
+///
+/// While the reload runs, a write by one of its versions is staged here; those versions
+/// read their own staged writes first. [`commit`](Staging::commit) applies every staged
+/// write to the DataBag at once, just before the swap; after that, the versions write
+/// straight to the DataBag. [`discard`](Staging::discard) (a failed reload) drops them,
+/// and later writes by those versions are refused.
+pub(crate) struct Staging {
+    state: Mutex<Stage>,
+}
+
+enum Stage {
+    /// Staged writes; `None` removes the key.
+    Open(BTreeMap<String, Option<Value>>),
+    Committed,
+    Discarded,
+}
+
+/// Why a staged write was refused.
+pub(crate) const DISCARDED: &str =
+    "the reload that loaded this version failed: its DataBag writes were discarded";
+
+impl Staging {
+    pub fn new() -> Staging {
+        Staging {
+            state: Mutex::new(Stage::Open(BTreeMap::new())),
+        }
+    }
+
+    /// A read by one of the reload's versions: its staged value, or the DataBag's.
+    pub fn get(&self, vault: &Vault, key: &str) -> Option<Value> {
+        match &*self.state.lock() {
+            Stage::Open(staged) => match staged.get(key) {
+                Some(v) => v.clone(),
+                None => vault.get(key),
+            },
+            _ => vault.get(key),
+        }
+    }
+
+    /// A write by one of the reload's versions (`Null` removes).
+    pub fn set(&self, vault: &Vault, key: &str, value: &Value) -> Result<(), &'static str> {
+        match &mut *self.state.lock() {
+            Stage::Open(staged) => {
+                // `clone` rebuilds the value with the host's code.
+                let v = (*value != Value::Null).then(|| value.clone());
+                staged.insert(key.to_owned(), v);
+                Ok(())
+            }
+            Stage::Committed => {
+                vault.set(key, value.clone());
+                Ok(())
+            }
+            Stage::Discarded => Err(DISCARDED),
+        }
+    }
+
+    /// Applies every staged write to the DataBag at once (one write lock). Writes the
+    /// host or the serving generation made meanwhile stay, except where the reload
+    /// wrote the same key: the reload's write, committed last, wins.
+    pub fn commit(&self, vault: &Vault) {
+        let mut state = self.state.lock();
+        if let Stage::Open(staged) = std::mem::replace(&mut *state, Stage::Committed) {
+            let mut bag = vault.bag.write();
+            for (k, v) in staged {
+                match v {
+                    Some(v) => {
+                        bag.insert(k, v);
+                    }
+                    None => {
+                        bag.remove(&k);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drops the staged writes, unless committed.
+    pub fn discard(&self) {
+        let mut state = self.state.lock();
+        if matches!(*state, Stage::Open(_)) {
+            *state = Stage::Discarded;
         }
     }
 }

@@ -1,21 +1,27 @@
-//! [`Version`]: one loaded plugin file with its instance. Owns the library handle; when
-//! the last `Arc<Version>` goes, the version is handed to the reaper, which runs
-//! `on_free` and closes the library on its own thread (DESIGN invariant 3).
+//! [`Version`]: one loaded plugin file with its instance; [`Lib`], the open library it
+//! runs from; [`VersionCtx`], what its code uses to find its way back to the host.
+//!
+//! Ownership decides when code goes away (DESIGN invariants 3 and 7): a `Version` holds
+//! its `Lib`, and so does everything else that runs or may run the version's code (a
+//! hook job on a reload's hook thread, the thread running its `on_free`). When the last
+//! `Arc<Version>` goes, the reaper runs `on_free` and the instance's drop; when the last
+//! `Arc<Lib>` goes, the reaper closes the library once no thread holds per-thread state
+//! of it ([`crate::threads`]). Neither ever happens on a caller's thread.
 
 use crate::error::{CallError, LoadError, LoadErrorKind, Step};
 use crate::manager::Shared;
-use crate::reaper::{FreeJob, ReaperHandle};
+use crate::reaper::{CloseJob, FreeJob, ReaperHandle};
 use crate::status::VersionRecord;
-use crate::vault::ExtensionObj;
+use crate::threads::Holds;
+use crate::vault::Staging;
 use abi_stable::std_types::{RResult, RSlice};
 use hotswap_plugin_api::vtable::{
-    ExtensionCallback, ExtensionFfi, FailKind, Failure, FfiTask, HostHandle, HostVTable,
-    InstancePtr, PluginVTable, TypedFn,
+    FailKind, Failure, HostHandle, InstancePtr, PluginVTable, TypedFn,
 };
 use hotswap_plugin_api::Value;
-use std::cell::Cell;
+use parking_lot::Mutex;
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
 /// A dependency as the host keeps it.
@@ -23,7 +29,8 @@ use std::sync::{Arc, OnceLock, Weak};
 pub(crate) struct Dependency {
     pub plugin: String,
     pub version_req: String,
-    /// The type the dependent expects, inside the dependent's library.
+    /// The type the dependent expects, inside the dependent's library (which the
+    /// `Version` holding this keeps open).
     pub layout: Option<&'static abi_stable::type_layout::TypeLayout>,
 }
 
@@ -34,239 +41,175 @@ pub(crate) struct ExportObj {
     pub drop: Option<unsafe extern "C" fn(*mut c_void)>,
 }
 
+impl ExportObj {
+    pub fn none() -> ExportObj {
+        ExportObj {
+            ptr: std::ptr::null_mut(),
+            layout: None,
+            drop: None,
+        }
+    }
+}
+
+// SAFETY: the export is `Send + Sync` (`Export::new` requires it); the layout is
+// immutable static data.
+unsafe impl Send for ExportObj {}
+
+/// A failure copied out of the plugin: the plugin-made message is dropped at the
+/// boundary, inside the hook job, while the library is open.
+#[derive(Debug, Clone)]
+pub(crate) struct OwnedFailure {
+    pub kind: FailKind,
+    pub message: String,
+}
+
+impl OwnedFailure {
+    pub fn of(f: Failure) -> OwnedFailure {
+        OwnedFailure {
+            kind: f.kind,
+            message: f.message.as_str().to_owned(),
+        }
+    }
+
+    pub fn into_kind(self) -> LoadErrorKind {
+        match self.kind {
+            FailKind::Error => LoadErrorKind::Hook(self.message),
+            FailKind::Panic => LoadErrorKind::Panic(self.message),
+        }
+    }
+}
+
+/// A plugin-made result turned into host-owned data where it is received.
+pub(crate) fn owned<T>(r: RResult<T, Failure>) -> Result<T, OwnedFailure> {
+    r.into_result().map_err(OwnedFailure::of)
+}
+
 /// What the host gives a version's plugin code to find its way back (`HostHandle::ctx`).
+/// Kept alive for as long as the version's file is mapped (see `reaper`), so a callback
+/// from its code never reads freed memory.
 pub(crate) struct VersionCtx {
+    /// The version, for `spawn` (a task keeps it alive).
     version: OnceLock<Weak<Version>>,
-    /// Tasks started through `hotswap_plugin_api::spawn` and still running.
-    pub tasks: AtomicUsize,
     pub label: String,
-    /// `"<name> <crate version>"`, attached to the plugin's log events.
-    plugin: String,
+    /// Plugin name and crate version, attached to the plugin's log events.
+    pub plugin: String,
+    pub version_str: String,
     /// The manager, for the vault, the extension and live functions.
-    manager: Weak<Shared>,
+    pub manager: Weak<Shared>,
+    /// What the version holds on threads.
+    pub holds: Arc<Holds>,
+    /// Set once `on_free` and the instance's drop ran: callbacks then refuse.
+    freed: AtomicBool,
+    /// The DataBag writes of the reload that loaded this version.
+    staging: Mutex<Option<Arc<Staging>>>,
 }
 
 impl VersionCtx {
-    pub fn new(label: String, plugin: String, manager: Weak<Shared>) -> Arc<VersionCtx> {
+    pub fn new(
+        label: String,
+        plugin: String,
+        version_str: String,
+        manager: Weak<Shared>,
+        holds: Arc<Holds>,
+        staging: Option<Arc<Staging>>,
+    ) -> Arc<VersionCtx> {
         Arc::new(VersionCtx {
             version: OnceLock::new(),
-            tasks: AtomicUsize::new(0),
             label,
             plugin,
+            version_str,
             manager,
+            holds,
+            freed: AtomicBool::new(false),
+            staging: Mutex::new(staging),
         })
     }
 
     pub fn handle(self: &Arc<Self>) -> HostHandle {
         HostHandle {
             ctx: Arc::as_ptr(self).cast(),
-            vtable: &HOST_VTABLE,
+            vtable: &crate::callbacks::HOST_VTABLE,
         }
     }
-}
 
-static HOST_VTABLE: HostVTable = HostVTable {
-    spawn: host_spawn,
-    bag_get: host_bag_get,
-    bag_set: host_bag_set,
-    extension: host_extension,
-    call_live: host_call_live,
-    log: host_log,
-    max_log_level: host_max_log_level,
-};
-
-unsafe extern "C" fn host_log(
-    c: *const c_void,
-    level: u8,
-    target: abi_stable::std_types::RStr<'_>,
-    message: abi_stable::std_types::RStr<'_>,
-    fields: abi_stable::std_types::RStr<'_>,
-) {
-    // SAFETY: called by plugin code with its own HostHandle.
-    let c = unsafe { ctx(c) };
-    let (plugin, version) = c.plugin.split_once(' ').unwrap_or((c.plugin.as_str(), ""));
-    let (target, message, fields) = (target.as_str(), message.as_str(), fields.as_str());
-    macro_rules! emit {
-        ($level:expr) => {
-            tracing::event!(target: "hotswap::plugin", $level, plugin, version, plugin_target = target, fields, "{message}")
-        };
+    /// The version, unless it is being freed.
+    pub fn version(&self) -> Option<Arc<Version>> {
+        self.version.get().and_then(Weak::upgrade)
     }
-    match level {
-        1 => emit!(tracing::Level::ERROR),
-        2 => emit!(tracing::Level::WARN),
-        3 => emit!(tracing::Level::INFO),
-        4 => emit!(tracing::Level::DEBUG),
-        _ => emit!(tracing::Level::TRACE),
+
+    /// `on_free` and the instance's drop ran.
+    pub fn set_freed(&self) {
+        self.freed.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_freed(&self) -> bool {
+        self.freed.load(Ordering::SeqCst)
+    }
+
+    pub fn staging(&self) -> Option<Arc<Staging>> {
+        self.staging.lock().clone()
     }
 }
 
-unsafe extern "C" fn host_max_log_level(_: *const c_void) -> u8 {
-    use tracing::level_filters::LevelFilter;
-    match LevelFilter::current() {
-        LevelFilter::OFF => 0,
-        LevelFilter::ERROR => 1,
-        LevelFilter::WARN => 2,
-        LevelFilter::INFO => 3,
-        LevelFilter::DEBUG => 4,
-        _ => 5,
+/// The open library of one version (none for a plugin linked into the host binary).
+/// Whoever may run the version's code holds an `Arc<Lib>`; when the last one goes, the
+/// library is handed to the reaper, which closes it once no thread holds per-thread
+/// state of it.
+pub(crate) struct Lib {
+    library: Option<libloading::Library>,
+    record: Arc<VersionRecord>,
+    ctx: Arc<VersionCtx>,
+    /// Providers a dependent was bound to: released after its library is closed.
+    providers: Mutex<Vec<Arc<Version>>>,
+    reaper: ReaperHandle,
+}
+
+impl Lib {
+    pub fn new(
+        library: Option<libloading::Library>,
+        record: Arc<VersionRecord>,
+        ctx: Arc<VersionCtx>,
+        reaper: ReaperHandle,
+    ) -> Arc<Lib> {
+        Arc::new(Lib {
+            library,
+            record,
+            ctx,
+            providers: Mutex::new(Vec::new()),
+            reaper,
+        })
+    }
+
+    /// Keeps `providers` until this library is closed.
+    pub fn keep_providers(&self, providers: Vec<Arc<Version>>) {
+        self.providers.lock().extend(providers);
     }
 }
 
-thread_local! {
-    // The extension of the generation being assembled, while its hooks run on this
-    // thread: `on_load`/`on_init` must see the generation they initialise, not the one
-    // still serving. Drop-free on purpose (see `reclaim`).
-    static INITIALIZING: Cell<*const ExtensionObj> = const { Cell::new(std::ptr::null()) };
-}
-
-/// Runs `f` with `extension` lent to plugins' `with_extension` on this thread.
-pub(crate) fn initializing<R>(extension: Option<&Arc<ExtensionObj>>, f: impl FnOnce() -> R) -> R {
-    struct Reset(*const ExtensionObj);
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            INITIALIZING.with(|c| c.set(self.0));
-        }
-    }
-    let ptr = extension.map_or(std::ptr::null(), Arc::as_ptr);
-    let _reset = Reset(INITIALIZING.with(|c| c.replace(ptr)));
-    f()
-}
-
-/// # Safety
-/// `ctx` must be a pointer from `VersionCtx::handle` of a version still loaded.
-unsafe fn ctx<'a>(ctx: *const c_void) -> &'a VersionCtx {
-    // SAFETY: upheld by the caller; the VersionCtx outlives the library.
-    unsafe { &*ctx.cast::<VersionCtx>() }
-}
-
-unsafe extern "C" fn host_bag_get(c: *const c_void, key: abi_stable::std_types::RStr<'_>) -> Value {
-    // SAFETY: called by plugin code with its own HostHandle.
-    let c = unsafe { ctx(c) };
-    c.manager
-        .upgrade()
-        .and_then(|m| m.vault.get(key.as_str()))
-        .unwrap_or(Value::Null)
-}
-
-unsafe extern "C" fn host_bag_set(
-    c: *const c_void,
-    key: abi_stable::std_types::RStr<'_>,
-    value: &Value,
-) {
-    // SAFETY: called by plugin code with its own HostHandle.
-    let c = unsafe { ctx(c) };
-    if let Some(m) = c.manager.upgrade() {
-        m.vault.set(key.as_str(), value.clone());
-    }
-}
-
-unsafe extern "C" fn host_extension(c: *const c_void, f: ExtensionCallback, data: *mut c_void) {
-    let lend = |ext: Option<&ExtensionObj>| {
-        let ffi = match ext {
-            Some(e) => ExtensionFfi {
-                ptr: e.ptr,
-                layout: Some(e.layout),
-            },
-            None => ExtensionFfi {
-                ptr: std::ptr::null(),
-                layout: None,
-            },
-        };
-        // SAFETY: the plugin's own trampoline with its own `data`; the extension stays
-        // alive during the call (pinned generation, or the one being initialised).
-        unsafe { (f.func)(data, &ffi) }
-    };
-    let init = INITIALIZING.with(|c| c.get());
-    if !init.is_null() {
-        // SAFETY: set by `initializing` from an Arc that outlives its closure.
-        return lend(Some(unsafe { &*init }));
-    }
-    // SAFETY: called by plugin code with its own HostHandle.
-    let c = unsafe { ctx(c) };
-    match c.manager.upgrade() {
-        // Nested in a call, `with` reuses the generation that call runs on.
-        Some(m) => m.domain.with(|g| lend(g.extension.as_deref())),
-        None => lend(None),
-    }
-}
-
-unsafe extern "C" fn host_call_live(
-    c: *const c_void,
-    name: abi_stable::std_types::RStr<'_>,
-    args: RSlice<'_, Value>,
-) -> RResult<Value, Failure> {
-    // SAFETY: called by plugin code with its own HostHandle.
-    let c = unsafe { ctx(c) };
-    let Some(m) = c.manager.upgrade() else {
-        return RResult::RErr(Failure {
-            kind: FailKind::Error,
-            message: "the host is shutting down".into(),
+impl Drop for Lib {
+    fn drop(&mut self) {
+        self.reaper.close(CloseJob {
+            library: self.library.take(),
+            record: self.record.clone(),
+            ctx: self.ctx.clone(),
+            providers: std::mem::take(&mut *self.providers.lock()),
         });
-    };
-    match m
-        .domain
-        .with(|g| g.call_live(name.as_str(), args.as_slice()))
-    {
-        Ok(v) => RResult::ROk(v),
-        Err(e) => RResult::RErr(Failure {
-            kind: FailKind::Error,
-            message: e.to_string().into(),
-        }),
     }
 }
 
-/// A task closure owned by plugin code, moved to a host thread.
-struct SendTask(FfiTask);
-// SAFETY: `hotswap_plugin_api::spawn` only accepts `Send` closures.
-unsafe impl Send for SendTask {}
+/// A pointer to a vtable inside a library, movable to the hook thread with an
+/// `Arc<Lib>` that keeps it valid.
+#[derive(Clone, Copy)]
+pub(crate) struct VtPtr(pub *const PluginVTable);
 
-unsafe extern "C" fn host_spawn(
-    ctx: *const c_void,
-    name: abi_stable::std_types::RStr<'_>,
-    task: FfiTask,
-) -> RResult<(), Failure> {
-    // SAFETY: `ctx` is the pointer we put in the HostHandle of this version; the
-    // VersionCtx outlives the library (the reaper drops it after dlclose).
-    let ctx = unsafe { &*ctx.cast::<VersionCtx>() };
-    let Some(version) = ctx.version.get().and_then(Weak::upgrade) else {
-        // SAFETY: the task was not run; drop it once, as FfiTask requires.
-        unsafe { (task.drop)(task.data) };
-        return RResult::RErr(Failure {
-            kind: FailKind::Error,
-            message: "the version is being unloaded".into(),
-        });
-    };
-    let task = SendTask(task);
-    let thread_name = format!("{}:{}", ctx.label, name.as_str());
-    ctx.tasks.fetch_add(1, Ordering::SeqCst);
-    let spawned = std::thread::Builder::new()
-        .name(thread_name)
-        .spawn(move || {
-            let task = task;
-            // SAFETY: run once, never dropped after; the plugin catches the task's panics.
-            unsafe { (task.0.run)(task.0.data) };
-            version.ctx.tasks.fetch_sub(1, Ordering::SeqCst);
-            // Dropping `version` here may free it: that only queues work for the reaper.
-            drop(version);
-        });
-    match spawned {
-        Ok(_) => RResult::ROk(()),
-        Err(e) => {
-            // The closure (and the task inside it) was dropped by the failed spawn
-            // without running: FfiTask's data leaks rather than being dropped twice.
-            ctx.tasks.fetch_sub(1, Ordering::SeqCst);
-            RResult::RErr(Failure {
-                kind: FailKind::Error,
-                message: format!("cannot start a thread: {e}").into(),
-            })
-        }
-    }
-}
+// SAFETY: the vtable is immutable static data of a library that whoever holds the
+// pointer keeps open (with an `Arc<Lib>`).
+unsafe impl Send for VtPtr {}
 
 /// One loaded version of a plugin.
 pub struct Version {
     pub(crate) record: Arc<VersionRecord>,
-    /// Points into `library`, valid while it is open (for as long as `self`).
+    /// Points into `lib`, valid while it is open (for as long as `self`).
     vtable: *const PluginVTable,
     instance: InstancePtr,
     pub(crate) reloadable: bool,
@@ -275,8 +218,7 @@ pub struct Version {
     /// The providers this version's instance was bound to (set once, before `on_load`):
     /// held so they stay loaded for as long as this instance may call into them.
     pub(crate) providers: OnceLock<Vec<Arc<Version>>>,
-    /// `None` for a plugin linked into the host binary (its code is never unloaded).
-    library: Option<libloading::Library>,
+    lib: Arc<Lib>,
     pub(crate) ctx: Arc<VersionCtx>,
     reaper: ReaperHandle,
 }
@@ -288,33 +230,38 @@ unsafe impl Send for Version {}
 // SAFETY: as above.
 unsafe impl Sync for Version {}
 
+/// What a version's instantiation hooks answered, in host-owned form.
+pub(crate) struct Instantiated {
+    pub instance: InstancePtr,
+    pub reloadable: bool,
+    pub imports: Vec<Dependency>,
+    pub export: ExportObj,
+}
+
 impl Version {
     /// # Safety
-    /// `vtable` must point into `library` (or, with `library` `None`, be static data of
-    /// the host binary: a statically linked plugin), and `instance` come from its `new`.
-    #[allow(clippy::too_many_arguments)]
+    /// `vtable` must point into `lib`'s library (or, with none, be static data of the
+    /// host binary: a statically linked plugin), and `parts.instance` come from its
+    /// `new`, with `parts.export` made by its `export`.
     pub(crate) unsafe fn new(
         record: Arc<VersionRecord>,
-        library: Option<libloading::Library>,
+        lib: Arc<Lib>,
         vtable: *const PluginVTable,
-        instance: InstancePtr,
+        parts: Instantiated,
         ctx: Arc<VersionCtx>,
         reaper: ReaperHandle,
-        reloadable: bool,
-        imports: Vec<Dependency>,
-        export: ExportObj,
     ) -> Arc<Version> {
         Arc::new_cyclic(|weak| {
             let _ = ctx.version.set(weak.clone());
             Version {
                 record,
                 vtable,
-                instance,
-                reloadable,
-                imports,
-                export,
+                instance: parts.instance,
+                reloadable: parts.reloadable,
+                imports: parts.imports,
+                export: parts.export,
                 providers: OnceLock::new(),
-                library,
+                lib,
                 ctx,
                 reaper,
             }
@@ -322,7 +269,7 @@ impl Version {
     }
 
     pub(crate) fn vtable(&self) -> &PluginVTable {
-        // SAFETY: the library stays open for as long as `self` exists.
+        // SAFETY: the library stays open for as long as `self` exists (it holds `lib`).
         unsafe { &*self.vtable }
     }
 
@@ -356,23 +303,6 @@ impl Version {
             file: Some(self.record.file.clone()),
             step,
             kind,
-        }
-    }
-
-    /// Turns a hook's result into ours, copying the plugin's message out.
-    pub(crate) fn hook<T>(&self, step: Step, r: RResult<T, Failure>) -> Result<T, Box<LoadError>> {
-        match r {
-            RResult::ROk(v) => Ok(v),
-            RResult::RErr(f) => {
-                let msg = f.message.as_str().to_owned();
-                Err(Box::new(self.load_error(
-                    step,
-                    match f.kind {
-                        FailKind::Error => LoadErrorKind::Hook(msg),
-                        FailKind::Panic => LoadErrorKind::Panic(msg),
-                    },
-                )))
-            }
         }
     }
 
@@ -429,18 +359,11 @@ impl Drop for Version {
     fn drop(&mut self) {
         let job = FreeJob {
             record: self.record.clone(),
-            vtable: self.vtable,
+            vtable: VtPtr(self.vtable),
             instance: self.instance,
-            library: self.library.take(),
+            lib: self.lib.clone(),
             ctx: self.ctx.clone(),
-            export: std::mem::replace(
-                &mut self.export,
-                ExportObj {
-                    ptr: std::ptr::null_mut(),
-                    layout: None,
-                    drop: None,
-                },
-            ),
+            export: std::mem::replace(&mut self.export, ExportObj::none()),
             providers: self.providers.take().unwrap_or_default(),
         };
         self.reaper.free(job);

@@ -100,15 +100,36 @@ pub fn guard<T>(f: impl FnOnce() -> Result<T, Error>) -> RResult<T, Failure> {
     }
 }
 
+/// Shared access to an instance: what the entry points that take `&self` use, and may
+/// run on many threads at once.
+///
 /// # Safety
-/// `p` must be a live instance made by [`new::<T>`]; the caller decides whether the
-/// access is shared or exclusive, per the contract on `PluginVTable`.
-unsafe fn instance<'a, T>(p: InstancePtr) -> &'a mut T {
+/// `p` must be a live instance made by [`new::<T>`], and no exclusive access (see
+/// [`instance_mut`]) may overlap the returned borrow.
+unsafe fn instance<'a, T>(p: InstancePtr) -> &'a T {
+    // SAFETY: upheld by the caller, see above.
+    unsafe { &*p.0.cast::<T>() }
+}
+
+/// Exclusive access to an instance: only for `on_load`, `on_init` and `on_free`, which
+/// the host runs with no other call on the instance.
+///
+/// # Safety
+/// `p` must be a live instance made by [`new::<T>`], and nothing else may access it
+/// while the returned borrow lives.
+unsafe fn instance_mut<'a, T>(p: InstancePtr) -> &'a mut T {
     // SAFETY: upheld by the caller, see above.
     unsafe { &mut *p.0.cast::<T>() }
 }
 
-pub extern "C" fn new<T: Plugin + Default>(host: HostHandle) -> RResult<InstancePtr, Failure> {
+/// Creates the instance.
+///
+/// # Safety
+/// `host.ctx` must stay valid, for every `host.vtable` function, for as long as this
+/// library is mapped (see `PluginVTable`).
+pub unsafe extern "C" fn new<T: Plugin + Default>(
+    host: HostHandle,
+) -> RResult<InstancePtr, Failure> {
     // Linked statically, the plugin shares the process's panic hook with the host (and
     // is never unloaded): leave the host's hook alone.
     if !cfg!(feature = "static") {
@@ -120,8 +141,11 @@ pub extern "C" fn new<T: Plugin + Default>(host: HostHandle) -> RResult<Instance
     })
 }
 
+/// Destroys the instance.
+///
 /// # Safety
-/// See `PluginVTable::drop`.
+/// `p` must be a live instance made by [`new::<T>`], with exclusive access, and is not
+/// used again (see `PluginVTable`).
 pub unsafe extern "C" fn drop<T: Plugin>(p: InstancePtr) -> RResult<(), Failure> {
     // SAFETY: `p` came from `Box::into_raw` in `new::<T>` and is dropped once (vtable contract).
     guard(|| {
@@ -130,15 +154,19 @@ pub unsafe extern "C" fn drop<T: Plugin>(p: InstancePtr) -> RResult<(), Failure>
     })
 }
 
+/// `Plugin::reloadable`.
+///
 /// # Safety
-/// See `PluginVTable`.
+/// `p` must be a live instance made by [`new::<T>`]; shared access (see `PluginVTable`).
 pub unsafe extern "C" fn reloadable<T: Plugin>(p: InstancePtr) -> RResult<bool, Failure> {
     // SAFETY: live instance, shared access (vtable contract).
     guard(|| Ok(unsafe { instance::<T>(p) }.reloadable()))
 }
 
+/// `Plugin::import`.
+///
 /// # Safety
-/// See `PluginVTable`.
+/// `p` must be a live instance made by [`new::<T>`]; shared access (see `PluginVTable`).
 pub unsafe extern "C" fn import<T: Plugin>(p: InstancePtr) -> RResult<RVec<ImportSpec>, Failure> {
     guard(|| {
         // SAFETY: live instance, shared access (vtable contract).
@@ -154,8 +182,10 @@ pub unsafe extern "C" fn import<T: Plugin>(p: InstancePtr) -> RResult<RVec<Impor
     })
 }
 
+/// `Plugin::export`.
+///
 /// # Safety
-/// See `PluginVTable`.
+/// `p` must be a live instance made by [`new::<T>`]; shared access (see `PluginVTable`).
 pub unsafe extern "C" fn export<T: Plugin>(p: InstancePtr) -> RResult<ExportFfi, Failure> {
     guard(|| {
         // SAFETY: live instance, shared access (vtable contract).
@@ -174,8 +204,11 @@ pub unsafe extern "C" fn export<T: Plugin>(p: InstancePtr) -> RResult<ExportFfi,
     })
 }
 
+/// `Plugin::on_load`.
+///
 /// # Safety
-/// See `PluginVTable`: exclusive access.
+/// `p` must be a live instance made by [`new::<T>`], with exclusive access; `imports`
+/// entries must point at live exports of the layouts they declare (see `PluginVTable`).
 pub unsafe extern "C" fn on_load<T: Plugin>(
     p: InstancePtr,
     data: &Value,
@@ -183,39 +216,47 @@ pub unsafe extern "C" fn on_load<T: Plugin>(
 ) -> RResult<(), Failure> {
     let imports = crate::deps::Imports::from_ffi(imports);
     // SAFETY: live instance, exclusive access (vtable contract).
-    guard(|| unsafe { instance::<T>(p) }.on_load(data, &imports))
+    guard(|| unsafe { instance_mut::<T>(p) }.on_load(data, &imports))
 }
 
+/// `Plugin::on_init`.
+///
 /// # Safety
-/// See `PluginVTable`: exclusive access.
+/// `p` must be a live instance made by [`new::<T>`], with exclusive access; `vault`
+/// holds the host handle given to `new` (see `PluginVTable`).
 pub unsafe extern "C" fn on_init<T: Plugin>(
     p: InstancePtr,
     vault: &VaultHandle,
 ) -> RResult<(), Failure> {
     let vault = Vault::from_handle(*vault);
     // SAFETY: live instance, exclusive access (vtable contract).
-    guard(|| unsafe { instance::<T>(p) }.on_init(&vault))
+    guard(|| unsafe { instance_mut::<T>(p) }.on_init(&vault))
 }
 
+/// `Plugin::on_free`.
+///
 /// # Safety
-/// See `PluginVTable`: exclusive access.
+/// `p` must be a live instance made by [`new::<T>`], with exclusive access (see
+/// `PluginVTable`).
 pub unsafe extern "C" fn on_free<T: Plugin>(p: InstancePtr) -> RResult<(), Failure> {
     guard(|| {
         // SAFETY: live instance, exclusive access (vtable contract).
-        unsafe { instance::<T>(p) }.on_free();
+        unsafe { instance_mut::<T>(p) }.on_free();
         Ok(())
     })
 }
 
+/// `Plugin::invoke_func`.
+///
 /// # Safety
-/// See `PluginVTable`: shared access.
+/// `p` must be a live instance made by [`new::<T>`]; shared access (see `PluginVTable`).
 pub unsafe extern "C" fn invoke_func<T: Plugin>(
     p: InstancePtr,
     name: RStr<'_>,
     args: RSlice<'_, Value>,
 ) -> RResult<Value, Failure> {
     // SAFETY: live instance, shared access (vtable contract); `invoke_func` takes `&self`.
-    guard(|| unsafe { &*instance::<T>(p) }.invoke_func(name.as_str(), args.as_slice()))
+    guard(|| unsafe { instance::<T>(p) }.invoke_func(name.as_str(), args.as_slice()))
 }
 
 /// One typed method, named by a marker type `export_plugin!` generates.
@@ -233,14 +274,15 @@ pub trait TypedMethod {
 /// The [`TypedCall`](crate::vtable::TypedCall) of method `M`.
 ///
 /// # Safety
-/// See `TypedCall`.
+/// `p` must be a live instance of `M::Plugin` made by [`new`]; shared access; `err`
+/// valid for writes (see [`TypedCall`](crate::vtable::TypedCall)).
 pub unsafe extern "C" fn typed_call<M: TypedMethod>(
     p: InstancePtr,
     arg: M::Arg,
     err: *mut Failure,
 ) -> TypedRet<M::Ret> {
     // SAFETY: live instance, shared access (TypedCall contract).
-    let plugin = unsafe { &*instance::<M::Plugin>(p) };
+    let plugin = unsafe { instance::<M::Plugin>(p) };
     match catch_unwind(AssertUnwindSafe(|| M::call(plugin, arg))) {
         Ok(v) => TypedRet {
             ok: true,
@@ -272,13 +314,14 @@ pub trait LiveMethod {
 /// The `LiveFn::call` of method `M`.
 ///
 /// # Safety
-/// See `PluginVTable`: shared access to a live instance.
+/// `p` must be a live instance of `M::Plugin` made by [`new`]; shared access (see
+/// `PluginVTable`).
 pub unsafe extern "C" fn live_call<M: LiveMethod>(
     p: InstancePtr,
     args: RSlice<'_, Value>,
 ) -> RResult<Value, Failure> {
     // SAFETY: live instance, shared access (vtable contract).
-    guard(|| M::call(unsafe { &*instance::<M::Plugin>(p) }, args.as_slice()))
+    guard(|| M::call(unsafe { instance::<M::Plugin>(p) }, args.as_slice()))
 }
 
 /// The live functions `#[live_functions]` registered on a plugin type; used by

@@ -42,4 +42,7 @@ pub struct PluginHeader {
     pub layout: &'static TypeLayout,
     /// The plugin's entry points.
     pub vtable: &'static PluginVTable,
+    /// Proof that `layout` is `PluginVTable`'s and `vtable` a table `export_plugin!`
+    /// built: safe code cannot make a header (see [`Sealed`](crate::vtable::Sealed)).
+    pub sealed: crate::vtable::Sealed,
 }

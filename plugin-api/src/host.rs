@@ -36,7 +36,7 @@ pub(crate) fn set(host: HostHandle) {
 }
 
 /// The handle of the host that created this plugin, if it did yet.
-fn current() -> Option<HostHandle> {
+pub(crate) fn current() -> Option<HostHandle> {
     #[cfg(not(feature = "static"))]
     return HOST.get().copied();
     #[cfg(feature = "static")]
@@ -146,14 +146,23 @@ impl Vault {
     }
 
     /// Stores `value` under `key`; the host keeps its own copy. `Value::Null` removes.
-    pub fn set(&self, key: &str, value: impl Into<Value>) {
+    ///
+    /// Written from a hook of a reload (`on_load`, `on_init`, …) the value is staged:
+    /// this version reads it back at once, everyone else sees it when the reload
+    /// publishes, and never if the reload fails. Fails once this version is freed
+    /// (from a thread-local destructor or a thread that outlived it), and for a version
+    /// whose reload failed.
+    pub fn set(&self, key: &str, value: impl Into<Value>) -> Result<(), crate::Error> {
         let value = value.into();
         // SAFETY: as in `get`; the host copies `value` before returning.
-        unsafe { (self.host.vtable.bag_set)(self.host.ctx, key.into(), &value) }
+        match unsafe { (self.host.vtable.bag_set)(self.host.ctx, key.into(), &value) } {
+            abi_stable::std_types::RResult::ROk(()) => Ok(()),
+            abi_stable::std_types::RResult::RErr(f) => Err(crate::Error::msg(f.message.as_str())),
+        }
     }
 
-    /// Removes `key` from the DataBag.
-    pub fn remove(&self, key: &str) {
+    /// Removes `key` from the DataBag (staged like [`set`](Vault::set)).
+    pub fn remove(&self, key: &str) -> Result<(), crate::Error> {
         self.set(key, Value::Null)
     }
 

@@ -42,6 +42,8 @@ pub mod deps;
 pub mod glue;
 pub mod header;
 mod host;
+#[doc(hidden)]
+pub mod interpose;
 pub mod live;
 mod log;
 pub mod value;
@@ -270,6 +272,9 @@ macro_rules! export_plugin {
                         call: $crate::glue::typed_call::<$fname> as *const ::std::ffi::c_void,
                         arg: <$arg as $crate::abi_stable::StableAbi>::LAYOUT,
                         ret: <$ret as $crate::abi_stable::StableAbi>::LAYOUT,
+                        // SAFETY: `call` is `typed_call` of the marker whose `Arg` and
+                        // `Ret` are the types whose layouts are `arg` and `ret`.
+                        sealed: unsafe { $crate::vtable::Sealed::new() },
                     },
                 )*)?
             ];
@@ -277,6 +282,7 @@ macro_rules! export_plugin {
             static VTABLE: $crate::vtable::PluginVTable = $crate::vtable::PluginVTable {
                 name: $crate::abi_stable::std_types::RStr::from_str(env!("CARGO_PKG_NAME")),
                 version: $crate::abi_stable::std_types::RStr::from_str(env!("CARGO_PKG_VERSION")),
+                panic_unwind: cfg!(panic = "unwind"),
                 new: $crate::glue::new::<$plugin>,
                 drop: $crate::glue::drop::<$plugin>,
                 reloadable: $crate::glue::reloadable::<$plugin>,
@@ -289,6 +295,9 @@ macro_rules! export_plugin {
                 typed: $crate::abi_stable::std_types::RSlice::from_slice(TYPED),
                 live: $crate::abi_stable::std_types::RSlice::from_slice(LIVE),
                 live_types: $crate::abi_stable::std_types::RSlice::from_slice(LIVE_TYPES),
+                // SAFETY: every function above is the glue of `$plugin`, and `typed` and
+                // `live` hold only entries this macro made for it.
+                sealed: unsafe { $crate::vtable::Sealed::new() },
             };
 
             $crate::header::PluginHeader {
@@ -301,10 +310,74 @@ macro_rules! export_plugin {
                 ),
                 layout: <$crate::vtable::PluginVTable as $crate::abi_stable::StableAbi>::LAYOUT,
                 vtable: &VTABLE,
+                // SAFETY: `layout` is `PluginVTable`'s and `vtable` the table above.
+                sealed: unsafe { $crate::vtable::Sealed::new() },
             }
         };
         }
+        $crate::__hotswap_interpose!();
     };
+}
+
+/// Defines, in a plugin's cdylib, the libc functions the host takes over for the
+/// plugin's code (see the `interpose` module): nothing when the plugin is linked into
+/// the host binary (`static` feature), where they would replace glibc's for the whole
+/// process.
+#[doc(hidden)]
+#[cfg(not(feature = "static"))]
+#[macro_export]
+macro_rules! __hotswap_interpose {
+    () => {
+        const _: () = {
+            use ::std::ffi::{c_int, c_uint, c_ulong, c_void};
+            #[no_mangle]
+            unsafe extern "C" fn __cxa_thread_atexit_impl(
+                dtor: $crate::vtable::Destructor,
+                obj: *mut c_void,
+                dso: *mut c_void,
+            ) -> c_int {
+                // SAFETY: glibc's contract, forwarded unchanged.
+                unsafe { $crate::interpose::thread_atexit(dtor, obj, dso) }
+            }
+            #[no_mangle]
+            unsafe extern "C" fn pthread_key_create(
+                key: *mut c_uint,
+                dtor: Option<$crate::vtable::Destructor>,
+            ) -> c_int {
+                // SAFETY: as above.
+                unsafe { $crate::interpose::key_create(key, dtor) }
+            }
+            #[no_mangle]
+            unsafe extern "C" fn pthread_key_delete(key: c_uint) -> c_int {
+                // SAFETY: as above.
+                unsafe { $crate::interpose::key_delete(key) }
+            }
+            #[no_mangle]
+            unsafe extern "C" fn pthread_setspecific(key: c_uint, value: *const c_void) -> c_int {
+                // SAFETY: as above.
+                unsafe { $crate::interpose::key_set(key, value) }
+            }
+            #[no_mangle]
+            unsafe extern "C" fn pthread_create(
+                thread: *mut c_ulong,
+                attr: *const c_void,
+                start: $crate::vtable::StartRoutine,
+                arg: *mut c_void,
+            ) -> c_int {
+                // SAFETY: as above.
+                unsafe { $crate::interpose::thread_create(thread, attr, start, arg) }
+            }
+        };
+    };
+}
+
+/// See the other definition: linked statically, the plugin's code is never unloaded
+/// and uses glibc's functions directly.
+#[doc(hidden)]
+#[cfg(feature = "static")]
+#[macro_export]
+macro_rules! __hotswap_interpose {
+    () => {};
 }
 
 /// Emits the header static `export_plugin!` builds. Defined twice so that the choice
@@ -371,6 +444,8 @@ macro_rules! __hotswap_live_table {
                 $crate::vtable::LiveFn {
                     name: $crate::abi_stable::std_types::RStr::from_str(stringify!($lname)),
                     call: $crate::glue::live_call::<$lname>,
+                    // SAFETY: `call` is the glue of the marker for this plugin's method.
+                    sealed: unsafe { $crate::vtable::Sealed::new() },
                 },
             )*
         ]

@@ -13,7 +13,35 @@ use abi_stable::{
     type_layout::TypeLayout,
     StableAbi,
 };
-use std::ffi::c_void;
+use std::ffi::{c_int, c_uint, c_ulong, c_void};
+
+/// The proof that whoever built a boundary table ([`PluginVTable`], [`TypedFn`],
+/// [`LiveFn`], [`PluginHeader`](crate::header::PluginHeader)) paired every function
+/// pointer in it with the layouts and instance type it was made for. Every such table
+/// has a field of this type, so safe code cannot build one: only [`Sealed::new`] makes
+/// it, and that is `unsafe`. `export_plugin!` and `#[live_functions]` are the only
+/// callers meant to exist. Neither `Copy` nor `Clone`, and tables live in statics, so a
+/// token cannot be taken from one table into another.
+#[repr(C)]
+#[derive(StableAbi, Debug)]
+pub struct Sealed(());
+
+impl Sealed {
+    /// The token.
+    ///
+    /// # Safety
+    /// The table this token goes into must be internally consistent: each function
+    /// pointer is the glue `export_plugin!` generates for the layouts and plugin type
+    /// the table announces next to it (a `TypedFn`'s `call` is `typed_call::<M>` for the
+    /// `M` whose argument and result layouts are `arg` and `ret`; every vtable function
+    /// is the glue of one plugin type `T`; a header's `layout` is `PluginVTable`'s and
+    /// its `vtable` such a table). The host trusts a table that passed its layout check
+    /// to be so; a mismatched one is undefined behaviour at the first call.
+    #[doc(hidden)]
+    pub const unsafe fn new() -> Sealed {
+        Sealed(())
+    }
+}
 
 /// Whether a failed hook returned an error or panicked.
 #[repr(u8)]
@@ -87,7 +115,8 @@ pub struct ImportsFfi<'a> {
     pub entries: RSlice<'a, ImportEntry>,
 }
 
-/// One typed function exported by `export_plugin!(.., typed { .. })`.
+/// One typed function exported by `export_plugin!(.., typed { .. })`. Built only by the
+/// macro (it holds a [`Sealed`]); the host reads it.
 #[repr(C)]
 #[derive(StableAbi, Debug)]
 pub struct TypedFn {
@@ -99,6 +128,8 @@ pub struct TypedFn {
     pub arg: &'static TypeLayout,
     /// Layout of `R`, likewise.
     pub ret: &'static TypeLayout,
+    /// Proof of consistency: `call` takes an `A` and returns an `R` of these layouts.
+    pub sealed: Sealed,
 }
 
 // SAFETY: a TypedFn is immutable static data; `call` is a function pointer, which is
@@ -159,7 +190,40 @@ pub struct ExtensionCallback {
     pub func: unsafe extern "C" fn(data: *mut c_void, ext: &ExtensionFfi),
 }
 
+/// A destructor as glibc's `__cxa_thread_atexit_impl` and `pthread_key_create` take it.
+pub type Destructor = unsafe extern "C" fn(*mut c_void);
+
+/// A thread's start routine, as `pthread_create` takes it.
+pub type StartRoutine = extern "C" fn(*mut c_void) -> *mut c_void;
+
+/// A [`Destructor`] as [`HostVTable`] passes it (a wrapper: abi_stable cannot describe
+/// a function pointer parameter of a function pointer directly).
+#[repr(transparent)]
+#[derive(StableAbi, Clone, Copy)]
+pub struct DtorFn {
+    /// The destructor.
+    pub func: unsafe extern "C" fn(*mut c_void),
+}
+
+/// A [`StartRoutine`] as [`HostVTable`] passes it (a wrapper, as [`DtorFn`]).
+#[repr(transparent)]
+#[derive(StableAbi, Clone, Copy)]
+pub struct StartFn {
+    /// The start routine.
+    pub func: extern "C" fn(*mut c_void) -> *mut c_void,
+}
+
 /// Services the host offers every plugin.
+///
+/// Every function takes the `ctx` of the version calling it ([`HostHandle::ctx`]),
+/// which the host keeps alive for as long as that version's file is mapped. Calls made
+/// after the version was freed (from a thread-local destructor, a thread it started)
+/// never touch freed state: they answer an error (`Failure` of kind `Error`), `Null`,
+/// or a non-zero error code, as each function says.
+///
+/// # Safety
+/// For every function: `ctx` must be the `ctx` of the `HostHandle` the host gave this
+/// version, unchanged; `RStr`/`RSlice`/`&Value` arguments must be valid for the call.
 #[repr(C)]
 #[derive(StableAbi)]
 pub struct HostVTable {
@@ -172,8 +236,13 @@ pub struct HostVTable {
     ) -> RResult<(), Failure>,
     /// DataBag read: a host-made copy of the value, or `Null` when absent.
     pub bag_get: unsafe extern "C" fn(ctx: *const c_void, key: RStr<'_>) -> Value,
-    /// DataBag write: the host stores its own copy. `Null` removes the key.
-    pub bag_set: unsafe extern "C" fn(ctx: *const c_void, key: RStr<'_>, value: &Value),
+    /// DataBag write: the host stores its own copy. `Null` removes the key. Fails once
+    /// the version is freed, or when the reload that loaded it failed.
+    pub bag_set: unsafe extern "C" fn(
+        ctx: *const c_void,
+        key: RStr<'_>,
+        value: &Value,
+    ) -> RResult<(), Failure>,
     /// Calls `f(data, extension)` with the extension of the generation the calling
     /// thread's call runs on (or the current one outside a call), valid during `f`.
     pub extension:
@@ -195,16 +264,53 @@ pub struct HostVTable {
         name: RStr<'_>,
         args: RSlice<'_, Value>,
     ) -> RResult<Value, Failure>,
+    /// The plugin's `__cxa_thread_atexit_impl`: the host keeps the registration (a
+    /// thread-local's destructor) per version and runs it on its own thread, at that
+    /// thread's next call into the host once the version is retired, or at its exit.
+    /// `dso` is what glibc would get; used if the host must fall back to glibc. Returns
+    /// 0, as glibc's does.
+    pub thread_atexit: unsafe extern "C" fn(
+        ctx: *const c_void,
+        dtor: DtorFn,
+        obj: *mut c_void,
+        dso: *mut c_void,
+    ) -> c_int,
+    /// The plugin's `pthread_key_create`: the key is the version's, deleted before its
+    /// library is closed. Returns what `pthread_key_create` returns.
+    pub key_create:
+        unsafe extern "C" fn(ctx: *const c_void, key: *mut c_uint, dtor: Option<DtorFn>) -> c_int,
+    /// The plugin's `pthread_key_delete`.
+    pub key_delete: unsafe extern "C" fn(ctx: *const c_void, key: c_uint) -> c_int,
+    /// The plugin's `pthread_setspecific`: a non-null value of one of the version's
+    /// keys is destroyed on its own thread, like a thread-local's.
+    pub key_set:
+        unsafe extern "C" fn(ctx: *const c_void, key: c_uint, value: *const c_void) -> c_int,
+    /// The plugin's `pthread_create`: the host counts the thread against the version,
+    /// which is not closed while it runs. Returns what `pthread_create` returns.
+    pub thread_create: unsafe extern "C" fn(
+        ctx: *const c_void,
+        thread: *mut c_ulong,
+        attr: *const c_void,
+        start: StartFn,
+        arg: *mut c_void,
+    ) -> c_int,
 }
 
 /// A live function: found by name in whichever version is current when it is called.
+/// Built only by `export_plugin!` and `#[live_functions]` (it holds a [`Sealed`]).
 #[repr(C)]
 #[derive(StableAbi, Debug)]
 pub struct LiveFn {
     /// Its name (the method name).
     pub name: RStr<'static>,
     /// Calls it.
+    ///
+    /// # Safety
+    /// The instance must be a live instance of the plugin whose table holds this entry;
+    /// shared access.
     pub call: unsafe extern "C" fn(InstancePtr, RSlice<'_, Value>) -> RResult<Value, Failure>,
+    /// Proof of consistency: `call` is the glue of this plugin's type.
+    pub sealed: Sealed,
 }
 
 /// The host as a plugin version sees it: `ctx` identifies the version to the host.
@@ -234,11 +340,16 @@ pub struct VaultHandle {
 }
 
 /// A plugin's entry points. Every function catches panics and reports them as
-/// [`Failure`]s; none unwinds into the host.
+/// [`Failure`]s; none unwinds into the host. Built only by `export_plugin!` (it holds a
+/// [`Sealed`]).
 ///
-/// The `unsafe` functions take an [`InstancePtr`] that must come from this table's `new`
-/// and not yet be passed to `drop`; `on_load`, `on_init`, `on_free` and `drop` also
-/// need exclusive access to the instance (no other call running on it).
+/// # Safety
+/// The functions taking an [`InstancePtr`] need one that came from this table's `new`
+/// and was not yet passed to `drop`. `reloadable`, `export`, `import`, `invoke_func`
+/// and typed and live calls take shared access (any number at once, on any threads);
+/// `on_load`, `on_init`, `on_free` and `drop` need exclusive access (no other call
+/// running on the instance). `new` needs a `HostHandle` whose `ctx` the host keeps
+/// valid for as long as this library is mapped.
 #[repr(C)]
 #[derive(StableAbi)]
 pub struct PluginVTable {
@@ -246,8 +357,11 @@ pub struct PluginVTable {
     pub name: RStr<'static>,
     /// Crate version of the plugin.
     pub version: RStr<'static>,
+    /// Whether the plugin was compiled with `panic = "unwind"`: only then can its
+    /// panics be caught at the boundary. The host refuses a plugin that says `false`.
+    pub panic_unwind: bool,
     /// Creates the instance (`T::default()`) and records the host handle.
-    pub new: extern "C" fn(host: HostHandle) -> RResult<InstancePtr, Failure>,
+    pub new: unsafe extern "C" fn(host: HostHandle) -> RResult<InstancePtr, Failure>,
     /// Destroys the instance.
     pub drop: unsafe extern "C" fn(InstancePtr) -> RResult<(), Failure>,
     /// `Plugin::reloadable`.
@@ -271,4 +385,6 @@ pub struct PluginVTable {
     pub live: RSlice<'static, LiveFn>,
     /// Names of the live types this plugin restores (see `hotswap_plugin_api::live`).
     pub live_types: RSlice<'static, RStr<'static>>,
+    /// Proof of consistency: every function is the glue of one plugin type.
+    pub sealed: Sealed,
 }

@@ -67,6 +67,8 @@ pub fn live_functions(attr: TokenStream, item: TokenStream) -> TokenStream {
                     ::hotswap_plugin_api::vtable::LiveFn {
                         name: ::hotswap_plugin_api::abi_stable::std_types::RStr::from_str(#strings),
                         call: ::hotswap_plugin_api::glue::live_call::<#markers>,
+                        // SAFETY: `call` is the glue of the marker for this method.
+                        sealed: unsafe { ::hotswap_plugin_api::vtable::Sealed::new() },
                     },
                 )*
             ];

@@ -114,7 +114,7 @@ impl Plugin for Jobs {
             }
             "bag_set" => {
                 let key = arg(args, 0, "key")?.as_str().unwrap_or_default();
-                vault()?.set(key, arg(args, 1, "value")?.clone());
+                vault()?.set(key, arg(args, 1, "value")?.clone())?;
                 Ok(Value::Null)
             }
             "bag_get" => Ok(vault()?

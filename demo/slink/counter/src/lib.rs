@@ -14,7 +14,7 @@ struct Counter;
 impl Plugin for Counter {
     fn on_init(&mut self, vault: &Vault) -> Result<()> {
         if vault.get(TOTAL).is_none() {
-            vault.set(TOTAL, 0i64);
+            vault.set(TOTAL, 0i64)?;
         }
         Ok(())
     }
@@ -25,7 +25,7 @@ impl Plugin for Counter {
                 let n = args.first().and_then(Value::as_int).unwrap_or(1);
                 let vault = vault()?;
                 let total = vault.get(TOTAL).and_then(|v| v.as_int()).unwrap_or(0) + n;
-                vault.set(TOTAL, total);
+                vault.set(TOTAL, total)?;
                 Ok(Value::from(total))
             }
             _ => Err(Error::unknown_function(name)),

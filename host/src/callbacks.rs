@@ -1,0 +1,328 @@
+//! The host's side of `HostVTable`: what plugin code calls back into (spawn, the
+//! DataBag, the extension, live functions, logs, and the per-thread registrations of
+//! [`crate::threads`]).
+//!
+//! Every function receives the `ctx` of the calling version, a [`VersionCtx`] the host
+//! keeps alive for as long as that version's file is mapped, so none reads freed
+//! memory. Once the version is freed (`on_free` and its drop ran), the DataBag, spawn,
+//! the extension and live functions answer errors; logs still pass, and per-thread
+//! registrations are still taken (their code is still mapped, and the reaper waits for
+//! them).
+
+use crate::threads;
+use crate::version::VersionCtx;
+use crate::vault::ExtensionObj;
+use abi_stable::std_types::{RResult, RSlice, RStr};
+use hotswap_plugin_api::vtable::{
+    DtorFn, ExtensionCallback, ExtensionFfi, FailKind, Failure, FfiTask, HostVTable, StartFn,
+};
+use hotswap_plugin_api::Value;
+use std::cell::Cell;
+use std::ffi::{c_int, c_uint, c_ulong, c_void};
+use std::sync::Arc;
+
+pub(crate) static HOST_VTABLE: HostVTable = HostVTable {
+    spawn: host_spawn,
+    bag_get: host_bag_get,
+    bag_set: host_bag_set,
+    extension: host_extension,
+    call_live: host_call_live,
+    log: host_log,
+    max_log_level: host_max_log_level,
+    thread_atexit: host_thread_atexit,
+    key_create: host_key_create,
+    key_delete: host_key_delete,
+    key_set: host_key_set,
+    thread_create: host_thread_create,
+};
+
+/// The context behind a `HostHandle::ctx`.
+///
+/// # Safety
+/// `ctx` must be a pointer from `VersionCtx::handle`, passed back by that version's
+/// code: the host keeps that context alive while the version's file is mapped, which it
+/// is while its code runs.
+unsafe fn ctx<'a>(ctx: *const c_void) -> &'a VersionCtx {
+    // SAFETY: upheld by the caller.
+    unsafe { &*ctx.cast::<VersionCtx>() }
+}
+
+fn error<T>(message: impl Into<String>) -> RResult<T, Failure> {
+    let message: String = message.into();
+    RResult::RErr(Failure {
+        kind: FailKind::Error,
+        message: message.into(),
+    })
+}
+
+const FREED: &str = "this plugin version has been unloaded";
+
+/// # Safety
+/// See [`HostVTable`].
+unsafe extern "C" fn host_log(
+    c: *const c_void,
+    level: u8,
+    target: RStr<'_>,
+    message: RStr<'_>,
+    fields: RStr<'_>,
+) {
+    // SAFETY: called by plugin code with its own HostHandle.
+    let c = unsafe { ctx(c) };
+    let (plugin, version) = (c.plugin.as_str(), c.version_str.as_str());
+    let (target, message, fields) = (target.as_str(), message.as_str(), fields.as_str());
+    macro_rules! emit {
+        ($level:expr) => {
+            tracing::event!(target: "hotswap::plugin", $level, plugin, version, plugin_target = target, fields, "{message}")
+        };
+    }
+    match level {
+        1 => emit!(tracing::Level::ERROR),
+        2 => emit!(tracing::Level::WARN),
+        3 => emit!(tracing::Level::INFO),
+        4 => emit!(tracing::Level::DEBUG),
+        _ => emit!(tracing::Level::TRACE),
+    }
+}
+
+/// # Safety
+/// See [`HostVTable`].
+unsafe extern "C" fn host_max_log_level(_: *const c_void) -> u8 {
+    use tracing::level_filters::LevelFilter;
+    match LevelFilter::current() {
+        LevelFilter::OFF => 0,
+        LevelFilter::ERROR => 1,
+        LevelFilter::WARN => 2,
+        LevelFilter::INFO => 3,
+        LevelFilter::DEBUG => 4,
+        _ => 5,
+    }
+}
+
+thread_local! {
+    // The extension of the generation being assembled, while its hooks run on this
+    // thread: `on_load`/`on_init` must see the generation they initialise, not the one
+    // still serving. Drop-free on purpose (see `reclaim`).
+    static INITIALIZING: Cell<*const ExtensionObj> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Runs `f` with `extension` lent to plugins' `with_extension` on this thread.
+pub(crate) fn initializing<R>(extension: Option<&Arc<ExtensionObj>>, f: impl FnOnce() -> R) -> R {
+    struct Reset(*const ExtensionObj);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            INITIALIZING.with(|c| c.set(self.0));
+        }
+    }
+    let ptr = extension.map_or(std::ptr::null(), Arc::as_ptr);
+    let _reset = Reset(INITIALIZING.with(|c| c.replace(ptr)));
+    f()
+}
+
+/// # Safety
+/// See [`HostVTable`].
+unsafe extern "C" fn host_bag_get(c: *const c_void, key: RStr<'_>) -> Value {
+    // SAFETY: called by plugin code with its own HostHandle.
+    let c = unsafe { ctx(c) };
+    if c.is_freed() {
+        return Value::Null;
+    }
+    let Some(m) = c.manager.upgrade() else {
+        return Value::Null;
+    };
+    let value = match c.staging() {
+        Some(staging) => staging.get(&m.vault, key.as_str()),
+        None => m.vault.get(key.as_str()),
+    };
+    value.unwrap_or(Value::Null)
+}
+
+/// # Safety
+/// See [`HostVTable`].
+unsafe extern "C" fn host_bag_set(
+    c: *const c_void,
+    key: RStr<'_>,
+    value: &Value,
+) -> RResult<(), Failure> {
+    // SAFETY: called by plugin code with its own HostHandle.
+    let c = unsafe { ctx(c) };
+    if c.is_freed() {
+        return error(format!("{FREED}: DataBag write of {:?} refused", key.as_str()));
+    }
+    let Some(m) = c.manager.upgrade() else {
+        return error("the host is shutting down");
+    };
+    match c.staging() {
+        Some(staging) => match staging.set(&m.vault, key.as_str(), value) {
+            Ok(()) => RResult::ROk(()),
+            Err(why) => error(why),
+        },
+        None => {
+            m.vault.set(key.as_str(), value.clone());
+            RResult::ROk(())
+        }
+    }
+}
+
+/// # Safety
+/// See [`HostVTable`]; `f` must be sound to call once with `data`.
+unsafe extern "C" fn host_extension(c: *const c_void, f: ExtensionCallback, data: *mut c_void) {
+    let lend = |ext: Option<&ExtensionObj>| {
+        let ffi = match ext {
+            Some(e) => ExtensionFfi {
+                ptr: e.ptr,
+                layout: Some(e.layout),
+            },
+            None => ExtensionFfi {
+                ptr: std::ptr::null(),
+                layout: None,
+            },
+        };
+        // SAFETY: the plugin's own trampoline with its own `data`; the extension stays
+        // alive during the call (pinned generation, or the one being initialised).
+        unsafe { (f.func)(data, &ffi) }
+    };
+    let init = INITIALIZING.with(|c| c.get());
+    if !init.is_null() {
+        // SAFETY: set by `initializing` from an Arc that outlives its closure.
+        return lend(Some(unsafe { &*init }));
+    }
+    // SAFETY: called by plugin code with its own HostHandle.
+    let c = unsafe { ctx(c) };
+    if c.is_freed() {
+        return lend(None);
+    }
+    match c.manager.upgrade() {
+        // Nested in a call, `with` reuses the generation that call runs on.
+        Some(m) => m.domain.with(|g| lend(g.extension.as_deref())),
+        None => lend(None),
+    }
+}
+
+/// # Safety
+/// See [`HostVTable`].
+unsafe extern "C" fn host_call_live(
+    c: *const c_void,
+    name: RStr<'_>,
+    args: RSlice<'_, Value>,
+) -> RResult<Value, Failure> {
+    // SAFETY: called by plugin code with its own HostHandle.
+    let c = unsafe { ctx(c) };
+    if c.is_freed() {
+        return error(format!("{FREED}: live call {:?} refused", name.as_str()));
+    }
+    let Some(m) = c.manager.upgrade() else {
+        return error("the host is shutting down");
+    };
+    match m
+        .domain
+        .with(|g| g.call_live(name.as_str(), args.as_slice()))
+    {
+        Ok(v) => RResult::ROk(v),
+        Err(e) => error(e.to_string()),
+    }
+}
+
+/// A task closure owned by plugin code, moved to a host thread.
+struct SendTask(FfiTask);
+// SAFETY: `hotswap_plugin_api::spawn` only accepts `Send` closures.
+unsafe impl Send for SendTask {}
+
+/// # Safety
+/// See [`HostVTable`]; `task` must be a task `hotswap_plugin_api::spawn` made.
+unsafe extern "C" fn host_spawn(
+    c: *const c_void,
+    name: RStr<'_>,
+    task: FfiTask,
+) -> RResult<(), Failure> {
+    // SAFETY: called by plugin code with its own HostHandle.
+    let c = unsafe { ctx(c) };
+    let version = match c.version() {
+        Some(v) if !c.is_freed() => v,
+        _ => {
+            // SAFETY: the task was not run; drop it once, as FfiTask requires.
+            unsafe { (task.drop)(task.data) };
+            return error("the version is being unloaded");
+        }
+    };
+    let task = SendTask(task);
+    let thread_name = format!("{}:{}", c.label, name.as_str());
+    c.holds.task_started();
+    let spawned = std::thread::Builder::new()
+        .name(thread_name)
+        .spawn(move || {
+            let task = task;
+            // SAFETY: run once, never dropped after; the plugin catches the task's panics.
+            unsafe { (task.0.run)(task.0.data) };
+            version.ctx.holds.task_ended();
+            // Dropping `version` here may free it: that only queues work for the reaper.
+            drop(version);
+        });
+    match spawned {
+        Ok(_) => RResult::ROk(()),
+        Err(e) => {
+            // The closure (and the task inside it) was dropped by the failed spawn
+            // without running: FfiTask's data leaks rather than being dropped twice.
+            c.holds.task_ended();
+            error(format!("cannot start a thread: {e}"))
+        }
+    }
+}
+
+/// # Safety
+/// See [`HostVTable::thread_atexit`].
+unsafe extern "C" fn host_thread_atexit(
+    c: *const c_void,
+    dtor: DtorFn,
+    obj: *mut c_void,
+    dso: *mut c_void,
+) -> c_int {
+    // SAFETY: called by plugin code with its own HostHandle.
+    let c = unsafe { ctx(c) };
+    // SAFETY: glibc's contract, forwarded by the plugin.
+    unsafe { threads::thread_atexit(&c.holds, dtor.func, obj, dso) }
+}
+
+/// # Safety
+/// See [`HostVTable::key_create`].
+unsafe extern "C" fn host_key_create(
+    c: *const c_void,
+    key: *mut c_uint,
+    dtor: Option<DtorFn>,
+) -> c_int {
+    // SAFETY: called by plugin code with its own HostHandle.
+    let c = unsafe { ctx(c) };
+    // SAFETY: glibc's contract, forwarded by the plugin.
+    unsafe { threads::key_create(&c.holds, key, dtor.map(|d| d.func)) }
+}
+
+/// # Safety
+/// See [`HostVTable::key_delete`].
+unsafe extern "C" fn host_key_delete(c: *const c_void, key: c_uint) -> c_int {
+    // SAFETY: called by plugin code with its own HostHandle.
+    let c = unsafe { ctx(c) };
+    threads::key_delete(&c.holds, key)
+}
+
+/// # Safety
+/// See [`HostVTable::key_set`].
+unsafe extern "C" fn host_key_set(c: *const c_void, key: c_uint, value: *const c_void) -> c_int {
+    // SAFETY: called by plugin code with its own HostHandle.
+    let c = unsafe { ctx(c) };
+    // SAFETY: glibc's contract, forwarded by the plugin.
+    unsafe { threads::key_set(&c.holds, key, value) }
+}
+
+/// # Safety
+/// See [`HostVTable::thread_create`].
+unsafe extern "C" fn host_thread_create(
+    c: *const c_void,
+    thread: *mut c_ulong,
+    attr: *const c_void,
+    start: StartFn,
+    arg: *mut c_void,
+) -> c_int {
+    // SAFETY: called by plugin code with its own HostHandle.
+    let c = unsafe { ctx(c) };
+    // SAFETY: glibc's contract, forwarded by the plugin.
+    unsafe { threads::thread_create(&c.holds, thread, attr, start.func, arg) }
+}

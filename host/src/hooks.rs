@@ -1,0 +1,150 @@
+//! A reload's lifecycle hooks run on a thread of their own, under a deadline.
+//!
+//! Why a thread: a hook that never returns must not hold the reload lock forever (the
+//! reload that ran it fails with a named timeout, and the next reload works), and what
+//! a hook leaves on its thread (thread-locals, a runtime's registrations) dies with that
+//! thread instead of living on a host thread for good. One [`HookThread`] serves one
+//! reload and ends with it; a thread stuck in a hook keeps what it runs alive (its job
+//! holds the version), so the stuck version is never unloaded under it.
+
+use crate::error::Step;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Default deadline of one hook.
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// What a job reports while it runs.
+enum Event<R> {
+    /// The job moved on to another hook: its deadline starts again.
+    Step(Step),
+    /// The job's result.
+    Done(R),
+}
+
+/// Lets a job that runs several hooks say which one it is in.
+pub(crate) struct Progress<R>(mpsc::Sender<Event<R>>);
+
+impl<R> Progress<R> {
+    /// The job starts `step`; the deadline applies to it from now.
+    pub fn step(&self, step: Step) {
+        let _ = self.0.send(Event::Step(step));
+    }
+}
+
+/// Why a job did not finish.
+#[derive(Debug)]
+pub(crate) enum HookFailure {
+    /// The hook in `step` ran longer than the deadline `limit` (and may still run).
+    Overran {
+        step: Step,
+        elapsed: Duration,
+        limit: Duration,
+    },
+    /// The hook thread could not be started, or ended without an answer, at `step`.
+    Thread { step: Step, why: String },
+}
+
+/// The thread one reload runs its hooks on.
+pub(crate) struct HookThread {
+    jobs: Option<mpsc::Sender<Job>>,
+    timeout: Duration,
+    /// Set once a job overran: the thread is busy for good, nothing more is sent to it.
+    stuck: bool,
+    start_error: Option<String>,
+}
+
+impl HookThread {
+    /// Starts the thread (named `name`); every hook it runs has `timeout`. A failure to
+    /// start is reported by the first [`run`](Self::run).
+    pub fn start(name: String, timeout: Duration) -> HookThread {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let started = std::thread::Builder::new().name(name).spawn(move || {
+            for job in rx {
+                job();
+            }
+        });
+        let start_error = started.err().map(|e| format!("cannot start a hook thread: {e}"));
+        HookThread {
+            jobs: Some(tx),
+            timeout,
+            stuck: false,
+            start_error,
+        }
+    }
+
+    /// Runs `job`, which starts with hook `first`, on the hook thread and waits for it,
+    /// each of its hooks for at most the deadline. If it overruns, `on_late` runs with
+    /// its result once it finishes (on the hook thread), instead of the caller getting it.
+    pub fn run<R: Send + 'static>(
+        &mut self,
+        first: Step,
+        job: impl FnOnce(&Progress<R>) -> R + Send + 'static,
+        on_late: impl FnOnce(R) + Send + 'static,
+    ) -> Result<R, HookFailure> {
+        let thread = |why: &str| HookFailure::Thread {
+            step: first,
+            why: why.to_owned(),
+        };
+        if let Some(e) = &self.start_error {
+            return Err(thread(e));
+        }
+        if self.stuck {
+            return Err(thread("the hook thread is still in a hook that overran"));
+        }
+        let (tx, rx) = mpsc::channel::<Event<R>>();
+        let boxed: Job = Box::new(move || {
+            let progress = Progress(tx);
+            let result = job(&progress);
+            if let Err(mpsc::SendError(Event::Done(result))) = progress.0.send(Event::Done(result))
+            {
+                on_late(result);
+            }
+        });
+        let sent = self.jobs.as_ref().map(|j| j.send(boxed));
+        if !matches!(sent, Some(Ok(()))) {
+            return Err(thread("the hook thread has ended"));
+        }
+        let mut step = first;
+        let mut since = Instant::now();
+        loop {
+            let left = (since + self.timeout).saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(Event::Step(s)) => {
+                    step = s;
+                    since = Instant::now();
+                }
+                Ok(Event::Done(r)) => return Ok(r),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    // One last look: a result that made it in time after all is taken.
+                    while let Ok(event) = rx.try_recv() {
+                        match event {
+                            Event::Done(r) => return Ok(r),
+                            Event::Step(s) => {
+                                step = s;
+                                since = Instant::now();
+                            }
+                        }
+                    }
+                    if since.elapsed() < self.timeout {
+                        continue;
+                    }
+                    self.stuck = true;
+                    return Err(HookFailure::Overran {
+                        step,
+                        elapsed: since.elapsed(),
+                        limit: self.timeout,
+                    });
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(HookFailure::Thread {
+                        step,
+                        why: "the hook thread ended without an answer".into(),
+                    })
+                }
+            }
+        }
+    }
+}
