@@ -49,6 +49,9 @@ struct Params {
     expect: Expect,
     /// Run the child under valgrind's memcheck.
     valgrind: bool,
+    /// Threads each version starts (named `plug-…`): once the callers exited and
+    /// everything retired was collected, only the current version's still run.
+    threads: usize,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -66,6 +69,7 @@ const GENERAL: Params = Params {
     drop_log: false,
     expect: Expect::Unloaded,
     valgrind: false,
+    threads: 0,
 };
 
 #[test]
@@ -111,7 +115,14 @@ fn thread_current_over_2000_reloads() {
 
 #[test]
 fn tokio_runtime() {
-    scenario("tokio_runtime", &["tokio"], GENERAL);
+    scenario(
+        "tokio_runtime",
+        &["tokio"],
+        Params {
+            threads: 2,
+            ..GENERAL
+        },
+    );
 }
 
 #[test]
@@ -123,7 +134,14 @@ fn lazy_lock_regex() {
 /// it): the host must not unmap the code while that thread is still on its way out.
 #[test]
 fn raw_thread_that_exits_in_on_free() {
-    scenario("raw_thread_that_exits_in_on_free", &["raw-thread"], GENERAL);
+    scenario(
+        "raw_thread_that_exits_in_on_free",
+        &["raw-thread"],
+        Params {
+            threads: 1,
+            ..GENERAL
+        },
+    );
 }
 
 /// Each version's thread never exits: its version must stay mapped (and say so in
@@ -136,24 +154,43 @@ fn raw_thread_that_runs_forever() {
         Params {
             reloads: 20,
             expect: Expect::ThreadsRunForever,
+            threads: 1,
             ..GENERAL
         },
     );
 }
 
-/// `thread::current()` and a thread-local destructor, 30 reloads on 2 callers that then
-/// exit, under valgrind's memcheck: no invalid read or write, no jump into unmapped code.
+/// Under valgrind's memcheck: 30 reloads on 2 callers that then exit, with no invalid
+/// read or write and no jump into unmapped code.
+const UNDER_VALGRIND: Params = Params {
+    reloads: 30,
+    callers: 2,
+    drop_log: false,
+    expect: Expect::Unloaded,
+    valgrind: true,
+    threads: 0,
+};
+
+/// `thread::current()`: each version's std registers a pthread key destructor on the
+/// callers, which runs when they exit.
 #[test]
-fn thread_current_and_tls_under_valgrind() {
+fn thread_current_under_valgrind() {
     scenario(
-        "thread_current_and_tls_under_valgrind",
-        &["current", "tls"],
+        "thread_current_under_valgrind",
+        &["current"],
+        UNDER_VALGRIND,
+    );
+}
+
+/// A thread-local destructor on each caller, per version.
+#[test]
+fn thread_local_under_valgrind() {
+    scenario(
+        "thread_local_under_valgrind",
+        &["tls"],
         Params {
-            reloads: 30,
-            callers: 2,
             drop_log: true,
-            expect: Expect::Unloaded,
-            valgrind: true,
+            ..UNDER_VALGRIND
         },
     );
 }
@@ -236,12 +273,11 @@ fn scenario(name: &str, features: &[&str], p: Params) {
     let elapsed = started.elapsed();
     let stderr = reader.join().unwrap();
     let Some(status) = status else {
-        panic!("{name}: the child did not finish within {limit:?}; killed it. Its stderr:\n{stderr}");
+        panic!(
+            "{name}: the child did not finish within {limit:?}; killed it. Its stderr:\n{stderr}"
+        );
     };
-    println!("{name}: child {status} in {elapsed:.1?}");
-    for line in stderr.lines().filter(|l| l.starts_with("ORDINARY ")) {
-        println!("{line}");
-    }
+    println!("{name}: child {status} in {elapsed:.1?}; its stderr:\n{stderr}");
     if p.valgrind {
         for bad in [
             "Invalid read",
@@ -326,7 +362,7 @@ fn exercise(name: &str, p: Params) {
     let f = m.func::<u64, u64>("ordinary", "call").unwrap();
     // Generation `base` serves v1; each reload publishes the next, alternating v2, v1.
     let base = m.generation_id();
-    let expected = move |g: u64| if (g - base) % 2 == 0 { 1 } else { 2 };
+    let expected = move |g: u64| 1 + (g - base) % 2;
     let last_version = expected(base + p.reloads);
     let mapped = || maps::mapped_under(m.private_dir());
 
@@ -396,10 +432,13 @@ fn exercise(name: &str, p: Params) {
             })
             .collect();
         for i in 0..p.reloads {
+            if p.reloads >= 1000 && i % 100 == 0 {
+                eprintln!("ORDINARY {name}: {i} reloads in {:.1?}", started.elapsed());
+            }
             let dir = if i % 2 == 0 { &v2 } else { &v1 };
             match m.reload_from(dir, &Value::Null) {
                 Ok(report) => {
-                    let outcome = report.plugin("ordinary").map(|r| r.outcome.clone());
+                    let outcome = report.plugin("ordinary").map(|r| r.outcome);
                     if outcome != Some(Outcome::Loaded) {
                         problems.push(format!("reload {i}: ordinary was not loaded: {outcome:?}"));
                     }
@@ -411,7 +450,12 @@ fn exercise(name: &str, p: Params) {
                 }
             }
         }
-        let reloaded_in = started.elapsed();
+        // Progress on stderr as it happens: a crash shows where it struck.
+        eprintln!(
+            "ORDINARY {name}: {} reloads in {:.1?}",
+            p.reloads - reload_errors,
+            started.elapsed()
+        );
         stop.store(true, Ordering::Relaxed);
         step.wait();
         let c1 = m.collect(Duration::from_secs(30));
@@ -420,18 +464,20 @@ fn exercise(name: &str, p: Params) {
         let c2 = m.collect(Duration::from_secs(30));
         let mapped_alive = mapped();
         let status_alive = m.status();
+        eprintln!(
+            "ORDINARY {name}: every caller made one more call; {} mapped; letting the callers exit",
+            mapped_alive.len()
+        );
         step.wait();
         let callers: Vec<Caller> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-        eprintln!(
-            "ORDINARY {name}: {} reloads in {reloaded_in:.1?}",
-            p.reloads - reload_errors
-        );
+        eprintln!("ORDINARY {name}: the callers exited");
         ((c1, c2), mapped_alive, status_alive, callers)
     });
     // The callers have exited: whatever they registered has run or been retired.
     let c3 = m.collect(Duration::from_secs(30));
     let mapped_exited = mapped();
     let status_exited = m.status();
+    let threads = plugin_threads();
 
     let calls: u64 = callers.iter().map(|c| c.calls).sum();
     let failed: u64 = callers.iter().map(|c| c.failed).sum();
@@ -440,7 +486,7 @@ fn exercise(name: &str, p: Params) {
     eprintln!(
         "ORDINARY {name}: {calls} calls on {} threads, {failed} failed, {wrong} wrong, {switches} version switches; \
          mapped: {} with the callers alive, {} after they exited; pinned: {} alive, {} after exit; \
-         collect: {collected:?}, {c3}",
+         collect: {collected:?}, {c3}; threads the plugin started still running: {threads}",
         p.callers,
         mapped_alive.len(),
         mapped_exited.len(),
@@ -496,6 +542,12 @@ fn exercise(name: &str, p: Params) {
                     states(&status_exited)
                 ));
             }
+            if threads != p.threads {
+                problems.push(format!(
+                    "{threads} threads the plugin started still run, not {} (the current version's)",
+                    p.threads
+                ));
+            }
             if pinned(&status_exited) > 0 {
                 problems.push(format!(
                     "versions pinned after the callers exited:\n{}",
@@ -515,6 +567,12 @@ fn exercise(name: &str, p: Params) {
                     mapped_alive.len(),
                     mapped_exited.len(),
                     states(&status_exited)
+                ));
+            }
+            if threads != all * p.threads {
+                problems.push(format!(
+                    "{threads} threads the plugin started still run, not {} (every version's)",
+                    all * p.threads
                 ));
             }
             if status_exited.versions.len() != all {
@@ -542,7 +600,10 @@ fn exercise(name: &str, p: Params) {
         }
         eprintln!("ORDINARY {name}: thread-local destructors run (v1, v2) by thread: {drops:?}");
         for (t, c) in callers.iter().enumerate() {
-            let ran = drops.get(&format!("caller-{t}")).copied().unwrap_or_default();
+            let ran = drops
+                .get(&format!("caller-{t}"))
+                .copied()
+                .unwrap_or_default();
             if ran[0] + ran[1] != c.generations || ran.contains(&0) {
                 problems.push(format!(
                     "caller-{t} called {} versions, but the destructors of {} v1 and {} v2 caches ran on it",
@@ -565,6 +626,18 @@ fn exercise(name: &str, p: Params) {
     );
 }
 
+/// Threads of this process whose name starts with `plug-` (the plugin names its own so).
+fn plugin_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|tasks| {
+            tasks
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .filter(|name| name.starts_with("plug-"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 fn pinned(s: &Status) -> usize {
     s.versions
         .iter()
@@ -572,28 +645,41 @@ fn pinned(s: &Status) -> usize {
         .count()
 }
 
-/// Every listed version and its state, one a line (counted by state first).
+/// The listed versions by state, and the first few (a reason is said once).
 fn states(s: &Status) -> String {
-    let mut by_state: BTreeMap<String, usize> = BTreeMap::new();
+    let mut by_state: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut reasons: Vec<&str> = Vec::new();
     let mut lines = Vec::new();
     for v in &s.versions {
         let state = match &v.state {
             VersionState::Current => "current".to_owned(),
             VersionState::Draining { tasks } => format!("draining ({tasks} tasks)"),
-            VersionState::Pinned { reason } => format!("pinned: {reason}"),
+            VersionState::Pinned { reason } => {
+                if !reasons.contains(&reason.as_str()) {
+                    reasons.push(reason);
+                }
+                "pinned".to_owned()
+            }
         };
-        let short = state.split(':').next().unwrap().to_owned();
-        *by_state.entry(short).or_default() += 1;
-        lines.push(format!("  #{} {} {}", v.id, v.build_id, state));
+        *by_state
+            .entry(match v.state {
+                VersionState::Current => "current",
+                VersionState::Draining { .. } => "draining",
+                VersionState::Pinned { .. } => "pinned",
+            })
+            .or_default() += 1;
+        if lines.len() < 4 {
+            lines.push(format!("  #{} {} {state}", v.id, v.build_id));
+        }
     }
-    // A long list says little more than its counts: show the first few lines.
-    let more = lines.len().saturating_sub(6);
-    lines.truncate(6);
-    if more > 0 {
-        lines.push(format!("  … and {more} more"));
+    if s.versions.len() > lines.len() {
+        lines.push(format!("  … and {} more", s.versions.len() - lines.len()));
+    }
+    for r in reasons {
+        lines.push(format!("  pinned because: {r}"));
     }
     format!(
-        "  generation {}, {} unloaded, by state: {by_state:?}\n{}",
+        "  generation {}, {} unloaded so far, listed by state: {by_state:?}\n{}",
         s.generation,
         s.unloaded,
         lines.join("\n")

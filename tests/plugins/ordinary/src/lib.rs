@@ -7,6 +7,8 @@
 
 use hotswap_plugin_api::{export_plugin, Imports, Plugin, Result, Value};
 
+// Named only by the features that print or log it.
+#[allow(dead_code)]
 const VERSION: &str = if cfg!(feature = "v2") { "v2" } else { "v1" };
 const VERSION_NUMBER: u64 = if cfg!(feature = "v2") { 2 } else { 1 };
 
@@ -50,7 +52,7 @@ impl Plugin for Ordinary {
             self.runtime = Some(
                 tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(2)
-                    .thread_name(format!("ordinary-{VERSION}-tokio"))
+                    .thread_name(format!("plug-{VERSION}-tokio"))
                     .enable_time()
                     .build()
                     .map_err(|e| hotswap_plugin_api::Error::msg(e.to_string()))?,
@@ -62,7 +64,7 @@ impl Plugin for Ordinary {
             *self.sender.lock().unwrap() = Some(tx);
             // Detached: nobody joins it; it leaves once `on_free` drops the sender.
             std::thread::Builder::new()
-                .name(format!("ordinary-{VERSION}-raw"))
+                .name(format!("plug-{VERSION}-raw"))
                 .spawn(move || {
                     while let Ok(x) = rx.recv() {
                         std::hint::black_box(x);
