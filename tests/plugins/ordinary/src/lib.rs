@@ -1,0 +1,155 @@
+//! Test plugin for the ordinary-crates unload suite (`tests/ordinary.rs`): code that
+//! every real plugin has, which leaves per-thread state behind on the host threads that
+//! call it. Cargo features choose what `call` does besides answering (one behaviour per
+//! feature, see Cargo.toml); `v2` changes the answer, so two builds differ.
+//!
+//! `call(x)` answers `x * 10 + 1` (v1) or `x * 10 + 2` (v2).
+
+use hotswap_plugin_api::{export_plugin, Imports, Plugin, Result, Value};
+
+// Named only by the features that print or log it.
+#[allow(dead_code)]
+const VERSION: &str = if cfg!(feature = "v2") { "v2" } else { "v1" };
+const VERSION_NUMBER: u64 = if cfg!(feature = "v2") { 2 } else { 1 };
+
+#[derive(Default)]
+struct Ordinary {
+    #[cfg(feature = "tokio")]
+    runtime: Option<tokio::runtime::Runtime>,
+    #[cfg(feature = "raw-thread")]
+    sender: std::sync::Mutex<Option<std::sync::mpsc::Sender<u64>>>,
+}
+
+impl Ordinary {
+    fn call(&self, x: u64) -> u64 {
+        #[cfg(feature = "tls")]
+        std::hint::black_box(tls::touch(x));
+        #[cfg(feature = "rand")]
+        std::hint::black_box(rand::Rng::random::<u64>(&mut rand::rng()));
+        #[cfg(feature = "println")]
+        println!("ordinary {VERSION} call {x}");
+        #[cfg(feature = "current")]
+        {
+            let me = std::thread::current();
+            std::hint::black_box((me.name().map(str::len), me.id()));
+            std::thread::park_timeout(std::time::Duration::ZERO);
+        }
+        #[cfg(feature = "tokio")]
+        if let Some(rt) = &self.runtime {
+            let y = rt.block_on(async move { tokio::spawn(async move { x }).await });
+            assert_eq!(y.expect("the trivial task ran"), x);
+        }
+        #[cfg(feature = "lazy")]
+        lazy::check(x);
+        x * 10 + VERSION_NUMBER
+    }
+}
+
+impl Plugin for Ordinary {
+    fn on_load(&mut self, _data: &Value, _imports: &Imports) -> Result<()> {
+        #[cfg(feature = "tokio")]
+        {
+            self.runtime = Some(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name(format!("plug-{VERSION}-tokio"))
+                    .enable_time()
+                    .build()
+                    .map_err(|e| hotswap_plugin_api::Error::msg(e.to_string()))?,
+            );
+        }
+        #[cfg(feature = "raw-thread")]
+        {
+            let (tx, rx) = std::sync::mpsc::channel::<u64>();
+            *self.sender.lock().unwrap() = Some(tx);
+            // Detached: nobody joins it; it leaves once `on_free` drops the sender.
+            std::thread::Builder::new()
+                .name(format!("plug-{VERSION}-raw"))
+                .spawn(move || {
+                    while let Ok(x) = rx.recv() {
+                        std::hint::black_box(x);
+                    }
+                    if cfg!(feature = "raw-thread-forever") {
+                        loop {
+                            std::thread::park();
+                        }
+                    }
+                })
+                .map_err(|e| hotswap_plugin_api::Error::msg(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    fn on_free(&mut self) {
+        #[cfg(feature = "tokio")]
+        drop(self.runtime.take());
+        #[cfg(feature = "raw-thread")]
+        drop(self.sender.lock().unwrap().take());
+    }
+}
+
+export_plugin!(Ordinary, typed { call: fn(u64) -> u64 });
+
+/// A thread-local cache with a destructor: glibc's `__cxa_thread_atexit_impl` is told
+/// about it on every host thread that calls.
+#[cfg(feature = "tls")]
+mod tls {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::io::Write;
+
+    struct Cache {
+        map: HashMap<u64, String>,
+    }
+
+    impl Drop for Cache {
+        /// Appends `dropped <version> <thread name>` to `$ORDINARY_DROP_LOG`, if set.
+        /// The name is the OS thread name (this copy of std does not know the name the
+        /// host's std gave the thread).
+        fn drop(&mut self) {
+            let Some(path) = std::env::var_os("ORDINARY_DROP_LOG") else {
+                return;
+            };
+            let name = std::fs::read_to_string("/proc/thread-self/comm")
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_else(|_| "?".into());
+            std::hint::black_box(self.map.len());
+            let line = format!("dropped {} {name}\n", super::VERSION);
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+            {
+                // One write per line: O_APPEND keeps lines of concurrent threads whole.
+                let _ = f.write_all(line.as_bytes());
+            }
+        }
+    }
+
+    thread_local! {
+        static CACHE: RefCell<Cache> = RefCell::new(Cache { map: HashMap::new() });
+    }
+
+    pub fn touch(x: u64) -> usize {
+        CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            c.map.insert(x % 16, x.to_string());
+            c.map.len()
+        })
+    }
+}
+
+/// A `LazyLock` regex, initialized under contention by the first calls.
+#[cfg(feature = "lazy")]
+mod lazy {
+    use std::sync::LazyLock;
+
+    static RE: LazyLock<regex::Regex> =
+        LazyLock::new(|| regex::Regex::new(r"(?-u)^([a-z]+)-([0-9]+)$").unwrap());
+
+    pub fn check(x: u64) {
+        let text = format!("call-{x}");
+        let caps = RE.captures(&text).expect("the regex matches");
+        assert_eq!(caps[2].parse::<u64>().unwrap(), x);
+    }
+}
