@@ -77,8 +77,8 @@ fn a_thousand_loads_checks_and_unloads_have_no_invalid_memory_access() {
     install(&build(PROBE, &["v2"]), b.path());
     let cycles = std::env::var("HOTSWAP_CHURN_CYCLES").unwrap_or_else(|_| "1000".into());
     let spec = format!("{}|{}|{cycles}", a.path().display(), b.path().display());
-    if Command::new("valgrind").arg("--version").output().is_err() {
-        println!("valgrind is not installed: running the churn without it (install valgrind for the memory check)");
+    if !common::require_tool("valgrind") {
+        println!("running the churn without valgrind (install valgrind for the memory check)");
         churn(
             &a.path().display().to_string(),
             &b.path().display().to_string(),

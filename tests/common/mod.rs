@@ -141,3 +141,19 @@ pub fn install_raw(bytes: &[u8], name: &str, dir: &Path, time_ms: u64) {
     m.write(&dir.join(format!("{name}-0.1.0-raw.manifest.json")))
         .unwrap();
 }
+
+/// Whether the command-line tool `name` (valgrind, gdb) can run here. Outside CI a
+/// missing tool prints why the check that needs it is skipped and returns false; with
+/// `CI=true` it fails the test instead (CI installs every tool, see `.ci/run`).
+pub fn require_tool(name: &str) -> bool {
+    if Command::new(name).arg("--version").output().is_ok() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{name} is not installed, and CI=true requires it: install {name} (`.ci/run` does)");
+    }
+    println!(
+        "{name} is not installed: skipping the check that needs it (CI=true makes this a failure)"
+    );
+    false
+}

@@ -1,13 +1,46 @@
 //! Test plugin. Cargo features pick the version (`v2`) and a lifecycle step that fails.
 //! When the load data has a `log` path, every hook appends `<version>:<hook>` to it, so
 //! tests can assert which hooks ran and in what order.
+//!
+//! A failure can also be chosen at run time, with no rebuild: every hook reads the
+//! host's DataBag key [`FAIL_KEY`] (`probe.fail`) and fails when its value is
+//! `"<hook>:<kind>"`. Hooks: `new` (the `Default` impl), `reloadable`, `export`,
+//! `import`, `on_load`, `on_init`, `on_free`, `drop` (the instance's `Drop`); kinds:
+//! `panic`, and `error` for the hooks that return a `Result` (`on_load`, `on_init`).
+//! Before failing, a hook that has a log writes `<version>:fail <hook>:<kind>` to it.
 
-use hotswap_plugin_api::{export_plugin, Error, Import, Imports, Plugin, Result, Value, Vault};
+use hotswap_plugin_api::{
+    export_plugin, Error, Export, Import, Imports, Plugin, Result, Value, Vault,
+};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const VERSION: &str = if cfg!(feature = "v2") { "v2" } else { "v1" };
+
+/// The DataBag key that picks a failure at run time.
+const FAIL_KEY: &str = "probe.fail";
+
+/// How a hook fails when [`FAIL_KEY`] names it.
+#[derive(PartialEq)]
+enum Fail {
+    Panic,
+    Error,
+}
+
+/// The failure [`FAIL_KEY`] asks of `hook`, and the key's whole value (for messages).
+/// Reads the DataBag through `vault()`, which works from `Default::default()` on: the
+/// host handle is set before the instance is made.
+fn asked(hook: &str) -> Option<(Fail, String)> {
+    let value = hotswap_plugin_api::vault().ok()?.get(FAIL_KEY)?;
+    let asked = value.as_str()?;
+    let kind = match asked.split_once(':')? {
+        (h, "panic") if h == hook => Fail::Panic,
+        (h, "error") if h == hook => Fail::Error,
+        _ => return None,
+    };
+    Some((kind, asked.to_owned()))
+}
 
 struct Probe {
     log: Option<PathBuf>,
@@ -18,11 +51,46 @@ impl Default for Probe {
         if cfg!(feature = "panic-new") {
             panic!("probe {VERSION} panicked in new");
         }
+        // `new` cannot return an error: only a panic is asked of it.
+        if let Some((Fail::Panic, asked)) = asked("new") {
+            panic!("probe {VERSION} panicked in new ({FAIL_KEY} = {asked})");
+        }
         Probe { log: None }
     }
 }
 
+impl Drop for Probe {
+    fn drop(&mut self) {
+        // `Drop` cannot return an error: only a panic is asked of it.
+        self.panic_if_asked("drop");
+    }
+}
+
 impl Probe {
+    /// Fails as [`FAIL_KEY`] asks of `hook`: a panic, or an `Err` for the caller to return.
+    fn fail_if_asked(&self, hook: &str) -> Result<()> {
+        match asked(hook) {
+            None => Ok(()),
+            Some((kind, asked)) => {
+                self.record(&format!("fail {asked}"));
+                if kind == Fail::Panic {
+                    panic!("probe {VERSION} panicked in {hook} ({FAIL_KEY} = {asked})");
+                }
+                Err(Error::msg(format!(
+                    "probe {VERSION} failed in {hook} ({FAIL_KEY} = {asked})"
+                )))
+            }
+        }
+    }
+
+    /// For hooks that cannot return an error: panics when asked to; an `error` asked of
+    /// such a hook is ignored.
+    fn panic_if_asked(&self, hook: &str) {
+        if let Some((Fail::Panic, _)) = asked(hook) {
+            let _ = self.fail_if_asked(hook);
+        }
+    }
+
     fn record(&self, hook: &str) {
         if let Some(path) = &self.log {
             let mut f = std::fs::OpenOptions::new()
@@ -64,13 +132,20 @@ fn wait_for(path: &Path, limit: Duration) -> bool {
 
 impl Plugin for Probe {
     fn reloadable(&self) -> bool {
+        self.panic_if_asked("reloadable");
         !cfg!(feature = "not-reloadable")
+    }
+
+    fn export(&self) -> Option<Export> {
+        self.panic_if_asked("export");
+        None
     }
 
     fn import(&self) -> Vec<Import> {
         if cfg!(feature = "panic-import") {
             panic!("probe {VERSION} panicked in import");
         }
+        self.panic_if_asked("import");
         Vec::new()
     }
 
@@ -83,7 +158,7 @@ impl Plugin for Probe {
         if cfg!(feature = "panic-load") {
             panic!("probe {VERSION} panicked in on_load");
         }
-        Ok(())
+        self.fail_if_asked("on_load")
     }
 
     fn on_init(&mut self, vault: &Vault) -> Result<()> {
@@ -94,11 +169,12 @@ impl Plugin for Probe {
         if cfg!(feature = "panic-init") {
             panic!("probe {VERSION} panicked in on_init");
         }
-        Ok(())
+        self.fail_if_asked("on_init")
     }
 
     fn on_free(&mut self) {
         self.record("on_free");
+        self.panic_if_asked("on_free");
     }
 
     fn invoke_func(&self, name: &str, args: &[Value]) -> Result<Value> {

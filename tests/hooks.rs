@@ -1,0 +1,416 @@
+//! Every hook fails, many times, in one process: one `PluginManager`, and for every
+//! (hook, kind) pair the probe plugin is asked at run time (the DataBag key
+//! `probe.fail`, no rebuild) to fail, 20 times in a row. After each failed reload the
+//! old generation still answers, and the reaper really unloads the failed version
+//! before the next attempt. `on_free` and `Drop` failures do not fail a reload: for
+//! them, 20 successful reloads each retire a version whose `on_free`/`Drop` panics.
+//!
+//! Why: a failure in one hook must not leave a plugin-made value to be dropped after
+//! its library is closed (found when `reloadable` or `export` fails: the `import`
+//! hook's list outlived the version, SIGSEGV once the reaper had closed the library).
+//! The reaper's free delay is zero by default, which makes such a race most likely;
+//! the runs repeat every failure so that a one-in-many interleaving shows up.
+//!
+//! Both tests re-run this binary in a child process (so that a crash is reported with
+//! the step it happened at): one plain, one under valgrind's memcheck (no invalid
+//! read, write or jump). Knobs, for chasing the race by hand:
+//! - `HOTSWAP_HOOKS_REPS` / `HOTSWAP_HOOKS_VALGRIND_REPS`: repetitions per pair
+//!   (20 / 5);
+//! - `HOTSWAP_HOOKS_FREE_DELAY_MS`: the reaper's free delay (`Builder::free_delay`,
+//!   default 0);
+//! - `HOTSWAP_HOOKS_ONLY=export:panic,drop:panic`: only these pairs (default: all);
+//! - `HOTSWAP_HOOKS_ONE_CPU=0`: do not pin the child to one CPU. Pinned (the default),
+//!   the reaper, woken when a failed load drops its version, preempts the reloading
+//!   thread at once: the loader race showed at the first `reloadable` (or `export`)
+//!   failure in every pinned run, and in about half the unpinned ones (where it depends
+//!   on which CPUs the two threads land on). valgrind runs one thread at a time;
+//!   pinned and with `--fair-sched=yes`, the woken reaper gets the turn first (caught in
+//!   every pinned run, in 1 of 6 unpinned).
+
+mod common;
+
+use common::{build, clear, install, plugin_dir, require_tool};
+use hotswap_host::{maps, Error, LoadErrorKind, Outcome, PluginManager, Step, Value};
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const PROBE: &str = "tests/plugins/probe";
+const PROVIDER: &str = "tests/plugins/provider";
+/// The DataBag key the probe's hooks read (see `tests/plugins/probe`).
+const KEY: &str = "probe.fail";
+/// The child role: `<probe v1 dir>|<probe v2 dir>|<provider dir>|<repetitions>`.
+const CHILD: &str = "HOTSWAP_HOOKS";
+/// Set for the plain child: pin it to one CPU (see the knobs above).
+const PIN: &str = "HOTSWAP_HOOKS_PIN";
+
+/// Every failure that fails a reload, and the step the error must name. `new`,
+/// `reloadable`, `export` and `import` cannot return an error: only panics.
+const FAILING: &[(&str, &str, Step)] = &[
+    ("new", "panic", Step::New),
+    ("reloadable", "panic", Step::Reloadable),
+    ("export", "panic", Step::Export),
+    ("import", "panic", Step::Import),
+    ("on_load", "panic", Step::OnLoad),
+    ("on_load", "error", Step::OnLoad),
+    ("on_init", "panic", Step::OnInit),
+    ("on_init", "error", Step::OnInit),
+];
+
+/// Failures that run on the reaper, after a successful reload retired the version.
+const RETIRING: &[&str] = &["on_free", "drop"];
+
+/// Replaces the plugin directory's probe build with the one staged in `from`.
+fn put_probe(dir: &Path, from: &Path, provider: &Path) {
+    clear(dir);
+    for staged in [from, provider] {
+        for e in std::fs::read_dir(staged).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+fn count(log: &Path, line: &str) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| *l == line)
+        .count()
+}
+
+/// Pins the calling thread (and the threads and processes it starts from now on) to
+/// the first CPU it may run on. Not `sched_getcpu`: rustix reads the vDSO for it, which
+/// valgrind does not map the way rustix expects.
+fn pin_to_one_cpu() {
+    let allowed = rustix::thread::sched_getaffinity(None).expect("sched_getaffinity");
+    let cpu = (0..rustix::thread::CpuSet::MAX_CPU)
+        .find(|&c| allowed.is_set(c))
+        .expect("some CPU is allowed");
+    let mut one = rustix::thread::CpuSet::new();
+    one.set(cpu);
+    rustix::thread::sched_setaffinity(None, &one).expect("pin to one CPU");
+    println!("pinned to CPU {cpu}");
+}
+
+/// Whether the children run on one CPU (`HOTSWAP_HOOKS_ONE_CPU=0`: no).
+fn one_cpu() -> bool {
+    std::env::var("HOTSWAP_HOOKS_ONE_CPU").map_or(true, |v| v != "0")
+}
+
+/// The work: what the child process runs, plain or under valgrind.
+fn every_hook_fails(v1: &Path, v2: &Path, provider: &Path, reps: usize) {
+    if std::env::var_os(PIN).is_some() {
+        // This thread only; the manager's reaper, started below, inherits it.
+        pin_to_one_cpu();
+    }
+    let delay = std::env::var("HOTSWAP_HOOKS_FREE_DELAY_MS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let started = Instant::now();
+    let dir = plugin_dir();
+    let scratch = plugin_dir();
+    let log = scratch.path().join("hooks.log");
+    let data = Value::map([("log", log.to_str().unwrap())]);
+    let m = PluginManager::builder(dir.path())
+        .free_delay(Duration::from_millis(delay))
+        .build()
+        .unwrap();
+    // Start from an empty directory, then install a healthy probe v1 and the provider:
+    // the old generation every failed reload falls back to.
+    m.load_plugins(&Value::Null).unwrap();
+    assert!(m.plugins().is_empty());
+    put_probe(dir.path(), v1, provider);
+    let report = m.reload(&data).unwrap();
+    for name in ["probe", "provider"] {
+        assert_eq!(report.plugin(name).unwrap().outcome, Outcome::Loaded);
+    }
+    let version = m.func::<(), u32>("probe", "version_number").unwrap();
+    let add = m.func::<u64, u64>("probe", "add_one").unwrap();
+    let old_generation_answers = |what: &str, expected: u32| {
+        assert_eq!(version.call(()).unwrap(), expected, "{what}");
+        assert_eq!(add.call(41).unwrap(), 42, "{what}");
+        assert_eq!(
+            m.invoke_func("probe", "version", &[]).unwrap().as_str(),
+            Some(if expected == 1 { "v1" } else { "v2" }),
+            "{what}"
+        );
+        let text = m.invoke_func("probe", "long_string", &[]).unwrap();
+        assert_eq!(text.as_str().unwrap().len(), 3000, "{what}");
+        assert_eq!(
+            m.invoke_func("provider", "ping", &[]).unwrap().as_str(),
+            Some("provider:ping"),
+            "{what}"
+        );
+    };
+    // Only the current probe and the provider are mapped, and listed.
+    let only_current_mapped = |what: &str| {
+        assert!(
+            m.collect(Duration::from_secs(120)),
+            "{what}: the reaper drained"
+        );
+        let mapped = maps::mapped_under(m.private_dir());
+        assert_eq!(
+            mapped.len(),
+            2,
+            "{what}: only the current versions are mapped: {mapped:?}"
+        );
+        let status = m.status();
+        assert_eq!(status.versions.len(), 2, "{what}: {:?}", status.versions);
+    };
+    only_current_mapped("after the first load");
+
+    // The failing builds are probe v2 (another sha256, so every reload loads it anew).
+    put_probe(dir.path(), v2, provider);
+    let only = std::env::var("HOTSWAP_HOOKS_ONLY").ok();
+    let chosen = |asked: &str| {
+        only.as_ref()
+            .is_none_or(|o| o.split(',').any(|p| p == asked))
+    };
+    for &(hook, kind, step) in FAILING {
+        let asked = format!("{hook}:{kind}");
+        if !chosen(&asked) {
+            continue;
+        }
+        println!("{asked}: {reps} failing reloads...");
+        m.vault().set(KEY, asked.as_str());
+        let generation = m.generation_id();
+        for i in 0..reps {
+            let what = format!("{asked}, attempt {}/{reps}", i + 1);
+            println!("{what}");
+            let unloaded = m.status().unloaded;
+            let e = match m.reload(&data) {
+                Err(Error::Load(e)) => e,
+                other => panic!("{what}: expected a load error, got {other:?}"),
+            };
+            assert_eq!(e.step, step, "{what}: {e}");
+            assert_eq!(e.plugin.as_deref(), Some("probe"), "{what}: {e}");
+            assert!(
+                e.to_string().contains(&format!("failed at {step}")),
+                "{what}: {e}"
+            );
+            let message = match (&e.kind, kind) {
+                (LoadErrorKind::Panic(msg), "panic") => msg,
+                (LoadErrorKind::Hook(msg), "error") => msg,
+                _ => panic!("{what}: expected a {kind}, got {e}"),
+            };
+            let verb = if kind == "panic" {
+                "panicked"
+            } else {
+                "failed"
+            };
+            assert!(
+                message.starts_with(&format!("probe v2 {verb} in {hook} ({KEY} = {asked})")),
+                "{what}: the plugin's message: {message}"
+            );
+            // Nothing changed: the old generation serves, its functions answer.
+            assert_eq!(m.generation_id(), generation, "{what}");
+            old_generation_answers(&what, 1);
+            // The failed version was unloaded (a failure in `new` made no version).
+            only_current_mapped(&what);
+            let freed = if step == Step::New { 0 } else { 1 };
+            assert_eq!(m.status().unloaded, unloaded + freed, "{what}");
+        }
+        m.vault().remove(KEY);
+        println!("{asked}: {reps} failed reloads, the old generation served throughout");
+    }
+    // Cleared: the failing build now loads.
+    m.reload(&data).unwrap();
+    old_generation_answers("probe v2 once nothing is asked to fail", 2);
+    only_current_mapped("probe v2 loaded");
+
+    // on_free and Drop run once a successful reload retired the version: 20 reloads,
+    // alternating the two builds, each retiring a version whose hook panics.
+    let mut current = 2;
+    for &hook in RETIRING {
+        let asked = format!("{hook}:panic");
+        if !chosen(&asked) {
+            continue;
+        }
+        println!("{asked}: {reps} retiring reloads...");
+        m.vault().set(KEY, asked.as_str());
+        for i in 0..reps {
+            let what = format!("{asked}, reload {}/{reps}", i + 1);
+            println!("{what}");
+            let retired = format!("v{current}:fail {asked}");
+            let failed_before = count(&log, &retired);
+            let unloaded = m.status().unloaded;
+            let next = 3 - current;
+            put_probe(dir.path(), if next == 1 { v1 } else { v2 }, provider);
+            let report = m.reload(&data).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(
+                report.plugin("probe").unwrap().outcome,
+                Outcome::Loaded,
+                "{what}"
+            );
+            assert_eq!(
+                report.plugin("provider").unwrap().outcome,
+                Outcome::Unchanged,
+                "{what}"
+            );
+            current = next;
+            old_generation_answers(&what, current);
+            only_current_mapped(&what);
+            // The retired version's hook did run, and panicked, and it was unloaded.
+            assert_eq!(
+                count(&log, &retired),
+                failed_before + 1,
+                "{what}: {retired}"
+            );
+            assert_eq!(m.status().unloaded, unloaded + 1, "{what}");
+        }
+        m.vault().remove(KEY);
+        println!("{asked}: {reps} retired versions panicked in {hook} and were unloaded");
+    }
+    println!(
+        "every hook failed {reps} times in one process in {:?}; reclamation: {}",
+        started.elapsed(),
+        m.status().reclamation
+    );
+}
+
+/// Stages the three builds in directories of their own; returns the child's spec.
+fn stage(reps: usize) -> (Vec<tempfile::TempDir>, String) {
+    let dirs = vec![plugin_dir(), plugin_dir(), plugin_dir()];
+    install(&build(PROBE, &[]), dirs[0].path());
+    install(&build(PROBE, &["v2"]), dirs[1].path());
+    install(&build(PROVIDER, &[]), dirs[2].path());
+    let spec = format!(
+        "{}|{}|{}|{reps}",
+        dirs[0].path().display(),
+        dirs[1].path().display(),
+        dirs[2].path().display()
+    );
+    (dirs, spec)
+}
+
+/// Runs the work when this process is the child; returns whether it was.
+fn as_child() -> bool {
+    let Ok(spec) = std::env::var(CHILD) else {
+        return false;
+    };
+    let parts: Vec<&str> = spec.split('|').collect();
+    let [v1, v2, provider, reps] = parts[..] else {
+        panic!("{CHILD}={spec}: expected four fields");
+    };
+    every_hook_fails(
+        Path::new(v1),
+        Path::new(v2),
+        Path::new(provider),
+        reps.parse().unwrap(),
+    );
+    true
+}
+
+fn reps(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Checks the child's exit, naming a crash's signal and where the child got to.
+fn check_child(out: &std::process::Output, reps: usize, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    if let Some(signal) = out.status.signal() {
+        panic!(
+            "{what}: the child was killed by signal {signal}{} (a plugin-made value used \
+             after its library was closed?); its last steps:\n{stdout}\n{stderr}",
+            if signal == 11 { " (SIGSEGV)" } else { "" }
+        );
+    }
+    assert!(
+        out.status.success(),
+        "{what}: the child failed ({:?}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(
+        stdout.contains(&format!("every hook failed {reps} times in one process")),
+        "{what}: {stdout}"
+    );
+    stdout
+}
+
+#[test]
+fn every_hook_fails_20_times_in_one_process() {
+    if as_child() {
+        return;
+    }
+    let reps = reps("HOTSWAP_HOOKS_REPS", 20);
+    let (_dirs, spec) = stage(reps);
+    let started = Instant::now();
+    let mut child = Command::new(std::env::current_exe().unwrap());
+    child
+        .args([
+            "--exact",
+            "every_hook_fails_20_times_in_one_process",
+            "--nocapture",
+        ])
+        .env(CHILD, &spec);
+    if one_cpu() {
+        child.env(PIN, "1");
+    }
+    let out = child.output().unwrap();
+    check_child(&out, reps, "plain run");
+    println!("plain run: {:?}", started.elapsed());
+}
+
+#[test]
+fn every_hook_fails_under_valgrind_with_no_invalid_memory_access() {
+    if as_child() {
+        return;
+    }
+    if !require_tool("valgrind") {
+        return;
+    }
+    let reps = reps("HOTSWAP_HOOKS_VALGRIND_REPS", 20);
+    let (_dirs, spec) = stage(reps);
+    if one_cpu() {
+        // valgrind runs one thread at a time, whatever the CPUs; on one CPU the reaper,
+        // woken inside the failed load's futex call, gets the turn first more often.
+        // This test thread only (valgrind inherits it); it ends with the test.
+        pin_to_one_cpu();
+    }
+    let started = Instant::now();
+    let out = Command::new("valgrind")
+        .args([
+            "--tool=memcheck",
+            "--error-exitcode=99",
+            "--leak-check=no",
+            "--track-origins=no",
+            "--fair-sched=yes",
+            "-q",
+        ])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "every_hook_fails_under_valgrind_with_no_invalid_memory_access",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, &spec)
+        .env_remove(PIN)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for bad in [
+        "Invalid read",
+        "Invalid write",
+        "Invalid free",
+        "Jump to the invalid address",
+        "uninitialised",
+        "Process terminating with default action",
+    ] {
+        assert!(
+            !stderr.contains(bad),
+            "valgrind found {bad:?}:\n{stderr}\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    check_child(&out, reps, "valgrind run");
+    println!("valgrind run: {:?}", started.elapsed());
+}
