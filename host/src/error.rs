@@ -63,6 +63,19 @@ pub enum LoadErrorKind {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    /// A manifest or the library it names is not a regular file of the plugin
+    /// directory (a FIFO, a device, a socket, a directory, a symbolic link), or is too
+    /// large; refused without blocking on it.
+    #[error(transparent)]
+    File(#[from] crate::safe_fs::FileError),
+    /// The manifest's `file` is not a plain file name in its directory (`../x.so`,
+    /// `sub/x.so`, `/dev/zero`, …); refused before anything is read.
+    #[error("manifest {} names file {file:?}, which is not a plain file name in its directory: {reason}", manifest.display())]
+    FileName {
+        manifest: PathBuf,
+        file: String,
+        reason: crate::safe_fs::BadFileName,
+    },
     #[error("sha256 mismatch: manifest says {expected}, file has {actual}")]
     Checksum { expected: String, actual: String },
     #[error("not a loadable shared object: {0}")]

@@ -39,6 +39,7 @@ pub mod metrics;
 mod reaper;
 pub(crate) mod reclaim;
 mod report;
+pub mod safe_fs;
 mod scan;
 pub mod signals;
 mod static_plugin;

@@ -56,7 +56,9 @@ pub(crate) fn load(
     // A unique private path per version: dlopen of a path it already has open returns
     // the old handle, and the build directory may be rewritten while we run.
     let private_path = env.private_dir.join(format!("{id}-{}", m.file));
-    let bytes = std::fs::read(&source).map_err(|e| fail(Step::Copy, e.into()))?;
+    // helper-a (#12): never block on, or follow a link from, the plugin directory.
+    let bytes =
+        crate::safe_fs::read_regular(&source, None).map_err(|e| fail(Step::Copy, e.into()))?;
     let actual = sha256_hex(&bytes);
     if actual != m.sha256 {
         return Err(fail(

@@ -5,6 +5,7 @@
 //! the newest build of a plugin, and its `sha256` is checked against the bytes the
 //! host actually maps.
 
+use crate::safe_fs::{BadFileName, FileError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -72,18 +73,27 @@ pub enum ManifestError {
     },
     #[error("manifest {path} has format {found:?}, this host reads {MANIFEST_FORMAT:?}")]
     Format { path: PathBuf, found: String },
+    /// The manifest is not a regular file (a FIFO, a device, a link, …) or is too large.
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// `file` is not a plain file name in the manifest's directory.
+    #[error("manifest {path} names file {file:?}, which is not a plain file name in its directory: {reason}")]
+    FileName {
+        path: PathBuf,
+        file: String,
+        reason: BadFileName,
+    },
 }
 
 impl Manifest {
     /// Reads and validates the manifest at `path`.
     ///
-    /// Fails with [`ManifestError`] when the file cannot be read, is not valid JSON of
-    /// this shape, or has another format version.
+    /// Fails with [`ManifestError`] when the file cannot be read, is not a regular file
+    /// (never blocking on a FIFO or device, never following a link: see
+    /// [`safe_fs`](crate::safe_fs)), is larger than 1 MiB, is not valid JSON of this
+    /// shape, has another format version, or its `file` is not a plain file name.
     pub fn read(path: &Path) -> Result<Manifest, ManifestError> {
-        let text = std::fs::read(path).map_err(|source| ManifestError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = crate::safe_fs::read_regular(path, Some(crate::safe_fs::MANIFEST_LIMIT))?;
         let manifest: Manifest =
             serde_json::from_slice(&text).map_err(|source| ManifestError::Corrupt {
                 path: path.to_owned(),
@@ -95,6 +105,13 @@ impl Manifest {
                 found: manifest.format,
             });
         }
+        crate::safe_fs::check_file_name(&manifest.file).map_err(|reason| {
+            ManifestError::FileName {
+                path: path.to_owned(),
+                file: manifest.file.clone(),
+                reason,
+            }
+        })?;
         Ok(manifest)
     }
 
