@@ -96,8 +96,10 @@ pub enum LoadErrorKind {
     },
     #[error("built with an incompatible abi_stable ({found}), host has {expected}")]
     AbiStableVersion { found: String, expected: String },
-    #[error("entry-point layout differs from the host's (plugin-api mismatch):\n{0}")]
-    Layout(String),
+    /// The plugin's entry points have another layout than the host's. One line names
+    /// the two plugin-api versions; `{:#}` adds abi_stable's full report.
+    #[error(transparent)]
+    Layout(LayoutMismatch),
     #[error("the manifest says plugin {manifest:?} but the library calls itself {library:?}")]
     NameMismatch { manifest: String, library: String },
     #[error("two builds claim plugin {name:?} with the same build time: {first} and {second}")]
@@ -130,9 +132,9 @@ pub enum LoadErrorKind {
         required: String,
         cause: String,
     },
-    #[error(
-        "plugin {plugin:?} imports {provider:?} as a type its export does not have:\n{detail}"
-    )]
+    /// The import's declared type is not the provider's export type. One line; a
+    /// multi-line layout report only in `{:#}`.
+    #[error(fmt = fmt_export_type)]
     ExportType {
         plugin: String,
         provider: String,
@@ -142,6 +144,122 @@ pub enum LoadErrorKind {
     NotReloadableImport { plugin: String, provider: String },
     #[error("vetoed by the reload callback: {0}")]
     Vetoed(String),
+}
+
+/// The plugin's `PluginVTable` layout differs from the host's: printed in one line that
+/// names both `hotswap-plugin-api` versions, with abi_stable's full report (thousands
+/// of lines) only in the alternate form `{:#}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayoutMismatch {
+    /// The `hotswap-plugin-api` version in the plugin's header.
+    pub plugin_api: String,
+    /// The host's `hotswap-plugin-api` version.
+    pub host_api: String,
+    /// abi_stable's report of every difference.
+    pub detail: String,
+}
+
+impl LayoutMismatch {
+    /// A mismatch found in a plugin whose header says `plugin_api`, against this host.
+    pub fn new(plugin_api: &str, detail: String) -> LayoutMismatch {
+        LayoutMismatch {
+            plugin_api: plugin_api.to_owned(),
+            host_api: hotswap_plugin_api::header::API_VERSION.to_owned(),
+            detail,
+        }
+    }
+}
+
+impl std::error::Error for LayoutMismatch {}
+
+/// The layout-check failure of a plugin whose `header` has another `PluginVTable` layout
+/// (abi_stable's report in `detail`).
+pub(crate) fn layout_mismatch(
+    header: &hotswap_plugin_api::header::PluginHeader,
+    detail: String,
+) -> (Step, LoadErrorKind) {
+    (
+        Step::LayoutCheck,
+        LoadErrorKind::Layout(LayoutMismatch::new(header.api_version.as_str(), detail)),
+    )
+}
+
+/// Which side of a typed function's signature differs (see [`CallError::Signature`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignaturePart {
+    /// The argument type.
+    Argument,
+    /// The result type.
+    Result,
+}
+
+fn fmt_export_type(
+    plugin: &str,
+    provider: &str,
+    detail: &str,
+    f: &mut fmt::Formatter<'_>,
+) -> fmt::Result {
+    write!(
+        f,
+        "plugin {plugin:?} imports {provider:?} as a type its export does not have"
+    )?;
+    if f.alternate() {
+        write!(f, ":\n{detail}")
+    } else if !detail.contains('\n') {
+        write!(f, ": {detail}")
+    } else {
+        Ok(())
+    }
+}
+
+fn fmt_signature(
+    plugin: &str,
+    function: &str,
+    part: &SignaturePart,
+    plugin_type: &str,
+    host_type: &str,
+    detail: &str,
+    f: &mut fmt::Formatter<'_>,
+) -> fmt::Result {
+    let verb = match part {
+        SignaturePart::Argument => "takes",
+        SignaturePart::Result => "returns",
+    };
+    write!(
+        f,
+        "{plugin}::{function}: the plugin {verb} {plugin_type}, the host asked for {host_type}"
+    )?;
+    if plugin_type == host_type {
+        f.write_str(" of another layout")?;
+    }
+    if f.alternate() {
+        write!(f, "\n{detail}")?;
+    }
+    Ok(())
+}
+
+impl fmt::Display for LayoutMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.plugin_api != self.host_api {
+            write!(
+                f,
+                "built against hotswap-plugin-api {}, this host has {}, and their entry \
+                 points differ: rebuild the plugin against hotswap-plugin-api {}",
+                self.plugin_api, self.host_api, self.host_api
+            )?;
+        } else {
+            write!(
+                f,
+                "the plugin's entry points have another layout than this host's, though both \
+                 say hotswap-plugin-api {}: rebuild the plugin and the host from the same sources",
+                self.host_api
+            )?;
+        }
+        if f.alternate() {
+            write!(f, "\n{}", self.detail)?;
+        }
+        Ok(())
+    }
 }
 
 /// A failed load or reload step. Printed, it reads like
@@ -171,7 +289,13 @@ impl fmt::Display for LoadError {
         if let Some(file) = &self.file {
             write!(f, " ({})", file.display())?;
         }
-        write!(f, " failed at {}: {}", self.step, self.kind)
+        write!(f, " failed at {}: ", self.step)?;
+        // `{:#}` reaches the cause: its details (a layout report) print only then.
+        if f.alternate() {
+            write!(f, "{:#}", self.kind)
+        } else {
+            write!(f, "{}", self.kind)
+        }
     }
 }
 
@@ -227,11 +351,21 @@ pub enum CallError {
     /// The plugin has no typed function of that name.
     #[error("plugin {plugin:?} has no typed function {function:?}")]
     UnknownFunction { plugin: String, function: String },
-    /// The typed function exists, but its argument or result type is not the one asked for.
-    #[error("typed function {plugin}::{function} has another signature: {detail}")]
+    /// The typed function exists, but its argument or result type is not the one asked
+    /// for. Printed in one line naming both types
+    /// (`world::version_number: the plugin returns u32, the host asked for u64`);
+    /// `{:#}` adds abi_stable's report.
+    #[error(fmt = fmt_signature)]
     Signature {
         plugin: String,
         function: String,
+        /// Which of the two differs (the argument is checked first).
+        part: SignaturePart,
+        /// The type the plugin's function has there.
+        plugin_type: String,
+        /// The type the host's handle asked for.
+        host_type: String,
+        /// abi_stable's report of the difference.
         detail: String,
     },
     /// [`PluginManager::func`](crate::PluginManager::func) was called from inside a

@@ -401,7 +401,7 @@ unsafe fn check_header_at(
         ));
     }
     check_layout(<PluginVTable as StableAbi>::LAYOUT, header.layout)
-        .map_err(|e| (Step::LayoutCheck, LoadErrorKind::Layout(e)))?;
+        .map_err(|e| crate::error::layout_mismatch(header, e))?; // helper-a (#12)
     Ok(header.vtable as *const PluginVTable)
 }
 
