@@ -119,9 +119,10 @@ fn unknown_plugins_and_functions_are_call_errors() {
         e.to_string(),
         "world::version_number: the plugin takes (), the host asked for u64"
     );
-    let CallError::Signature { detail, .. } = &e else {
+    let CallError::Signature { mismatch, .. } = &e else {
         panic!("{e:?}")
     };
+    let detail = &mismatch.detail;
     assert!(!detail.is_empty());
     let full = format!("{e:#}");
     assert!(

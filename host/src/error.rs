@@ -212,28 +212,39 @@ fn fmt_export_type(
     }
 }
 
+/// What differs in a typed function's signature (see [`CallError::Signature`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureMismatch {
+    /// Which of the two differs (the argument is checked first).
+    pub part: SignaturePart,
+    /// The type the plugin's function has there.
+    pub plugin_type: String,
+    /// The type the host's handle asked for.
+    pub host_type: String,
+    /// abi_stable's report of the difference.
+    pub detail: String,
+}
+
 fn fmt_signature(
     plugin: &str,
     function: &str,
-    part: &SignaturePart,
-    plugin_type: &str,
-    host_type: &str,
-    detail: &str,
+    m: &SignatureMismatch,
     f: &mut fmt::Formatter<'_>,
 ) -> fmt::Result {
-    let verb = match part {
+    let verb = match m.part {
         SignaturePart::Argument => "takes",
         SignaturePart::Result => "returns",
     };
     write!(
         f,
-        "{plugin}::{function}: the plugin {verb} {plugin_type}, the host asked for {host_type}"
+        "{plugin}::{function}: the plugin {verb} {}, the host asked for {}",
+        m.plugin_type, m.host_type
     )?;
-    if plugin_type == host_type {
+    if m.plugin_type == m.host_type {
         f.write_str(" of another layout")?;
     }
     if f.alternate() {
-        write!(f, "\n{detail}")?;
+        write!(f, "\n{}", m.detail)?;
     }
     Ok(())
 }
@@ -359,14 +370,8 @@ pub enum CallError {
     Signature {
         plugin: String,
         function: String,
-        /// Which of the two differs (the argument is checked first).
-        part: SignaturePart,
-        /// The type the plugin's function has there.
-        plugin_type: String,
-        /// The type the host's handle asked for.
-        host_type: String,
-        /// abi_stable's report of the difference.
-        detail: String,
+        /// What differs (boxed: a `CallError` stays small).
+        mismatch: Box<SignatureMismatch>,
     },
     /// [`PluginManager::func`](crate::PluginManager::func) was called from inside a
     /// reload of the same manager (a reload callback, `extension_newer`), which holds

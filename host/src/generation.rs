@@ -3,7 +3,7 @@
 //! The host serves exactly one; a reload builds the next beside it and publishes it
 //! with one pointer swap (see `reclaim::Domain`).
 
-use crate::error::{CallError, SignaturePart};
+use crate::error::{CallError, SignatureMismatch, SignaturePart};
 use crate::vault::ExtensionObj;
 use crate::version::Version;
 use abi_stable::abi_stability::abi_checking::{
@@ -160,10 +160,12 @@ impl Generation {
             |part, host: &TypeLayout, plugin: &TypeLayout, detail| CallError::Signature {
                 plugin: s.plugin.clone(),
                 function: s.function.clone(),
-                part,
-                plugin_type: plugin.full_type().to_string(),
-                host_type: host.full_type().to_string(),
-                detail,
+                mismatch: Box::new(SignatureMismatch {
+                    part,
+                    plugin_type: plugin.full_type().to_string(),
+                    host_type: host.full_type().to_string(),
+                    detail,
+                }),
             };
         check_layout(s.arg, f.arg)
             .map_err(|e| signature(SignaturePart::Argument, s.arg, f.arg, e))?;

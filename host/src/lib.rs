@@ -51,7 +51,10 @@ mod version;
 #[cfg(feature = "watch")]
 pub mod watch;
 
-pub use error::{CallError, Error, LayoutMismatch, LoadError, LoadErrorKind, SignaturePart, Step};
+pub use error::{
+    CallError, Error, LayoutMismatch, LoadError, LoadErrorKind, SignatureMismatch, SignaturePart,
+    Step,
+};
 pub use func::Func;
 pub use generation::Generation;
 pub use hotswap_plugin_api::LiveData;
