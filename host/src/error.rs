@@ -142,6 +142,10 @@ pub enum LoadErrorKind {
     },
     #[error("non-reloadable plugin {plugin:?} imports reloadable plugin {provider:?}: a reload would leave it calling replaced code")]
     NotReloadableImport { plugin: String, provider: String },
+    /// The file was compiled with `panic = "abort"` and its manifest does not say that
+    /// was accepted (`hotswap build --allow-panic-abort`).
+    #[error("{plugin} is built with panic = \"abort\": a panic in it would abort the host; rebuild it with panic = \"unwind\" (the default), or accept that with hotswap build --allow-panic-abort")]
+    PanicAbort { plugin: String },
     #[error("vetoed by the reload callback: {0}")]
     Vetoed(String),
 }

@@ -36,6 +36,7 @@ mod manager;
 pub mod manifest;
 pub mod maps;
 pub mod metrics;
+mod panic_abort;
 mod reaper;
 pub(crate) mod reclaim;
 mod report;

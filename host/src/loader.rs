@@ -70,6 +70,8 @@ pub(crate) fn load(
         ));
     }
     crate::elf::validate(&bytes).map_err(|e| fail(Step::Validate, e.into()))?;
+    // helper-a (#12): a panic = "abort" build only if its manifest accepts it.
+    crate::panic_abort::check(&bytes, m).map_err(|kind| fail(Step::Validate, kind))?;
     // Map exactly the bytes we checked.
     std::fs::write(&private_path, &bytes).map_err(|e| fail(Step::Copy, e.into()))?;
     let remove_copy = RemoveOnDrop(&private_path);

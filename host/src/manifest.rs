@@ -54,6 +54,32 @@ pub struct Manifest {
     /// in `export_plugin!(…, live { … })` (the host checks on load).
     #[serde(default)]
     pub live_functions: Vec<String>,
+    /// The panic strategy the library was built with. `abort` only with
+    /// `hotswap build --allow-panic-abort`; a host refuses a file built with
+    /// `panic = "abort"` whose manifest does not say so. Absent in older manifests:
+    /// `unwind`.
+    #[serde(default)]
+    pub panic: PanicStrategy,
+}
+
+/// How a plugin was compiled to handle panics (cargo's `profile.*.panic`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PanicStrategy {
+    /// The default: a panic unwinds to the boundary and comes back to the host as an error.
+    #[default]
+    Unwind,
+    /// A panic anywhere in the plugin aborts the whole host process.
+    Abort,
+}
+
+impl std::fmt::Display for PanicStrategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PanicStrategy::Unwind => "unwind",
+            PanicStrategy::Abort => "abort",
+        })
+    }
 }
 
 /// Why a manifest could not be read.
