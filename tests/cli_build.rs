@@ -181,6 +181,7 @@ fn help_mentions_every_flag() {
         "--exclude",
         "--target-dir",
         "--keep",
+        "--allow-panic-abort",
         "<PLUGIN_DIR>",
         "<OUTPUT_DIR>",
         "CARGO_ARGS",
@@ -190,4 +191,102 @@ fn help_mentions_every_flag() {
             "--help does not mention {flag}:\n{help}"
         );
     }
+}
+
+/// `hotswap build` of the demo plugin with `panic = "abort"` (cargo's `--config`), in a
+/// target directory of its own (another panic strategy rebuilds every dependency).
+fn build_world_aborting(out: &Path, flags: &[&str]) -> Output {
+    let target_dir = repo_root()
+        .join("target")
+        .join("hotswap-test-plugins-abort");
+    let mut args = vec!["build"];
+    args.extend_from_slice(flags);
+    args.extend([
+        "--target-dir",
+        target_dir.to_str().expect("utf-8 path"),
+        "demo/hello/world",
+        out.to_str().expect("utf-8 path"),
+        "--",
+        "--config",
+        "profile.release.panic=\"abort\"",
+    ]);
+    hotswap(&args)
+}
+
+#[test]
+fn a_panic_abort_plugin_is_refused_unless_allowed_and_then_recorded() {
+    use hotswap_host::manifest::PanicStrategy;
+    use hotswap_host::{LoadErrorKind, PluginManager, Step, Value};
+    let scratch = tempfile::tempdir().expect("tempdir");
+
+    // Refused, in one line that says why and what to do; nothing packaged.
+    let out = scratch.path().join("refused");
+    let output = build_world_aborting(&out, &[]);
+    assert!(!output.status.success(), "a panic=abort build must fail");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .expect("an error line");
+    assert_eq!(
+        error,
+        "error: world is built with panic = \"abort\": a panic in it would abort the host; \
+         use panic = \"unwind\" (the default) or pass --allow-panic-abort"
+    );
+    assert!(!out.exists() || file_count(&out) == 0);
+
+    // Allowed: a loud warning, and the manifest says so.
+    let out = scratch.path().join("allowed");
+    let output = build_world_aborting(&out, &["--allow-panic-abort"]);
+    assert!(output.status.success(), "--allow-panic-abort builds");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("warning") && stderr.contains("ABORT THE HOST PROCESS"),
+        "{stderr}"
+    );
+    let found = builds(&out);
+    assert_eq!(found.len(), 1);
+    let (manifest_path, manifest) = &found[0];
+    assert_eq!(manifest.panic, PanicStrategy::Abort);
+    let json = std::fs::read_to_string(manifest_path).expect("read manifest");
+    assert!(json.contains("\"panic\": \"abort\""), "{json}");
+
+    // The host loads it, since its manifest accepts it ...
+    let m = PluginManager::new(&out).expect("manager");
+    m.load_plugins(&Value::Null)
+        .expect("an accepted panic=abort build loads");
+    assert_eq!(
+        m.invoke_func("world", "greet", &[]).unwrap().as_str(),
+        Some("hello from v1")
+    );
+    drop(m);
+
+    // ... and refuses the same file under a manifest that does not say abort.
+    let mut unwind = manifest.clone();
+    unwind.panic = PanicStrategy::Unwind;
+    unwind.write(manifest_path).expect("rewrite manifest");
+    let m = PluginManager::new(&out).expect("manager");
+    let e = m.load_plugins(&Value::Null).expect_err("refused at load");
+    let e = e.as_load().expect("a load error");
+    assert_eq!(e.step, Step::Validate);
+    assert!(
+        matches!(&e.kind, LoadErrorKind::PanicAbort { plugin } if plugin == "world"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("panic = \"abort\""), "{e}");
+}
+
+#[test]
+fn manifests_without_a_panic_field_read_as_unwind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    build_world(&out, &["--keep", "1"]);
+    let (path, _) = builds(&out).pop().expect("a build");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(json["panic"], "unwind");
+    json.as_object_mut().unwrap().remove("panic");
+    std::fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
+    let m = Manifest::read(&path).expect("an old manifest still reads");
+    assert_eq!(m.panic, hotswap_host::manifest::PanicStrategy::Unwind);
 }

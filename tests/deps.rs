@@ -70,6 +70,13 @@ fn an_export_of_another_type_is_refused_by_the_layout_checker() {
         matches!(&e.kind, LoadErrorKind::ExportType { plugin, provider, .. } if plugin == "consumer" && provider == "provider"),
         "{e}"
     );
+    // One line; abi_stable's report only in the alternate form.
+    let LoadErrorKind::ExportType { detail, .. } = &e.kind else {
+        unreachable!()
+    };
+    assert_eq!(e.to_string().lines().count(), 1, "{e}");
+    assert!(detail.lines().count() > 1, "{detail}");
+    assert!(format!("{e:#}").contains(detail.as_str()), "{e:#}");
 }
 
 #[test]

@@ -106,9 +106,29 @@ fn unknown_plugins_and_functions_are_call_errors() {
         m.func::<(), u32>("world", "nope"),
         Err(CallError::UnknownFunction { .. })
     ));
-    // The layout checker, not the name, decides whether a signature matches.
-    let e = m.func::<u64, u64>("world", "version_number").err().unwrap();
+    // The layout checker, not the name, decides whether a signature matches; the
+    // message is one line naming both types, abi_stable's report only in `{:#}`.
+    let e = m.func::<(), u64>("world", "version_number").err().unwrap();
     assert!(matches!(&e, CallError::Signature { .. }), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "world::version_number: the plugin returns u32, the host asked for u64"
+    );
+    let e = m.func::<u64, u32>("world", "version_number").err().unwrap();
+    assert_eq!(
+        e.to_string(),
+        "world::version_number: the plugin takes (), the host asked for u64"
+    );
+    let CallError::Signature { mismatch, .. } = &e else {
+        panic!("{e:?}")
+    };
+    let detail = &mismatch.detail;
+    assert!(!detail.is_empty());
+    let full = format!("{e:#}");
+    assert!(
+        full.lines().count() > 1 && full.contains(detail.as_str()),
+        "{full}"
+    );
     assert_eq!(greet(&m), "hello from v1");
 }
 
@@ -297,7 +317,28 @@ fn a_plugin_whose_entry_points_have_another_layout_is_refused() {
         });
     });
     assert_eq!(e.step, Step::LayoutCheck);
-    assert!(matches!(e.kind, LoadErrorKind::Layout(_)), "{e}");
+    let detail = match &e.kind {
+        LoadErrorKind::Layout(mismatch) => mismatch.detail.clone(),
+        _ => panic!("{e}"),
+    };
+    // One line that names both plugin-api versions; abi_stable's report (thousands of
+    // lines) only in the alternate form.
+    let line = e.to_string();
+    assert_eq!(line.lines().count(), 1, "{line}");
+    assert!(
+        line.contains(&format!(
+            "built against hotswap-plugin-api 0.0.1-forged, this host has {}",
+            hotswap_plugin_api::header::API_VERSION
+        )),
+        "{line}"
+    );
+    assert!(detail.lines().count() > 1, "{detail}");
+    let full = format!("{e:#}");
+    assert!(full.starts_with(&line) && full.contains(&detail), "{full}");
+    // Through Error too (what reload returns).
+    let via_error = hotswap_host::Error::from(e);
+    assert_eq!(via_error.to_string(), line);
+    assert!(format!("{via_error:#}").contains(&detail));
 }
 
 #[test]

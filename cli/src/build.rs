@@ -10,7 +10,9 @@
 use crate::metadata::{self, MetadataError};
 use crate::time::{now_unix_ms, UtcTime};
 use hotswap_host::elf::{self, ElfError};
-use hotswap_host::manifest::{sha256_hex, Manifest, MANIFEST_FORMAT, MANIFEST_SUFFIX};
+use hotswap_host::manifest::{
+    sha256_hex, Manifest, PanicStrategy, MANIFEST_FORMAT, MANIFEST_SUFFIX,
+};
 use regex::Regex;
 use serde_json::Value;
 use sha2::Digest;
@@ -64,6 +66,9 @@ pub struct BuildOptions {
     pub keep: Option<usize>,
     /// Extra arguments for `cargo build`.
     pub cargo_args: Vec<String>,
+    /// Package a library built with `panic = "abort"` (with a warning, and
+    /// `"panic": "abort"` in its manifest) instead of refusing it.
+    pub allow_panic_abort: bool,
 }
 
 impl BuildOptions {
@@ -83,6 +88,7 @@ impl BuildOptions {
             target_dir: None,
             keep: None,
             cargo_args: Vec::new(),
+            allow_panic_abort: false,
         }
     }
 }
@@ -226,6 +232,9 @@ pub enum BuildError {
         #[source]
         source: ElfError,
     },
+    /// The library is built with `panic = "abort"` and `--allow-panic-abort` was not given.
+    #[error("{plugin} is built with panic = \"abort\": a panic in it would abort the host; use panic = \"unwind\" (the default) or pass --allow-panic-abort")]
+    PanicAbort { plugin: String },
     /// A source file could not be read while computing the source hash.
     #[error("cannot hash plugin sources: cannot read {}", path.display())]
     SourceHash {
@@ -342,6 +351,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
         abi.abi_minor,
         artifact.display()
     ));
+    let panic = panic_strategy(&package.name, &bytes, &artifact, opts, &log)?;
 
     let (source_hash, hashed) =
         source_hash(&plugin_dir, opts.include.as_ref(), opts.exclude.as_ref())?;
@@ -389,6 +399,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
         target,
         live_prefix: opts.live_prefix.clone(),
         live_functions: live_functions(&plugin_dir, &hashed, &opts.live_prefix),
+        panic,
     };
     let manifest_path = Manifest::path_for(&library);
     log.step(format_args!("writing {}", manifest_path.display()));
@@ -413,6 +424,38 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
         pruned,
         temp_dir: temps.dir,
     })
+}
+
+/// The panic strategy of the built library `bytes`: `export_plugin!` exports
+/// [`elf::PANIC_ABORT_SYMBOL`] only under `panic = "abort"`. Refused unless
+/// `allow_panic_abort`, then accepted with a loud warning.
+fn panic_strategy(
+    plugin: &str,
+    bytes: &[u8],
+    artifact: &Path,
+    opts: &BuildOptions,
+    log: &Log,
+) -> Result<PanicStrategy, BuildError> {
+    let aborts = elf::exports_symbol(bytes, elf::PANIC_ABORT_SYMBOL).map_err(|source| {
+        BuildError::NotAPlugin {
+            path: artifact.to_owned(),
+            source,
+        }
+    })?;
+    if !aborts {
+        return Ok(PanicStrategy::Unwind);
+    }
+    if !opts.allow_panic_abort {
+        return Err(BuildError::PanicAbort {
+            plugin: plugin.to_owned(),
+        });
+    }
+    log.warn(format_args!(
+        "{plugin} is built with panic = \"abort\" (--allow-panic-abort): a panic anywhere in \
+         it will ABORT THE HOST PROCESS instead of coming back as an error; the manifest \
+         records \"panic\": \"abort\""
+    ));
+    Ok(PanicStrategy::Abort)
 }
 
 /// Progress messages on stderr, shown with `--verbose`.
@@ -1287,6 +1330,7 @@ mod tests {
                 target: String::new(),
                 live_prefix: DEFAULT_LIVE_PREFIX.into(),
                 live_functions: Vec::new(),
+                panic: Default::default(),
             };
             m.write(&Manifest::path_for(&dir.path().join(&file)))
                 .expect("write manifest");

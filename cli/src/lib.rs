@@ -98,12 +98,18 @@ struct BuildArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     keep: Option<u32>,
 
+    /// Package a plugin built with panic = "abort" (a panic in it aborts the host) instead
+    /// of refusing it; warns, and records "panic": "abort" in the manifest
+    #[arg(long)]
+    allow_panic_abort: bool,
+
     /// Link the plugin into the host crate given as the second directory instead of
     /// building it (one binary for debugger sessions): writes <HOST_DIR>/src/hotswap_static.rs
     /// and a marked dependency block in <HOST_DIR>/Cargo.toml, then `cargo build` the host.
     /// The plugin needs `crate-type = ["cdylib", "rlib"]`
     #[arg(long, conflicts_with_all = [
         "debug", "leave_temps", "no_build", "include", "exclude", "target_dir", "keep", "cargo_args",
+        "allow_panic_abort",
     ])]
     static_linking: bool,
 
@@ -141,6 +147,7 @@ impl From<BuildArgs> for build::BuildOptions {
             target_dir: args.target_dir,
             keep: args.keep.map(|n| n as usize),
             cargo_args: args.cargo_args,
+            allow_panic_abort: args.allow_panic_abort,
         }
     }
 }

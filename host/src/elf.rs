@@ -294,6 +294,17 @@ pub fn read_plugin_abi(bytes: &[u8]) -> Result<PluginAbi, ElfError> {
     })
 }
 
+/// The symbol `export_plugin!` exports only in a plugin compiled with `panic = "abort"`.
+pub const PANIC_ABORT_SYMBOL: &str = "HOTSWAP_PANIC_ABORT";
+
+/// Whether the library in `bytes` defines (exports) the dynamic symbol `name`.
+///
+/// Runs [`validate`] first and fails with its errors.
+pub fn exports_symbol(bytes: &[u8], name: &str) -> Result<bool, ElfError> {
+    let Parsed { header, endian, .. } = parse(bytes)?;
+    Ok(find_dynamic_symbol(header, endian, bytes, name.as_bytes())?.is_some())
+}
+
 /// Address of the defined dynamic symbol `name`, `None` when the library has no such symbol
 /// (or no dynamic symbol table).
 fn find_dynamic_symbol(
@@ -392,6 +403,18 @@ mod tests {
         let err = read_plugin_abi(&bytes).expect_err("libc is not a plugin");
         assert!(matches!(err, ElfError::NoPluginHeader), "{err}");
         assert!(err.to_string().contains("export_plugin!"), "{err}");
+    }
+
+    #[test]
+    fn exports_symbol_finds_defined_symbols_only() {
+        let Some(path) = system_shared_library() else {
+            eprintln!("no system shared library found; skipping");
+            return;
+        };
+        let bytes = std::fs::read(&path).expect("read libc");
+        assert!(exports_symbol(&bytes, "malloc").unwrap());
+        assert!(!exports_symbol(&bytes, PANIC_ABORT_SYMBOL).unwrap());
+        assert!(exports_symbol(b"not elf", "malloc").is_err());
     }
 
     #[test]

@@ -64,6 +64,19 @@ pub enum LoadErrorKind {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    /// A manifest or the library it names is not a regular file of the plugin
+    /// directory (a FIFO, a device, a socket, a directory, a symbolic link), or is too
+    /// large; refused without blocking on it.
+    #[error(transparent)]
+    File(#[from] crate::safe_fs::FileError),
+    /// The manifest's `file` is not a plain file name in its directory (`../x.so`,
+    /// `sub/x.so`, `/dev/zero`, …); refused before anything is read.
+    #[error("manifest {} names file {file:?}, which is not a plain file name in its directory: {reason}", manifest.display())]
+    FileName {
+        manifest: PathBuf,
+        file: String,
+        reason: crate::safe_fs::BadFileName,
+    },
     #[error("sha256 mismatch: manifest says {expected}, file has {actual}")]
     Checksum { expected: String, actual: String },
     #[error("not a loadable shared object: {0}")]
@@ -84,8 +97,10 @@ pub enum LoadErrorKind {
     },
     #[error("built with an incompatible abi_stable ({found}), host has {expected}")]
     AbiStableVersion { found: String, expected: String },
-    #[error("entry-point layout differs from the host's (plugin-api mismatch):\n{0}")]
-    Layout(String),
+    /// The plugin's entry points have another layout than the host's. One line names
+    /// the two plugin-api versions; `{:#}` adds abi_stable's full report.
+    #[error(transparent)]
+    Layout(LayoutMismatch),
     #[error("the manifest says plugin {manifest:?} but the library calls itself {library:?}")]
     NameMismatch { manifest: String, library: String },
     #[error("two builds claim plugin {name:?} with the same build time: {first} and {second}")]
@@ -118,9 +133,9 @@ pub enum LoadErrorKind {
         required: String,
         cause: String,
     },
-    #[error(
-        "plugin {plugin:?} imports {provider:?} as a type its export does not have:\n{detail}"
-    )]
+    /// The import's declared type is not the provider's export type. One line; a
+    /// multi-line layout report only in `{:#}`.
+    #[error(fmt = fmt_export_type)]
     ExportType {
         plugin: String,
         provider: String,
@@ -128,6 +143,10 @@ pub enum LoadErrorKind {
     },
     #[error("non-reloadable plugin {plugin:?} imports reloadable plugin {provider:?}: a reload would leave it calling replaced code")]
     NotReloadableImport { plugin: String, provider: String },
+    /// The file was compiled with `panic = "abort"` and its manifest does not say that
+    /// was accepted (`hotswap build --allow-panic-abort`).
+    #[error("{plugin} is built with panic = \"abort\": a panic in it would abort the host; rebuild it with panic = \"unwind\" (the default), or accept that with hotswap build --allow-panic-abort")]
+    PanicAbort { plugin: String },
     #[error("vetoed by the reload callback: {0}")]
     Vetoed(String),
     #[error("built with panic = \"abort\": its panics would abort the host instead of reaching it as errors; build it with panic = \"unwind\" (the default)")]
@@ -136,6 +155,133 @@ pub enum LoadErrorKind {
     HookTimeout { elapsed: Duration, limit: Duration },
     #[error("{0}")]
     HookThread(String),
+}
+
+/// The plugin's `PluginVTable` layout differs from the host's: printed in one line that
+/// names both `hotswap-plugin-api` versions, with abi_stable's full report (thousands
+/// of lines) only in the alternate form `{:#}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayoutMismatch {
+    /// The `hotswap-plugin-api` version in the plugin's header.
+    pub plugin_api: String,
+    /// The host's `hotswap-plugin-api` version.
+    pub host_api: String,
+    /// abi_stable's report of every difference.
+    pub detail: String,
+}
+
+impl LayoutMismatch {
+    /// A mismatch found in a plugin whose header says `plugin_api`, against this host.
+    pub fn new(plugin_api: &str, detail: String) -> LayoutMismatch {
+        LayoutMismatch {
+            plugin_api: plugin_api.to_owned(),
+            host_api: hotswap_plugin_api::header::API_VERSION.to_owned(),
+            detail,
+        }
+    }
+}
+
+impl std::error::Error for LayoutMismatch {}
+
+/// The layout-check failure of a plugin whose `header` has another `PluginVTable` layout
+/// (abi_stable's report in `detail`).
+pub(crate) fn layout_mismatch(
+    header: &hotswap_plugin_api::header::PluginHeader,
+    detail: String,
+) -> (Step, LoadErrorKind) {
+    (
+        Step::LayoutCheck,
+        LoadErrorKind::Layout(LayoutMismatch::new(header.api_version.as_str(), detail)),
+    )
+}
+
+/// Which side of a typed function's signature differs (see [`CallError::Signature`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignaturePart {
+    /// The argument type.
+    Argument,
+    /// The result type.
+    Result,
+}
+
+fn fmt_export_type(
+    plugin: &str,
+    provider: &str,
+    detail: &str,
+    f: &mut fmt::Formatter<'_>,
+) -> fmt::Result {
+    write!(
+        f,
+        "plugin {plugin:?} imports {provider:?} as a type its export does not have"
+    )?;
+    if f.alternate() {
+        write!(f, ":\n{detail}")
+    } else if !detail.contains('\n') {
+        write!(f, ": {detail}")
+    } else {
+        Ok(())
+    }
+}
+
+/// What differs in a typed function's signature (see [`CallError::Signature`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureMismatch {
+    /// Which of the two differs (the argument is checked first).
+    pub part: SignaturePart,
+    /// The type the plugin's function has there.
+    pub plugin_type: String,
+    /// The type the host's handle asked for.
+    pub host_type: String,
+    /// abi_stable's report of the difference.
+    pub detail: String,
+}
+
+fn fmt_signature(
+    plugin: &str,
+    function: &str,
+    m: &SignatureMismatch,
+    f: &mut fmt::Formatter<'_>,
+) -> fmt::Result {
+    let verb = match m.part {
+        SignaturePart::Argument => "takes",
+        SignaturePart::Result => "returns",
+    };
+    write!(
+        f,
+        "{plugin}::{function}: the plugin {verb} {}, the host asked for {}",
+        m.plugin_type, m.host_type
+    )?;
+    if m.plugin_type == m.host_type {
+        f.write_str(" of another layout")?;
+    }
+    if f.alternate() {
+        write!(f, "\n{}", m.detail)?;
+    }
+    Ok(())
+}
+
+impl fmt::Display for LayoutMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.plugin_api != self.host_api {
+            write!(
+                f,
+                "built against hotswap-plugin-api {}, this host has {}, and their entry \
+                 points differ: rebuild the plugin against hotswap-plugin-api {}",
+                self.plugin_api, self.host_api, self.host_api
+            )?;
+        } else {
+            write!(
+                f,
+                "the plugin's entry points have another layout than this host's, though both \
+                 say hotswap-plugin-api {}: rebuild the plugin and the host from the same sources",
+                self.host_api
+            )?;
+        }
+        if f.alternate() {
+            write!(f, "\n{}", self.detail)?;
+        }
+        Ok(())
+    }
 }
 
 /// A failed load or reload step. Printed, it reads like
@@ -165,7 +311,13 @@ impl fmt::Display for LoadError {
         if let Some(file) = &self.file {
             write!(f, " ({})", file.display())?;
         }
-        write!(f, " failed at {}: {}", self.step, self.kind)
+        write!(f, " failed at {}: ", self.step)?;
+        // `{:#}` reaches the cause: its details (a layout report) print only then.
+        if f.alternate() {
+            write!(f, "{:#}", self.kind)
+        } else {
+            write!(f, "{}", self.kind)
+        }
     }
 }
 
@@ -221,12 +373,16 @@ pub enum CallError {
     /// The plugin has no typed function of that name.
     #[error("plugin {plugin:?} has no typed function {function:?}")]
     UnknownFunction { plugin: String, function: String },
-    /// The typed function exists, but its argument or result type is not the one asked for.
-    #[error("typed function {plugin}::{function} has another signature: {detail}")]
+    /// The typed function exists, but its argument or result type is not the one asked
+    /// for. Printed in one line naming both types
+    /// (`world::version_number: the plugin returns u32, the host asked for u64`);
+    /// `{:#}` adds abi_stable's report.
+    #[error(fmt = fmt_signature)]
     Signature {
         plugin: String,
         function: String,
-        detail: String,
+        /// What differs (boxed: a `CallError` stays small).
+        mismatch: Box<SignatureMismatch>,
     },
     /// [`PluginManager::func`](crate::PluginManager::func) was called from inside a
     /// reload of the same manager (a reload callback, `extension_newer`), which holds

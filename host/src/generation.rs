@@ -3,7 +3,7 @@
 //! The host serves exactly one; a reload builds the next beside it and publishes it
 //! with one pointer swap (see `reclaim::Domain`).
 
-use crate::error::CallError;
+use crate::error::{CallError, SignatureMismatch, SignaturePart};
 use crate::vault::ExtensionObj;
 use crate::version::Version;
 use abi_stable::abi_stability::abi_checking::{
@@ -156,13 +156,21 @@ impl Generation {
                 plugin: s.plugin.clone(),
                 function: s.function.clone(),
             })?;
-        let signature = |what: &str, e: String| CallError::Signature {
-            plugin: s.plugin.clone(),
-            function: s.function.clone(),
-            detail: format!("{what}: {e}"),
-        };
-        check_layout(s.arg, f.arg).map_err(|e| signature("argument", e))?;
-        check_layout(s.ret, f.ret).map_err(|e| signature("result", e))?;
+        let signature =
+            |part, host: &TypeLayout, plugin: &TypeLayout, detail| CallError::Signature {
+                plugin: s.plugin.clone(),
+                function: s.function.clone(),
+                mismatch: Box::new(SignatureMismatch {
+                    part,
+                    plugin_type: plugin.full_type().to_string(),
+                    host_type: host.full_type().to_string(),
+                    detail,
+                }),
+            };
+        check_layout(s.arg, f.arg)
+            .map_err(|e| signature(SignaturePart::Argument, s.arg, f.arg, e))?;
+        check_layout(s.ret, f.ret)
+            .map_err(|e| signature(SignaturePart::Result, s.ret, f.ret, e))?;
         Ok(TypedSlot {
             call: f.call,
             instance: v.instance(),

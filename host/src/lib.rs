@@ -38,9 +38,11 @@ mod manager;
 pub mod manifest;
 pub mod maps;
 pub mod metrics;
+mod panic_abort;
 mod reaper;
 pub(crate) mod reclaim;
 mod report;
+pub mod safe_fs;
 mod scan;
 pub mod signals;
 mod static_plugin;
@@ -53,7 +55,10 @@ mod version;
 #[cfg(feature = "watch")]
 pub mod watch;
 
-pub use error::{CallError, Error, LoadError, LoadErrorKind, Step};
+pub use error::{
+    CallError, Error, LayoutMismatch, LoadError, LoadErrorKind, SignatureMismatch, SignaturePart,
+    Step,
+};
 pub use func::Func;
 pub use generation::Generation;
 pub use hotswap_plugin_api::LiveData;

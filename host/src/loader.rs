@@ -63,7 +63,9 @@ pub(crate) fn load(
     // A unique private path per version: dlopen of a path it already has open returns
     // the old handle, and the build directory may be rewritten while we run.
     let private_path = env.private_dir.join(format!("{id}-{}", m.file));
-    let bytes = std::fs::read(&source).map_err(|e| fail(Step::Copy, e.into()))?;
+    // helper-a (#12): never block on, or follow a link from, the plugin directory.
+    let bytes =
+        crate::safe_fs::read_regular(&source, None).map_err(|e| fail(Step::Copy, e.into()))?;
     let actual = sha256_hex(&bytes);
     if actual != m.sha256 {
         return Err(fail(
@@ -75,6 +77,8 @@ pub(crate) fn load(
         ));
     }
     crate::elf::validate(&bytes).map_err(|e| fail(Step::Validate, e.into()))?;
+    // helper-a (#12): a panic = "abort" build only if its manifest accepts it.
+    crate::panic_abort::check(&bytes, m).map_err(|kind| fail(Step::Validate, kind))?;
     // Map exactly the bytes we checked.
     std::fs::write(&private_path, &bytes).map_err(|e| fail(Step::Copy, e.into()))?;
     let remove_copy = RemoveOnDrop(&private_path);
@@ -504,7 +508,7 @@ unsafe fn check_header_at(
         ));
     }
     check_layout(<PluginVTable as StableAbi>::LAYOUT, header.layout)
-        .map_err(|e| (Step::LayoutCheck, LoadErrorKind::Layout(e)))?;
+        .map_err(|e| crate::error::layout_mismatch(header, e))?; // helper-a (#12)
     Ok(header.vtable as *const PluginVTable)
 }
 

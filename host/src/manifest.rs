@@ -5,6 +5,7 @@
 //! the newest build of a plugin, and its `sha256` is checked against the bytes the
 //! host actually maps.
 
+use crate::safe_fs::{BadFileName, FileError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -53,6 +54,32 @@ pub struct Manifest {
     /// in `export_plugin!(…, live { … })` (the host checks on load).
     #[serde(default)]
     pub live_functions: Vec<String>,
+    /// The panic strategy the library was built with. `abort` only with
+    /// `hotswap build --allow-panic-abort`; a host refuses a file built with
+    /// `panic = "abort"` whose manifest does not say so. Absent in older manifests:
+    /// `unwind`.
+    #[serde(default)]
+    pub panic: PanicStrategy,
+}
+
+/// How a plugin was compiled to handle panics (cargo's `profile.*.panic`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PanicStrategy {
+    /// The default: a panic unwinds to the boundary and comes back to the host as an error.
+    #[default]
+    Unwind,
+    /// A panic anywhere in the plugin aborts the whole host process.
+    Abort,
+}
+
+impl std::fmt::Display for PanicStrategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PanicStrategy::Unwind => "unwind",
+            PanicStrategy::Abort => "abort",
+        })
+    }
 }
 
 /// Why a manifest could not be read.
@@ -72,18 +99,27 @@ pub enum ManifestError {
     },
     #[error("manifest {path} has format {found:?}, this host reads {MANIFEST_FORMAT:?}")]
     Format { path: PathBuf, found: String },
+    /// The manifest is not a regular file (a FIFO, a device, a link, …) or is too large.
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// `file` is not a plain file name in the manifest's directory.
+    #[error("manifest {path} names file {file:?}, which is not a plain file name in its directory: {reason}")]
+    FileName {
+        path: PathBuf,
+        file: String,
+        reason: BadFileName,
+    },
 }
 
 impl Manifest {
     /// Reads and validates the manifest at `path`.
     ///
-    /// Fails with [`ManifestError`] when the file cannot be read, is not valid JSON of
-    /// this shape, or has another format version.
+    /// Fails with [`ManifestError`] when the file cannot be read, is not a regular file
+    /// (never blocking on a FIFO or device, never following a link: see
+    /// [`safe_fs`](crate::safe_fs)), is larger than 1 MiB, is not valid JSON of this
+    /// shape, has another format version, or its `file` is not a plain file name.
     pub fn read(path: &Path) -> Result<Manifest, ManifestError> {
-        let text = std::fs::read(path).map_err(|source| ManifestError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = crate::safe_fs::read_regular(path, Some(crate::safe_fs::MANIFEST_LIMIT))?;
         let manifest: Manifest =
             serde_json::from_slice(&text).map_err(|source| ManifestError::Corrupt {
                 path: path.to_owned(),
@@ -95,6 +131,13 @@ impl Manifest {
                 found: manifest.format,
             });
         }
+        crate::safe_fs::check_file_name(&manifest.file).map_err(|reason| {
+            ManifestError::FileName {
+                path: path.to_owned(),
+                file: manifest.file.clone(),
+                reason,
+            }
+        })?;
         Ok(manifest)
     }
 

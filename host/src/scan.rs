@@ -1,7 +1,7 @@
 //! Finding what to load: the newest build of each plugin in a directory, by manifest.
 
 use crate::error::{Error, LoadError, LoadErrorKind, Step};
-use crate::manifest::{Manifest, MANIFEST_SUFFIX};
+use crate::manifest::{Manifest, ManifestError, MANIFEST_SUFFIX};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -18,8 +18,26 @@ impl Candidate {
     }
 }
 
+/// A manifest that is not a regular file, or names no plain file, gets the same kinds
+/// of error as a library that is not one; every other manifest error stays one.
+fn scan_error(e: ManifestError) -> LoadErrorKind {
+    match e {
+        ManifestError::File(e) => LoadErrorKind::File(e),
+        ManifestError::FileName { path, file, reason } => LoadErrorKind::FileName {
+            manifest: path,
+            file,
+            reason,
+        },
+        e => LoadErrorKind::Manifest(e),
+    }
+}
+
 /// The newest build (by `build_time_ms`) of every plugin in `dir`, by name, filtered
 /// by `whitelist` when there is one.
+///
+/// Manifests are read with [`safe_fs`](crate::safe_fs): a FIFO, device, socket,
+/// directory or symbolic link named `*.manifest.json` fails the scan at once, and so
+/// does a manifest whose `file` is not a plain file name.
 ///
 /// Fails on an unreadable directory, a corrupt manifest (a directory with one bad
 /// manifest is not half-loaded), or two different builds of one plugin claiming the
@@ -51,7 +69,7 @@ pub(crate) fn newest_builds(
             version: None,
             file: Some(path.clone()),
             step: Step::Scan,
-            kind: LoadErrorKind::Manifest(e),
+            kind: scan_error(e),
         })?;
         if whitelist.is_some_and(|w| !w.contains(&manifest.name)) {
             continue;

@@ -137,6 +137,7 @@ pub fn install_raw(bytes: &[u8], name: &str, dir: &Path, time_ms: u64) {
         target: String::new(),
         live_prefix: "live_".into(),
         live_functions: Vec::new(),
+        panic: Default::default(),
     };
     m.write(&dir.join(format!("{name}-0.1.0-raw.manifest.json")))
         .unwrap();

@@ -1,0 +1,299 @@
+//! Reading files of the plugin directory without letting them block or lead elsewhere.
+//!
+//! Whoever writes the plugin directory can put anything there: a FIFO named
+//! `x.manifest.json` (a plain `open` blocks until a writer comes, with the reload lock
+//! held), a manifest whose `file` names a device (`/dev/zero` reads forever), a socket, a
+//! directory, or a symbolic link to any of these or to a file outside the directory.
+//! [`read_regular`] reads only regular files: it checks the entry without following
+//! links, opens it with `O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY` (a FIFO or device
+//! that replaced the entry in between opens without waiting), checks the opened
+//! descriptor again with `fstat`, and refuses anything but a regular file with a
+//! [`FileError`] that names what it found. Symbolic links are refused outright: that is
+//! the simplest rule under which nothing read leaves the directory.
+//!
+//! [`check_file_name`] is the other half: the library a manifest names must be a plain
+//! file name in the manifest's own directory.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Largest manifest the host reads (a real one is about 1 KiB).
+pub const MANIFEST_LIMIT: u64 = 1 << 20;
+
+/// Why a file of the plugin directory was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// The file cannot be opened or read (missing, no permission, …).
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A named pipe: reading it would wait for a writer.
+    #[error("{} is a FIFO (named pipe), not a regular file: refused without reading it", path.display())]
+    Fifo { path: PathBuf },
+    /// A character device (`/dev/zero`, a tty, …).
+    #[error("{} is a character device, not a regular file: refused without reading it", path.display())]
+    CharDevice { path: PathBuf },
+    /// A block device.
+    #[error("{} is a block device, not a regular file: refused without reading it", path.display())]
+    BlockDevice { path: PathBuf },
+    /// A unix socket.
+    #[error("{} is a socket, not a regular file: refused without reading it", path.display())]
+    Socket { path: PathBuf },
+    /// A directory.
+    #[error("{} is a directory, not a regular file", path.display())]
+    Directory { path: PathBuf },
+    /// A symbolic link, wherever it points.
+    #[error("{} is a symbolic link: manifests and plugin files must be regular files in the plugin directory, not links (copy the file instead)", path.display())]
+    Symlink { path: PathBuf },
+    /// Larger than the limit for its kind of file.
+    #[error("{} is larger than {limit} bytes: refused", path.display())]
+    TooLarge { path: PathBuf, limit: u64 },
+}
+
+impl FileError {
+    /// The file the error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            FileError::Io { path, .. }
+            | FileError::Fifo { path }
+            | FileError::CharDevice { path }
+            | FileError::BlockDevice { path }
+            | FileError::Socket { path }
+            | FileError::Directory { path }
+            | FileError::Symlink { path }
+            | FileError::TooLarge { path, .. } => path,
+        }
+    }
+}
+
+/// Why a manifest's `file` is not a plain file name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadFileName {
+    /// `""`.
+    Empty,
+    /// `"."` or `".."`.
+    Dots,
+    /// An absolute path.
+    Absolute,
+    /// Contains `/` (another directory).
+    Separator,
+    /// Contains a NUL byte.
+    Nul,
+}
+
+impl std::fmt::Display for BadFileName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BadFileName::Empty => "it is empty",
+            BadFileName::Dots => "it is `.` or `..`",
+            BadFileName::Absolute => "it is an absolute path",
+            BadFileName::Separator => "it contains `/`",
+            BadFileName::Nul => "it contains a NUL byte",
+        })
+    }
+}
+
+/// Checks that `name` is a plain file name: not empty, not `.` or `..`, no `/`, no NUL,
+/// not absolute; so joined to a directory it names an entry of that directory.
+pub fn check_file_name(name: &str) -> Result<(), BadFileName> {
+    if name.is_empty() {
+        Err(BadFileName::Empty)
+    } else if name.starts_with('/') || Path::new(name).is_absolute() {
+        Err(BadFileName::Absolute)
+    } else if name.contains('/') {
+        Err(BadFileName::Separator)
+    } else if name.contains('\0') {
+        Err(BadFileName::Nul)
+    } else if name == "." || name == ".." {
+        Err(BadFileName::Dots)
+    } else {
+        Ok(())
+    }
+}
+
+/// Reads the regular file at `path` (at most `limit` bytes, if given), refusing FIFOs,
+/// devices, sockets, directories and symbolic links without blocking on them.
+pub fn read_regular(path: &Path, limit: Option<u64>) -> Result<Vec<u8>, FileError> {
+    let io = |source: std::io::Error| FileError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    // Look first without following links or opening anything: opening some devices
+    // has effects of its own.
+    let meta = std::fs::symlink_metadata(path).map_err(io)?;
+    refuse_non_regular(path, file_kind(&meta.file_type()))?;
+    use rustix::fs::{Mode, OFlags};
+    // O_NONBLOCK: should a FIFO or device replace the entry after the check, open
+    // returns at once instead of waiting; O_NOFOLLOW: a link put there meanwhile fails
+    // with ELOOP.
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY,
+        Mode::empty(),
+    )
+    .map_err(|e| match e {
+        rustix::io::Errno::LOOP => FileError::Symlink {
+            path: path.to_owned(),
+        },
+        e => io(e.into()),
+    })?;
+    let stat = rustix::fs::fstat(&fd).map_err(|e| io(e.into()))?;
+    refuse_non_regular(
+        path,
+        Kind::from(rustix::fs::FileType::from_raw_mode(stat.st_mode)),
+    )?;
+    // A regular file: reads never block, O_NONBLOCK or not.
+    let file = std::fs::File::from(fd);
+    let mut bytes = Vec::new();
+    match limit {
+        Some(limit) => {
+            file.take(limit.saturating_add(1))
+                .read_to_end(&mut bytes)
+                .map_err(io)?;
+            if bytes.len() as u64 > limit {
+                return Err(FileError::TooLarge {
+                    path: path.to_owned(),
+                    limit,
+                });
+            }
+        }
+        None => {
+            let mut file = file;
+            file.read_to_end(&mut bytes).map_err(io)?;
+        }
+    }
+    Ok(bytes)
+}
+
+/// What a directory entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Regular,
+    Fifo,
+    CharDevice,
+    BlockDevice,
+    Socket,
+    Directory,
+    Symlink,
+    Unknown,
+}
+
+impl From<rustix::fs::FileType> for Kind {
+    fn from(t: rustix::fs::FileType) -> Kind {
+        use rustix::fs::FileType as T;
+        match t {
+            T::RegularFile => Kind::Regular,
+            T::Fifo => Kind::Fifo,
+            T::CharacterDevice => Kind::CharDevice,
+            T::BlockDevice => Kind::BlockDevice,
+            T::Socket => Kind::Socket,
+            T::Directory => Kind::Directory,
+            T::Symlink => Kind::Symlink,
+            _ => Kind::Unknown,
+        }
+    }
+}
+
+fn file_kind(t: &std::fs::FileType) -> Kind {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_file() {
+        Kind::Regular
+    } else if t.is_symlink() {
+        Kind::Symlink
+    } else if t.is_dir() {
+        Kind::Directory
+    } else if t.is_fifo() {
+        Kind::Fifo
+    } else if t.is_char_device() {
+        Kind::CharDevice
+    } else if t.is_block_device() {
+        Kind::BlockDevice
+    } else if t.is_socket() {
+        Kind::Socket
+    } else {
+        Kind::Unknown
+    }
+}
+
+fn refuse_non_regular(path: &Path, kind: Kind) -> Result<(), FileError> {
+    let path = path.to_owned();
+    Err(match kind {
+        Kind::Regular => return Ok(()),
+        Kind::Fifo => FileError::Fifo { path },
+        Kind::CharDevice => FileError::CharDevice { path },
+        Kind::BlockDevice => FileError::BlockDevice { path },
+        Kind::Socket => FileError::Socket { path },
+        Kind::Directory => FileError::Directory { path },
+        Kind::Symlink => FileError::Symlink { path },
+        Kind::Unknown => FileError::Io {
+            path: path.clone(),
+            source: std::io::Error::other("not a regular file"),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_names_pass_and_others_are_named() {
+        assert_eq!(check_file_name("world-0.1.0-x.so"), Ok(()));
+        assert_eq!(check_file_name("..so"), Ok(()));
+        assert_eq!(check_file_name(""), Err(BadFileName::Empty));
+        assert_eq!(check_file_name("."), Err(BadFileName::Dots));
+        assert_eq!(check_file_name(".."), Err(BadFileName::Dots));
+        assert_eq!(check_file_name("/dev/zero"), Err(BadFileName::Absolute));
+        assert_eq!(check_file_name("../x.so"), Err(BadFileName::Separator));
+        assert_eq!(check_file_name("sub/x.so"), Err(BadFileName::Separator));
+        assert_eq!(check_file_name("x\0.so"), Err(BadFileName::Nul));
+    }
+
+    #[test]
+    fn regular_files_are_read_and_the_rest_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"bytes").unwrap();
+        assert_eq!(read_regular(&file, None).unwrap(), b"bytes");
+        assert_eq!(read_regular(&file, Some(5)).unwrap(), b"bytes");
+        assert!(matches!(
+            read_regular(&file, Some(4)),
+            Err(FileError::TooLarge { limit: 4, .. })
+        ));
+
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        assert!(matches!(
+            read_regular(&fifo, None),
+            Err(FileError::Fifo { .. })
+        ));
+        assert!(matches!(
+            read_regular(dir.path(), None),
+            Err(FileError::Directory { .. })
+        ));
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert!(matches!(
+            read_regular(&link, None),
+            Err(FileError::Symlink { .. })
+        ));
+        assert!(matches!(
+            read_regular(Path::new("/dev/zero"), None),
+            Err(FileError::CharDevice { .. })
+        ));
+        let missing = dir.path().join("missing");
+        let e = read_regular(&missing, None).unwrap_err();
+        assert!(matches!(&e, FileError::Io { .. }), "{e}");
+        assert_eq!(e.path(), missing);
+    }
+}
