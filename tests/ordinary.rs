@@ -660,12 +660,21 @@ fn states(s: &Status) -> String {
                 }
                 "pinned".to_owned()
             }
+            VersionState::Stuck { step, .. } => format!("stuck in {step}"),
+            VersionState::Closing {
+                thread_locals,
+                threads,
+            } => format!("closing ({thread_locals} thread-locals, {threads} threads)"),
+            _ => "other".to_owned(),
         };
         *by_state
             .entry(match v.state {
                 VersionState::Current => "current",
                 VersionState::Draining { .. } => "draining",
                 VersionState::Pinned { .. } => "pinned",
+                VersionState::Stuck { .. } => "stuck",
+                VersionState::Closing { .. } => "closing",
+                _ => "other",
             })
             .or_default() += 1;
         if lines.len() < 4 {
