@@ -143,14 +143,13 @@ pub enum LoadErrorKind {
     },
     #[error("non-reloadable plugin {plugin:?} imports reloadable plugin {provider:?}: a reload would leave it calling replaced code")]
     NotReloadableImport { plugin: String, provider: String },
-    /// The file was compiled with `panic = "abort"` and its manifest does not say that
-    /// was accepted (`hotswap build --allow-panic-abort`).
-    #[error("{plugin} is built with panic = \"abort\": a panic in it would abort the host; rebuild it with panic = \"unwind\" (the default), or accept that with hotswap build --allow-panic-abort")]
+    /// The plugin was compiled with `panic = "abort"`: a panic in it would abort the
+    /// host. Refused at load whatever its manifest says (`hotswap build
+    /// --allow-panic-abort` only lets it be packaged, e.g. for a host that links it).
+    #[error("{plugin} is built with panic = \"abort\": a panic in it would abort the host; rebuild it with panic = \"unwind\" (the default)")]
     PanicAbort { plugin: String },
     #[error("vetoed by the reload callback: {0}")]
     Vetoed(String),
-    #[error("built with panic = \"abort\": its panics would abort the host instead of reaching it as errors; build it with panic = \"unwind\" (the default)")]
-    PanicAbort,
     #[error("hook did not return within {limit:?} (ran {elapsed:?}); the reload was abandoned and the version is kept, never published, until the hook returns (Builder::hook_timeout)")]
     HookTimeout { elapsed: Duration, limit: Duration },
     #[error("{0}")]

@@ -8,7 +8,8 @@
 //! holds the version), so the stuck version is never unloaded under it.
 
 use crate::error::Step;
-use std::sync::mpsc;
+use parking_lot::Mutex;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 /// Default deadline of one hook.
@@ -62,6 +63,8 @@ impl HookThread {
     pub fn start(name: String, timeout: Duration) -> HookThread {
         let (tx, rx) = mpsc::channel::<Job>();
         let started = std::thread::Builder::new().name(name).spawn(move || {
+            // What hooks register on this thread dies with it, at the reload's end.
+            crate::threads::transient();
             for job in rx {
                 job();
             }
@@ -95,14 +98,25 @@ impl HookThread {
             return Err(thread("the hook thread is still in a hook that overran"));
         }
         let (tx, rx) = mpsc::channel::<Event<R>>();
+        // `on_late` is for the hook thread only when the caller gave up; otherwise the
+        // caller drops it, so that nothing it holds (a library, a version) outlives the
+        // answer on the hook thread: a reload that returned has let go of everything.
+        type Late<R> = Box<dyn FnOnce(R) + Send>;
+        let late: Arc<Mutex<Option<Late<R>>>> = Arc::new(Mutex::new(Some(Box::new(on_late))));
+        let late_on_thread = late.clone();
         let boxed: Job = Box::new(move || {
             let progress = Progress(tx);
+            // Calling the FnOnce consumes it: what it captured is dropped before the
+            // answer is sent.
             let result = job(&progress);
             if let Err(mpsc::SendError(Event::Done(result))) = progress.0.send(Event::Done(result))
             {
-                on_late(result);
+                if let Some(on_late) = late_on_thread.lock().take() {
+                    on_late(result);
+                }
             }
         });
+        let take_late = || drop(late.lock().take());
         let sent = self.jobs.as_ref().map(|j| j.send(boxed));
         if !matches!(sent, Some(Ok(()))) {
             return Err(thread("the hook thread has ended"));
@@ -116,12 +130,18 @@ impl HookThread {
                     step = s;
                     since = Instant::now();
                 }
-                Ok(Event::Done(r)) => return Ok(r),
+                Ok(Event::Done(r)) => {
+                    take_late();
+                    return Ok(r);
+                }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     // One last look: a result that made it in time after all is taken.
                     while let Ok(event) = rx.try_recv() {
                         match event {
-                            Event::Done(r) => return Ok(r),
+                            Event::Done(r) => {
+                                take_late();
+                                return Ok(r);
+                            }
                             Event::Step(s) => {
                                 step = s;
                                 since = Instant::now();

@@ -63,7 +63,7 @@ pub(crate) fn load(
     // A unique private path per version: dlopen of a path it already has open returns
     // the old handle, and the build directory may be rewritten while we run.
     let private_path = env.private_dir.join(format!("{id}-{}", m.file));
-    // helper-a (#12): never block on, or follow a link from, the plugin directory.
+    // Never block on, or follow a link from, the plugin directory.
     let bytes =
         crate::safe_fs::read_regular(&source, None).map_err(|e| fail(Step::Copy, e.into()))?;
     let actual = sha256_hex(&bytes);
@@ -77,7 +77,7 @@ pub(crate) fn load(
         ));
     }
     crate::elf::validate(&bytes).map_err(|e| fail(Step::Validate, e.into()))?;
-    // helper-a (#12): a panic = "abort" build only if its manifest accepts it.
+    // A panic = "abort" build would abort the host at its first panic: never opened.
     crate::panic_abort::check(&bytes, m).map_err(|kind| fail(Step::Validate, kind))?;
     // Map exactly the bytes we checked.
     std::fs::write(&private_path, &bytes).map_err(|e| fail(Step::Copy, e.into()))?;
@@ -246,7 +246,12 @@ unsafe fn instantiate(
     // SAFETY: upheld by the caller; `lib` keeps the library open as long as `vt` is used.
     let vt: &PluginVTable = unsafe { &*vtable };
     if !vt.panic_unwind {
-        return Err(fail(Step::AbiCheck, LoadErrorKind::PanicAbort));
+        return Err(fail(
+            Step::AbiCheck,
+            LoadErrorKind::PanicAbort {
+                plugin: vt.name.as_str().to_owned(),
+            },
+        ));
     }
     let Origin {
         id,
@@ -508,7 +513,7 @@ unsafe fn check_header_at(
         ));
     }
     check_layout(<PluginVTable as StableAbi>::LAYOUT, header.layout)
-        .map_err(|e| crate::error::layout_mismatch(header, e))?; // helper-a (#12)
+        .map_err(|e| crate::error::layout_mismatch(header, e))?;
     Ok(header.vtable as *const PluginVTable)
 }
 

@@ -56,7 +56,7 @@ pub struct Manifest {
     pub live_functions: Vec<String>,
     /// The panic strategy the library was built with. `abort` only with
     /// `hotswap build --allow-panic-abort`; a host refuses a file built with
-    /// `panic = "abort"` whose manifest does not say so. Absent in older manifests:
+    /// `panic = "abort"` whatever this says. Absent in older manifests:
     /// `unwind`.
     #[serde(default)]
     pub panic: PanicStrategy,

@@ -180,7 +180,10 @@ impl Reaper {
         self.drain(rx);
         self.generations.is_empty()
             && self.jobs.is_empty()
-            && self.closing.iter().all(|j| !j.ctx.holds.settling())
+            && self.closing.iter().all(|j| {
+                let holds = &j.ctx.holds;
+                !holds.is_clear() && !holds.settling()
+            })
     }
 
     fn run(&mut self, rx: mpsc::Receiver<Msg>) {

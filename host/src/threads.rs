@@ -75,6 +75,9 @@ impl std::fmt::Debug for Holds {
             .field("items", &self.items())
             .field("threads", &self.threads())
             .field("tasks", &self.tasks())
+            .field("cleanup", &self.cleanup.load(Ordering::SeqCst))
+            .field("transient", &self.transient.load(Ordering::SeqCst))
+            .field("drained", &self.drained.load(Ordering::SeqCst))
             .finish()
     }
 }
