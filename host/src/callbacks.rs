@@ -10,8 +10,8 @@
 //! them).
 
 use crate::threads;
-use crate::version::VersionCtx;
 use crate::vault::ExtensionObj;
+use crate::version::VersionCtx;
 use abi_stable::std_types::{RResult, RSlice, RStr};
 use hotswap_plugin_api::vtable::{
     DtorFn, ExtensionCallback, ExtensionFfi, FailKind, Failure, FfiTask, HostVTable, StartFn,
@@ -146,7 +146,10 @@ unsafe extern "C" fn host_bag_set(
     // SAFETY: called by plugin code with its own HostHandle.
     let c = unsafe { ctx(c) };
     if c.is_freed() {
-        return error(format!("{FREED}: DataBag write of {:?} refused", key.as_str()));
+        return error(format!(
+            "{FREED}: DataBag write of {:?} refused",
+            key.as_str()
+        ));
     }
     let Some(m) = c.manager.upgrade() else {
         return error("the host is shutting down");

@@ -69,7 +69,9 @@ impl HookThread {
                 job();
             }
         });
-        let start_error = started.err().map(|e| format!("cannot start a hook thread: {e}"));
+        let start_error = started
+            .err()
+            .map(|e| format!("cannot start a hook thread: {e}"));
         HookThread {
             jobs: Some(tx),
             timeout,

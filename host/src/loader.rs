@@ -93,9 +93,14 @@ pub(crate) fn load(
         // SAFETY: loading runs the file's initializers. The file is a complete shared
         // object for this machine (checked above) built by `hotswap build`; plugins are
         // trusted code, and Rust cdylibs run no initializers of their own.
-        unsafe { Library::open(Some(&private_path), RTLD_NOW | RTLD_LOCAL | libc::RTLD_DEEPBIND) }
-            .map_err(|e| fail(Step::Open, LoadErrorKind::Open(e.to_string())))?
-            .into()
+        unsafe {
+            Library::open(
+                Some(&private_path),
+                RTLD_NOW | RTLD_LOCAL | libc::RTLD_DEEPBIND,
+            )
+        }
+        .map_err(|e| fail(Step::Open, LoadErrorKind::Open(e.to_string())))?
+        .into()
     };
     #[cfg(not(unix))]
     // SAFETY: as above.

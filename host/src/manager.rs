@@ -325,14 +325,7 @@ impl PluginManager {
         callback: impl Fn(&Generation, &Generation) -> Result<(), String>,
     ) -> Result<ReloadReport, Error> {
         self.refuse_static()?;
-        self.exclusive(|| {
-            self.swap(
-                &self.dir(),
-                data,
-                Some(&callback),
-                self.shared.hook_timeout,
-            )
-        })
+        self.exclusive(|| self.swap(&self.dir(), data, Some(&callback), self.shared.hook_timeout))
     }
 
     /// Like [`reload`](Self::reload), with `timeout` as the deadline of each hook of

@@ -254,19 +254,11 @@ impl Reaper {
         for (_, job) in due {
             self.start_free(job);
         }
-        let (clear, waiting): (Vec<_>, Vec<_>) = self
-            .closing
-            .drain(..)
-            .partition(|j| j.ctx.holds.is_clear());
+        let (clear, waiting): (Vec<_>, Vec<_>) =
+            self.closing.drain(..).partition(|j| j.ctx.holds.is_clear());
         self.closing = waiting;
         for job in clear {
             self.close(job);
-        }
-        // Threads holding per-thread values of drained versions destroy them at their
-        // next pin; an attention request can be lost in a race (see `reclaim`), so ask
-        // again while some wait.
-        if self.closing.iter().any(|j| j.ctx.holds.items() > 0) {
-            reclaim::request_attention();
         }
     }
 

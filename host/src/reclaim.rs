@@ -43,12 +43,14 @@
 //!
 //! Attention: the host sometimes needs every thread to pass through the cold path once
 //! at its next pin (to destroy per-thread values of a drained plugin version, see
-//! `threads`). [`request_attention`] puts the full mark into every empty domain slot of
-//! every record; a thread's next pin finds its slot full, goes the cold way, sees the
-//! mark (never taken for an outer pin), clears the marks of its record, runs the
-//! handler set with [`on_attention`], and pins as usual. The fast path is unchanged. A
-//! mark can be lost when its thread stores its own pointer over it between its check
-//! and its store; whoever needs the attention asks again until served.
+//! `threads`). Each registered thread publishes the address of its `LOCAL` (the
+//! thread-local naming its record) in its record; [`request_attention`], under the
+//! registry lock, points every such `LOCAL` at a static all-full record, `ATTENTION`.
+//! The thread's next pin reads that record, finds its slot full and goes the cold way,
+//! which points `LOCAL` back at the thread's own record, runs the handler set with
+//! [`on_attention`], and pins as usual. The fast path is unchanged (one load of
+//! `LOCAL`, as before), and a request is never lost: only the cold path, on the thread
+//! itself, undoes it. A pin already running keeps the record it read at entry.
 //!
 //! Orderings: a slot store is `Release` (a plain store on x86), so a reclaimer that reads
 //! a later pin's pointer from a slot also sees everything the thread did under its
@@ -83,6 +85,9 @@ const fn full_mark() -> *mut () {
 struct ThreadRecord {
     hazards: [AtomicPtr<()>; SLOTS],
     in_use: AtomicBool,
+    /// The owning thread's `LOCAL`, while it has one (set and cleared under the registry
+    /// lock): where [`request_attention`] points the thread at `ATTENTION`.
+    local: AtomicPtr<AtomicPtr<ThreadRecord>>,
 }
 
 impl ThreadRecord {
@@ -92,6 +97,7 @@ impl ThreadRecord {
         ThreadRecord {
             hazards: [const { AtomicPtr::new(full_mark()) }; SLOTS],
             in_use: AtomicBool::new(true),
+            local: AtomicPtr::new(std::ptr::null_mut()),
         }
     }
 }
@@ -100,32 +106,58 @@ impl ThreadRecord {
 static UNREGISTERED: ThreadRecord = ThreadRecord::all_full();
 /// The record of a thread whose thread-locals are being torn down.
 static EXITING: ThreadRecord = ThreadRecord::all_full();
+/// The record of a thread asked for attention (see the module docs).
+static ATTENTION_RECORD: ThreadRecord = ThreadRecord::all_full();
+
+const fn ptr_of(rec: &'static ThreadRecord) -> *mut ThreadRecord {
+    rec as *const ThreadRecord as *mut ThreadRecord
+}
 
 static REGISTRY: Mutex<Vec<&'static ThreadRecord>> = Mutex::new(Vec::new());
 
 thread_local! {
     // `const` and drop-free, so reading it compiles to one thread-pointer-relative load
     // and it stays readable during thread teardown.
-    static LOCAL: Cell<&'static ThreadRecord> = const { Cell::new(&UNREGISTERED) };
+    // Atomic only so that `request_attention` may redirect it from another thread; its
+    // owner reads it with a relaxed load, the same instruction as a plain one. It always
+    // points at a `'static` record.
+    static LOCAL: AtomicPtr<ThreadRecord> = const { AtomicPtr::new(ptr_of(&UNREGISTERED)) };
+    // This thread's own record once registered (what `LOCAL` goes back to after an
+    // attention request).
+    static OWN: Cell<Option<&'static ThreadRecord>> = const { Cell::new(None) };
     static RELEASE: ReleaseOnExit = const { ReleaseOnExit };
+}
+
+/// This thread's current record.
+#[inline(always)]
+fn local() -> &'static ThreadRecord {
+    // SAFETY: `LOCAL` only ever holds pointers to `'static` records (the statics, or
+    // leaked registered ones).
+    LOCAL.with(|l| unsafe { &*l.load(Ordering::Relaxed) })
+}
+
+fn set_local(rec: &'static ThreadRecord) {
+    LOCAL.with(|l| l.store(ptr_of(rec), Ordering::Relaxed));
 }
 
 struct ReleaseOnExit;
 
 impl Drop for ReleaseOnExit {
     fn drop(&mut self) {
-        let rec = LOCAL.with(|l| l.replace(&EXITING));
-        if !is_static(rec) {
+        // Under the registry lock, so no attention request writes `LOCAL` after this.
+        let registry = REGISTRY.lock();
+        let own = OWN.with(|o| o.take());
+        set_local(&EXITING);
+        if let Some(rec) = own {
+            rec.local.store(std::ptr::null_mut(), Ordering::Relaxed);
+        }
+        drop(registry);
+        if let Some(rec) = own {
             // Every pin has ended (each is scoped on this thread's stack), so all of the
             // record's domain slots are empty for whichever thread takes it next.
             rec.in_use.store(false, Ordering::Release);
         }
     }
-}
-
-/// Whether `rec` is one of the all-full statics rather than a thread's own record.
-fn is_static(rec: &ThreadRecord) -> bool {
-    std::ptr::eq(rec, &UNREGISTERED) || std::ptr::eq(rec, &EXITING)
 }
 
 #[cold]
@@ -134,7 +166,7 @@ fn register() -> &'static ThreadRecord {
     // A thread whose first pin comes from another thread-local's destructor can no
     // longer register one: it pins the slow way, like any exiting thread.
     if RELEASE.try_with(|_| ()).is_err() {
-        LOCAL.with(|l| l.set(&EXITING));
+        set_local(&EXITING);
         return &EXITING;
     }
     let mut registry = REGISTRY.lock();
@@ -148,14 +180,18 @@ fn register() -> &'static ThreadRecord {
             let r: &'static ThreadRecord = Box::leak(Box::new(ThreadRecord {
                 hazards: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
                 in_use: AtomicBool::new(true),
+                local: AtomicPtr::new(std::ptr::null_mut()),
             }));
             r.hazards[FULL].store(full_mark(), Ordering::Relaxed);
             registry.push(r);
             r
         }
     };
+    OWN.with(|o| o.set(Some(rec)));
+    set_local(rec);
+    let local = LOCAL.with(|l| l as *const AtomicPtr<ThreadRecord> as *mut _);
+    rec.local.store(local, Ordering::Relaxed);
     drop(registry);
-    LOCAL.with(|l| l.set(rec));
     rec
 }
 
@@ -167,41 +203,32 @@ pub fn on_attention(handler: fn()) {
     let _ = ATTENTION.set(handler);
 }
 
-/// Asks every thread to run the [`on_attention`] handler at its next pin (of any
-/// domain with a slot), before pinning. Threads inside a pin are asked at their next
-/// one. Best effort: ask again while it matters (see the module docs).
+/// Asks every registered thread to run the [`on_attention`] handler at its next pin
+/// (of any domain), before pinning. A thread inside a pin is asked at its next one.
 pub fn request_attention() {
-    let taken = TAKEN.load(Ordering::Acquire) & !(1 << FULL);
     let registry = REGISTRY.lock();
     for rec in registry.iter() {
-        for (i, slot) in rec.hazards.iter().enumerate().take(FULL) {
-            if taken & (1 << i) != 0 {
-                let _ = slot.compare_exchange(
-                    std::ptr::null_mut(),
-                    full_mark(),
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                );
-            }
+        let local = rec.local.load(Ordering::Relaxed);
+        if !local.is_null() {
+            // SAFETY: `local` is the `LOCAL` of a live thread: it is set when the thread
+            // registers and cleared (under the registry lock we hold) before its
+            // thread-locals go away.
+            unsafe { &*local }.store(ptr_of(&ATTENTION_RECORD), Ordering::Relaxed);
         }
     }
 }
 
-/// Clears the attention marks of `rec` (this thread's) and runs the handler.
+/// Points this thread back at its own record and runs the attention handler; returns
+/// the thread's own record.
 #[cold]
 #[inline(never)]
-fn attend(rec: &ThreadRecord) {
-    for slot in rec.hazards.iter().take(FULL) {
-        let _ = slot.compare_exchange(
-            full_mark(),
-            std::ptr::null_mut(),
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-        );
-    }
+fn attend() -> &'static ThreadRecord {
+    let own = OWN.with(|o| o.get()).unwrap_or(&EXITING);
+    set_local(own);
     if let Some(handler) = ATTENTION.get() {
         handler();
     }
+    own
 }
 
 /// Domain slot indices in use: bit i set = some live domain owns slot i. [`FULL`] is
@@ -424,7 +451,7 @@ impl<T> Domain<T> {
     /// Like [`with`](Self::with), also telling `f` how the value was obtained.
     #[inline(always)]
     pub fn with_pinned<R>(&self, f: impl FnOnce(&T, Pinned) -> R) -> R {
-        let rec = LOCAL.with(|l| l.get());
+        let rec = local();
         // SAFETY: `check` is set once, in `new`, to `own` or FULL, both below SLOTS.
         let slot = unsafe { rec.hazards.get_unchecked(self.hot.check) };
         if !slot.load(Ordering::Relaxed).is_null() {
@@ -471,6 +498,8 @@ impl<T> Domain<T> {
     fn with_cold<R>(&self, rec: &'static ThreadRecord, f: impl FnOnce(&T, Pinned) -> R) -> R {
         let rec = if std::ptr::eq(rec, &UNREGISTERED) {
             register()
+        } else if std::ptr::eq(rec, &ATTENTION_RECORD) {
+            attend()
         } else {
             rec
         };
@@ -478,14 +507,7 @@ impl<T> Domain<T> {
             return self.with_arc(f);
         }
         let slot = &rec.hazards[self.hot.own];
-        let mut held = slot.load(Ordering::Relaxed) as *const T;
-        if held as *mut () == full_mark() {
-            // Attention was asked: `request_attention` puts the mark only into an empty
-            // slot, and only this thread fills its slot, so this thread is at no pin of
-            // this domain. (The slot may be marked again meanwhile: `pin` overwrites.)
-            attend(rec);
-            held = std::ptr::null();
-        }
+        let held = slot.load(Ordering::Relaxed) as *const T;
         if !held.is_null() {
             // SAFETY: only this domain writes its slot, and only in `pin`, so a full slot
             // is an outer pin of this domain on this thread, which holds `held` (a value

@@ -83,12 +83,19 @@ pub struct Status {
 pub(crate) enum RecordState {
     Loaded,
     /// A hook overran its deadline (`step`, since `since`) and has not returned yet.
-    Stuck { step: String, since: SystemTime },
+    Stuck {
+        step: String,
+        since: SystemTime,
+    },
     /// Drained: `on_free` and the instance's drop run (since `since`).
-    Freeing { since: SystemTime },
+    Freeing {
+        since: SystemTime,
+    },
     /// Freed; the library closes once `Holds::is_clear`.
     Closing,
-    Freed { still_mapped: bool },
+    Freed {
+        still_mapped: bool,
+    },
 }
 
 /// The host's record of one loaded version; outlives the version until it is unmapped.

@@ -84,7 +84,9 @@ pub unsafe fn thread_atexit(dtor: Destructor, obj: *mut c_void, dso: *mut c_void
 pub unsafe fn key_create(key: *mut c_uint, dtor: Option<Destructor>) -> c_int {
     if let Some(host) = crate::host::current() {
         // SAFETY: as above.
-        return unsafe { (host.vtable.key_create)(host.ctx, key, dtor.map(|func| DtorFn { func })) };
+        return unsafe {
+            (host.vtable.key_create)(host.ctx, key, dtor.map(|func| DtorFn { func }))
+        };
     }
     match fallback!(KEY_CREATE, c"pthread_key_create", KeyCreateFn) {
         // SAFETY: as above.
@@ -138,7 +140,9 @@ pub unsafe fn thread_create(
 ) -> c_int {
     if let Some(host) = crate::host::current() {
         // SAFETY: as above.
-        return unsafe { (host.vtable.thread_create)(host.ctx, thread, attr, StartFn { func: start }, arg) };
+        return unsafe {
+            (host.vtable.thread_create)(host.ctx, thread, attr, StartFn { func: start }, arg)
+        };
     }
     match fallback!(CREATE, c"pthread_create", CreateFn) {
         // SAFETY: as above.
