@@ -440,6 +440,16 @@ fn a_version_with_a_running_task_stays_loaded_until_the_task_ends() {
         2,
         "v1 stays in memory while its task runs: {status:?}"
     );
+    let v1_state = status
+        .versions
+        .iter()
+        .find(|v| v.state != VersionState::Current)
+        .map(|v| v.state.clone());
+    assert_eq!(
+        v1_state,
+        Some(VersionState::Draining { tasks: 1 }),
+        "v1 is draining, held by its one task: {status:?}"
+    );
     assert!(!hook_log(&log).contains(&"v1:on_free".to_owned()));
     std::fs::write(&release, b"go").unwrap();
     let done = release.with_extension("done");
@@ -447,8 +457,12 @@ fn a_version_with_a_running_task_stays_loaded_until_the_task_ends() {
     while !done.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
-    // The task wrote its answer; its thread drops the version right after.
-    std::thread::sleep(Duration::from_millis(50));
+    // The task wrote its answer; its thread drops the version right after: wait for
+    // that (a bounded loop on the state, not a sleep).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while m.status().versions.len() > 1 && Instant::now() < deadline {
+        m.collect(Duration::from_millis(100));
+    }
     assert!(m.collect(Duration::from_secs(10)));
     assert_eq!(
         std::fs::read_to_string(done).unwrap(),

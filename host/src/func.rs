@@ -12,6 +12,10 @@ use std::sync::Arc;
 
 /// What an unresolved slot of a `Func<A, R>` calls: reports failure without touching
 /// `err`; the caller then finds the reason in the generation's `typed_errors`.
+///
+/// # Safety
+/// None beyond `TypedCall`'s: it reads none of its arguments (it is `unsafe` only to
+/// have the type of the slot it fills).
 pub(crate) unsafe extern "C" fn unresolved<A, R>(
     _: InstancePtr,
     _: A,

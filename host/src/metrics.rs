@@ -19,7 +19,8 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// - `hotswap_generation`: id of the generation serving.
 /// - `hotswap_generations_published_total`: reloads published since start, whatever
 ///   started them (host code calling the manager directly included).
-/// - `hotswap_versions_in_memory{state}`: `current`, `draining`, `pinned`.
+/// - `hotswap_versions_in_memory{state}`: `current`, `draining`, `stuck`, `closing`,
+///   `pinned`.
 /// - `hotswap_versions_unloaded_total`: versions unloaded and verified unmapped.
 /// - `hotswap_plugin_info{plugin,version,build_id,reloadable}`: always 1.
 /// - `hotswap_hook_timeouts_total`: hooks that overran their deadline.

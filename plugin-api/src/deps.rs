@@ -33,6 +33,8 @@ unsafe impl Send for Export {}
 impl Export {
     /// Exports `value`. Its layout is what dependents' imports are checked against.
     pub fn new<T: StableAbi + Send + Sync + 'static>(value: T) -> Export {
+        /// # Safety
+        /// `p` must be the pointer `new` made from a `Box<T>`, not yet dropped.
         unsafe extern "C" fn drop_box<T>(p: *mut c_void) {
             // SAFETY: `p` is the `Box<T>` leaked in `new`, dropped once by the host.
             drop(unsafe { Box::from_raw(p.cast::<T>()) });

@@ -69,6 +69,8 @@ pub fn spawn(name: &str, task: impl FnOnce() + Send + 'static) -> Result<(), Spa
     let host =
         current().ok_or_else(|| SpawnError("the host has not created this plugin yet".into()))?;
     type Boxed = Box<dyn FnOnce() + Send>;
+    /// # Safety
+    /// `data` must be the task below, run at most once and not dropped after.
     unsafe extern "C" fn run(data: *mut c_void) {
         // SAFETY: `data` is the `Box<Boxed>` leaked below; the host calls run at most once
         // and never calls drop after run.
@@ -78,6 +80,8 @@ pub fn spawn(name: &str, task: impl FnOnce() + Send + 'static) -> Result<(), Spa
             eprintln!("hotswap: a plugin task panicked: {msg}");
         }
     }
+    /// # Safety
+    /// `data` must be the task below, never run, dropped once.
     unsafe extern "C" fn drop(data: *mut c_void) {
         // SAFETY: as in `run`; the host calls drop only for a task it did not run.
         std::mem::drop(unsafe { Box::from_raw(data.cast::<Boxed>()) });
@@ -179,6 +183,9 @@ impl Vault {
             f: Option<F>,
             out: Option<Result<R, crate::Error>>,
         }
+        /// # Safety
+        /// `data` must be the `State<F, R>` of this call, and `ext` the host's lent
+        /// extension, valid during the call.
         unsafe extern "C" fn trampoline<T: StableAbi + 'static, F: FnOnce(&T) -> R, R>(
             data: *mut c_void,
             ext: &ExtensionFfi,

@@ -330,6 +330,8 @@ macro_rules! __hotswap_interpose {
     () => {
         const _: () = {
             use ::std::ffi::{c_int, c_uint, c_ulong, c_void};
+            /// # Safety
+            /// glibc's contract for `__cxa_thread_atexit_impl`.
             #[no_mangle]
             unsafe extern "C" fn __cxa_thread_atexit_impl(
                 dtor: $crate::vtable::Destructor,
@@ -339,6 +341,8 @@ macro_rules! __hotswap_interpose {
                 // SAFETY: glibc's contract, forwarded unchanged.
                 unsafe { $crate::interpose::thread_atexit(dtor, obj, dso) }
             }
+            /// # Safety
+            /// glibc's contract for `pthread_key_create`.
             #[no_mangle]
             unsafe extern "C" fn pthread_key_create(
                 key: *mut c_uint,
@@ -347,16 +351,22 @@ macro_rules! __hotswap_interpose {
                 // SAFETY: as above.
                 unsafe { $crate::interpose::key_create(key, dtor) }
             }
+            /// # Safety
+            /// glibc's contract for `pthread_key_delete`.
             #[no_mangle]
             unsafe extern "C" fn pthread_key_delete(key: c_uint) -> c_int {
                 // SAFETY: as above.
                 unsafe { $crate::interpose::key_delete(key) }
             }
+            /// # Safety
+            /// glibc's contract for `pthread_setspecific`.
             #[no_mangle]
             unsafe extern "C" fn pthread_setspecific(key: c_uint, value: *const c_void) -> c_int {
                 // SAFETY: as above.
                 unsafe { $crate::interpose::key_set(key, value) }
             }
+            /// # Safety
+            /// glibc's contract for `pthread_create`.
             #[no_mangle]
             unsafe extern "C" fn pthread_create(
                 thread: *mut c_ulong,

@@ -107,6 +107,14 @@ mod tls {
         /// The name is the OS thread name (this copy of std does not know the name the
         /// host's std gave the thread).
         fn drop(&mut self) {
+            // Calls back into the host from a destructor that may run after the version
+            // was retired and freed: the host must answer (an error, `None`), never
+            // read freed state (the valgrind scenarios check).
+            if let Ok(vault) = hotswap_plugin_api::vault() {
+                let _ = vault.get("ordinary.seen");
+                let _ = vault.set("ordinary.dropped", super::VERSION);
+            }
+            tracing::debug!(version = super::VERSION, "thread-local cache dropped");
             let Some(path) = std::env::var_os("ORDINARY_DROP_LOG") else {
                 return;
             };

@@ -8,6 +8,11 @@
 //! `import`, `on_load`, `on_init`, `on_free`, `drop` (the instance's `Drop`); kinds:
 //! `panic`, and `error` for the hooks that return a `Result` (`on_load`, `on_init`).
 //! Before failing, a hook that has a log writes `<version>:fail <hook>:<kind>` to it.
+//! Kind `hang` makes any of those hooks loop until the DataBag key
+//! [`RELEASE_KEY`] is set: a hook that overruns its deadline.
+//!
+//! `on_load` writes its version to the DataBag key `probe.loaded_by` before anything
+//! else (a write the host must discard if the reload fails).
 
 use hotswap_plugin_api::{
     export_plugin, Error, Export, Import, Imports, Plugin, Result, Value, Vault,
@@ -21,11 +26,26 @@ const VERSION: &str = if cfg!(feature = "v2") { "v2" } else { "v1" };
 /// The DataBag key that picks a failure at run time.
 const FAIL_KEY: &str = "probe.fail";
 
+/// The DataBag key that lets a hanging hook return.
+const RELEASE_KEY: &str = "probe.release";
+
 /// How a hook fails when [`FAIL_KEY`] names it.
 #[derive(PartialEq)]
 enum Fail {
     Panic,
     Error,
+    Hang,
+}
+
+/// Loops until the host sets [`RELEASE_KEY`].
+fn hang() {
+    while hotswap_plugin_api::vault()
+        .ok()
+        .and_then(|v| v.get(RELEASE_KEY))
+        .is_none()
+    {
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// The failure [`FAIL_KEY`] asks of `hook`, and the key's whole value (for messages).
@@ -37,6 +57,7 @@ fn asked(hook: &str) -> Option<(Fail, String)> {
     let kind = match asked.split_once(':')? {
         (h, "panic") if h == hook => Fail::Panic,
         (h, "error") if h == hook => Fail::Error,
+        (h, "hang") if h == hook => Fail::Hang,
         _ => return None,
     };
     Some((kind, asked.to_owned()))
@@ -52,8 +73,12 @@ impl Default for Probe {
             panic!("probe {VERSION} panicked in new");
         }
         // `new` cannot return an error: only a panic is asked of it.
-        if let Some((Fail::Panic, asked)) = asked("new") {
-            panic!("probe {VERSION} panicked in new ({FAIL_KEY} = {asked})");
+        match asked("new") {
+            Some((Fail::Panic, asked)) => {
+                panic!("probe {VERSION} panicked in new ({FAIL_KEY} = {asked})")
+            }
+            Some((Fail::Hang, _)) => hang(),
+            _ => {}
         }
         Probe { log: None }
     }
@@ -71,6 +96,10 @@ impl Probe {
     fn fail_if_asked(&self, hook: &str) -> Result<()> {
         match asked(hook) {
             None => Ok(()),
+            Some((Fail::Hang, _)) => {
+                hang();
+                Ok(())
+            }
             Some((kind, asked)) => {
                 self.record(&format!("fail {asked}"));
                 if kind == Fail::Panic {
@@ -86,7 +115,7 @@ impl Probe {
     /// For hooks that cannot return an error: panics when asked to; an `error` asked of
     /// such a hook is ignored.
     fn panic_if_asked(&self, hook: &str) {
-        if let Some((Fail::Panic, _)) = asked(hook) {
+        if let Some((Fail::Panic | Fail::Hang, _)) = asked(hook) {
             let _ = self.fail_if_asked(hook);
         }
     }
@@ -150,6 +179,7 @@ impl Plugin for Probe {
     }
 
     fn on_load(&mut self, data: &Value, _imports: &Imports) -> Result<()> {
+        hotswap_plugin_api::vault()?.set("probe.loaded_by", VERSION)?;
         self.log = data.get("log").and_then(Value::as_str).map(PathBuf::from);
         self.record("on_load");
         if cfg!(feature = "fail-load") {
