@@ -1,5 +1,5 @@
 //! `hotswap status`: shows a running host's generation, plugins and every version still
-//! in memory (current, draining, pinned), as a table or as JSON.
+//! in memory (current, draining, stuck, closing, pinned), as a table or as JSON.
 
 use crate::admin::{error_message, AdminArgs};
 use clap::Args;
@@ -151,6 +151,16 @@ pub fn format_status(s: &Json) -> String {
             let state = match state.as_str() {
                 "draining" => format!("draining ({} task(s))", text(v, "tasks")),
                 "pinned" => format!("pinned: {}", text(v, "reason")),
+                "stuck" => format!(
+                    "stuck in {} since {} ms",
+                    text(v, "step"),
+                    text(v, "since_ms")
+                ),
+                "closing" => format!(
+                    "closing: {} thread(s) hold its thread-locals, {} thread(s) it started run",
+                    text(v, "thread_locals"),
+                    text(v, "threads")
+                ),
                 _ => state,
             };
             vec![

@@ -29,7 +29,7 @@ pub struct PluginAbi {
 }
 
 /// Why a file cannot be loaded as a plugin. The messages are written to follow
-/// "cannot load <file>: ".
+/// "cannot load \<file\>: ".
 #[derive(Debug, thiserror::Error)]
 pub enum ElfError {
     /// The bytes are not an ELF file at all; the string says what the parser tripped on.
@@ -255,12 +255,12 @@ pub fn validate(bytes: &[u8]) -> Result<(), ElfError> {
 /// Reads the ABI version from the plugin header a library exports, without loading it.
 ///
 /// Runs [`validate`] first, then looks up the dynamic symbol
-/// [`HEADER_SYMBOL`](hotswap_plugin_api::header::HEADER_SYMBOL), maps its address to a file
+/// [`HEADER_SYMBOL`], maps its address to a file
 /// offset through the `PT_LOAD` segments and reads the magic and the two version numbers.
 /// Fails with [`validate`]'s errors, [`ElfError::NoPluginHeader`] when the symbol is not
 /// exported, [`ElfError::HeaderOutsideFile`] when its bytes are not in the file, and
 /// [`ElfError::BadMagic`] when they do not start with
-/// [`MAGIC`](hotswap_plugin_api::header::MAGIC).
+/// [`MAGIC`].
 pub fn read_plugin_abi(bytes: &[u8]) -> Result<PluginAbi, ElfError> {
     let Parsed {
         header,

@@ -334,7 +334,7 @@ pub fn notify(state: &str) -> Result<bool, NotifyError> {
 
 /// Tells the supervisor this process is ready to serve (`READY=1`): it will now drain
 /// the previous process. Call it once the listeners are served and the plugins loaded.
-/// Same results as [`notify`].
+/// Same results as [`notify()`].
 pub fn notify_ready() -> Result<bool, NotifyError> {
     notify("READY=1")
 }

@@ -755,6 +755,7 @@ impl PluginManager {
                 build_id: r.build_id.clone(),
                 file: r.file.clone(),
                 sha256: r.sha256.clone(),
+                threads: r.holds.threads(),
                 state,
             });
         }

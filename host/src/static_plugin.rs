@@ -29,6 +29,10 @@ pub struct StaticPlugin {
 
 impl StaticPlugin {
     /// The plugin whose header is `header`, e.g. `StaticPlugin::new(&world::HOTSWAP_PLUGIN_HEADER)`.
+    ///
+    /// Safe: a `PluginHeader` (and every table it points to) can only be built with
+    /// the `unsafe` `Sealed::new` that `export_plugin!` calls, so any header promises
+    /// consistent tables; the host still checks its magic, ABI and layout at load.
     pub const fn new(header: &'static PluginHeader) -> StaticPlugin {
         StaticPlugin {
             header,

@@ -57,6 +57,9 @@ pub struct VersionStatus {
     pub file: PathBuf,
     /// sha256 of the file.
     pub sha256: String,
+    /// Threads this version's code started (`std::thread::spawn` in the plugin or a
+    /// crate it uses) that still run, whatever its state.
+    pub threads: usize,
     /// Its state.
     #[serde(flatten)]
     pub state: VersionState,

@@ -95,7 +95,7 @@ impl ReloadOutcome {
 pub struct ReloadStats {
     /// `(source, outcome, count)` for every pair seen at least once.
     pub counts: Vec<(Source, ReloadOutcome, u64)>,
-    /// Cumulative counts per bucket of [`DURATION_BUCKETS`] (refused reloads excluded).
+    /// Cumulative counts per bucket of `DURATION_BUCKETS` (refused reloads excluded).
     pub duration_buckets: Vec<u64>,
     /// Number of reloads observed by the histogram (success and failure).
     pub duration_count: u64,

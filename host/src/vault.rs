@@ -160,3 +160,55 @@ impl Staging {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(v: Option<Value>) -> Option<String> {
+        v.and_then(|v| v.as_str().map(str::to_owned))
+    }
+
+    #[test]
+    fn staged_writes_are_seen_by_their_reload_only_until_committed() {
+        let vault = Vault::default();
+        vault.set("kept", "old");
+        vault.set("both", "host");
+        let staging = Staging::new();
+        staging.set(&vault, "new", &Value::from("staged")).unwrap();
+        staging.set(&vault, "kept", &Value::Null).unwrap();
+        // The reload's versions read their own writes; everyone else does not.
+        assert_eq!(text(staging.get(&vault, "new")).as_deref(), Some("staged"));
+        assert_eq!(staging.get(&vault, "kept"), None);
+        assert_eq!(vault.get("new"), None);
+        assert_eq!(text(vault.get("kept")).as_deref(), Some("old"));
+        // The serving side writes meanwhile: kept, except where the reload wrote too.
+        vault.set("host", "during");
+        vault.set("both", "host again");
+        staging.set(&vault, "both", &Value::from("reload")).unwrap();
+        staging.commit(&vault);
+        assert_eq!(text(vault.get("new")).as_deref(), Some("staged"));
+        assert_eq!(vault.get("kept"), None);
+        assert_eq!(text(vault.get("host")).as_deref(), Some("during"));
+        assert_eq!(text(vault.get("both")).as_deref(), Some("reload"));
+        // After the commit, writes go straight in; a discard no longer undoes anything.
+        staging.set(&vault, "after", &Value::from(1i64)).unwrap();
+        staging.discard();
+        assert_eq!(vault.get("after"), Some(Value::from(1i64)));
+    }
+
+    #[test]
+    fn a_discarded_reload_leaves_the_bag_untouched_and_refuses_later_writes() {
+        let vault = Vault::default();
+        vault.set("k", "old");
+        let staging = Staging::new();
+        staging.set(&vault, "k", &Value::from("new")).unwrap();
+        staging.discard();
+        assert_eq!(text(vault.get("k")).as_deref(), Some("old"));
+        assert_eq!(
+            staging.set(&vault, "k", &Value::from("late")),
+            Err(DISCARDED)
+        );
+        assert_eq!(text(vault.get("k")).as_deref(), Some("old"));
+    }
+}

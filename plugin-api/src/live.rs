@@ -4,7 +4,7 @@
 //! the value serialized with serde as MessagePack with field names (self-describing, so
 //! a changed shape is detected, never misread). When the job runs under N+1, the
 //! current version's type of that name restores it with [`LiveData::restore`]; a type
-//! whose shape changed gives a clear [`Error`](crate::Error), or goes through the
+//! whose shape changed gives a clear [`Error`], or goes through the
 //! migration closure of [`LiveData::restore_or_migrate`].
 
 use crate::{Error, Value};

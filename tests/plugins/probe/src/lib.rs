@@ -3,13 +3,13 @@
 //! tests can assert which hooks ran and in what order.
 //!
 //! A failure can also be chosen at run time, with no rebuild: every hook reads the
-//! host's DataBag key [`FAIL_KEY`] (`probe.fail`) and fails when its value is
+//! host's DataBag key `FAIL_KEY` (`probe.fail`) and fails when its value is
 //! `"<hook>:<kind>"`. Hooks: `new` (the `Default` impl), `reloadable`, `export`,
 //! `import`, `on_load`, `on_init`, `on_free`, `drop` (the instance's `Drop`); kinds:
 //! `panic`, and `error` for the hooks that return a `Result` (`on_load`, `on_init`).
 //! Before failing, a hook that has a log writes `<version>:fail <hook>:<kind>` to it.
 //! Kind `hang` makes any of those hooks loop until the DataBag key
-//! [`RELEASE_KEY`] is set: a hook that overruns its deadline.
+//! `RELEASE_KEY` (`probe.release`) is set: a hook that overruns its deadline.
 //!
 //! `on_load` writes its version to the DataBag key `probe.loaded_by` before anything
 //! else (a write the host must discard if the reload fails).
