@@ -207,12 +207,7 @@ fn scenario(name: &str, features: &[&str], p: Params) {
     }
     let mut wrapper: Vec<String> = Vec::new();
     if p.valgrind {
-        if Command::new("valgrind").arg("--version").output().is_err() {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "valgrind is required in CI (the {name} scenario runs under memcheck)"
-            );
-            println!("valgrind is not installed: skipping {name} (install valgrind to run it)");
+        if !common::require_tool("valgrind") {
             return;
         }
         wrapper = [
@@ -284,17 +279,7 @@ fn scenario(name: &str, features: &[&str], p: Params) {
     };
     println!("{name}: child {status} in {elapsed:.1?}; its stderr:\n{stderr}");
     if p.valgrind {
-        for bad in [
-            "Invalid read",
-            "Invalid write",
-            "Jump to the invalid address",
-            "Invalid free",
-        ] {
-            assert!(
-                !stderr.contains(bad),
-                "{name}: valgrind found invalid memory accesses ({bad}), child {status}:\n{stderr}"
-            );
-        }
+        common::assert_memcheck_clean(&format!("{name} (child {status})"), &stderr);
     }
     assert!(
         status.success(),

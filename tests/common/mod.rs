@@ -158,3 +158,24 @@ pub fn require_tool(name: &str) -> bool {
     );
     false
 }
+
+/// What memcheck reports for a use of freed, unmapped or uninitialised memory, or a
+/// crash: none of it may appear in a run's stderr.
+pub const MEMCHECK_ERRORS: &[&str] = &[
+    "Invalid read",
+    "Invalid write",
+    "Invalid free",
+    "Jump to the invalid address",
+    "uninitialised",
+    "Process terminating with default action",
+];
+
+/// Fails `what` if valgrind's `stderr` reports any of [`MEMCHECK_ERRORS`].
+pub fn assert_memcheck_clean(what: &str, stderr: &str) {
+    for bad in MEMCHECK_ERRORS {
+        assert!(
+            !stderr.contains(bad),
+            "{what}: valgrind found {bad:?}:\n{stderr}"
+        );
+    }
+}
