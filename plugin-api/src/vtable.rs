@@ -22,6 +22,30 @@ use std::ffi::{c_int, c_uint, c_ulong, c_void};
 /// it, and that is `unsafe`. `export_plugin!` and `#[live_functions]` are the only
 /// callers meant to exist. Neither `Copy` nor `Clone`, and tables live in statics, so a
 /// token cannot be taken from one table into another.
+///
+/// Safe code cannot make one, so it cannot pair a function with another's layout:
+///
+/// ```compile_fail
+/// use hotswap_plugin_api::vtable::{Sealed, TypedFn};
+/// use hotswap_plugin_api::abi_stable::{std_types::RStr, StableAbi};
+/// extern "C" fn other() {}
+/// static FORGED: TypedFn = TypedFn {
+///     name: RStr::from_str("add"),
+///     call: other as *const std::ffi::c_void,
+///     arg: <u64 as StableAbi>::LAYOUT,
+///     ret: <u64 as StableAbi>::LAYOUT,
+///     sealed: Sealed(()), // error: the field is private
+/// };
+/// ```
+///
+/// Nor take the token of a table that exists:
+///
+/// ```compile_fail
+/// use hotswap_plugin_api::vtable::{LiveFn, Sealed};
+/// fn steal(f: &'static LiveFn) -> Sealed {
+///     f.sealed // error: cannot move out of a shared reference
+/// }
+/// ```
 #[repr(C)]
 #[derive(StableAbi, Debug)]
 pub struct Sealed(());
