@@ -56,10 +56,11 @@ impl std::fmt::Display for Location {
 }
 
 /// Replaces the plugin's std default panic hook, once per loaded file. The default hook
-/// calls `thread::current()` and may capture a backtrace, which register thread-local
-/// destructors in this library on the host's calling thread, and glibc then refuses to
-/// unmap the library until that thread exits. Ours only notes the location; the
-/// message and location reach the host in the returned error.
+/// calls `thread::current()` and may capture a backtrace, which leave per-thread state
+/// of this library on the host's calling thread (destroyed there only at its next call
+/// boundary after this version retires, or at its exit; without a host that owns it,
+/// glibc would keep the library mapped until the thread exits). Ours only notes the
+/// location; the message and location reach the host in the returned error.
 pub(crate) fn install_panic_hook() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
