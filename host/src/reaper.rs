@@ -293,10 +293,11 @@ impl Reaper {
             let parts = parts;
             if adopted {
                 threads::transient();
-                threads::adopt(holds, Role::Cleanup);
-            } else {
-                holds.release_thread(Role::Cleanup);
             }
+            // Inline on the reaper (no thread to be had), the reaper becomes the
+            // version's: its hooks' per-thread state never runs under them, and the
+            // library stays open for good (safe; thread starts failing is rare).
+            threads::adopt(holds, Role::Cleanup);
             tracing::dispatcher::with_default(&dispatch, || {
                 free_instance(&record, parts);
             });
@@ -323,8 +324,7 @@ impl Reaper {
                 }
             });
         if spawned.is_err() {
-            // No thread to be had: free here. What the hooks leave on this thread stays
-            // until the reaper ends (the library then stays open; never unsafe).
+            // No thread to be had: free here (see `work`).
             if let Some(w) = work.lock().take() {
                 w(false)
             }

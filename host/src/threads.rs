@@ -150,9 +150,8 @@ impl Holds {
         }
     }
 
-    /// Releases a count [`add_thread`](Self::add_thread) took, for a thread that never
-    /// started (or never adopted).
-    pub fn release_thread(&self, role: Role) {
+    /// Releases a count [`add_thread`](Self::add_thread) took.
+    fn release_thread(&self, role: Role) {
         if self.counter(role).fetch_sub(1, Ordering::SeqCst) == 1 {
             self.changed();
         }
