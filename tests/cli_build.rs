@@ -35,9 +35,8 @@ fn hotswap(args: &[&str]) -> Output {
     output
 }
 
-/// `hotswap build <flags> demo/hello/world <out> --target-dir <shared>`; asserts success.
-fn build_world(out: &Path, flags: &[&str]) -> String {
-    let target_dir = plugin_target_dir();
+/// `hotswap build <flags> --target-dir <target_dir> demo/hello/world <out> [-- <cargo>]`.
+fn hotswap_build_world(target_dir: &Path, out: &Path, flags: &[&str], cargo: &[&str]) -> Output {
     let mut args = vec!["build"];
     args.extend_from_slice(flags);
     args.extend([
@@ -46,7 +45,16 @@ fn build_world(out: &Path, flags: &[&str]) -> String {
         "demo/hello/world",
         out.to_str().expect("utf-8 path"),
     ]);
-    let output = hotswap(&args);
+    if !cargo.is_empty() {
+        args.push("--");
+        args.extend_from_slice(cargo);
+    }
+    hotswap(&args)
+}
+
+/// `hotswap build <flags> demo/hello/world <out> --target-dir <shared>`; asserts success.
+fn build_world(out: &Path, flags: &[&str]) -> String {
+    let output = hotswap_build_world(&plugin_target_dir(), out, flags, &[]);
     assert!(output.status.success(), "hotswap build failed");
     String::from_utf8(output.stdout).expect("utf-8 stdout")
 }
@@ -199,18 +207,12 @@ fn build_world_aborting(out: &Path, flags: &[&str]) -> Output {
     let target_dir = repo_root()
         .join("target")
         .join("hotswap-test-plugins-abort");
-    let mut args = vec!["build"];
-    args.extend_from_slice(flags);
-    args.extend([
-        "--target-dir",
-        target_dir.to_str().expect("utf-8 path"),
-        "demo/hello/world",
-        out.to_str().expect("utf-8 path"),
-        "--",
-        "--config",
-        "profile.release.panic=\"abort\"",
-    ]);
-    hotswap(&args)
+    hotswap_build_world(
+        &target_dir,
+        out,
+        flags,
+        &["--config", "profile.release.panic=\"abort\""],
+    )
 }
 
 #[test]
