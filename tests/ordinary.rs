@@ -54,6 +54,10 @@ struct Params {
     /// Threads each version starts (named `plug-…`): once the callers exited and
     /// everything retired was collected, only the current version's still run.
     threads: usize,
+    /// Heap bytes each version's code leaves allocated for good (`Some(at least)`):
+    /// `status()` must show them on the current version and sum them over the unloaded
+    /// ones. `None`: not checked.
+    leaks: Option<i64>,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -72,6 +76,7 @@ const GENERAL: Params = Params {
     expect: Expect::Unloaded,
     valgrind: false,
     threads: 0,
+    leaks: None,
 };
 
 #[test]
@@ -127,9 +132,33 @@ fn tokio_runtime() {
     );
 }
 
+/// The compiled regex stays allocated in each version's static (statics are never
+/// dropped): the host reports it, per version and summed at unload.
 #[test]
 fn lazy_lock_regex() {
-    scenario("lazy_lock_regex", &["lazy"], GENERAL);
+    scenario(
+        "lazy_lock_regex",
+        &["lazy"],
+        Params {
+            leaks: Some(4_000),
+            ..GENERAL
+        },
+    );
+}
+
+/// A buffer leaked in `on_load` (`Box::leak`): each version's 100,000 bytes are in its
+/// heap figure while it is loaded and in the unloaded sum after.
+#[test]
+fn leaked_buffer() {
+    scenario(
+        "leaked_buffer",
+        &["leak"],
+        Params {
+            reloads: 50,
+            leaks: Some(100_000),
+            ..GENERAL
+        },
+    );
 }
 
 /// Each version's thread leaves when `on_free` drops its channel's sender (nobody joins
@@ -171,6 +200,7 @@ const UNDER_VALGRIND: Params = Params {
     expect: Expect::Unloaded,
     valgrind: true,
     threads: 0,
+    leaks: None,
 };
 
 /// `thread::current()`: each version's std registers a pthread key destructor on the
@@ -318,6 +348,20 @@ fn describe(status: std::process::ExitStatus) -> String {
     }
 }
 
+/// Where the child's log events go, for the leak scenarios.
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// What one caller thread saw.
 #[derive(Debug, Default)]
 struct Caller {
@@ -346,8 +390,21 @@ fn exercise(name: &str, p: Params) {
     if let Some(log) = &drop_log {
         let _ = std::fs::remove_file(log);
     }
+    // The leak scenarios check the event each unload logs (this child's own subscriber).
+    let log = LogBuffer::default();
+    if p.leaks.is_some() {
+        let writer = log.clone();
+        tracing::subscriber::set_global_default(
+            tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::INFO)
+                .with_ansi(false)
+                .with_writer(move || writer.clone())
+                .finish(),
+        )
+        .unwrap();
+    }
     let started = Instant::now();
-    let m = PluginManager::new(&v1).unwrap();
+    let m = std::sync::Arc::new(PluginManager::new(&v1).unwrap());
     m.load_plugins(&Value::Null).unwrap();
     let f = m.func::<u64, u64>("ordinary", "call").unwrap();
     // Generation `base` serves v1; each reload publishes the next, alternating v2, v1.
@@ -578,6 +635,77 @@ fn exercise(name: &str, p: Params) {
                     states(&status_exited)
                 ));
             }
+        }
+    }
+
+    let current_heap = status_exited
+        .versions
+        .iter()
+        .find(|v| v.state == VersionState::Current)
+        .and_then(|v| v.heap);
+    eprintln!(
+        "ORDINARY {name}: heap of the current version: {current_heap:?}; left by the {} unloaded: {:?} ({} bytes each on average)",
+        status_exited.unloaded,
+        status_exited.unloaded_heap,
+        status_exited.unloaded_heap.bytes / status_exited.unloaded.max(1) as i64
+    );
+    match (current_heap, p.leaks) {
+        (None, _) => problems.push("the current version's heap is not measured".into()),
+        (Some(h), Some(min)) => {
+            if h.bytes < min {
+                problems.push(format!(
+                    "the current version holds {} heap bytes, not at least the {min} it leaked",
+                    h.bytes
+                ));
+            }
+            let unloaded = status_exited.unloaded as i64;
+            if unloaded < p.reloads as i64 || status_exited.unloaded_heap.bytes < unloaded * min {
+                problems.push(format!(
+                    "{unloaded} versions unloaded, leaving {:?}: not at least {min} bytes each",
+                    status_exited.unloaded_heap
+                ));
+            }
+        }
+        (Some(_), None) => {}
+    }
+    if let Some(min) = p.leaks {
+        let metrics = hotswap_host::metrics::render(&hotswap_host::Trigger::new(m.clone()));
+        let gauge = metrics
+            .lines()
+            .find(|l| l.starts_with("hotswap_version_heap_bytes{plugin=\"ordinary\""))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<i64>().ok());
+        let total = format!(
+            "hotswap_unloaded_heap_bytes_total {}",
+            status_exited.unloaded_heap.bytes
+        );
+        if gauge.is_none_or(|b| b < min) || !metrics.contains(&total) {
+            problems.push(format!(
+                "/metrics: want the current version's heap gauge (at least {min}) and `{total}`:\n{metrics}"
+            ));
+        }
+        let text = String::from_utf8_lossy(&log.0.lock().unwrap()).into_owned();
+        let reports: Vec<i64> = text
+            .lines()
+            .filter(|l| l.contains("plugin=ordinary") || l.contains("plugin=\"ordinary\""))
+            .filter_map(|l| {
+                l.split("leaked_bytes=")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        let logged: i64 = reports.iter().sum();
+        if (reports.len() as u64) < p.reloads || logged != status_exited.unloaded_heap.bytes {
+            problems.push(format!(
+                "{} unload events with leaked_bytes (want {}), {logged} bytes in all (status: {}): {:?}; log:\n{}",
+                reports.len(),
+                p.reloads,
+                status_exited.unloaded_heap.bytes,
+                &reports[..reports.len().min(10)],
+                text.lines().take(10).collect::<Vec<_>>().join("\n")
+            ));
         }
     }
 

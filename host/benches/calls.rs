@@ -24,6 +24,12 @@
 //!   same number of calls); the time per call is the slowest thread's.
 //! - `invoke_func`: `manager.invoke_func("probe", "add", &[1, 2])`, the dynamic by-name
 //!   path with stable `Value`s.
+//! - `alloc/uncounted`, `alloc/counted`: the cost of the per-version heap accounting on
+//!   a plugin's own allocation path. `probe.churn` (about 40 allocations and frees per
+//!   call) through a typed handle, on a third build of the probe made with the
+//!   `no-heap-stats` feature (loaded by a second manager), and on the normal build. The
+//!   ratio of `alloc/counted` is against `alloc/uncounted`, each sample paired with one
+//!   of the uncounted build just before it.
 //!
 //! And with a plain loop (criterion is a poor fit for tail latency):
 //!
@@ -70,6 +76,8 @@ const TYPED: &str = "typed/1-thread";
 const RAW_ALL: &str = "raw/all-cores";
 const TYPED_ALL: &str = "typed/all-cores";
 const INVOKE: &str = "invoke_func";
+const ALLOC_UNCOUNTED: &str = "alloc/uncounted";
+const ALLOC_COUNTED: &str = "alloc/counted";
 
 type RawFn = unsafe extern "C" fn(u64) -> u64;
 
@@ -311,6 +319,7 @@ fn main() {
     eprintln!("building the probe plugin (v1 and v2; not timed) ...");
     let v1 = build_probe(&root, "", &staged.join("v1"));
     let v2 = build_probe(&root, "v2", &staged.join("v2"));
+    let uncounted_build = build_probe(&root, "no-heap-stats", &staged.join("uncounted"));
 
     // Both libraries sit in the plugin directory; which manifest is there says which
     // build is the newest (the only) one.
@@ -345,6 +354,30 @@ fn main() {
     };
     assert_eq!(dynamic.call(0), 3);
 
+    // The same plugin without the heap accounting, in a manager of its own.
+    let uncounted_dir = work.path().join("uncounted");
+    std::fs::create_dir(&uncounted_dir).expect("create benchmark directory");
+    uncounted_build.copy_library(&uncounted_dir);
+    uncounted_build.copy_manifest(&uncounted_dir);
+    let uncounted_manager = PluginManager::new(&uncounted_dir).expect("plugin manager");
+    uncounted_manager
+        .load_plugins(&Value::Null)
+        .expect("load the uncounted probe");
+    let churn = |m: &PluginManager| {
+        Typed(
+            m.func::<u64, u64>("probe", "churn")
+                .expect("typed handle on probe.churn"),
+        )
+    };
+    let (counted, uncounted) = (churn(&manager), churn(&uncounted_manager));
+    assert_eq!(counted.call(7), uncounted.call(7));
+    let heap = |m: &PluginManager| m.status().versions[0].heap;
+    assert!(heap(&manager).is_some(), "the normal build counts its heap");
+    assert!(
+        heap(&uncounted_manager).is_none(),
+        "the no-heap-stats build does not"
+    );
+
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let load_before = load_average();
     let samples = Samples::default();
@@ -375,6 +408,12 @@ fn main() {
         });
         group.bench_function(INVOKE, |b| {
             b.iter_custom(|n| samples.record_paired(INVOKE, n, 1, &raw, &dynamic))
+        });
+        group.bench_function(ALLOC_UNCOUNTED, |b| {
+            b.iter_custom(|n| samples.record(ALLOC_UNCOUNTED, n, on_threads(1, n, &uncounted)))
+        });
+        group.bench_function(ALLOC_COUNTED, |b| {
+            b.iter_custom(|n| samples.record_paired(ALLOC_COUNTED, n, 1, &uncounted, &counted))
         });
         group.finish();
     }
@@ -449,6 +488,8 @@ fn main() {
     row(RAW_ALL, RAW);
     row(TYPED_ALL, RAW_ALL);
     row(INVOKE, RAW);
+    row(ALLOC_UNCOUNTED, RAW);
+    row(ALLOC_COUNTED, ALLOC_UNCOUNTED);
     println!(
         "{:<24} {:>8.2} ms / {:.2} ms",
         "reload p50 / p99",
@@ -466,7 +507,8 @@ fn main() {
         "ns/call: median (and best) of the {SAMPLE_SIZE} samples criterion measured in \
          this run, recorded in-process; all-cores: {threads} threads calling at once, the \
          slowest thread's time per call; typed/all-cores is against raw/all-cores, \
-         raw/all-cores against raw. paired: each sample of the line follows a raw sample \
+         raw/all-cores against raw, alloc/counted against alloc/uncounted (the heap \
+         accounting's cost on the plugin's allocation path). paired: each sample of the line follows a raw sample \
          of the same calls on the same threads, and this is the median of their ratios, \
          which drifts in the machine's speed between lines do not move. Other load on \
          the machine inflates the medians (the all-cores ones most); the best samples \

@@ -66,7 +66,7 @@ pub use hotswap_plugin_api::{Pod, Value};
 pub use manager::{Builder, PluginInfo, PluginManager, ReloadCallback};
 pub use report::{Outcome, PluginReport, ReloadReport};
 pub use static_plugin::StaticPlugin;
-pub use status::{Status, VersionState, VersionStatus};
+pub use status::{HeapStatus, Status, VersionState, VersionStatus};
 pub use trigger::{LastReload, ReloadOutcome, ReloadStats, Source, Trigger};
 pub use vault::Vault;
 pub use version::Version;

@@ -15,7 +15,7 @@ use crate::manifest::sha256_hex;
 use crate::reaper::ReaperHandle;
 use crate::scan::Candidate;
 use crate::static_plugin::StaticPlugin;
-use crate::status::{RecordState, Records, VersionRecord};
+use crate::status::{HeapSource, RecordState, Records, VersionRecord};
 use crate::threads::Holds;
 use crate::vault::Staging;
 use crate::version::{
@@ -281,6 +281,7 @@ unsafe fn instantiate(
         state: parking_lot::Mutex::new(RecordState::Loaded),
         holds: holds.clone(),
         keep_alive: parking_lot::Mutex::new(None),
+        heap: parking_lot::Mutex::new(HeapSource::new(vt.heap)),
     });
     let ctx = VersionCtx::new(
         format!("{name}#{id}"),

@@ -756,6 +756,7 @@ impl PluginManager {
                 file: r.file.clone(),
                 sha256: r.sha256.clone(),
                 threads: r.holds.threads(),
+                heap: r.heap(),
                 state,
             });
         }
@@ -766,6 +767,7 @@ impl PluginManager {
             reloads: sh.reloads.load(Ordering::Relaxed),
             hook_timeouts: sh.hook_timeouts.load(Ordering::Relaxed),
             unloaded: *sh.records.unloaded.lock(),
+            unloaded_heap: *sh.records.unloaded_heap.lock(),
         }
     }
 

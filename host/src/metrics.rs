@@ -24,6 +24,11 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// - `hotswap_versions_unloaded_total`: versions unloaded and verified unmapped.
 /// - `hotswap_plugin_info{plugin,version,build_id,reloadable}`: always 1.
 /// - `hotswap_hook_timeouts_total`: hooks that overran their deadline.
+/// - `hotswap_version_heap_bytes{plugin,version,id}`,
+///   `hotswap_version_heap_blocks{plugin,version,id}`: heap each version in memory
+///   holds (its code's allocations not yet freed), for the versions that count it.
+/// - `hotswap_unloaded_heap_bytes_total`, `hotswap_unloaded_heap_blocks_total`: heap
+///   unloaded versions left allocated (leaked) when they unloaded.
 /// - `hotswap_reclamation_info{mode}`: always 1; `mode` says how readers are fenced.
 pub fn render(trigger: &Trigger) -> String {
     let stats = trigger.stats();
@@ -165,6 +170,55 @@ pub fn render(trigger: &Trigger) -> String {
         "Versions unloaded and verified unmapped since start.",
     );
     let _ = writeln!(out, "hotswap_versions_unloaded_total {}", status.unloaded);
+
+    for (name, help, pick) in [
+        (
+            "hotswap_version_heap_bytes",
+            "Usable bytes each version's code holds on the heap (allocated, not yet freed).",
+            (|h: &crate::HeapStatus| h.bytes) as fn(&crate::HeapStatus) -> i64,
+        ),
+        (
+            "hotswap_version_heap_blocks",
+            "Heap blocks each version's code holds (allocated, not yet freed).",
+            |h: &crate::HeapStatus| h.blocks,
+        ),
+    ] {
+        family(&mut out, name, "gauge", help);
+        for v in &status.versions {
+            if let Some(h) = &v.heap {
+                let _ = writeln!(
+                    out,
+                    "{name}{{plugin=\"{}\",version=\"{}\",id=\"{}\"}} {}",
+                    escape(&v.plugin),
+                    escape(&v.version),
+                    v.id,
+                    pick(h)
+                );
+            }
+        }
+    }
+    family(
+        &mut out,
+        "hotswap_unloaded_heap_bytes_total",
+        "counter",
+        "Heap bytes unloaded versions left allocated when they unloaded (leaked; not reclaimed).",
+    );
+    let _ = writeln!(
+        out,
+        "hotswap_unloaded_heap_bytes_total {}",
+        status.unloaded_heap.bytes
+    );
+    family(
+        &mut out,
+        "hotswap_unloaded_heap_blocks_total",
+        "counter",
+        "Heap blocks unloaded versions left allocated when they unloaded.",
+    );
+    let _ = writeln!(
+        out,
+        "hotswap_unloaded_heap_blocks_total {}",
+        status.unloaded_heap.blocks
+    );
 
     family(
         &mut out,

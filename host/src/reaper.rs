@@ -341,6 +341,9 @@ impl Reaper {
         // No thread has a value of the version's keys left: deleting them loses no
         // destructor, and glibc never calls one into unmapped code.
         ctx.holds.delete_keys();
+        // The last figure of what the version's code left on the heap, while its code
+        // is still there to be asked; from here `status()` reports this one.
+        let leaked = record.seal_heap();
         let still_mapped = match library {
             Some(lib) => {
                 if let Err(e) = lib.close() {
@@ -371,7 +374,21 @@ impl Reaper {
             // Its code may still run and call back: the context lives until unmapped.
             *record.keep_alive.lock() = Some(Box::new(ctx));
         } else {
-            tracing::debug!(plugin = %record.name, version = %record.version, id = record.id, "unloaded");
+            match leaked {
+                Some(h) if h.bytes > 0 => tracing::info!(
+                    plugin = %record.name,
+                    version = %record.version,
+                    id = record.id,
+                    leaked_bytes = h.bytes,
+                    leaked_blocks = h.blocks,
+                    "unloaded; its code left {} bytes in {} blocks allocated (statics, caches or leaks; not reclaimed)",
+                    h.bytes,
+                    h.blocks
+                ),
+                _ => {
+                    tracing::debug!(plugin = %record.name, version = %record.version, id = record.id, "unloaded")
+                }
+            }
             drop(ctx);
         }
         self.records.freed(&record, still_mapped);

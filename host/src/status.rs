@@ -60,9 +60,28 @@ pub struct VersionStatus {
     /// Threads this version's code started (`std::thread::spawn` in the plugin or a
     /// crate it uses) that still run, whatever its state.
     pub threads: usize,
+    /// What this version's code holds on the heap now (its instance, statics, caches
+    /// and leaks; see [`HeapStatus`]); `None` when not measured (linked into the host
+    /// binary, or built with plugin-api's `no-heap-stats` feature).
+    pub heap: Option<HeapStatus>,
     /// Its state.
     #[serde(flatten)]
     pub state: VersionState,
+}
+
+/// Heap a version's code allocated and has not freed, counted inside the plugin by the
+/// allocation functions `export_plugin!` defines (`hotswap_plugin_api::heap`).
+///
+/// Counted where the code runs: a block the plugin allocates and the host frees stays
+/// counted against the version, a block the host allocates and the plugin frees lowers
+/// it, so `bytes` can be below zero. A plugin whose `#[global_allocator]` bypasses
+/// `malloc` is not counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct HeapStatus {
+    /// Usable bytes of the blocks still allocated.
+    pub bytes: i64,
+    /// How many blocks.
+    pub blocks: i64,
 }
 
 /// A snapshot of the host, from [`PluginManager::status`](crate::PluginManager::status).
@@ -80,6 +99,11 @@ pub struct Status {
     pub hook_timeouts: u64,
     /// Versions unloaded and verified unmapped since start.
     pub unloaded: u64,
+    /// Heap the unloaded versions' code left allocated when they unloaded (what they
+    /// leaked: statics, caches, forgotten buffers), summed; never reclaimed, as the host
+    /// cannot tell a leak from a block still in use elsewhere. Each unload also logs its
+    /// own figure (`tracing`, with `plugin`, `version`, `leaked_bytes`, `leaked_blocks`).
+    pub unloaded_heap: HeapStatus,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +145,67 @@ pub(crate) struct VersionRecord {
     /// Keeps the version's host context alive while its file stays mapped after
     /// `dlclose` (its code could still call back); released once it is unmapped.
     pub keep_alive: Mutex<Option<Box<dyn std::any::Any + Send + Sync>>>,
+    /// Where its heap figure comes from (see [`HeapSource`]).
+    pub heap: Mutex<HeapSource>,
+}
+
+/// Where a record's heap figure comes from.
+#[derive(Debug)]
+pub(crate) enum HeapSource {
+    /// Not counted by this plugin.
+    Unmeasured,
+    /// The version's `PluginVTable::heap`: valid only while its library is open, which
+    /// the reaper guarantees by replacing it with `Final` (under this mutex) before it
+    /// closes the library.
+    Live(extern "C" fn() -> hotswap_plugin_api::heap::HeapUsage),
+    /// The last figure, read just before the library was closed.
+    Final(HeapStatus),
+}
+
+impl HeapSource {
+    /// A source for a version whose `PluginVTable::heap` is `f`.
+    pub fn new(f: extern "C" fn() -> hotswap_plugin_api::heap::HeapUsage) -> HeapSource {
+        if f().measured {
+            HeapSource::Live(f)
+        } else {
+            HeapSource::Unmeasured
+        }
+    }
+}
+
+impl HeapSource {
+    fn read(&self) -> Option<HeapStatus> {
+        match self {
+            HeapSource::Unmeasured => None,
+            // The library is open while the source is `Live` (see `HeapSource::Live`).
+            HeapSource::Live(f) => {
+                let u = f();
+                Some(HeapStatus {
+                    bytes: u.bytes,
+                    blocks: u.blocks,
+                })
+            }
+            HeapSource::Final(h) => Some(*h),
+        }
+    }
+}
+
+impl VersionRecord {
+    /// Its heap figure now.
+    pub fn heap(&self) -> Option<HeapStatus> {
+        self.heap.lock().read()
+    }
+
+    /// Reads the heap figure one last time and keeps it: called before the library is
+    /// closed, after which the version's `heap` function must not run.
+    pub fn seal_heap(&self) -> Option<HeapStatus> {
+        let mut source = self.heap.lock();
+        let h = source.read();
+        if let Some(h) = h {
+            *source = HeapSource::Final(h);
+        }
+        h
+    }
 }
 
 /// All records of a manager, shared with its reaper.
@@ -128,6 +213,8 @@ pub(crate) struct VersionRecord {
 pub(crate) struct Records {
     pub list: Mutex<Vec<Arc<VersionRecord>>>,
     pub unloaded: Mutex<u64>,
+    /// Heap left allocated by unloaded versions, summed (`Status::unloaded_heap`).
+    pub unloaded_heap: Mutex<HeapStatus>,
 }
 
 impl Records {
@@ -141,6 +228,11 @@ impl Records {
         if !still_mapped {
             *r.keep_alive.lock() = None;
             *self.unloaded.lock() += 1;
+            if let HeapSource::Final(h) = &*r.heap.lock() {
+                let mut sum = self.unloaded_heap.lock();
+                sum.bytes += h.bytes.max(0);
+                sum.blocks += h.blocks.max(0);
+            }
             self.list.lock().retain(|x| !Arc::ptr_eq(x, r));
         }
     }

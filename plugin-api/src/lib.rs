@@ -41,8 +41,9 @@ pub mod deps;
 #[doc(hidden)]
 pub mod glue;
 pub mod header;
-mod host;
 #[doc(hidden)]
+pub mod heap;
+mod host;
 pub mod interpose;
 pub mod live;
 mod log;
@@ -292,6 +293,7 @@ macro_rules! export_plugin {
                 on_init: $crate::glue::on_init::<$plugin>,
                 on_free: $crate::glue::on_free::<$plugin>,
                 invoke_func: $crate::glue::invoke_func::<$plugin>,
+                heap: $crate::heap::usage,
                 typed: $crate::abi_stable::std_types::RSlice::from_slice(TYPED),
                 live: $crate::abi_stable::std_types::RSlice::from_slice(LIVE),
                 live_types: $crate::abi_stable::std_types::RSlice::from_slice(LIVE_TYPES),
@@ -316,7 +318,108 @@ macro_rules! export_plugin {
         };
         }
         $crate::__hotswap_interpose!();
+        $crate::__hotswap_heap!();
     };
+}
+
+/// Defines, in a plugin's cdylib, the C allocation functions that count the version's
+/// heap (see the `heap` module): nothing when linked into the host binary (`static`),
+/// where they would count the whole process, or with the `no-heap-stats` feature.
+#[doc(hidden)]
+#[cfg(not(any(feature = "static", feature = "no-heap-stats")))]
+#[macro_export]
+macro_rules! __hotswap_heap {
+    () => {
+        const _: () = {
+            use ::std::ffi::{c_int, c_void};
+            /// # Safety
+            /// glibc's contract for `malloc`.
+            #[no_mangle]
+            unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
+                // SAFETY: glibc's contract, forwarded unchanged.
+                unsafe { $crate::heap::malloc(size) }
+            }
+            /// # Safety
+            /// glibc's contract for `calloc`.
+            #[no_mangle]
+            unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
+                // SAFETY: as above.
+                unsafe { $crate::heap::calloc(n, size) }
+            }
+            /// # Safety
+            /// glibc's contract for `realloc`.
+            #[no_mangle]
+            unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
+                // SAFETY: as above.
+                unsafe { $crate::heap::realloc(p, size) }
+            }
+            /// # Safety
+            /// glibc's contract for `reallocarray`.
+            #[no_mangle]
+            unsafe extern "C" fn reallocarray(
+                p: *mut c_void,
+                n: usize,
+                size: usize,
+            ) -> *mut c_void {
+                // SAFETY: as above.
+                unsafe { $crate::heap::reallocarray(p, n, size) }
+            }
+            /// # Safety
+            /// glibc's contract for `free`.
+            #[no_mangle]
+            unsafe extern "C" fn free(p: *mut c_void) {
+                // SAFETY: as above.
+                unsafe { $crate::heap::free(p) }
+            }
+            /// # Safety
+            /// glibc's contract for `posix_memalign`.
+            #[no_mangle]
+            unsafe extern "C" fn posix_memalign(
+                out: *mut *mut c_void,
+                align: usize,
+                size: usize,
+            ) -> c_int {
+                // SAFETY: as above.
+                unsafe { $crate::heap::posix_memalign(out, align, size) }
+            }
+            /// # Safety
+            /// glibc's contract for `aligned_alloc`.
+            #[no_mangle]
+            unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
+                // SAFETY: as above.
+                unsafe { $crate::heap::memalign(align, size) }
+            }
+            /// # Safety
+            /// glibc's contract for `memalign`.
+            #[no_mangle]
+            unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
+                // SAFETY: as above.
+                unsafe { $crate::heap::memalign(align, size) }
+            }
+            /// # Safety
+            /// glibc's contract for `valloc`.
+            #[no_mangle]
+            unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
+                // SAFETY: as above.
+                unsafe { $crate::heap::valloc(size) }
+            }
+            /// # Safety
+            /// glibc's contract for `pvalloc`.
+            #[no_mangle]
+            unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
+                // SAFETY: as above.
+                unsafe { $crate::heap::pvalloc(size) }
+            }
+        };
+    };
+}
+
+/// See the other definition: the heap is not counted.
+#[doc(hidden)]
+#[cfg(any(feature = "static", feature = "no-heap-stats"))]
+#[macro_export]
+macro_rules! __hotswap_heap {
+    () => {};
 }
 
 /// Defines, in a plugin's cdylib, the libc functions the host takes over for the

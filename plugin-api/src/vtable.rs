@@ -403,6 +403,8 @@ pub struct PluginVTable {
     /// `Plugin::invoke_func`.
     pub invoke_func:
         unsafe extern "C" fn(InstancePtr, RStr<'_>, RSlice<'_, Value>) -> RResult<Value, Failure>,
+    /// What this library's code holds on the heap now (see [`heap`](crate::heap)).
+    pub heap: extern "C" fn() -> crate::heap::HeapUsage,
     /// Typed functions, for the host's fast path.
     pub typed: RSlice<'static, TypedFn>,
     /// Live functions, called by name on the current generation.

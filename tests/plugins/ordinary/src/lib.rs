@@ -10,6 +10,9 @@ use hotswap_plugin_api::{export_plugin, Imports, Plugin, Result, Value};
 // Named only by the features that print or log it.
 #[allow(dead_code)]
 const VERSION: &str = if cfg!(feature = "v2") { "v2" } else { "v1" };
+/// Bytes the `leak` feature leaks per version.
+#[cfg(feature = "leak")]
+const LEAK: usize = 100_000;
 const VERSION_NUMBER: u64 = if cfg!(feature = "v2") { 2 } else { 1 };
 
 #[derive(Default)]
@@ -47,6 +50,8 @@ impl Ordinary {
 
 impl Plugin for Ordinary {
     fn on_load(&mut self, _data: &Value, _imports: &Imports) -> Result<()> {
+        #[cfg(feature = "leak")]
+        std::hint::black_box(Box::leak(vec![7u8; LEAK].into_boxed_slice()));
         #[cfg(feature = "tokio")]
         {
             self.runtime = Some(

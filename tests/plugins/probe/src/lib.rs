@@ -135,6 +135,20 @@ impl Probe {
         x + 1
     }
 
+    /// Allocation-heavy work, as a request handler does it: formats 16 keys into
+    /// strings, indexes them in a `HashMap`, joins them, and drops it all (about 40
+    /// allocations and as many frees). The benchmark's `alloc/*` lines.
+    fn churn(&self, x: u64) -> u64 {
+        let keys: Vec<String> = (0..16).map(|i| format!("key-{i}-{x}")).collect();
+        let index: std::collections::HashMap<&str, usize> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.as_str(), i))
+            .collect();
+        let joined = keys.join(",");
+        (joined.len() + index.len()) as u64
+    }
+
     fn version_number(&self, _: ()) -> u32 {
         if cfg!(feature = "v2") {
             2
@@ -258,6 +272,7 @@ impl Plugin for Probe {
 
 export_plugin!(Probe, typed {
     add_one: fn(u64) -> u64,
+    churn: fn(u64) -> u64,
     version_number: fn(()) -> u32,
     divide: fn(hotswap_plugin_api::abi_stable::std_types::Tuple2<i64, i64>) -> i64,
 });
