@@ -508,7 +508,7 @@ fn main() {
          this run, recorded in-process; all-cores: {threads} threads calling at once, the \
          slowest thread's time per call; typed/all-cores is against raw/all-cores, \
          raw/all-cores against raw, alloc/counted against alloc/uncounted (the heap \
-         accounting's cost on the plugin's allocation path). paired: each sample of the line follows a raw sample \
+         accounting's cost on the plugin's allocation path). paired: each sample of the line follows a sample of its baseline (raw; alloc/uncounted for alloc/counted) \
          of the same calls on the same threads, and this is the median of their ratios, \
          which drifts in the machine's speed between lines do not move. Other load on \
          the machine inflates the medians (the all-cores ones most); the best samples \
