@@ -9,12 +9,13 @@
 //! registrations are still taken (their code is still mapped, and the reaper waits for
 //! them).
 
+use crate::ctx::VersionCtx;
 use crate::threads;
 use crate::vault::ExtensionObj;
-use crate::version::VersionCtx;
 use abi_stable::std_types::{RResult, RSlice, RStr};
-use hotswap_plugin_api::vtable::{
-    DtorFn, ExtensionCallback, ExtensionFfi, FailKind, Failure, FfiTask, HostVTable, StartFn,
+use hotswap_abi::vtable::{
+    DtorFn, ExtensionCallback, ExtensionFfi, FailKind, Failure, FfiTask, HostHandle, HostVTable,
+    StartFn,
 };
 use hotswap_plugin_api::Value;
 use std::cell::Cell;
@@ -36,10 +37,18 @@ pub(crate) static HOST_VTABLE: HostVTable = HostVTable {
     thread_create: host_thread_create,
 };
 
+/// The handle a version's plugin code gets (`new`): its context and these callbacks.
+pub(crate) fn handle(ctx: &Arc<VersionCtx>) -> HostHandle {
+    HostHandle {
+        ctx: Arc::as_ptr(ctx).cast(),
+        vtable: &HOST_VTABLE,
+    }
+}
+
 /// The context behind a `HostHandle::ctx`.
 ///
 /// # Safety
-/// `ctx` must be a pointer from `VersionCtx::handle`, passed back by that version's
+/// `ctx` must be a pointer from [`handle`], passed back by that version's
 /// code: the host keeps that context alive while the version's file is mapped, which it
 /// is while its code runs.
 unsafe fn ctx<'a>(ctx: *const c_void) -> &'a VersionCtx {
@@ -130,8 +139,8 @@ unsafe extern "C" fn host_bag_get(c: *const c_void, key: RStr<'_>) -> Value {
         return Value::Null;
     };
     let value = match c.staging() {
-        Some(staging) => staging.get(&m.vault, key.as_str()),
-        None => m.vault.get(key.as_str()),
+        Some(staging) => staging.get(m.vault(), key.as_str()),
+        None => m.vault().get(key.as_str()),
     };
     value.unwrap_or(Value::Null)
 }
@@ -155,12 +164,12 @@ unsafe extern "C" fn host_bag_set(
         return error("the host is shutting down");
     };
     match c.staging() {
-        Some(staging) => match staging.set(&m.vault, key.as_str(), value) {
+        Some(staging) => match staging.set(m.vault(), key.as_str(), value) {
             Ok(()) => RResult::ROk(()),
             Err(why) => error(why),
         },
         None => {
-            m.vault.set(key.as_str(), value.clone());
+            m.vault().set(key.as_str(), value.clone());
             RResult::ROk(())
         }
     }
@@ -195,8 +204,7 @@ unsafe extern "C" fn host_extension(c: *const c_void, f: ExtensionCallback, data
         return lend(None);
     }
     match c.manager.upgrade() {
-        // Nested in a call, `with` reuses the generation that call runs on.
-        Some(m) => m.domain.with(|g| lend(g.extension.as_deref())),
+        Some(m) => m.with_extension(&mut |ext| lend(ext)),
         None => lend(None),
     }
 }
@@ -216,10 +224,7 @@ unsafe extern "C" fn host_call_live(
     let Some(m) = c.manager.upgrade() else {
         return error("the host is shutting down");
     };
-    match m
-        .domain
-        .with(|g| g.call_live(name.as_str(), args.as_slice()))
-    {
+    match m.call_live(name.as_str(), args.as_slice()) {
         Ok(v) => RResult::ROk(v),
         Err(e) => error(e.to_string()),
     }
@@ -248,6 +253,7 @@ unsafe extern "C" fn host_spawn(
         }
     };
     let task = SendTask(task);
+    let holds = c.holds.clone();
     let thread_name = format!("{}:{}", c.label, name.as_str());
     c.holds.task_started();
     let spawned = std::thread::Builder::new()
@@ -256,7 +262,7 @@ unsafe extern "C" fn host_spawn(
             let task = task;
             // SAFETY: run once, never dropped after; the plugin catches the task's panics.
             unsafe { (task.0.run)(task.0.data) };
-            version.ctx.holds.task_ended();
+            holds.task_ended();
             // Dropping `version` here may free it: that only queues work for the reaper.
             drop(version);
         });

@@ -6,7 +6,7 @@
 use crate::error::{LoadError, LoadErrorKind, Step};
 use crate::generation::check_layout;
 use crate::version::Version;
-use hotswap_plugin_api::vtable::ImportEntry;
+use hotswap_abi::vtable::ImportEntry;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

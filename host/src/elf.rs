@@ -6,7 +6,7 @@
 //! [`read_plugin_abi`] reads the frozen leading fields of the plugin header straight from
 //! the file, so a plugin built against another ABI is refused before any of its code runs.
 
-use hotswap_plugin_api::header::{HEADER_SYMBOL, MAGIC};
+use hotswap_abi::header::{HEADER_SYMBOL, MAGIC};
 use object::elf::{self, FileHeader64, ProgramHeader64};
 use object::read::elf::{FileHeader, ProgramHeader, Sym};
 use object::{Endianness, ReadRef};

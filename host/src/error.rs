@@ -174,7 +174,7 @@ impl LayoutMismatch {
     pub fn new(plugin_api: &str, detail: String) -> LayoutMismatch {
         LayoutMismatch {
             plugin_api: plugin_api.to_owned(),
-            host_api: hotswap_plugin_api::header::API_VERSION.to_owned(),
+            host_api: hotswap_abi::header::API_VERSION.to_owned(),
             detail,
         }
     }
@@ -185,7 +185,7 @@ impl std::error::Error for LayoutMismatch {}
 /// The layout-check failure of a plugin whose `header` has another `PluginVTable` layout
 /// (abi_stable's report in `detail`).
 pub(crate) fn layout_mismatch(
-    header: &hotswap_plugin_api::header::PluginHeader,
+    header: &hotswap_abi::header::PluginHeader,
     detail: String,
 ) -> (Step, LoadErrorKind) {
     (

@@ -2,9 +2,9 @@
 
 use crate::error::CallError;
 use crate::generation::Generation;
-use crate::manager::Shared;
 use crate::reclaim::Pinned;
-use hotswap_plugin_api::vtable::{Failure, InstancePtr, TypedCall, TypedRet};
+use crate::shared::Shared;
+use hotswap_abi::vtable::{Failure, InstancePtr, TypedCall, TypedRet};
 use hotswap_plugin_api::Pod;
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;

@@ -10,7 +10,7 @@ use abi_stable::abi_stability::abi_checking::{
     check_layout_compatibility_with_globals, CheckingGlobals,
 };
 use abi_stable::type_layout::TypeLayout;
-use hotswap_plugin_api::vtable::InstancePtr;
+use hotswap_abi::vtable::InstancePtr;
 use hotswap_plugin_api::Value;
 use std::collections::HashMap;
 use std::ffi::c_void;

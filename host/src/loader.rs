@@ -8,23 +8,22 @@
 //! leaks it), so it can be closed again, and `/proc/self/maps` can tell whether it
 //! really was.
 
+use crate::ctx::VersionCtx;
 use crate::error::{LoadError, LoadErrorKind, Step};
 use crate::generation::check_layout;
 use crate::hooks::{HookFailure, HookThread};
+use crate::library::{ExportObj, Jobs, Lib, VtPtr};
 use crate::manifest::sha256_hex;
-use crate::reaper::ReaperHandle;
 use crate::scan::Candidate;
 use crate::static_plugin::StaticPlugin;
 use crate::status::{HeapSource, RecordState, Records, VersionRecord};
 use crate::threads::Holds;
 use crate::vault::Staging;
-use crate::version::{
-    owned, Dependency, ExportObj, Instantiated, Lib, OwnedFailure, Version, VersionCtx, VtPtr,
-};
+use crate::version::{owned, Dependency, Instantiated, OwnedFailure, Version};
 use abi_stable::library::AbiHeader;
 use abi_stable::StableAbi;
-use hotswap_plugin_api::header::{self, PluginHeader};
-use hotswap_plugin_api::vtable::PluginVTable;
+use hotswap_abi::header::{self, PluginHeader};
+use hotswap_abi::vtable::PluginVTable;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -35,9 +34,9 @@ static NEXT_VERSION_ID: AtomicU64 = AtomicU64::new(1);
 /// Where loaded versions go.
 pub(crate) struct LoadEnv<'a> {
     pub private_dir: &'a Path,
-    pub reaper: &'a ReaperHandle,
+    pub jobs: &'a Jobs,
     pub records: &'a Records,
-    pub manager: std::sync::Weak<crate::manager::Shared>,
+    pub manager: std::sync::Weak<dyn crate::ctx::Services>,
     /// The DataBag writes of the reload loading these versions.
     pub staging: Option<Arc<Staging>>,
 }
@@ -268,7 +267,7 @@ unsafe fn instantiate(
         sha256,
     } = origin;
     let holds = Arc::new(Holds::default());
-    holds.on_change(env.reaper.poker());
+    holds.on_change(env.jobs.poker());
     let record = Arc::new(VersionRecord {
         id,
         name: name.clone(),
@@ -295,10 +294,10 @@ unsafe fn instantiate(
     // goes, the reaper closes it and deletes the copy, also when a hook below fails.
     std::mem::forget(remove_copy);
     env.records.add(record.clone());
-    let lib = Lib::new(library, record.clone(), ctx.clone(), env.reaper.clone());
+    let lib = Lib::new(library, record.clone(), ctx.clone(), env.jobs.clone());
     let job_lib = lib.clone();
     let late_lib = lib.clone();
-    let handle = ctx.handle();
+    let handle = crate::callbacks::handle(&ctx);
     let vt_ptr = VtPtr(vtable);
     let late_record = record.clone();
     let ran = hooks.run(
@@ -373,7 +372,7 @@ unsafe fn instantiate(
     };
     // SAFETY: `vtable` points into `lib` (or is static), the instance came from its
     // `new` and the export from its `export`.
-    let loaded = unsafe { Version::new(record, lib, vtable, parts, ctx, env.reaper.clone()) };
+    let loaded = unsafe { Version::new(record, lib, vtable, parts, ctx, env.jobs.clone()) };
     if let Some((step, f)) = first_error {
         // Dropping `loaded` frees the instance on the reaper, like any version.
         return Err(fail(step, f.into_kind()));
@@ -383,7 +382,7 @@ unsafe fn instantiate(
 }
 
 /// The instance pointer, sent back from the hook thread.
-struct SendInstance(hotswap_plugin_api::vtable::InstancePtr);
+struct SendInstance(hotswap_abi::vtable::InstancePtr);
 // SAFETY: the instance is `Send + Sync` (the `Plugin` trait requires it).
 unsafe impl Send for SendInstance {}
 

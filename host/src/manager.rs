@@ -6,17 +6,18 @@ use crate::func::Func;
 use crate::generation::{Generation, Symbol};
 use crate::hooks::HookThread;
 use crate::loader::{self, LoadEnv};
-use crate::reaper::{self, ReaperHandle};
+use crate::reaper;
 use crate::reclaim::Domain;
 use crate::report::{Outcome, PluginReport, ReloadReport};
 use crate::scan;
+use crate::shared::{ExtensionNewer, ReloadCallback, Shared};
 use crate::static_plugin::StaticPlugin;
 use crate::status::{RecordState, Records, Status, VersionState, VersionStatus, PINNED_REASON};
 use crate::vault::{ExtensionObj, Staging, Vault};
 use crate::version::{owned, Version};
 use abi_stable::std_types::RSlice;
 use abi_stable::StableAbi;
-use hotswap_plugin_api::vtable::{ImportsFfi, VaultHandle};
+use hotswap_abi::vtable::{ImportsFfi, VaultHandle};
 use hotswap_plugin_api::{Pod, Value};
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -25,12 +26,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-
-/// Decides whether a freshly built generation may be published: gets the new and the
-/// current generation; an `Err` vetoes the swap and becomes the reload's error.
-pub type ReloadCallback = Arc<dyn Fn(&Generation, &Generation) -> Result<(), String> + Send + Sync>;
-
-type ExtensionNewer = Arc<dyn Fn() -> ExtensionObj + Send + Sync>;
 
 /// A one-off veto, as [`PluginManager::reload_with_callback`] takes it.
 type Veto<'a> = &'a dyn Fn(&Generation, &Generation) -> Result<(), String>;
@@ -140,6 +135,7 @@ impl Builder {
                 static_plugins: self.static_plugins,
                 domain: Domain::new(Arc::new(Generation::empty())),
                 reload_lock: Mutex::new(()),
+                jobs: reaper.jobs(),
                 reaper,
                 records,
                 symbols: Mutex::new(Vec::new()),
@@ -183,27 +179,6 @@ impl Drop for ReloadingHere {
             }
         });
     }
-}
-
-pub(crate) struct Shared {
-    extension_newer: Option<ExtensionNewer>,
-    pub(crate) vault: Vault,
-    dir: Mutex<PathBuf>,
-    whitelist: Option<HashSet<String>>,
-    reload_callback: Option<ReloadCallback>,
-    logger: Option<tracing::Dispatch>,
-    /// `Some` in static mode: what `load_plugins` loads; reloads are refused.
-    static_plugins: Option<Vec<StaticPlugin>>,
-    pub(crate) domain: Domain<Generation>,
-    reload_lock: Mutex<()>,
-    reaper: ReaperHandle,
-    records: Arc<Records>,
-    symbols: Mutex<Vec<Symbol>>,
-    private_dir: tempfile::TempDir,
-    reloads: AtomicU64,
-    hook_timeout: Duration,
-    /// Hooks that overran their deadline since start.
-    hook_timeouts: AtomicU64,
 }
 
 /// A loaded plugin, as host code sees it (host-owned data, safe to keep).
@@ -416,9 +391,9 @@ impl PluginManager {
         };
         let env = LoadEnv {
             private_dir: sh.private_dir.path(),
-            reaper: &sh.reaper,
+            jobs: &sh.jobs,
             records: &sh.records,
-            manager: Arc::downgrade(&self.shared),
+            manager: Arc::downgrade(&(self.shared.clone() as Arc<dyn crate::ctx::Services>)),
             staging: Some(staging.clone()),
         };
         let mut next: Vec<Arc<Version>> = Vec::new();
@@ -837,7 +812,7 @@ fn run_hooks(
     for v in ordered.iter().filter(|v| fresh.contains(&v.id())) {
         let vault = VaultHandle {
             generation: id,
-            host: v.ctx.handle(),
+            host: crate::callbacks::handle(&v.ctx),
         };
         let (job_v, ext) = (v.clone(), extension.cloned());
         let r = hooks.run(
@@ -870,7 +845,7 @@ fn finish(
 }
 
 /// Import entries moved to the hook thread with the version that holds their providers.
-struct SendEntries(Vec<hotswap_plugin_api::vtable::ImportEntry>);
+struct SendEntries(Vec<hotswap_abi::vtable::ImportEntry>);
 // SAFETY: the entries point into providers' libraries and exports, which are immutable
 // or `Sync` (`Export::new` requires it) and kept alive by the dependent's version,
 // which the job holds.

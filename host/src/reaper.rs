@@ -17,49 +17,20 @@
 //! Nothing of this runs on a caller's thread, and the reaper never waits on plugin code.
 
 use crate::generation::Generation;
+use crate::library::{CloseJob, ExportObj, FreeJob, Job, Jobs, VtPtr};
 use crate::reclaim::{self, Retired};
 use crate::status::{RecordState, Records, VersionRecord};
 use crate::threads::{self, Role};
-use crate::version::{ExportObj, Lib, Version, VersionCtx, VtPtr};
 use abi_stable::std_types::RResult;
-use hotswap_plugin_api::vtable::InstancePtr;
+use hotswap_abi::vtable::InstancePtr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-
-/// What is left of a version once its last user is gone.
-pub(crate) struct FreeJob {
-    pub record: Arc<VersionRecord>,
-    pub vtable: VtPtr,
-    pub instance: InstancePtr,
-    pub lib: Arc<Lib>,
-    pub ctx: Arc<VersionCtx>,
-    pub export: ExportObj,
-    /// Released only after this version's library is closed: providers outlive their
-    /// dependents, and dependents' `on_free` runs first.
-    pub providers: Vec<Arc<Version>>,
-}
-
-// SAFETY: the instance is Send + Sync (Plugin requires it) and nothing else uses it any
-// more; the vtable is immutable static data inside `lib`, which moves with it.
-unsafe impl Send for FreeJob {}
-
-/// A library nobody may run any more, waiting to be closed.
-pub(crate) struct CloseJob {
-    /// `None` for a plugin linked into the host binary.
-    pub library: Option<libloading::Library>,
-    pub record: Arc<VersionRecord>,
-    pub ctx: Arc<VersionCtx>,
-    pub providers: Vec<Arc<Version>>,
-}
 
 pub(crate) enum Msg {
     Retire(Retired<Generation>),
-    Free(Box<FreeJob>),
-    Close(Box<CloseJob>),
-    /// Something a closing library waits for changed.
-    Poke,
+    Job(Job),
     WhenIdle(mpsc::Sender<()>),
 }
 
@@ -76,28 +47,17 @@ impl ReaperHandle {
         let _ = self.tx.send(Msg::Retire(g));
     }
 
-    pub fn free(&self, job: FreeJob) {
-        if let Err(mpsc::SendError(Msg::Free(job))) = self.tx.send(Msg::Free(Box::new(job))) {
-            // The reaper is gone; a reader could still be inside, so never free inline.
-            std::mem::forget(job);
-        }
-    }
-
-    pub fn close(&self, job: CloseJob) {
-        if let Err(mpsc::SendError(Msg::Close(job))) = self.tx.send(Msg::Close(Box::new(job))) {
-            // The reaper is gone: never close a library some thread may still need.
-            std::mem::forget(job);
-        }
-    }
-
-    /// A function that wakes the reaper (if it is still there) without keeping it.
-    pub fn poker(&self) -> impl Fn() + Send + Sync + 'static {
-        let weak: Weak<mpsc::Sender<Msg>> = Arc::downgrade(&self.tx);
-        move || {
-            if let Some(tx) = weak.upgrade() {
-                let _ = tx.send(Msg::Poke);
-            }
-        }
+    /// The inbox versions and libraries send their jobs to.
+    pub fn jobs(&self) -> Jobs {
+        let tx = self.tx.clone();
+        Jobs::new(move |job| {
+            tx.send(Msg::Job(job))
+                .map_err(|mpsc::SendError(msg)| match msg {
+                    Msg::Job(job) => job,
+                    // Only a job was sent.
+                    _ => Job::Poke,
+                })
+        })
     }
 
     /// Blocks until the reaper has nothing left to free by itself, or `timeout`.
@@ -157,9 +117,9 @@ impl Reaper {
     fn take(&mut self, msg: Msg) {
         match msg {
             Msg::Retire(g) => self.generations.push(g),
-            Msg::Free(job) => self.jobs.push((Instant::now() + self.free_delay, *job)),
-            Msg::Close(job) => self.closing.push(*job),
-            Msg::Poke => {}
+            Msg::Job(Job::Free(job)) => self.jobs.push((Instant::now() + self.free_delay, *job)),
+            Msg::Job(Job::Close(job)) => self.closing.push(*job),
+            Msg::Job(Job::Poke) => {}
             Msg::WhenIdle(w) => self.waiters.push(w),
         }
     }

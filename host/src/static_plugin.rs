@@ -10,7 +10,7 @@
 //! `export_plugin!` leaves its header out of the symbol table and reachable as the Rust
 //! path `<plugin crate>::HOTSWAP_PLUGIN_HEADER`.
 
-use hotswap_plugin_api::header::PluginHeader;
+use hotswap_abi::header::PluginHeader;
 use std::fmt;
 
 /// One plugin linked into the host binary: its header, as `export_plugin!` made it.

@@ -157,14 +157,14 @@ pub(crate) enum HeapSource {
     /// The version's `PluginVTable::heap`: valid only while its library is open, which
     /// the reaper guarantees by replacing it with `Final` (under this mutex) before it
     /// closes the library.
-    Live(extern "C" fn() -> hotswap_plugin_api::heap::HeapUsage),
+    Live(extern "C" fn() -> hotswap_abi::vtable::HeapUsage),
     /// The last figure, read just before the library was closed.
     Final(HeapStatus),
 }
 
 impl HeapSource {
     /// A source for a version whose `PluginVTable::heap` is `f`.
-    pub fn new(f: extern "C" fn() -> hotswap_plugin_api::heap::HeapUsage) -> HeapSource {
+    pub fn new(f: extern "C" fn() -> hotswap_abi::vtable::HeapUsage) -> HeapSource {
         if f().measured {
             HeapSource::Live(f)
         } else {

@@ -1,5 +1,5 @@
 //! [`Version`]: one loaded plugin file with its instance; [`Lib`], the open library it
-//! runs from; [`VersionCtx`], what its code uses to find its way back to the host.
+//! runs from.
 //!
 //! Ownership decides when code goes away (DESIGN invariants 3 and 7): a `Version` holds
 //! its `Lib`, and so does everything else that runs or may run the version's code (a
@@ -8,21 +8,14 @@
 //! `Arc<Lib>` goes, the reaper closes the library once no thread holds per-thread state
 //! of it ([`crate::threads`]). Neither ever happens on a caller's thread.
 
+use crate::ctx::VersionCtx;
 use crate::error::{CallError, LoadError, LoadErrorKind, Step};
-use crate::manager::Shared;
-use crate::reaper::{CloseJob, FreeJob, ReaperHandle};
+use crate::library::{ExportObj, FreeJob, Jobs, Keep, Lib, VtPtr};
 use crate::status::VersionRecord;
-use crate::threads::Holds;
-use crate::vault::Staging;
 use abi_stable::std_types::{RResult, RSlice};
-use hotswap_plugin_api::vtable::{
-    FailKind, Failure, HostHandle, InstancePtr, PluginVTable, TypedFn,
-};
+use hotswap_abi::vtable::{FailKind, Failure, InstancePtr, PluginVTable, TypedFn};
 use hotswap_plugin_api::Value;
-use parking_lot::Mutex;
-use std::ffi::c_void;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, OnceLock};
 
 /// A dependency as the host keeps it.
 #[derive(Debug, Clone)]
@@ -33,27 +26,6 @@ pub(crate) struct Dependency {
     /// `Version` holding this keeps open).
     pub layout: Option<&'static abi_stable::type_layout::TypeLayout>,
 }
-
-/// A version's export: owned by the version, freed by the reaper after `on_free`.
-pub(crate) struct ExportObj {
-    pub ptr: *mut c_void,
-    pub layout: Option<&'static abi_stable::type_layout::TypeLayout>,
-    pub drop: Option<unsafe extern "C" fn(*mut c_void)>,
-}
-
-impl ExportObj {
-    pub fn none() -> ExportObj {
-        ExportObj {
-            ptr: std::ptr::null_mut(),
-            layout: None,
-            drop: None,
-        }
-    }
-}
-
-// SAFETY: the export is `Send + Sync` (`Export::new` requires it); the layout is
-// immutable static data.
-unsafe impl Send for ExportObj {}
 
 /// A failure copied out of the plugin: the plugin-made message is dropped at the
 /// boundary, inside the hook job, while the library is open.
@@ -84,128 +56,6 @@ pub(crate) fn owned<T>(r: RResult<T, Failure>) -> Result<T, OwnedFailure> {
     r.into_result().map_err(OwnedFailure::of)
 }
 
-/// What the host gives a version's plugin code to find its way back (`HostHandle::ctx`).
-/// Kept alive for as long as the version's file is mapped (see `reaper`), so a callback
-/// from its code never reads freed memory.
-pub(crate) struct VersionCtx {
-    /// The version, for `spawn` (a task keeps it alive).
-    version: OnceLock<Weak<Version>>,
-    pub label: String,
-    /// Plugin name and crate version, attached to the plugin's log events.
-    pub plugin: String,
-    pub version_str: String,
-    /// The manager, for the vault, the extension and live functions.
-    pub manager: Weak<Shared>,
-    /// What the version holds on threads.
-    pub holds: Arc<Holds>,
-    /// Set once `on_free` and the instance's drop ran: callbacks then refuse.
-    freed: AtomicBool,
-    /// The DataBag writes of the reload that loaded this version.
-    staging: Mutex<Option<Arc<Staging>>>,
-}
-
-impl VersionCtx {
-    pub fn new(
-        label: String,
-        plugin: String,
-        version_str: String,
-        manager: Weak<Shared>,
-        holds: Arc<Holds>,
-        staging: Option<Arc<Staging>>,
-    ) -> Arc<VersionCtx> {
-        Arc::new(VersionCtx {
-            version: OnceLock::new(),
-            label,
-            plugin,
-            version_str,
-            manager,
-            holds,
-            freed: AtomicBool::new(false),
-            staging: Mutex::new(staging),
-        })
-    }
-
-    pub fn handle(self: &Arc<Self>) -> HostHandle {
-        HostHandle {
-            ctx: Arc::as_ptr(self).cast(),
-            vtable: &crate::callbacks::HOST_VTABLE,
-        }
-    }
-
-    /// The version, unless it is being freed.
-    pub fn version(&self) -> Option<Arc<Version>> {
-        self.version.get().and_then(Weak::upgrade)
-    }
-
-    /// `on_free` and the instance's drop ran.
-    pub fn set_freed(&self) {
-        self.freed.store(true, Ordering::SeqCst);
-    }
-
-    pub fn is_freed(&self) -> bool {
-        self.freed.load(Ordering::SeqCst)
-    }
-
-    pub fn staging(&self) -> Option<Arc<Staging>> {
-        self.staging.lock().clone()
-    }
-}
-
-/// The open library of one version (none for a plugin linked into the host binary).
-/// Whoever may run the version's code holds an `Arc<Lib>`; when the last one goes, the
-/// library is handed to the reaper, which closes it once no thread holds per-thread
-/// state of it.
-pub(crate) struct Lib {
-    library: Option<libloading::Library>,
-    record: Arc<VersionRecord>,
-    ctx: Arc<VersionCtx>,
-    /// Providers a dependent was bound to: released after its library is closed.
-    providers: Mutex<Vec<Arc<Version>>>,
-    reaper: ReaperHandle,
-}
-
-impl Lib {
-    pub fn new(
-        library: Option<libloading::Library>,
-        record: Arc<VersionRecord>,
-        ctx: Arc<VersionCtx>,
-        reaper: ReaperHandle,
-    ) -> Arc<Lib> {
-        Arc::new(Lib {
-            library,
-            record,
-            ctx,
-            providers: Mutex::new(Vec::new()),
-            reaper,
-        })
-    }
-
-    /// Keeps `providers` until this library is closed.
-    pub fn keep_providers(&self, providers: Vec<Arc<Version>>) {
-        self.providers.lock().extend(providers);
-    }
-}
-
-impl Drop for Lib {
-    fn drop(&mut self) {
-        self.reaper.close(CloseJob {
-            library: self.library.take(),
-            record: self.record.clone(),
-            ctx: self.ctx.clone(),
-            providers: std::mem::take(&mut *self.providers.lock()),
-        });
-    }
-}
-
-/// A pointer to a vtable inside a library, movable to the hook thread with an
-/// `Arc<Lib>` that keeps it valid.
-#[derive(Clone, Copy)]
-pub(crate) struct VtPtr(pub *const PluginVTable);
-
-// SAFETY: the vtable is immutable static data of a library that whoever holds the
-// pointer keeps open (with an `Arc<Lib>`).
-unsafe impl Send for VtPtr {}
-
 /// One loaded version of a plugin.
 pub struct Version {
     pub(crate) record: Arc<VersionRecord>,
@@ -220,7 +70,7 @@ pub struct Version {
     pub(crate) providers: OnceLock<Vec<Arc<Version>>>,
     lib: Arc<Lib>,
     pub(crate) ctx: Arc<VersionCtx>,
-    reaper: ReaperHandle,
+    jobs: Jobs,
 }
 
 // SAFETY: the instance is `Send + Sync` (the `Plugin` trait requires it), the vtable is
@@ -249,10 +99,10 @@ impl Version {
         vtable: *const PluginVTable,
         parts: Instantiated,
         ctx: Arc<VersionCtx>,
-        reaper: ReaperHandle,
+        jobs: Jobs,
     ) -> Arc<Version> {
-        Arc::new_cyclic(|weak| {
-            let _ = ctx.version.set(weak.clone());
+        Arc::new_cyclic(|weak: &std::sync::Weak<Version>| {
+            ctx.set_version(weak.clone());
             Version {
                 record,
                 vtable,
@@ -263,7 +113,7 @@ impl Version {
                 providers: OnceLock::new(),
                 lib,
                 ctx,
-                reaper,
+                jobs,
             }
         })
     }
@@ -364,8 +214,11 @@ impl Drop for Version {
             lib: self.lib.clone(),
             ctx: self.ctx.clone(),
             export: std::mem::replace(&mut self.export, ExportObj::none()),
-            providers: self.providers.take().unwrap_or_default(),
+            providers: (self.providers.take().unwrap_or_default())
+                .into_iter()
+                .map(|p| p as Keep)
+                .collect(),
         };
-        self.reaper.free(job);
+        self.jobs.free(job);
     }
 }

@@ -4,6 +4,7 @@
 //! Every function here catches unwinding (DESIGN invariant 4): a panic becomes a
 //! [`Failure`] of kind `Panic` carrying the panic message.
 
+use crate::panic::{install_panic_hook, panic_message};
 use crate::value::Value;
 use crate::vtable::{
     ExportFfi, FailKind, Failure, HostHandle, ImportSpec, ImportsFfi, InstancePtr, TypedRet,
@@ -11,80 +12,7 @@ use crate::vtable::{
 };
 use crate::{Error, Plugin, Vault};
 use abi_stable::std_types::{RResult, RSlice, RStr, RVec};
-use std::any::Any;
-use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Once;
-
-thread_local! {
-    // Where the last panic on this thread happened. `const`, `Copy` and drop-free on
-    // purpose: a thread-local with a destructor would make glibc keep this library
-    // mapped for as long as the calling thread lives.
-    static PANIC_LOCATION: Cell<Option<Location>> = const { Cell::new(None) };
-}
-
-/// A panic's location, kept in a fixed buffer so it can live in a drop-free thread-local.
-#[derive(Clone, Copy)]
-struct Location {
-    file: [u8; 160],
-    len: u8,
-    line: u32,
-    col: u32,
-}
-
-impl Location {
-    fn new(l: &std::panic::Location<'_>) -> Location {
-        // Keep the tail of a long path: the file name matters most.
-        let bytes = l.file().as_bytes();
-        let tail = &bytes[bytes.len().saturating_sub(160)..];
-        let mut file = [0u8; 160];
-        file[..tail.len()].copy_from_slice(tail);
-        Location {
-            file,
-            len: tail.len() as u8,
-            line: l.line(),
-            col: l.column(),
-        }
-    }
-}
-
-impl std::fmt::Display for Location {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let file = String::from_utf8_lossy(&self.file[..self.len as usize]);
-        write!(f, "{file}:{}:{}", self.line, self.col)
-    }
-}
-
-/// Replaces the plugin's std default panic hook, once per loaded file. The default hook
-/// calls `thread::current()` and may capture a backtrace, which leave per-thread state
-/// of this library on the host's calling thread (destroyed there only at its next call
-/// boundary after this version retires, or at its exit; without a host that owns it,
-/// glibc would keep the library mapped until the thread exits). Ours only notes the
-/// location; the message and location reach the host in the returned error.
-pub(crate) fn install_panic_hook() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        std::panic::set_hook(Box::new(|info| {
-            if let Some(l) = info.location() {
-                PANIC_LOCATION.with(|c| c.set(Some(Location::new(l))));
-            }
-        }));
-    });
-}
-
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
-    let text = if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic with a non-string payload".to_owned()
-    };
-    match PANIC_LOCATION.with(|c| c.take()) {
-        Some(location) => format!("{text} (at {location})"),
-        None => text,
-    }
-}
 
 /// Runs `f`, turning an `Err` or a panic into a [`Failure`].
 pub fn guard<T>(f: impl FnOnce() -> Result<T, Error>) -> RResult<T, Failure> {

@@ -35,20 +35,7 @@
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
-/// What a version's code holds on the heap, as [`PluginVTable::heap`] reports it.
-///
-/// [`PluginVTable::heap`]: crate::vtable::PluginVTable::heap
-#[repr(C)]
-#[derive(abi_stable::StableAbi, Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct HeapUsage {
-    /// Whether this plugin counts at all (`false` when linked into the host binary or
-    /// built with the `no-heap-stats` feature); the counts are 0 then.
-    pub measured: bool,
-    /// Usable bytes of the blocks allocated and not yet freed by this version's code.
-    pub bytes: i64,
-    /// How many blocks.
-    pub blocks: i64,
-}
+pub use hotswap_abi::vtable::HeapUsage;
 
 /// Counters, one cache line each. A thread counts into the slot its thread pointer
 /// hashes to (or the next one) once it owns it, as its only writer, with a plain

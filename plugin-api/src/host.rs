@@ -76,7 +76,7 @@ pub fn spawn(name: &str, task: impl FnOnce() + Send + 'static) -> Result<(), Spa
         // and never calls drop after run.
         let task = unsafe { Box::from_raw(data.cast::<Boxed>()) };
         if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(*task)) {
-            let msg = crate::glue::panic_message(&*payload);
+            let msg = crate::panic::panic_message(&*payload);
             eprintln!("hotswap: a plugin task panicked: {msg}");
         }
     }
@@ -205,7 +205,7 @@ impl Vault {
                 // check above proved it is a `T`.
                 let ext = unsafe { &*ext.ptr.cast::<T>() };
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(ext)))
-                    .map_err(|p| crate::Error::msg(crate::glue::panic_message(&*p)))
+                    .map_err(|p| crate::Error::msg(crate::panic::panic_message(&*p)))
             };
             state.out = Some(out);
         }

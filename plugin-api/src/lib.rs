@@ -40,15 +40,18 @@
 pub mod deps;
 #[doc(hidden)]
 pub mod glue;
-pub mod header;
+#[doc(hidden)]
+pub use hotswap_abi::header;
 #[doc(hidden)]
 pub mod heap;
 mod host;
 pub mod interpose;
 pub mod live;
 mod log;
-pub mod value;
-pub mod vtable;
+mod panic;
+pub use hotswap_abi::value;
+#[doc(hidden)]
+pub use hotswap_abi::vtable;
 
 pub use abi_stable;
 pub use deps::{Export, Import, Imported, Imports};

@@ -20,11 +20,11 @@ pub const ABI_MAJOR: u32 = 1;
 /// Minor ABI version: a host loads plugins whose minor is at most its own.
 pub const ABI_MINOR: u32 = 0;
 
-/// Version of the `hotswap-plugin-api` crate the plugin was compiled against.
+/// Version of this crate (`hotswap-abi`) the plugin was compiled against.
 pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The static a plugin exports under [`HEADER_SYMBOL`]; written by
-/// [`export_plugin!`](crate::export_plugin), never by hand.
+/// `hotswap_plugin_api::export_plugin!`, never by hand.
 #[repr(C)]
 pub struct PluginHeader {
     /// Always [`MAGIC`].

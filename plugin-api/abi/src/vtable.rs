@@ -26,8 +26,8 @@ use std::ffi::{c_int, c_uint, c_ulong, c_void};
 /// Safe code cannot make one, so it cannot pair a function with another's layout:
 ///
 /// ```compile_fail
-/// use hotswap_plugin_api::vtable::{Sealed, TypedFn};
-/// use hotswap_plugin_api::abi_stable::{std_types::RStr, StableAbi};
+/// use hotswap_abi::vtable::{Sealed, TypedFn};
+/// use hotswap_abi::abi_stable::{std_types::RStr, StableAbi};
 /// extern "C" fn other() {}
 /// static FORGED: TypedFn = TypedFn {
 ///     name: RStr::from_str("add"),
@@ -41,7 +41,7 @@ use std::ffi::{c_int, c_uint, c_ulong, c_void};
 /// Nor take the token of a table that exists:
 ///
 /// ```compile_fail
-/// use hotswap_plugin_api::vtable::{LiveFn, Sealed};
+/// use hotswap_abi::vtable::{LiveFn, Sealed};
 /// fn steal(f: &'static LiveFn) -> Sealed {
 ///     f.sealed // error: cannot move out of a shared reference
 /// }
@@ -182,7 +182,7 @@ pub struct TypedRet<R> {
 /// [`TypedFn`] announced.
 pub type TypedCall<A, R> = unsafe extern "C" fn(InstancePtr, A, *mut Failure) -> TypedRet<R>;
 
-/// A task handed to the host by [`spawn`](crate::spawn): `run(data)` once on a host
+/// A task handed to the host by `hotswap_plugin_api::spawn`: `run(data)` once on a host
 /// thread, then `drop(data)`; or only `drop(data)` if the host refuses it.
 #[repr(C)]
 #[derive(StableAbi)]
@@ -403,8 +403,8 @@ pub struct PluginVTable {
     /// `Plugin::invoke_func`.
     pub invoke_func:
         unsafe extern "C" fn(InstancePtr, RStr<'_>, RSlice<'_, Value>) -> RResult<Value, Failure>,
-    /// What this library's code holds on the heap now (see [`heap`](crate::heap)).
-    pub heap: extern "C" fn() -> crate::heap::HeapUsage,
+    /// What this library's code holds on the heap now (see [`HeapUsage`]).
+    pub heap: extern "C" fn() -> HeapUsage,
     /// Typed functions, for the host's fast path.
     pub typed: RSlice<'static, TypedFn>,
     /// Live functions, called by name on the current generation.
@@ -413,4 +413,19 @@ pub struct PluginVTable {
     pub live_types: RSlice<'static, RStr<'static>>,
     /// Proof of consistency: every function is the glue of one plugin type.
     pub sealed: Sealed,
+}
+
+/// What a version's code holds on the heap, as [`PluginVTable::heap`] reports it.
+/// It is counted inside the plugin by the allocation functions `export_plugin!`
+/// defines (`hotswap_plugin_api::heap`).
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HeapUsage {
+    /// Whether this plugin counts at all (`false` when linked into the host binary or
+    /// built with the `no-heap-stats` feature); the counts are 0 then.
+    pub measured: bool,
+    /// Usable bytes of the blocks allocated and not yet freed by this version's code.
+    pub bytes: i64,
+    /// How many blocks.
+    pub blocks: i64,
 }
