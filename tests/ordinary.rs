@@ -789,6 +789,7 @@ fn states(s: &Status) -> String {
                 thread_locals,
                 threads,
             } => format!("closing ({thread_locals} thread-locals, {threads} threads)"),
+            other => format!("{other:?}"),
         };
         *by_state
             .entry(match v.state {
@@ -797,6 +798,7 @@ fn states(s: &Status) -> String {
                 VersionState::Pinned { .. } => "pinned",
                 VersionState::Stuck { .. } => "stuck",
                 VersionState::Closing { .. } => "closing",
+                _ => "other",
             })
             .or_default() += 1;
         if lines.len() < 4 {

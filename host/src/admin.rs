@@ -112,6 +112,7 @@ impl AdminConfig {
 
 /// Why the admin endpoint could not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AdminError {
     /// Neither a unix socket nor a TCP address was configured.
     #[error("the admin endpoint needs a unix socket path or a TCP address")]

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 /// The step of a load or reload where something failed, in lifecycle order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Step {
     /// Listing the plugin directory and reading manifests.
     Scan,
@@ -59,6 +60,7 @@ impl fmt::Display for Step {
 
 /// What went wrong, without the where (see [`LoadError`]).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LoadErrorKind {
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -322,6 +324,7 @@ impl fmt::Display for LoadError {
 
 /// Errors of [`PluginManager`](crate::PluginManager) operations.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A plugin failed to load; nothing changed.
     #[error(transparent)]
@@ -365,6 +368,7 @@ impl Error {
 
 /// Why a call into a plugin failed. The host is unaffected: the next call may succeed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CallError {
     /// No plugin of that name in the current generation.
     #[error("no plugin named {0:?} is loaded")]

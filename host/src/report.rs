@@ -6,6 +6,7 @@ use std::time::Duration;
 /// What happened to one plugin in a reload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Outcome {
     /// A new version was loaded.
     Loaded,

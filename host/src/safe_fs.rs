@@ -22,6 +22,7 @@ pub const MANIFEST_LIMIT: u64 = 1 << 20;
 
 /// Why a file of the plugin directory was not read.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum FileError {
     /// The file cannot be opened or read (missing, no permission, …).
     #[error("cannot read {}: {source}", path.display())]

@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 
 /// Why SIGHUP reload could not be switched on.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SignalError {
     /// Installing the handler failed.
     #[error("cannot install a SIGHUP handler")]

@@ -9,6 +9,7 @@ use std::time::SystemTime;
 /// Where a version is in its life.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum VersionState {
     /// Part of the generation calls start on now.
     Current,

@@ -20,6 +20,7 @@ pub const DURATION_BUCKETS: [f64; 12] = [
 /// What asked for a reload; a label of the reload metrics and of the log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Source {
     /// Host code called [`Trigger::reload`] directly.
     Api,
@@ -55,6 +56,7 @@ impl fmt::Display for Source {
 /// How a triggered reload ended; a label of the reload metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ReloadOutcome {
     /// A new generation was published.
     Success,

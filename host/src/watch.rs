@@ -21,6 +21,7 @@ pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(300);
 
 /// Why a watch could not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum WatchError {
     /// The platform watcher could not be created or could not watch the directory.
     #[error("cannot watch {}", dir.display())]

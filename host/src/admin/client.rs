@@ -66,6 +66,7 @@ impl std::fmt::Display for AdminTarget {
 /// Why a request to the admin endpoint failed (an HTTP error status is not a failure
 /// here: it comes back as a [`Response`]).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientError {
     /// The `--admin` value cannot be understood.
     #[error("bad admin address {0}")]

@@ -5,25 +5,17 @@
 use hotswap_plugin_api::{
     export_plugin, Error, Import, Imported, Imports, Plugin, Result, Value, Vault,
 };
-use std::io::Write;
 use trine_api::StageObj;
 
 #[derive(Default)]
 struct Consumer {
-    log: Option<String>,
+    log: hook_log::HookLog,
     provider: Option<Imported<StageObj>>,
 }
 
 impl Consumer {
     fn record(&self, hook: &str) {
-        if let Some(path) = &self.log {
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .unwrap();
-            writeln!(f, "consumer:{hook}").unwrap();
-        }
+        self.log.record("consumer", hook);
     }
 }
 
@@ -50,7 +42,7 @@ impl Plugin for Consumer {
         imports
     }
     fn on_load(&mut self, data: &Value, imports: &Imports) -> Result<()> {
-        self.log = data.get("log").and_then(Value::as_str).map(str::to_owned);
+        self.log = hook_log::HookLog::open(data);
         self.provider = Some(imports.get::<StageObj>("provider")?);
         self.record("on_load");
         Ok(())

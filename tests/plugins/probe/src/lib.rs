@@ -17,7 +17,6 @@
 use hotswap_plugin_api::{
     export_plugin, Error, Export, Import, Imports, Plugin, Result, Value, Vault,
 };
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -64,7 +63,7 @@ fn asked(hook: &str) -> Option<(Fail, String)> {
 }
 
 struct Probe {
-    log: Option<PathBuf>,
+    log: hook_log::HookLog,
 }
 
 impl Default for Probe {
@@ -80,7 +79,9 @@ impl Default for Probe {
             Some((Fail::Hang, _)) => hang(),
             _ => {}
         }
-        Probe { log: None }
+        Probe {
+            log: hook_log::HookLog::default(),
+        }
     }
 }
 
@@ -121,14 +122,7 @@ impl Probe {
     }
 
     fn record(&self, hook: &str) {
-        if let Some(path) = &self.log {
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .expect("open hook log");
-            writeln!(f, "{VERSION}:{hook}").expect("write hook log");
-        }
+        self.log.record(VERSION, hook);
     }
 
     fn add_one(&self, x: u64) -> u64 {
@@ -194,7 +188,7 @@ impl Plugin for Probe {
 
     fn on_load(&mut self, data: &Value, _imports: &Imports) -> Result<()> {
         hotswap_plugin_api::vault()?.set("probe.loaded_by", VERSION)?;
-        self.log = data.get("log").and_then(Value::as_str).map(PathBuf::from);
+        self.log = hook_log::HookLog::open(data);
         self.record("on_load");
         if cfg!(feature = "fail-load") {
             return Err(Error::msg(format!("probe {VERSION} refuses to load")));

@@ -3,26 +3,18 @@
 
 use abi_stable::{sabi_trait::TD_Opaque, std_types::RString};
 use hotswap_plugin_api::{export_plugin, Export, Import, Imports, Plugin, Result, Value, Vault};
-use std::io::Write;
 use trine_api::{Stage, StageObj};
 
 const VERSION: i64 = if cfg!(feature = "v2") { 2 } else { 1 };
 
 #[derive(Default)]
 struct Provider {
-    log: Option<String>,
+    log: hook_log::HookLog,
 }
 
 impl Provider {
     fn record(&self, hook: &str) {
-        if let Some(path) = &self.log {
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .unwrap();
-            writeln!(f, "provider:{hook}").unwrap();
-        }
+        self.log.record("provider", hook);
     }
 }
 
@@ -52,7 +44,7 @@ impl Plugin for Provider {
         }
     }
     fn on_load(&mut self, data: &Value, _imports: &Imports) -> Result<()> {
-        self.log = data.get("log").and_then(Value::as_str).map(str::to_owned);
+        self.log = hook_log::HookLog::open(data);
         self.record("on_load");
         Ok(())
     }
