@@ -26,10 +26,8 @@
 //! is passed through. A worker that crashes is respawned after an exponential backoff,
 //! with a log line each time. Children get SIGTERM if the supervisor itself dies.
 //!
-//! The admin socket's line protocol is in [`protocol`]. The supervisor decides that an
-//! upgrade failed in `upgrade.rs` (`Supervisor::upgrade_child_failed`, reached from the
-//! event loop when a new child exits or misses `ready_timeout`, and
-//! `Supervisor::finish_upgrade` for every failure).
+//! The admin socket's line protocol is in [`protocol`]; [`request`] and
+//! [`signal_upgrade`] are its client side (`hotswap serve --upgrade`, `--status`).
 
 mod admin;
 mod backoff;
