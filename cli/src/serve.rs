@@ -1,9 +1,9 @@
 //! `hotswap serve`: run a command under the zero-downtime supervisor
-//! ([`hotswap_host::supervisor`]), or ask a running supervisor for an upgrade or its
+//! ([`hotswap_supervisor`]), or ask a running supervisor for an upgrade or its
 //! status.
 
 use clap::Args;
-use hotswap_host::supervisor::{self, Config, ListenSpec};
+use hotswap_supervisor::{self as supervisor, AdminCommand, Config, ListenSpec};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -141,7 +141,7 @@ fn init_logging() {
 pub(crate) fn run(args: ServeArgs) -> i32 {
     if args.upgrade {
         return match (&args.admin, args.pid) {
-            (Some(admin), _) => match supervisor::request(admin, "upgrade", None) {
+            (Some(admin), _) => match supervisor::request(admin, AdminCommand::Upgrade, None) {
                 Ok(text) => {
                     println!("{text}");
                     0
@@ -165,7 +165,7 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
         return match args
             .admin
             .as_deref()
-            .map(|a| supervisor::request(a, "status", Some(Duration::from_secs(10))))
+            .map(|a| supervisor::request(a, AdminCommand::Status, Some(Duration::from_secs(10))))
         {
             Some(Ok(text)) => {
                 println!("{text}");

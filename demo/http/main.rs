@@ -1,7 +1,7 @@
 //! `hotswap-http-demo`: a small HTTP/1.1 service whose request handlers live in a plugin
 //! (`demo/http/handlers`), made to run under `hotswap serve`.
 //!
-//! - Takes its listening sockets from the supervisor (`hotswap_host::listen`), or binds
+//! - Takes its listening sockets from the supervisor (`hotswap_listen`), or binds
 //!   `--listen ADDR` (default 127.0.0.1:8080) when started on its own.
 //! - Loads the plugins in `--plugins DIR` and reports `READY=1` once it can serve.
 //! - Routes every request to `handlers.handle(method, target, body)`; each response
@@ -19,8 +19,8 @@
 
 mod parse;
 
-use hotswap_host::listen::{self, Listener};
 use hotswap_host::{PluginManager, Value};
+use hotswap_listen::{self as listen, Listener};
 use parse::{Refusal, Request, Response};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};

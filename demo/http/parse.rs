@@ -2,6 +2,7 @@
 //! for the demo: request line, headers, `Content-Length` bodies, keep-alive. Anything
 //! else gets a precise 4xx/5xx status instead of a guess.
 
+use hotswap_host::admin::reason_phrase;
 use std::io::{self, Write};
 
 /// The most bytes of request line plus headers accepted (431 beyond).
@@ -143,23 +144,6 @@ pub fn parse_head(head: &[u8]) -> Result<Request, Refusal> {
     })
 }
 
-/// The reason phrase of the statuses the demo sends.
-pub fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        408 => "Request Timeout",
-        413 => "Content Too Large",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        503 => "Service Unavailable",
-        505 => "HTTP Version Not Supported",
-        _ => "Unknown",
-    }
-}
-
 /// One response to write.
 pub struct Response<'a> {
     /// The status code.
@@ -183,7 +167,7 @@ pub fn write_response(out: &mut impl Write, r: &Response<'_>) -> io::Result<()> 
         buf,
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n",
         r.status,
-        reason(r.status),
+        reason_phrase(r.status),
         r.content_type,
         r.body.len(),
         if r.keep_alive { "keep-alive" } else { "close" }

@@ -41,6 +41,8 @@ mod routes;
 mod server;
 mod unix;
 
+pub use http::reason_phrase;
+
 use crate::trigger::Trigger;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

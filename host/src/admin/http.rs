@@ -80,7 +80,7 @@ impl Response {
         let mut head = format!(
             "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n",
             self.status,
-            reason(self.status),
+            reason_phrase(self.status),
             self.content_type,
             self.body.len()
         );
@@ -99,8 +99,11 @@ impl Response {
     }
 }
 
-/// The reason phrase of the status codes this server sends.
-pub(crate) fn reason(status: u16) -> &'static str {
+/// The reason phrase of an HTTP status code (`404` → `"Not Found"`), for a status line.
+///
+/// Knows the codes the admin endpoint (and the HTTP demo) sends; any other code gets
+/// `"Unknown"` (clients go by the number, not the phrase).
+pub fn reason_phrase(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",

@@ -4,195 +4,28 @@
 //! Timers (readiness deadlines, drain deadlines, respawn backoff, the memory check) are
 //! checked on every wake-up; the loop sleeps until the nearest one, a second at most.
 
-use super::admin::AdminCommand;
-use super::child::{rss_kib, Launcher};
-use super::notify::{NotifySocket, NotifyWaiter};
-use super::upgrade::{PreUpgrade, Step, Trigger, Upgrade};
-use super::Config;
+use crate::child::rss_kib;
+use crate::event::Event;
+use crate::notify::NotifySocket;
+use crate::protocol::{answer, AdminCommand};
+use crate::signal::{describe, send_signal, signame};
+use crate::state::{
+    Proc, Purpose, Role, Shutdown, Step, Supervisor, Trigger, Upgrade, RSS_INTERVAL,
+};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR2};
 use std::io;
-use std::path::PathBuf;
-use std::process::{Child, ExitStatus};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::process::ExitStatus;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 /// The longest the loop sleeps: a safety net for a lost wake-up.
 const TICK: Duration = Duration::from_secs(1);
 
-/// How often `--max-rss` is checked.
-const RSS_INTERVAL: Duration = Duration::from_secs(1);
-
-/// What the helper threads tell the loop.
-pub(crate) enum Event {
-    /// A signal arrived at the supervisor.
-    Signal(i32),
-    /// Child `serial` sent `READY=1`.
-    Ready {
-        /// The child's serial number.
-        serial: u64,
-    },
-    /// An admin request; the answer line goes to `reply`.
-    Admin {
-        /// What is asked.
-        command: AdminCommand,
-        /// Where the answer goes.
-        reply: Sender<String>,
-    },
-}
-
-/// Why a child was started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Purpose {
-    /// At supervisor start.
-    Initial,
-    /// To replace a worker that crashed.
-    Respawn,
-    /// By an upgrade, to replace a serving worker.
-    Upgrade,
-}
-
-/// Where a child is in its life.
-pub(super) enum Role {
-    /// Started, not ready yet.
-    Starting {
-        purpose: Purpose,
-        ready_by: Instant,
-        delay_until: Option<Instant>,
-    },
-    /// Ready: the worker of its slot.
-    Serving { since: Instant },
-    /// Replaced: told to drain (SIGTERM), killed at `kill_at` if still there.
-    Draining {
-        since: Instant,
-        kill_at: Instant,
-        killed: bool,
-    },
-    /// Failed to start and was killed; waiting to be reaped.
-    Failed,
-}
-
-/// One child process.
-pub(super) struct Proc {
-    pub serial: u64,
-    pub pid: u32,
-    pub child: Child,
-    pub slot: usize,
-    pub role: Role,
-    pub spawned: Instant,
-    pub notify: Option<NotifyWaiter>,
-}
-
-/// One of the `--workers` positions.
-#[derive(Default)]
-pub(super) struct Slot {
-    /// The serial of the child serving this slot.
-    pub serving: Option<u64>,
-    /// Crashes in a row (for the backoff).
-    pub crashes: u32,
-    /// When to start a replacement for a crashed worker.
-    pub respawn_at: Option<Instant>,
-}
-
-/// The supervisor was asked to exit.
-struct Shutdown {
-    kill_at: Instant,
-    killed: bool,
-}
-
-/// All state of a running supervisor.
-pub(crate) struct Supervisor<'a> {
-    pub(super) cfg: &'a Config,
-    pub(super) launcher: Launcher,
-    rundir: PathBuf,
-    owner: Option<(u32, u32)>,
-    listeners: Vec<(String, String)>,
-    events: Sender<Event>,
-    pub(super) procs: Vec<Proc>,
-    pub(super) slots: Vec<Slot>,
-    pub(super) upgrade: Option<Upgrade>,
-    pub(super) pre_upgrade: Option<PreUpgrade>,
-    pub(super) pending_upgrade: bool,
-    shutdown: Option<Shutdown>,
-    next_serial: u64,
-    pub(super) next_upgrade: u64,
-    pub(super) upgrades_ok: u64,
-    pub(super) upgrades_failed: u64,
-    respawns: u64,
-    next_rss_check: Instant,
-}
-
-/// A signal's name, for log lines.
-pub(super) fn signame(sig: i32) -> &'static str {
-    match sig {
-        SIGHUP => "SIGHUP",
-        SIGINT => "SIGINT",
-        SIGTERM => "SIGTERM",
-        SIGQUIT => "SIGQUIT",
-        SIGUSR2 => "SIGUSR2",
-        SIGCHLD => "SIGCHLD",
-        libc::SIGKILL => "SIGKILL",
-        _ => "signal",
-    }
-}
-
-/// Sends `sig` to the child `pid`. The loop reaps its children itself, so `pid` is
-/// still this child (alive or a zombie), never a recycled pid.
-pub(super) fn send_signal(pid: u32, sig: i32) {
-    let target = i32::try_from(pid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw);
-    let signal = rustix::process::Signal::from_named_raw(sig);
-    if let (Some(target), Some(signal)) = (target, signal) {
-        if let Err(e) = rustix::process::kill_process(target, signal) {
-            tracing::warn!(pid, signal = signame(sig), error = %e, "cannot signal child");
-        }
-    }
-}
-
-fn describe(status: ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exit status {code}"),
-        (None, Some(sig)) => format!("killed by signal {sig} ({})", signame(sig)),
-        _ => status.to_string(),
-    }
-}
-
 fn ms(d: Duration) -> u128 {
     d.as_millis()
 }
 
-impl<'a> Supervisor<'a> {
-    pub(crate) fn new(
-        cfg: &'a Config,
-        launcher: Launcher,
-        rundir: PathBuf,
-        owner: Option<(u32, u32)>,
-        listeners: Vec<(String, String)>,
-        events: Sender<Event>,
-    ) -> Supervisor<'a> {
-        Supervisor {
-            cfg,
-            launcher,
-            rundir,
-            owner,
-            listeners,
-            events,
-            procs: Vec::new(),
-            slots: (0..cfg.workers).map(|_| Slot::default()).collect(),
-            upgrade: None,
-            pre_upgrade: None,
-            pending_upgrade: false,
-            shutdown: None,
-            next_serial: 1,
-            next_upgrade: 1,
-            upgrades_ok: 0,
-            upgrades_failed: 0,
-            respawns: 0,
-            next_rss_check: Instant::now() + RSS_INTERVAL,
-        }
-    }
-
+impl Supervisor<'_> {
     /// Starts the workers, then runs until asked to exit and every child is gone. Fails
     /// only if the first workers cannot be started at all (after killing those that were).
     pub(crate) fn run(&mut self, events: Receiver<Event>) -> io::Result<()> {
@@ -261,14 +94,14 @@ impl<'a> Supervisor<'a> {
                 command: AdminCommand::Status,
                 reply,
             } => {
-                let _ = reply.send(format!("ok {}", self.status_json()));
+                let _ = reply.send(answer(Ok(&self.status_json())));
             }
             Event::Admin {
                 command: AdminCommand::Upgrade,
                 reply,
             } => {
                 if self.shutdown.is_some() {
-                    let _ = reply.send("error the supervisor is shutting down".into());
+                    let _ = reply.send(answer(Err("the supervisor is shutting down")));
                 } else {
                     self.request_upgrade(Trigger::Admin, Some(reply));
                 }
@@ -284,7 +117,7 @@ impl<'a> Supervisor<'a> {
     }
 
     /// Starts a child for `slot` and its readiness watch; returns its serial.
-    pub(super) fn start_child(&mut self, slot: usize, purpose: Purpose) -> io::Result<u64> {
+    pub(crate) fn start_child(&mut self, slot: usize, purpose: Purpose) -> io::Result<u64> {
         let serial = self.next_serial;
         self.next_serial += 1;
         let path = self.rundir.join(format!("notify-{serial}.sock"));
@@ -327,7 +160,7 @@ impl<'a> Supervisor<'a> {
         Ok(serial)
     }
 
-    pub(super) fn find(&self, serial: u64) -> Option<usize> {
+    pub(crate) fn find(&self, serial: u64) -> Option<usize> {
         self.procs.iter().position(|p| p.serial == serial)
     }
 
@@ -394,7 +227,7 @@ impl<'a> Supervisor<'a> {
     }
 
     /// Plans a new child for `slot` after the backoff delay, and says so.
-    pub(super) fn schedule_respawn(&mut self, slot: usize, served: Duration, what: &str) {
+    pub(crate) fn schedule_respawn(&mut self, slot: usize, served: Duration, what: &str) {
         if self.shutdown.is_some() {
             return;
         }
@@ -440,7 +273,7 @@ impl<'a> Supervisor<'a> {
 
     /// Cancels a planned respawn of `slot` and kills the children starting for it: the
     /// upgrade's new child takes the slot over.
-    pub(super) fn cancel_starting(&mut self, slot: usize) {
+    pub(crate) fn cancel_starting(&mut self, slot: usize) {
         self.slots[slot].respawn_at = None;
         for p in &mut self.procs {
             if p.slot == slot && matches!(p.role, Role::Starting { .. }) {

@@ -8,56 +8,17 @@
 //! A SIGHUP that arrives during an upgrade is queued (at most one), since a signal has
 //! no one to answer; an admin request is refused with a clear message instead.
 
-use super::state::{send_signal, Supervisor};
+use crate::protocol::answer;
+use crate::signal::send_signal;
+use crate::state::{PreUpgrade, Purpose, Step, Supervisor, Trigger, Upgrade};
 use std::collections::VecDeque;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
-/// What asked for the upgrade.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Trigger {
-    /// SIGHUP.
-    Signal,
-    /// The admin endpoint (`hotswap serve --upgrade`).
-    Admin,
-    /// A worker over `--max-rss`.
-    MaxRss { slot: usize, pid: u32, rss_kib: u64 },
-}
-
-/// Where the running upgrade is.
-pub(super) enum Step {
-    /// The pre-upgrade command runs.
-    PreUpgrade,
-    /// The new child for `slot` is starting.
-    Starting { serial: u64, slot: usize },
-    /// Between workers.
-    Next,
-}
-
-/// The upgrade in progress.
-pub(super) struct Upgrade {
-    pub id: u64,
-    pub started: Instant,
-    pub remaining: VecDeque<usize>,
-    pub step: Step,
-    pub reply: Option<Sender<String>>,
-    /// One line per replaced worker.
-    pub done: Vec<String>,
-}
-
-/// The running `--pre-upgrade` command.
-pub(super) struct PreUpgrade {
-    pub child: Child,
-    pub deadline: Instant,
-    pub killed: bool,
-    /// The upgrade it belongs to; gone if that upgrade was cancelled meanwhile.
-    pub upgrade: u64,
-}
-
 impl Supervisor<'_> {
     /// Starts an upgrade, or queues / refuses it if one runs.
-    pub(super) fn request_upgrade(&mut self, trigger: Trigger, reply: Option<Sender<String>>) {
+    pub(crate) fn request_upgrade(&mut self, trigger: Trigger, reply: Option<Sender<String>>) {
         if let Some(up) = &self.upgrade {
             let busy = format!(
                 "upgrade #{} is in progress (started {} ms ago); try again when it is over",
@@ -67,7 +28,7 @@ impl Supervisor<'_> {
             match (trigger, reply) {
                 (_, Some(reply)) => {
                     tracing::info!("admin upgrade request refused: {busy}");
-                    let _ = reply.send(format!("error {busy}"));
+                    let _ = reply.send(answer(Err(&busy)));
                 }
                 (Trigger::Signal, None) => {
                     self.pending_upgrade = true;
@@ -149,7 +110,7 @@ impl Supervisor<'_> {
     }
 
     /// Reaps the pre-upgrade command if it exited, and moves its upgrade on.
-    pub(super) fn reap_pre_upgrade(&mut self) {
+    pub(crate) fn reap_pre_upgrade(&mut self) {
         let Some(pre) = &mut self.pre_upgrade else {
             return;
         };
@@ -184,7 +145,7 @@ impl Supervisor<'_> {
         }
     }
 
-    pub(super) fn pre_upgrade_timers(&mut self, now: Instant) {
+    pub(crate) fn pre_upgrade_timers(&mut self, now: Instant) {
         if let Some(pre) = &mut self.pre_upgrade {
             if !pre.killed && pre.deadline <= now {
                 tracing::warn!("the pre-upgrade command timed out; killing it");
@@ -195,7 +156,7 @@ impl Supervisor<'_> {
     }
 
     /// Starts the next worker's new child, or finishes when none is left.
-    pub(super) fn advance_upgrade(&mut self) {
+    pub(crate) fn advance_upgrade(&mut self) {
         let Some(up) = &mut self.upgrade else { return };
         if !matches!(up.step, Step::Next) {
             return;
@@ -206,7 +167,7 @@ impl Supervisor<'_> {
         };
         let id = up.id;
         self.cancel_starting(slot);
-        match self.start_child(slot, super::state::Purpose::Upgrade) {
+        match self.start_child(slot, Purpose::Upgrade) {
             Ok(serial) => {
                 if let Some(up) = &mut self.upgrade {
                     up.step = Step::Starting { serial, slot };
@@ -228,7 +189,7 @@ impl Supervisor<'_> {
     }
 
     /// The upgrade's new child for `slot` is ready (the old one, if any, drains now).
-    pub(super) fn upgrade_child_ready(
+    pub(crate) fn upgrade_child_ready(
         &mut self,
         serial: u64,
         slot: usize,
@@ -250,7 +211,7 @@ impl Supervisor<'_> {
     }
 
     /// The upgrade's new child failed: the upgrade fails, the old child keeps serving.
-    pub(super) fn upgrade_child_failed(
+    pub(crate) fn upgrade_child_failed(
         &mut self,
         serial: u64,
         slot: usize,
@@ -278,7 +239,7 @@ impl Supervisor<'_> {
     }
 
     /// Ends the upgrade, answers whoever asked, and starts a queued one.
-    pub(super) fn finish_upgrade(&mut self, result: Result<(), String>) {
+    pub(crate) fn finish_upgrade(&mut self, result: Result<(), String>) {
         let Some(up) = self.upgrade.take() else {
             return;
         };
@@ -292,7 +253,7 @@ impl Supervisor<'_> {
             Ok(()) => {
                 self.upgrades_ok += 1;
                 tracing::info!("upgrade #{} done in {took} ms{done}", up.id);
-                format!("ok upgrade #{} done in {took} ms{done}", up.id)
+                answer(Ok(&format!("upgrade #{} done in {took} ms{done}", up.id)))
             }
             Err(why) => {
                 self.upgrades_failed += 1;
@@ -302,7 +263,7 @@ impl Supervisor<'_> {
                 } else {
                     format!(" (already replaced{done})")
                 };
-                format!("error upgrade #{} failed: {why}{partial}", up.id)
+                answer(Err(&format!("upgrade #{} failed: {why}{partial}", up.id)))
             }
         };
         if let Some(reply) = up.reply {

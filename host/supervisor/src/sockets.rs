@@ -9,6 +9,7 @@
 //! touched, and neither is a path that is not a socket. On exit the supervisor removes
 //! the socket files it bound, unless another process has replaced them since.
 
+use hotswap_listen::LISTEN_FDS_START;
 use rustix::net::{sockopt, AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 use std::fmt;
 use std::io;
@@ -62,6 +63,7 @@ pub struct ListenSpec {
 
 /// Why a socket could not be parsed, bound, or its path prepared or removed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SocketError {
     /// The URI does not follow the accepted syntax.
     #[error("invalid listen address {uri:?}: {reason}")]
@@ -464,7 +466,7 @@ fn bind_unix(
 /// library uses to report a failed exec) lands where a child's inherited sockets go. The
 /// returned descriptors must live as long as the supervisor.
 pub(crate) fn reserve_low_fds(count: usize) -> io::Result<Vec<OwnedFd>> {
-    let limit = 3 + count as i32;
+    let limit = LISTEN_FDS_START + count as i32;
     let mut held = Vec::new();
     loop {
         let fd = rustix::fs::open(

@@ -1,15 +1,19 @@
 //! Starting a child: the command, with the listening sockets on descriptors 3, 4, … and
 //! the environment systemd would give it (`LISTEN_FDS`, `LISTEN_PID` = its own pid,
 //! `LISTEN_FDNAMES`, `NOTIFY_SOCKET`), plus `EINHORN_FDS`; optionally as another user.
-//! Also: the backoff of respawns and the resident-memory reading of `--max-rss`.
+//! Also: the resident-memory reading of `--max-rss`.
 //!
 //! `LISTEN_PID` must hold the child's own pid, known only after `fork`. The child's
 //! environment is therefore built in the supervisor with a fixed-size slot for it, and
 //! the forked child writes its pid there and calls `execve` itself, using only
 //! async-signal-safe calls and no allocation.
 
-use super::sockets::BoundSocket;
-use std::ffi::{CStr, CString, OsStr, OsString};
+use crate::sockets::BoundSocket;
+use crate::user::Creds;
+use hotswap_listen::protocol::{
+    EINHORN_FDS, LISTEN_FDNAMES, LISTEN_FDS, LISTEN_FDS_START, LISTEN_PID, NOTIFY_SOCKET,
+};
+use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::raw::{c_char, c_int};
@@ -17,177 +21,18 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 /// Variables the supervisor sets for its children; inherited values are dropped.
 const OWN_VARS: [&str; 5] = [
-    "LISTEN_FDS",
-    "LISTEN_PID",
-    "LISTEN_FDNAMES",
-    "EINHORN_FDS",
-    "NOTIFY_SOCKET",
+    LISTEN_FDS,
+    LISTEN_PID,
+    LISTEN_FDNAMES,
+    EINHORN_FDS,
+    NOTIFY_SOCKET,
 ];
 
-/// `LISTEN_PID=` plus room for any pid and the terminating NUL.
-const LISTEN_PID_PREFIX: &[u8] = b"LISTEN_PID=";
+/// Room for `LISTEN_PID=`, any pid and the terminating NUL.
 const LISTEN_PID_LEN: usize = 32;
-
-/// How long to wait before respawning a worker that crashed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    /// Delay before the first respawn; doubled for every further crash in a row.
-    pub initial: Duration,
-    /// The longest delay.
-    pub max: Duration,
-    /// A worker that ran at least this long before crashing starts the count afresh.
-    pub reset_after: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Backoff {
-        Backoff {
-            initial: Duration::from_millis(100),
-            max: Duration::from_secs(30),
-            reset_after: Duration::from_secs(10),
-        }
-    }
-}
-
-impl Backoff {
-    /// The delay before respawning after `crashes` crashes in a row (1 for the first).
-    pub fn delay(&self, crashes: u32) -> Duration {
-        let doublings = crashes.saturating_sub(1).min(30);
-        self.initial.saturating_mul(1u32 << doublings).min(self.max)
-    }
-}
-
-/// The identity children run as under `--user`.
-#[derive(Debug, Clone)]
-pub(crate) struct Creds {
-    pub name: String,
-    pub uid: libc::uid_t,
-    pub gid: libc::gid_t,
-    groups: Vec<libc::gid_t>,
-    home: OsString,
-    shell: OsString,
-}
-
-/// Why a user could not be looked up or switched to.
-#[derive(Debug, thiserror::Error)]
-pub enum UserError {
-    /// No such user in the password database.
-    #[error("no user {0:?} in the password database")]
-    Unknown(String),
-    /// The lookup itself failed.
-    #[error("looking up user {user:?} failed: {source}")]
-    Lookup {
-        /// The user.
-        user: String,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
-    /// Only root can start processes as another user.
-    #[error("--user {user:?} needs the supervisor to run as root (it runs as uid {euid})")]
-    NotRoot {
-        /// The user.
-        user: String,
-        /// The supervisor's effective uid.
-        euid: u32,
-    },
-}
-
-/// Looks `user` (a name, or a numeric uid) up with the C library (so NSS sources count)
-/// and collects its supplementary groups.
-pub(crate) fn lookup_user(user: &str) -> Result<Creds, UserError> {
-    let fail = |source| UserError::Lookup {
-        user: user.to_owned(),
-        source,
-    };
-    let cname = CString::new(user).map_err(|_| UserError::Unknown(user.to_owned()))?;
-    let mut buf: Vec<c_char> = vec![0; 16 * 1024];
-    loop {
-        // SAFETY: `passwd` is plain data that getpwnam_r/getpwuid_r fill in; its string
-        // pointers point into `buf`, which outlives every use below.
-        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        let rc = match user.parse::<libc::uid_t>() {
-            // SAFETY: valid pointers to live buffers of the stated lengths.
-            Ok(uid) => unsafe {
-                libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result)
-            },
-            // SAFETY: as above; `cname` is NUL-terminated.
-            Err(_) => unsafe {
-                libc::getpwnam_r(
-                    cname.as_ptr(),
-                    &mut pwd,
-                    buf.as_mut_ptr(),
-                    buf.len(),
-                    &mut result,
-                )
-            },
-        };
-        if rc == libc::ERANGE && buf.len() < 1 << 20 {
-            buf.resize(buf.len() * 2, 0);
-            continue;
-        }
-        if rc != 0 {
-            return Err(fail(io::Error::from_raw_os_error(rc)));
-        }
-        if result.is_null() {
-            return Err(UserError::Unknown(user.to_owned()));
-        }
-        // SAFETY: on success the fields are NUL-terminated strings inside `buf`.
-        let (name, home, shell) = unsafe {
-            (
-                CStr::from_ptr(pwd.pw_name).to_owned(),
-                OsStr::from_bytes(CStr::from_ptr(pwd.pw_dir).to_bytes()).to_owned(),
-                OsStr::from_bytes(CStr::from_ptr(pwd.pw_shell).to_bytes()).to_owned(),
-            )
-        };
-        let groups = group_list(&name, pwd.pw_gid).map_err(fail)?;
-        return Ok(Creds {
-            name: name.to_string_lossy().into_owned(),
-            uid: pwd.pw_uid,
-            gid: pwd.pw_gid,
-            groups,
-            home,
-            shell,
-        });
-    }
-}
-
-/// The supplementary groups of `name` (including `gid`), from the group database.
-fn group_list(name: &CStr, gid: libc::gid_t) -> io::Result<Vec<libc::gid_t>> {
-    let mut groups: Vec<libc::gid_t> = vec![0; 64];
-    loop {
-        let mut n = groups.len() as c_int;
-        // SAFETY: `groups` has room for `n` entries; getgrouplist writes at most that
-        // many and stores the number needed in `n`.
-        let rc = unsafe { libc::getgrouplist(name.as_ptr(), gid, groups.as_mut_ptr(), &mut n) };
-        if rc >= 0 {
-            groups.truncate(n.max(0) as usize);
-            return Ok(groups);
-        }
-        if groups.len() >= 65536 {
-            return Err(io::Error::other("more than 65536 supplementary groups"));
-        }
-        let want = (n.max(0) as usize).max(groups.len() * 2);
-        groups.resize(want, 0);
-    }
-}
-
-/// Checks that the supervisor may start children as `creds`.
-pub(crate) fn check_can_switch(creds: &Creds) -> Result<(), UserError> {
-    let euid = rustix::process::geteuid().as_raw();
-    if euid != 0 && euid != creds.uid {
-        return Err(UserError::NotRoot {
-            user: creds.name.clone(),
-            euid,
-        });
-    }
-    Ok(())
-}
 
 /// Everything needed to start a child, prepared once.
 #[derive(Debug)]
@@ -235,10 +80,12 @@ impl Launcher {
         let n = sockets.len();
         if n > 0 {
             let names: Vec<&str> = sockets.iter().map(|s| s.name.as_str()).collect();
-            let einhorn: Vec<String> = (0..n).map(|i| (3 + i).to_string()).collect();
-            env.push(("LISTEN_FDS".into(), n.to_string().into()));
-            env.push(("LISTEN_FDNAMES".into(), names.join(":").into()));
-            env.push(("EINHORN_FDS".into(), einhorn.join(" ").into()));
+            let einhorn: Vec<String> = (0..n)
+                .map(|i| (LISTEN_FDS_START as usize + i).to_string())
+                .collect();
+            env.push((LISTEN_FDS.into(), n.to_string().into()));
+            env.push((LISTEN_FDNAMES.into(), names.join(":").into()));
+            env.push((EINHORN_FDS.into(), einhorn.join(" ").into()));
         }
         let base_env = env
             .into_iter()
@@ -317,7 +164,10 @@ struct ExecPlan {
     env_ptrs: Vec<*const c_char>,
     /// Index of the `LISTEN_PID` entry in `env_ptrs`, if sockets are passed.
     pid_slot: Option<usize>,
+    /// `LISTEN_PID=` followed by the pid, once the forked child wrote it.
     listen_pid: Box<[u8; LISTEN_PID_LEN]>,
+    /// Where the pid goes in `listen_pid` (after `LISTEN_PID=`).
+    pid_at: usize,
     fds: Vec<c_int>,
     creds: Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
     parent: libc::pid_t,
@@ -345,14 +195,15 @@ impl ExecPlan {
             .map(|a| CString::new(a.as_bytes()).map_err(|_| nul("an argument")))
             .collect::<io::Result<_>>()?;
         let mut env = launcher.base_env.clone();
-        let mut notify_kv = b"NOTIFY_SOCKET=".to_vec();
+        let mut notify_kv = format!("{NOTIFY_SOCKET}=").into_bytes();
         notify_kv.extend_from_slice(notify.as_os_str().as_bytes());
         env.push(CString::new(notify_kv).map_err(|_| nul("the notify socket path"))?);
         let mut argv_ptrs: Vec<*const c_char> = argv.iter().map(|a| a.as_ptr()).collect();
         argv_ptrs.push(std::ptr::null());
         let mut env_ptrs: Vec<*const c_char> = env.iter().map(|a| a.as_ptr()).collect();
         let mut listen_pid = Box::new([0u8; LISTEN_PID_LEN]);
-        listen_pid[..LISTEN_PID_PREFIX.len()].copy_from_slice(LISTEN_PID_PREFIX);
+        let prefix = format!("{LISTEN_PID}=");
+        listen_pid[..prefix.len()].copy_from_slice(prefix.as_bytes());
         let pid_slot = if launcher.fds.is_empty() {
             None
         } else {
@@ -368,6 +219,7 @@ impl ExecPlan {
             env_ptrs,
             pid_slot,
             listen_pid,
+            pid_at: prefix.len(),
             fds: launcher.fds.clone(),
             // Only root switches; a supervisor already running as the user (allowed by
             // `check_can_switch`) has nothing to change and no right to setgroups.
@@ -384,7 +236,7 @@ impl ExecPlan {
     /// if the supervisor dies, fill in `LISTEN_PID`, exec. Returns only on failure.
     fn exec(&mut self) -> io::Error {
         for (i, &fd) in self.fds.iter().enumerate() {
-            let target = 3 + i as c_int;
+            let target = LISTEN_FDS_START + i as c_int;
             // SAFETY: plain syscall on descriptors; every source is above the target
             // range (reserved by `reserve_low_fds`), so none is overwritten before use.
             // dup2 clears close-on-exec on the target.
@@ -417,7 +269,7 @@ impl ExecPlan {
         if let Some(slot) = self.pid_slot {
             // SAFETY: plain syscall.
             let pid = unsafe { libc::getpid() };
-            write_decimal(&mut self.listen_pid[LISTEN_PID_PREFIX.len()..], pid as u32);
+            write_decimal(&mut self.listen_pid[self.pid_at..], pid as u32);
             self.env_ptrs[slot] = self.listen_pid.as_ptr().cast();
         }
         // SAFETY: program, argv and envp are NUL-terminated strings and NULL-terminated
@@ -466,15 +318,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let b = Backoff::default();
-        assert_eq!(b.delay(1), Duration::from_millis(100));
-        assert_eq!(b.delay(2), Duration::from_millis(200));
-        assert_eq!(b.delay(4), Duration::from_millis(800));
-        assert_eq!(b.delay(40), Duration::from_secs(30));
-    }
-
-    #[test]
     fn decimal_without_allocation() {
         let mut buf = [0xffu8; 11];
         write_decimal(&mut buf, 4_294_967_295);
@@ -492,17 +335,5 @@ mod tests {
     fn programs_are_found_in_path() {
         assert!(resolve(OsStr::new("sh")).is_ok());
         assert!(resolve(OsStr::new("no-such-program-hotswap")).is_err());
-    }
-
-    #[test]
-    fn current_user_is_found() {
-        let me = rustix::process::getuid().as_raw();
-        let creds = lookup_user(&me.to_string()).unwrap();
-        assert_eq!(creds.uid, me);
-        assert!(check_can_switch(&creds).is_ok());
-        assert!(matches!(
-            lookup_user("no-such-user-hotswap"),
-            Err(UserError::Unknown(_))
-        ));
     }
 }

@@ -1,38 +1,14 @@
-//! The child side of socket passing: pick up the listening sockets a supervisor
-//! (`hotswap serve`, systemd socket activation, einhorn, socketmaster) handed to this
-//! process, and report readiness through `NOTIFY_SOCKET`.
-//!
-//! ```no_run
-//! use hotswap_host::listen::{self, Listener};
-//!
-//! let sockets = listen::take()?;
-//! let listener = match sockets.into_iter().next() {
-//!     Some(inherited) => inherited.listener,
-//!     None => Listener::Tcp(std::net::TcpListener::bind("127.0.0.1:8080")?),
-//! };
-//! // ... load plugins, start serving on `listener`, then:
-//! listen::notify_ready()?;
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
-//!
-//! The protocol is systemd's (`sd_listen_fds(3)`, `sd_notify(3)`): the sockets are file
-//! descriptors 3, 4, … (`LISTEN_FDS` of them), meant for the process whose pid is
-//! `LISTEN_PID`, named by the colon-separated `LISTEN_FDNAMES`. A process that finds
-//! another pid in `LISTEN_PID` (a descendant that inherited the environment) takes
-//! nothing. Without `LISTEN_FDS`, einhorn's `EINHORN_FDS` (space-separated descriptor
-//! numbers, as socketmaster sets it) is read instead.
+//! Taking the inherited sockets: read the environment, check every descriptor, then own
+//! them.
 
+use crate::listener::{Inherited, Listener};
+use crate::protocol::{EINHORN_FDS, LISTEN_FDNAMES, LISTEN_FDS, LISTEN_FDS_START, LISTEN_PID};
 use rustix::io::FdFlags;
 use rustix::net::{sockopt, AddressFamily, SocketType};
-use std::ffi::OsString;
-use std::io;
 use std::net::TcpListener;
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::net::{UnixDatagram, UnixListener};
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
 use std::sync::atomic::{AtomicBool, Ordering};
-
-/// The first inherited descriptor (`SD_LISTEN_FDS_START`).
-pub const LISTEN_FDS_START: RawFd = 3;
 
 /// The most descriptors [`take`] accepts; more is a corrupt environment, not a setup.
 const MAX_FDS: usize = 1024;
@@ -41,65 +17,9 @@ const MAX_FDS: usize = 1024;
 /// cannot own (and later close) the same descriptors twice.
 static TAKEN: AtomicBool = AtomicBool::new(false);
 
-/// A listening socket inherited from the supervisor.
-#[derive(Debug)]
-pub enum Listener {
-    /// An IPv4 or IPv6 stream socket.
-    Tcp(TcpListener),
-    /// A Unix-domain stream socket.
-    Unix(UnixListener),
-}
-
-impl AsFd for Listener {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        match self {
-            Listener::Tcp(l) => l.as_fd(),
-            Listener::Unix(l) => l.as_fd(),
-        }
-    }
-}
-
-impl Listener {
-    /// Switches the socket between blocking and non-blocking `accept`. The flag lives on
-    /// the open file description, shared with every process holding the socket; a
-    /// non-blocking accept is also what a server that drains must use.
-    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        match self {
-            Listener::Tcp(l) => l.set_nonblocking(nonblocking),
-            Listener::Unix(l) => l.set_nonblocking(nonblocking),
-        }
-    }
-
-    /// The local address, for log lines: `127.0.0.1:8080`, `[::1]:80`, `/run/app.sock`.
-    pub fn describe(&self) -> String {
-        match self {
-            Listener::Tcp(l) => l
-                .local_addr()
-                .map_or_else(|e| format!("tcp (address unknown: {e})"), |a| a.to_string()),
-            Listener::Unix(l) => match l.local_addr() {
-                Ok(a) => match a.as_pathname() {
-                    Some(p) => p.display().to_string(),
-                    None => "unix (unnamed)".into(),
-                },
-                Err(e) => format!("unix (address unknown: {e})"),
-            },
-        }
-    }
-}
-
-/// One inherited socket: where it was, what it was called, and the listener.
-#[derive(Debug)]
-pub struct Inherited {
-    /// The descriptor number it arrived on (3, 4, …).
-    pub fd: RawFd,
-    /// Its name from `LISTEN_FDNAMES`, if the supervisor gave names.
-    pub name: Option<String>,
-    /// The socket, now owned by this process (and close-on-exec).
-    pub listener: Listener,
-}
-
 /// Why inherited sockets could not be taken.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ListenError {
     /// [`take`] was called before in this process; the descriptors belong to that call.
     #[error("the inherited sockets were already taken by an earlier call")]
@@ -124,25 +44,8 @@ pub enum ListenError {
     },
 }
 
-/// Why a `NOTIFY_SOCKET` message could not be sent.
-#[derive(Debug, thiserror::Error)]
-#[error("sending {state:?} to NOTIFY_SOCKET {socket:?} failed: {source}")]
-pub struct NotifyError {
-    /// The message.
-    pub state: String,
-    /// The socket address from the environment.
-    pub socket: String,
-    /// The cause.
-    #[source]
-    pub source: io::Error,
-}
-
-fn env(var: &'static str) -> Option<OsString> {
-    std::env::var_os(var)
-}
-
 fn env_str(var: &'static str) -> Result<Option<String>, ListenError> {
-    match env(var) {
+    match std::env::var_os(var) {
         None => Ok(None),
         Some(v) => v.into_string().map(Some).map_err(|v| ListenError::BadEnv {
             var,
@@ -156,10 +59,10 @@ fn env_str(var: &'static str) -> Result<Option<String>, ListenError> {
 /// Empty when the environment passes nothing (or passes it to another process).
 fn plan_from_env() -> Result<Vec<(RawFd, Option<String>)>, ListenError> {
     plan(
-        env_str("LISTEN_FDS")?.as_deref(),
-        env_str("LISTEN_PID")?.as_deref(),
-        env_str("LISTEN_FDNAMES")?.as_deref(),
-        env_str("EINHORN_FDS")?.as_deref(),
+        env_str(LISTEN_FDS)?.as_deref(),
+        env_str(LISTEN_PID)?.as_deref(),
+        env_str(LISTEN_FDNAMES)?.as_deref(),
+        env_str(EINHORN_FDS)?.as_deref(),
         std::process::id(),
     )
 }
@@ -187,7 +90,7 @@ fn plan(
         let pid: u32 = pid
             .trim()
             .parse()
-            .map_err(|_| bad("LISTEN_PID", pid, "not a process id"))?;
+            .map_err(|_| bad(LISTEN_PID, pid, "not a process id"))?;
         if pid != my_pid {
             tracing::debug!(listen_pid = pid, "LISTEN_FDS is meant for another process");
             return Ok(Vec::new());
@@ -195,16 +98,16 @@ fn plan(
         let n: usize = count
             .trim()
             .parse()
-            .map_err(|_| bad("LISTEN_FDS", count, "not a number"))?;
+            .map_err(|_| bad(LISTEN_FDS, count, "not a number"))?;
         if n > MAX_FDS {
-            return Err(bad("LISTEN_FDS", count, "more than 1024 descriptors"));
+            return Err(bad(LISTEN_FDS, count, "more than 1024 descriptors"));
         }
         let names: Vec<Option<String>> = match names {
             Some(list) if !list.is_empty() || n == 1 => {
                 let parts: Vec<&str> = list.split(':').collect();
                 if parts.len() != n {
                     return Err(bad(
-                        "LISTEN_FDNAMES",
+                        LISTEN_FDNAMES,
                         list,
                         "the number of names differs from LISTEN_FDS",
                     ));
@@ -223,13 +126,13 @@ fn plan(
         let mut out = Vec::new();
         for word in list.split_whitespace() {
             let fd: RawFd = word.parse().map_err(|_| ListenError::BadEnv {
-                var: "EINHORN_FDS",
+                var: EINHORN_FDS,
                 value: list.to_owned(),
                 reason: "not a space-separated list of descriptor numbers",
             })?;
             if fd < 0 || out.len() >= MAX_FDS {
                 return Err(ListenError::BadEnv {
-                    var: "EINHORN_FDS",
+                    var: EINHORN_FDS,
                     value: list.to_owned(),
                     reason: "negative descriptor or more than 1024 descriptors",
                 });
@@ -305,43 +208,10 @@ pub fn take() -> Result<Vec<Inherited>, ListenError> {
     Ok(out)
 }
 
-/// Sends `state` (for example `READY=1`, `STOPPING=1`, `STATUS=loading plugins`) to the
-/// supervisor's `NOTIFY_SOCKET`. Returns `Ok(false)` when no notify socket is set (not
-/// running under a supervisor), `Ok(true)` once sent.
-///
-/// Fails when the socket address is unusable or the datagram cannot be sent (the
-/// supervisor is gone, or does not read it).
-pub fn notify(state: &str) -> Result<bool, NotifyError> {
-    let Some(socket) = env("NOTIFY_SOCKET") else {
-        return Ok(false);
-    };
-    let fail = |source| NotifyError {
-        state: state.to_owned(),
-        socket: socket.to_string_lossy().into_owned(),
-        source,
-    };
-    let sender = UnixDatagram::unbound().map_err(fail)?;
-    let bytes = socket.as_encoded_bytes();
-    if let Some(name) = bytes.strip_prefix(b"@") {
-        use std::os::linux::net::SocketAddrExt;
-        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name).map_err(fail)?;
-        sender.send_to_addr(state.as_bytes(), &addr).map_err(fail)?;
-    } else {
-        sender.send_to(state.as_bytes(), &socket).map_err(fail)?;
-    }
-    Ok(true)
-}
-
-/// Tells the supervisor this process is ready to serve (`READY=1`): it will now drain
-/// the previous process. Call it once the listeners are served and the plugins loaded.
-/// Same results as [`notify()`].
-pub fn notify_ready() -> Result<bool, NotifyError> {
-    notify("READY=1")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
 
     #[test]
     fn systemd_protocol() {

@@ -4,7 +4,8 @@
 //! process of that child's tree sends `READY=1` speaks for it. A small thread waits on
 //! it until the message, the child's deadline, or cancellation, then removes the socket.
 
-use super::state::Event;
+use crate::event::Event;
+use hotswap_listen::protocol::READY;
 use std::io;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -80,7 +81,7 @@ impl NotifySocket {
                 Ok(n) => {
                     let text = String::from_utf8_lossy(&buf[..n]);
                     for line in text.lines() {
-                        if line == "READY=1" {
+                        if line == READY {
                             return true;
                         }
                         tracing::debug!(pid, message = line, "notify message");

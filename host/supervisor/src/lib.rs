@@ -1,0 +1,56 @@
+//! hotswap-supervisor: the process supervisor behind `hotswap serve`. Zero-downtime
+//! hand-off between whole processes, for what cannot be swapped in-process (the host
+//! binary itself, a plugin that is not reloadable).
+//!
+//! It binds the listening sockets once and runs `workers` copies of a command that
+//! inherit them (systemd's `LISTEN_FDS` protocol; the child side is `hotswap-listen`,
+//! whose [`protocol`](hotswap_listen::protocol) names this crate sets). An upgrade
+//! (SIGHUP, [`request`] with [`AdminCommand::Upgrade`] on the admin socket, or
+//! `hotswap serve --upgrade`) starts a new child per worker, waits for its `READY=1` (or `start_delay`), and only
+//! then sends the old one SIGTERM to drain; a new child that fails is killed and the old
+//! one keeps serving. The old and new children accept from the same socket, so no
+//! connection is refused or reset during the hand-off.
+//!
+//! ```no_run
+//! use hotswap_supervisor::{serve, Config};
+//!
+//! let mut config = Config::new(vec!["./my-host".into()]);
+//! config.listen.push("tcp://127.0.0.1:8080".parse()?);
+//! config.admin = Some("/run/my-host.admin".into());
+//! serve(&config)?; // returns after SIGTERM/SIGINT/SIGQUIT, once the children are gone
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Signals: SIGHUP upgrades; SIGINT, SIGTERM and SIGQUIT are forwarded to every child
+//! and the supervisor exits once they are gone (SIGKILL after `drain_timeout`); SIGUSR2
+//! is passed through. A worker that crashes is respawned after an exponential backoff,
+//! with a log line each time. Children get SIGTERM if the supervisor itself dies.
+//!
+//! The admin socket's line protocol is in [`protocol`]; [`request`] and
+//! [`signal_upgrade`] are its client side (`hotswap serve --upgrade`, `--status`).
+
+mod admin;
+mod backoff;
+mod child;
+mod client;
+mod config;
+mod error;
+mod event;
+mod event_loop;
+mod notify;
+pub mod protocol;
+mod serve;
+mod signal;
+mod sockets;
+mod state;
+mod upgrade;
+mod user;
+
+pub use backoff::Backoff;
+pub use client::{request, signal_upgrade, AdminError};
+pub use config::Config;
+pub use error::ServeError;
+pub use protocol::AdminCommand;
+pub use serve::serve;
+pub use sockets::{Family, ListenAddr, ListenSpec, SocketError, BACKLOG};
+pub use user::UserError;

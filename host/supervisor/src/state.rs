@@ -1,0 +1,169 @@
+//! What a running supervisor knows: its children and their roles, the `--workers`
+//! slots, the upgrade in progress, the shutdown. The event loop (`event_loop.rs`) and
+//! the upgrade steps (`upgrade.rs`) act on it; one thread owns it.
+
+use crate::child::Launcher;
+use crate::config::Config;
+use crate::event::Event;
+use crate::notify::NotifyWaiter;
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::process::Child;
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+/// How often `--max-rss` is checked.
+pub(crate) const RSS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Why a child was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// At supervisor start.
+    Initial,
+    /// To replace a worker that crashed.
+    Respawn,
+    /// By an upgrade, to replace a serving worker.
+    Upgrade,
+}
+
+/// Where a child is in its life.
+pub(crate) enum Role {
+    /// Started, not ready yet.
+    Starting {
+        purpose: Purpose,
+        ready_by: Instant,
+        delay_until: Option<Instant>,
+    },
+    /// Ready: the worker of its slot.
+    Serving { since: Instant },
+    /// Replaced: told to drain (SIGTERM), killed at `kill_at` if still there.
+    Draining {
+        since: Instant,
+        kill_at: Instant,
+        killed: bool,
+    },
+    /// Failed to start and was killed; waiting to be reaped.
+    Failed,
+}
+
+/// One child process.
+pub(crate) struct Proc {
+    pub serial: u64,
+    pub pid: u32,
+    pub child: Child,
+    pub slot: usize,
+    pub role: Role,
+    pub spawned: Instant,
+    pub notify: Option<NotifyWaiter>,
+}
+
+/// One of the `--workers` positions.
+#[derive(Default)]
+pub(crate) struct Slot {
+    /// The serial of the child serving this slot.
+    pub serving: Option<u64>,
+    /// Crashes in a row (for the backoff).
+    pub crashes: u32,
+    /// When to start a replacement for a crashed worker.
+    pub respawn_at: Option<Instant>,
+}
+
+/// The supervisor was asked to exit.
+pub(crate) struct Shutdown {
+    pub kill_at: Instant,
+    pub killed: bool,
+}
+/// What asked for the upgrade.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Trigger {
+    /// SIGHUP.
+    Signal,
+    /// The admin endpoint (`hotswap serve --upgrade`).
+    Admin,
+    /// A worker over `--max-rss`.
+    MaxRss { slot: usize, pid: u32, rss_kib: u64 },
+}
+
+/// Where the running upgrade is.
+pub(crate) enum Step {
+    /// The pre-upgrade command runs.
+    PreUpgrade,
+    /// The new child for `slot` is starting.
+    Starting { serial: u64, slot: usize },
+    /// Between workers.
+    Next,
+}
+
+/// The upgrade in progress.
+pub(crate) struct Upgrade {
+    pub id: u64,
+    pub started: Instant,
+    pub remaining: VecDeque<usize>,
+    pub step: Step,
+    pub reply: Option<Sender<String>>,
+    /// One line per replaced worker.
+    pub done: Vec<String>,
+}
+
+/// The running `--pre-upgrade` command.
+pub(crate) struct PreUpgrade {
+    pub child: Child,
+    pub deadline: Instant,
+    pub killed: bool,
+    /// The upgrade it belongs to; gone if that upgrade was cancelled meanwhile.
+    pub upgrade: u64,
+}
+
+/// All state of a running supervisor.
+pub(crate) struct Supervisor<'a> {
+    pub(crate) cfg: &'a Config,
+    pub(crate) launcher: Launcher,
+    pub(crate) rundir: PathBuf,
+    pub(crate) owner: Option<(u32, u32)>,
+    pub(crate) listeners: Vec<(String, String)>,
+    pub(crate) events: Sender<Event>,
+    pub(crate) procs: Vec<Proc>,
+    pub(crate) slots: Vec<Slot>,
+    pub(crate) upgrade: Option<Upgrade>,
+    pub(crate) pre_upgrade: Option<PreUpgrade>,
+    pub(crate) pending_upgrade: bool,
+    pub(crate) shutdown: Option<Shutdown>,
+    pub(crate) next_serial: u64,
+    pub(crate) next_upgrade: u64,
+    pub(crate) upgrades_ok: u64,
+    pub(crate) upgrades_failed: u64,
+    pub(crate) respawns: u64,
+    pub(crate) next_rss_check: Instant,
+}
+
+impl<'a> Supervisor<'a> {
+    pub(crate) fn new(
+        cfg: &'a Config,
+        launcher: Launcher,
+        rundir: PathBuf,
+        owner: Option<(u32, u32)>,
+        listeners: Vec<(String, String)>,
+        events: Sender<Event>,
+    ) -> Supervisor<'a> {
+        Supervisor {
+            cfg,
+            launcher,
+            rundir,
+            owner,
+            listeners,
+            events,
+            procs: Vec::new(),
+            slots: (0..cfg.workers).map(|_| Slot::default()).collect(),
+            upgrade: None,
+            pre_upgrade: None,
+            pending_upgrade: false,
+            shutdown: None,
+            next_serial: 1,
+            next_upgrade: 1,
+            upgrades_ok: 0,
+            upgrades_failed: 0,
+            respawns: 0,
+            next_rss_check: Instant::now() + RSS_INTERVAL,
+        }
+    }
+}
