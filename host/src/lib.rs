@@ -1,6 +1,12 @@
 //! hotswap-host: the library a host program embeds to load `cdylib` plugins through a
 //! stable ABI and swap them for new versions while it keeps serving.
 //!
+//! Start with [`PluginManager`]: it loads the plugins of a directory, serves calls on
+//! the current generation ([`PluginManager::invoke_func`] by name, [`Func`] typed), and
+//! swaps in a new generation on [`PluginManager::reload`]; [`PluginManager::status`]
+//! says what is in memory and why. [`Trigger`] reloads it from SIGHUP ([`signals`]),
+//! a file watcher ([`watch`]) or an HTTP endpoint ([`admin`], with [`metrics`]).
+//!
 //! ```no_run
 //! use hotswap_host::{PluginManager, Value};
 //! use std::time::Duration;

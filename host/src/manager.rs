@@ -220,6 +220,22 @@ impl PluginInfo {
 /// start and keep it until they return; they never wait for a reload, and a reload never
 /// waits for them. One reload runs at a time: a concurrent `reload` is refused with
 /// [`Error::ReloadInProgress`] and changes nothing.
+///
+/// ```
+/// use hotswap_host::{PluginManager, Value};
+///
+/// let dir = tempfile::tempdir()?; // the plugin directory, empty for now
+/// let manager = PluginManager::new(dir.path())?;
+/// manager.load_plugins(&Value::Null)?;
+/// assert!(manager.status().versions.is_empty());
+/// // `hotswap build my-plugin <dir>` puts a plugin and its manifest there; then:
+/// let report = manager.reload(&Value::Null)?;
+/// println!("{report}");
+/// // Calls by name fail with a clear error while no plugin serves them.
+/// let err = manager.invoke_func("my-plugin", "greet", &[]).unwrap_err();
+/// assert!(err.to_string().contains("my-plugin"), "{err}");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct PluginManager {
     shared: Arc<Shared>,
 }

@@ -35,7 +35,18 @@
 //! # fn main() {}
 //! ```
 //!
-//! Dependencies between plugins: see the [`deps`] module.
+//! Dependencies between plugins: see the [`deps`] module. Background work: [`spawn`].
+//! The host's DataBag: [`vault`]. Logs: plain `tracing` events, which reach the host's
+//! subscriber with this plugin's name and version.
+//!
+//! `export_plugin!` also defines, inside the plugin's library, its own versions of the
+//! C functions through which code registers per-thread state (`__cxa_thread_atexit_impl`,
+//! the pthread key functions, `pthread_create`) and allocates (`malloc`, `free` and
+//! the rest), so the host can unload the plugin safely with thread-locals and threads
+//! in use, and can say how much heap each version holds and leaked. Cargo features:
+//! `no-heap-stats` leaves the allocation counting out (a few nanoseconds per
+//! allocation); `static` is set by a host that links plugins into its binary, never by
+//! a plugin.
 
 pub mod deps;
 #[doc(hidden)]
@@ -45,6 +56,7 @@ pub use hotswap_abi::header;
 #[doc(hidden)]
 pub mod heap;
 mod host;
+#[doc(hidden)]
 pub mod interpose;
 pub mod live;
 mod log;
