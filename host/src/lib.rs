@@ -27,7 +27,6 @@
 pub mod admin;
 mod callbacks;
 mod deps;
-pub mod elf;
 mod error;
 mod func;
 mod generation;
@@ -35,14 +34,12 @@ mod hooks;
 pub mod listen;
 mod loader;
 mod manager;
-pub mod manifest;
 pub mod maps;
 pub mod metrics;
 mod panic_abort;
 mod reaper;
 pub(crate) mod reclaim;
 mod report;
-pub mod safe_fs;
 mod scan;
 pub mod signals;
 mod static_plugin;
@@ -61,6 +58,11 @@ pub use error::{
 };
 pub use func::Func;
 pub use generation::Generation;
+// The manifest and plugin-file types that appear in `LoadErrorKind`; everything else of
+// the manifest format and the ELF checks is in the `hotswap-manifest` crate.
+pub use hotswap_manifest::elf::ElfError;
+pub use hotswap_manifest::safe_fs::{BadFileName, FileError};
+pub use hotswap_manifest::ManifestError;
 pub use hotswap_plugin_api::LiveData;
 pub use hotswap_plugin_api::{Pod, Value};
 pub use manager::{Builder, PluginInfo, PluginManager, ReloadCallback};
