@@ -21,7 +21,7 @@
 //! - [`packaging`]: file names, build ids, writing the library and its manifest;
 //! - [`prune`]: deleting old builds (`--keep`);
 //! - `build`: [`build()`] itself, the steps in order;
-//! - [`static_link`]: `--static-linking` (uses `metadata` and `sources` only).
+//! - [`static_link`]: `--static-linking` (uses `metadata`, `error` and `sources` only).
 
 mod build;
 mod cargo_build;
