@@ -3,7 +3,7 @@
 //! Plugin builds go to `<repo>/target/hotswap-test-plugins`, shared with the other
 //! workspace tests, so only the first run compiles abi_stable; later builds are incremental.
 
-use hotswap_host::manifest::{sha256_hex, Manifest, MANIFEST_SUFFIX};
+use hotswap_manifest::{sha256_hex, Manifest, MANIFEST_SUFFIX};
 use hotswap_plugin_api::header::{ABI_MAJOR, ABI_MINOR};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -137,11 +137,11 @@ fn builds_packages_and_prunes_the_demo_plugin() {
 
     // The packaged file passes the host's pre-flight checks; a truncated copy does not.
     let bytes = std::fs::read(out.join(&kept[0].1.file)).expect("read library");
-    let abi = hotswap_host::elf::read_plugin_abi(&bytes).expect("a plugin");
+    let abi = hotswap_manifest::elf::read_plugin_abi(&bytes).expect("a plugin");
     assert_eq!([abi.abi_major, abi.abi_minor], [ABI_MAJOR, ABI_MINOR]);
     assert!(matches!(
-        hotswap_host::elf::validate(&bytes[..bytes.len() / 2]),
-        Err(hotswap_host::elf::ElfError::Truncated { .. })
+        hotswap_manifest::elf::validate(&bytes[..bytes.len() / 2]),
+        Err(hotswap_manifest::elf::ElfError::Truncated { .. })
     ));
 }
 
@@ -217,8 +217,8 @@ fn build_world_aborting(out: &Path, flags: &[&str]) -> Output {
 
 #[test]
 fn a_panic_abort_plugin_is_refused_by_the_build_unless_allowed_and_always_by_the_host() {
-    use hotswap_host::manifest::PanicStrategy;
     use hotswap_host::{LoadErrorKind, PluginManager, Step, Value};
+    use hotswap_manifest::PanicStrategy;
     let scratch = tempfile::tempdir().expect("tempdir");
 
     // Refused, in one line that says why and what to do; nothing packaged.
@@ -283,5 +283,5 @@ fn manifests_without_a_panic_field_read_as_unwind() {
     json.as_object_mut().unwrap().remove("panic");
     std::fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
     let m = Manifest::read(&path).expect("an old manifest still reads");
-    assert_eq!(m.panic, hotswap_host::manifest::PanicStrategy::Unwind);
+    assert_eq!(m.panic, hotswap_manifest::PanicStrategy::Unwind);
 }

@@ -9,9 +9,9 @@
 mod common;
 
 use common::{build, install, plugin_dir};
-use hotswap_host::manifest::Manifest;
-use hotswap_host::safe_fs::{BadFileName, FileError};
 use hotswap_host::{LoadError, LoadErrorKind, PluginManager, Step, Value};
+use hotswap_manifest::safe_fs::{BadFileName, FileError};
+use hotswap_manifest::Manifest;
 use std::path::Path;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;

@@ -2,20 +2,17 @@
 //!
 //! [`run`] parses a command line and executes it, exactly as the `hotswap` binary does, so
 //! a host or a demo program can drive the same commands in-process. The work of each
-//! subcommand lives in its own module ([`build`] for `hotswap build`); this file only
-//! declares the arguments and maps them onto those modules' options.
+//! subcommand lives in its own module (`hotswap build` in the [`hotswap_build`] crate);
+//! this file only declares the arguments and maps them onto those modules' options.
 
 pub mod admin;
-pub mod build;
-pub mod metadata;
 pub mod reload;
 pub mod serve;
-pub mod static_link;
 pub mod status;
-pub mod time;
 pub mod watch;
 
 use clap::{Args, Parser, Subcommand};
+use hotswap_build::static_link;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -78,7 +75,7 @@ struct BuildArgs {
     no_build: bool,
 
     /// Case-insensitive name prefix of live functions and types, stored in the manifest
-    #[arg(long, value_name = "PREFIX", default_value = build::DEFAULT_LIVE_PREFIX)]
+    #[arg(long, value_name = "PREFIX", default_value = hotswap_build::DEFAULT_LIVE_PREFIX)]
     live_prefix: String,
 
     /// Regex of extra files (paths relative to <PLUGIN_DIR>) that count toward the source
@@ -132,9 +129,9 @@ fn parse_regex(s: &str) -> Result<regex::Regex, regex::Error> {
     regex::Regex::new(s)
 }
 
-impl From<BuildArgs> for build::BuildOptions {
+impl From<BuildArgs> for hotswap_build::BuildOptions {
     fn from(args: BuildArgs) -> Self {
-        build::BuildOptions {
+        hotswap_build::BuildOptions {
             plugin_dir: args.plugin_dir,
             output_dir: args.output_dir,
             verbose: args.verbose,
@@ -188,8 +185,8 @@ where
             }
         }
         Command::Build(args) => {
-            let options = build::BuildOptions::from(args);
-            match build::build(&options) {
+            let options = hotswap_build::BuildOptions::from(args);
+            match hotswap_build::build(&options) {
                 Ok(output) => {
                     println!("{}", output.summary(options.verbose));
                     0
@@ -258,7 +255,7 @@ mod tests {
         let Command::Build(args) = cli.command else {
             panic!("parsed as another subcommand");
         };
-        let opts = build::BuildOptions::from(args);
+        let opts = hotswap_build::BuildOptions::from(args);
         assert!(opts.verbose && !opts.debug && !opts.no_build);
         assert_eq!(opts.keep, Some(3));
         assert_eq!(opts.live_prefix, "live_");

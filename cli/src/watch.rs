@@ -3,8 +3,8 @@
 //! whenever a source file of the plugin changes, until interrupted.
 
 use crate::admin::AdminArgs;
-use crate::build::{self, BuildOptions, DEFAULT_SOURCE_PATTERN};
 use clap::Args;
+use hotswap_build::{BuildOptions, DEFAULT_SOURCE_PATTERN};
 use hotswap_host::admin::client::Client;
 use hotswap_host::watch::{watch_dir, WatchError};
 use regex::Regex;
@@ -188,7 +188,7 @@ fn watch(args: WatchArgs) -> Result<(), WatchCmdError> {
 /// One round: build, then reload; failures are printed and the loop goes on.
 fn build_and_reload(options: &BuildOptions, client: &Client) {
     eprintln!("== building {}", options.plugin_dir.display());
-    match build::build(options) {
+    match hotswap_build::build(options) {
         Ok(output) => println!("{}", output.summary(options.verbose)),
         Err(e) => {
             eprintln!(

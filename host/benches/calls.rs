@@ -53,7 +53,7 @@
 //! (`membarrier`, or `fence (why)` when the kernel refused it).
 
 use criterion::Criterion;
-use hotswap_cli::build::{build, BuildOptions, BuildOutput};
+use hotswap_build::{build, BuildOptions, BuildOutput};
 use hotswap_host::{Func, Outcome, PluginManager, Value};
 use std::cell::RefCell;
 use std::collections::BTreeMap;

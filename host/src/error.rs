@@ -1,7 +1,7 @@
 //! Typed errors. Every load or reload failure names the plugin, the version, the file,
 //! the lifecycle step and the cause; calls name the plugin and function.
 
-use crate::manifest::ManifestError;
+use hotswap_manifest::ManifestError;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -70,19 +70,19 @@ pub enum LoadErrorKind {
     /// directory (a FIFO, a device, a socket, a directory, a symbolic link), or is too
     /// large; refused without blocking on it.
     #[error(transparent)]
-    File(#[from] crate::safe_fs::FileError),
+    File(#[from] hotswap_manifest::safe_fs::FileError),
     /// The manifest's `file` is not a plain file name in its directory (`../x.so`,
     /// `sub/x.so`, `/dev/zero`, …); refused before anything is read.
     #[error("manifest {} names file {file:?}, which is not a plain file name in its directory: {reason}", manifest.display())]
     FileName {
         manifest: PathBuf,
         file: String,
-        reason: crate::safe_fs::BadFileName,
+        reason: hotswap_manifest::safe_fs::BadFileName,
     },
     #[error("sha256 mismatch: manifest says {expected}, file has {actual}")]
     Checksum { expected: String, actual: String },
     #[error("not a loadable shared object: {0}")]
-    InvalidFile(#[from] crate::elf::ElfError),
+    InvalidFile(#[from] hotswap_manifest::elf::ElfError),
     #[error("dlopen failed: {0}")]
     Open(String),
     #[error("not a hotswap plugin: it does not export HOTSWAP_PLUGIN_HEADER")]

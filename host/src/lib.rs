@@ -34,7 +34,6 @@ pub mod admin;
 mod callbacks;
 mod ctx;
 mod deps;
-pub mod elf;
 mod error;
 mod func;
 mod generation;
@@ -42,14 +41,12 @@ mod hooks;
 mod library;
 mod loader;
 mod manager;
-pub mod manifest;
 pub mod maps;
 pub mod metrics;
 mod panic_abort;
 mod reaper;
 pub(crate) mod reclaim;
 mod report;
-pub mod safe_fs;
 mod scan;
 mod shared;
 pub mod signals;
@@ -68,6 +65,11 @@ pub use error::{
 };
 pub use func::Func;
 pub use generation::Generation;
+// The manifest and plugin-file types that appear in `LoadErrorKind`; everything else of
+// the manifest format and the ELF checks is in the `hotswap-manifest` crate.
+pub use hotswap_manifest::elf::ElfError;
+pub use hotswap_manifest::safe_fs::{BadFileName, FileError};
+pub use hotswap_manifest::ManifestError;
 pub use hotswap_plugin_api::LiveData;
 pub use hotswap_plugin_api::{Pod, Value};
 pub use manager::{Builder, PluginInfo, PluginManager};

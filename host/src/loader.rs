@@ -13,7 +13,6 @@ use crate::error::{LoadError, LoadErrorKind, Step};
 use crate::generation::check_layout;
 use crate::hooks::{HookFailure, HookThread};
 use crate::library::{ExportObj, Jobs, Lib, VtPtr};
-use crate::manifest::sha256_hex;
 use crate::scan::Candidate;
 use crate::static_plugin::StaticPlugin;
 use crate::status::{HeapSource, RecordState, Records, VersionRecord};
@@ -24,6 +23,7 @@ use abi_stable::library::AbiHeader;
 use abi_stable::StableAbi;
 use hotswap_abi::header::{self, PluginHeader};
 use hotswap_abi::vtable::PluginVTable;
+use hotswap_manifest::sha256_hex;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -63,8 +63,8 @@ pub(crate) fn load(
     // the old handle, and the build directory may be rewritten while we run.
     let private_path = env.private_dir.join(format!("{id}-{}", m.file));
     // Never block on, or follow a link from, the plugin directory.
-    let bytes =
-        crate::safe_fs::read_regular(&source, None).map_err(|e| fail(Step::Copy, e.into()))?;
+    let bytes = hotswap_manifest::safe_fs::read_regular(&source, None)
+        .map_err(|e| fail(Step::Copy, e.into()))?;
     let actual = sha256_hex(&bytes);
     if actual != m.sha256 {
         return Err(fail(
@@ -75,7 +75,7 @@ pub(crate) fn load(
             },
         ));
     }
-    crate::elf::validate(&bytes).map_err(|e| fail(Step::Validate, e.into()))?;
+    hotswap_manifest::elf::validate(&bytes).map_err(|e| fail(Step::Validate, e.into()))?;
     // A panic = "abort" build would abort the host at its first panic: never opened.
     crate::panic_abort::check(&bytes, m).map_err(|kind| fail(Step::Validate, kind))?;
     // Map exactly the bytes we checked.

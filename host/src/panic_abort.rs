@@ -7,9 +7,9 @@
 //! manifest says, and once opened checks the vtable's `panic_unwind` too (which also
 //! covers plugins linked into the host binary).
 
-use crate::elf::{exports_symbol, PANIC_ABORT_SYMBOL};
 use crate::error::LoadErrorKind;
-use crate::manifest::Manifest;
+use hotswap_manifest::elf::{exports_symbol, PANIC_ABORT_SYMBOL};
+use hotswap_manifest::Manifest;
 
 /// Refuses `bytes` (the library `manifest` describes, already validated) if it was built
 /// with `panic = "abort"`.

@@ -1,7 +1,7 @@
 //! Finding what to load: the newest build of each plugin in a directory, by manifest.
 
 use crate::error::{Error, LoadError, LoadErrorKind, Step};
-use crate::manifest::{Manifest, ManifestError, MANIFEST_SUFFIX};
+use hotswap_manifest::{Manifest, ManifestError, MANIFEST_SUFFIX};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -35,7 +35,7 @@ fn scan_error(e: ManifestError) -> LoadErrorKind {
 /// The newest build (by `build_time_ms`) of every plugin in `dir`, by name, filtered
 /// by `whitelist` when there is one.
 ///
-/// Manifests are read with [`safe_fs`](crate::safe_fs): a FIFO, device, socket,
+/// Manifests are read with [`safe_fs`](hotswap_manifest::safe_fs): a FIFO, device, socket,
 /// directory or symbolic link named `*.manifest.json` fails the scan at once, and so
 /// does a manifest whose `file` is not a plain file name.
 ///

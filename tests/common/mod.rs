@@ -2,7 +2,7 @@
 //! (once per test process and feature set), and puts builds into plugin directories.
 #![allow(dead_code)]
 
-use hotswap_host::manifest::Manifest;
+use hotswap_manifest::Manifest;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -120,7 +120,7 @@ pub fn install_raw(bytes: &[u8], name: &str, dir: &Path, time_ms: u64) {
     let file = format!("{name}-0.1.0-raw{}", std::env::consts::DLL_SUFFIX);
     std::fs::write(dir.join(&file), bytes).unwrap();
     let m = Manifest {
-        format: hotswap_host::manifest::MANIFEST_FORMAT.into(),
+        format: hotswap_manifest::MANIFEST_FORMAT.into(),
         name: name.into(),
         version: "0.1.0".into(),
         file: file.clone(),
@@ -129,7 +129,7 @@ pub fn install_raw(bytes: &[u8], name: &str, dir: &Path, time_ms: u64) {
         build_time: "2026-01-01T00:00:00.000Z".into(),
         build_time_ms: time_ms,
         build_id: "raw".into(),
-        sha256: hotswap_host::manifest::sha256_hex(bytes),
+        sha256: hotswap_manifest::sha256_hex(bytes),
         source_hash: String::new(),
         plugin_api_abi: [1, 0],
         rustc_version: String::new(),

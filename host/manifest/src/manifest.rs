@@ -5,7 +5,7 @@
 //! the newest build of a plugin, and its `sha256` is checked against the bytes the
 //! host actually maps.
 
-use crate::safe_fs::{BadFileName, FileError};
+use crate::safe_fs::{self, BadFileName, FileError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -82,31 +82,46 @@ impl std::fmt::Display for PanicStrategy {
     }
 }
 
-/// Why a manifest could not be read.
+/// Why a manifest could not be read (see [`Manifest::read`]).
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
+    /// The file could not be read.
     #[error("cannot read manifest {path}: {source}")]
     Io {
+        /// The manifest's path.
         path: PathBuf,
+        /// What the read failed with.
         #[source]
         source: std::io::Error,
     },
+    /// The file is not JSON of the manifest's shape.
     #[error("manifest {path} is corrupt: {source}")]
     Corrupt {
+        /// The manifest's path.
         path: PathBuf,
+        /// What the JSON parser tripped on.
         #[source]
         source: serde_json::Error,
     },
+    /// The manifest is of another format version than [`MANIFEST_FORMAT`].
     #[error("manifest {path} has format {found:?}, this host reads {MANIFEST_FORMAT:?}")]
-    Format { path: PathBuf, found: String },
+    Format {
+        /// The manifest's path.
+        path: PathBuf,
+        /// The `format` it declares.
+        found: String,
+    },
     /// The manifest is not a regular file (a FIFO, a device, a link, …) or is too large.
     #[error(transparent)]
     File(#[from] FileError),
     /// `file` is not a plain file name in the manifest's directory.
     #[error("manifest {path} names file {file:?}, which is not a plain file name in its directory: {reason}")]
     FileName {
+        /// The manifest's path.
         path: PathBuf,
+        /// The `file` it names.
         file: String,
+        /// What is wrong with that name.
         reason: BadFileName,
     },
 }
@@ -116,10 +131,10 @@ impl Manifest {
     ///
     /// Fails with [`ManifestError`] when the file cannot be read, is not a regular file
     /// (never blocking on a FIFO or device, never following a link: see
-    /// [`safe_fs`](crate::safe_fs)), is larger than 1 MiB, is not valid JSON of this
+    /// [`safe_fs`]), is larger than 1 MiB, is not valid JSON of this
     /// shape, has another format version, or its `file` is not a plain file name.
     pub fn read(path: &Path) -> Result<Manifest, ManifestError> {
-        let text = crate::safe_fs::read_regular(path, Some(crate::safe_fs::MANIFEST_LIMIT))?;
+        let text = safe_fs::read_regular(path, Some(safe_fs::MANIFEST_LIMIT))?;
         let manifest: Manifest =
             serde_json::from_slice(&text).map_err(|source| ManifestError::Corrupt {
                 path: path.to_owned(),
@@ -131,18 +146,17 @@ impl Manifest {
                 found: manifest.format,
             });
         }
-        crate::safe_fs::check_file_name(&manifest.file).map_err(|reason| {
-            ManifestError::FileName {
-                path: path.to_owned(),
-                file: manifest.file.clone(),
-                reason,
-            }
+        safe_fs::check_file_name(&manifest.file).map_err(|reason| ManifestError::FileName {
+            path: path.to_owned(),
+            file: manifest.file.clone(),
+            reason,
         })?;
         Ok(manifest)
     }
 
     /// Writes the manifest as pretty JSON to `path`, atomically (write then rename), so
-    /// a host scanning the directory never sees half a manifest.
+    /// a host scanning the directory never sees half a manifest. Fails with the I/O error
+    /// of the write or the rename (a temporary `*.json.tmp` may be left behind then).
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
         let tmp = path.with_extension("json.tmp");
         let text = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;

@@ -1,0 +1,20 @@
+//! hotswap-manifest: what `hotswap build` and a hotswap host agree on about a plugin
+//! file, with no dependency on either.
+//!
+//! - the manifest written beside every built plugin ([`Manifest`], read and written as
+//!   JSON; [`MANIFEST_FORMAT`], [`MANIFEST_SUFFIX`], [`sha256_hex`]);
+//! - [`elf`]: pre-flight checks on a plugin file's bytes (complete, a shared library for
+//!   this machine, its plugin ABI, whether it was built with `panic = "abort"`), done by
+//!   the builder before packaging and by the host before `dlopen`;
+//! - [`safe_fs`]: reading files of a plugin directory without blocking on a FIFO or
+//!   following a link, which [`Manifest::read`] relies on.
+//!
+//! The manifest and the ELF checks are layered over [`safe_fs`]; [`elf`] stands alone.
+
+pub mod elf;
+mod manifest;
+pub mod safe_fs;
+
+pub use manifest::{
+    sha256_hex, Manifest, ManifestError, PanicStrategy, MANIFEST_FORMAT, MANIFEST_SUFFIX,
+};
