@@ -3,9 +3,9 @@
 use crate::error::CallError;
 use crate::generation::Generation;
 use crate::manager::Shared;
-use crate::reclaim::Pinned;
 use hotswap_plugin_api::vtable::{Failure, InstancePtr, TypedCall, TypedRet};
 use hotswap_plugin_api::Pod;
+use hotswap_reclaim::Pinned;
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::sync::Arc;

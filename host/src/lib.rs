@@ -40,7 +40,6 @@ pub mod maps;
 pub mod metrics;
 mod panic_abort;
 mod reaper;
-pub(crate) mod reclaim;
 mod report;
 pub mod safe_fs;
 mod scan;
