@@ -112,14 +112,23 @@
 //! always in fence mode: the heavy barrier is modelled as the fence fallback,
 //! `fence(SeqCst)` on both sides, which is exactly the fallback's code, and membarrier's
 //! guarantee (above) is the same pairing with the reader's fence placed by the kernel.
-//! loom models `SeqCst` fences as a total order that also synchronises (a little
-//! stronger than C11); the broken variants below show it still catches every missing
-//! ordering. The attention mechanism and record reuse after thread exit are not modelled.
+//! The attention mechanism and record reuse after thread exit are not modelled.
 //!
-//! Also under `cfg(loom)` only, `Flaw` names each ordering rule, and
-//! `Domain::with_flaw` / `reclaim_with_flaw` build the protocol with that one rule
-//! broken, so that the models can show loom catches it. Nothing of that exists in a
+//! Also under `cfg(loom)` only, `Flaw` names an ordering rule, and `Domain::with_flaw` /
+//! `reclaim_with_flaw` build the protocol with that one rule broken; each has a model
+//! that loom fails: the reader's fence, the reclaimer's fence, the `Release` clear with
+//! the `Acquire` scan (each side), and the re-validation. Nothing of that exists in a
 //! normal build.
+//!
+//! What the models cannot show: loom models a `SeqCst` fence as a total order that also
+//! synchronises (stronger than C11, where two fences order only the loads and stores
+//! around them), and it switches threads only at instrumented operations, never between
+//! an operation and the fence after it. So a missing `Release` on the publishing swap
+//! or on the slot store is hidden by the next `SeqCst` fence and passes in loom: those
+//! two rules rest on the argument above. The `Acquire` on the reader's loads of CURRENT
+//! is not needed in fence mode at all (the reader's `SeqCst` fence, after the load of
+//! the pointer it uses, acquires it); it is needed in membarrier mode, where that fence
+//! is only a compiler fence, which loom cannot model.
 
 mod barrier;
 mod records;
@@ -142,12 +151,6 @@ mod rules {
         ReaderFence,
         /// The reclaimer scans the slots without the heavy fence first.
         ScanFence,
-        /// The reader loads CURRENT `Relaxed` instead of `Acquire`.
-        RelaxedLoad,
-        /// The writer publishes with a `Relaxed` swap instead of `AcqRel`.
-        RelaxedPublish,
-        /// The reader stores its slot `Relaxed` instead of `Release`.
-        RelaxedSlot,
         /// The reader clears its slot `Relaxed` instead of `Release`.
         RelaxedClear,
         /// The reclaimer loads the slots `Relaxed` instead of `Acquire`.
@@ -363,8 +366,10 @@ impl<T> Domain<T> {
     pub fn publish(&self, value: Arc<T>) -> Retired<T> {
         let mut slow = self.slow.lock();
         *slow = value.clone();
-        let order = self.hot.rules.order(Rule::RelaxedPublish, Ordering::AcqRel);
-        let old = self.hot.current.swap(Arc::into_raw(value) as *mut T, order);
+        let old = self
+            .hot
+            .current
+            .swap(Arc::into_raw(value) as *mut T, Ordering::AcqRel);
         Retired(old)
     }
 
@@ -403,19 +408,17 @@ impl<T> Domain<T> {
         f: impl FnOnce(&T, Pinned) -> R,
     ) -> R {
         let rules = self.hot.rules;
-        let load = rules.order(Rule::RelaxedLoad, Ordering::Acquire);
-        let store = rules.order(Rule::RelaxedSlot, Ordering::Release);
         let current = &self.hot.current;
-        let mut p = current.load(load);
+        let mut p = current.load(Ordering::Acquire);
         loop {
-            slot.store(p as *mut (), store);
+            slot.store(p as *mut (), Ordering::Release);
             if rules.keeps(Rule::ReaderFence) {
                 sync::reader_fence(light);
             }
             if !rules.keeps(Rule::NoRevalidate) {
                 break;
             }
-            let q = current.load(load);
+            let q = current.load(Ordering::Acquire);
             if q == p {
                 break;
             }
