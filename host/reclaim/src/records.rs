@@ -5,7 +5,7 @@ use crate::sync::{global, local, AtomicBool, AtomicPtr, AtomicU64, Mutex, Orderi
 use std::cell::Cell;
 use std::sync::OnceLock;
 
-/// Slots per thread record: one per live domain, the last one ([`FULL`]) always full.
+/// Slots per thread record: one per live domain, the last one always full (no domain owns it).
 ///
 /// Under `cfg(loom)` it is 4, to keep the models' scans (one load per slot) small.
 pub const SLOTS: usize = if cfg!(loom) { 4 } else { 64 };
