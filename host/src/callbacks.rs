@@ -110,7 +110,7 @@ unsafe extern "C" fn host_max_log_level(_: *const c_void) -> u8 {
 thread_local! {
     // The extension of the generation being assembled, while its hooks run on this
     // thread: `on_load`/`on_init` must see the generation they initialise, not the one
-    // still serving. Drop-free on purpose (see `reclaim`).
+    // still serving. Drop-free on purpose (see `hotswap_reclaim`).
     static INITIALIZING: Cell<*const ExtensionObj> = const { Cell::new(std::ptr::null()) };
 }
 

@@ -2,10 +2,10 @@
 
 use crate::error::CallError;
 use crate::generation::Generation;
-use crate::reclaim::Pinned;
 use crate::shared::Shared;
 use hotswap_abi::vtable::{Failure, InstancePtr, TypedCall, TypedRet};
 use hotswap_plugin_api::Pod;
+use hotswap_reclaim::Pinned;
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::sync::Arc;

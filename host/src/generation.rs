@@ -1,7 +1,7 @@
 //! [`Generation`]: an immutable, consistent set of versions (one per plugin), in
 //! dependency order, with the typed functions resolved for every registered handle.
 //! The host serves exactly one; a reload builds the next beside it and publishes it
-//! with one pointer swap (see `reclaim::Domain`).
+//! with one pointer swap (see `hotswap_reclaim::Domain`).
 
 use crate::error::{CallError, SignatureMismatch, SignaturePart};
 use crate::vault::ExtensionObj;

@@ -45,7 +45,6 @@ pub mod maps;
 pub mod metrics;
 mod panic_abort;
 mod reaper;
-pub(crate) mod reclaim;
 mod report;
 mod scan;
 mod shared;

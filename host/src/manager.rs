@@ -7,7 +7,6 @@ use crate::generation::{Generation, Symbol};
 use crate::hooks::HookThread;
 use crate::loader::{self, LoadEnv};
 use crate::reaper;
-use crate::reclaim::Domain;
 use crate::report::{Outcome, PluginReport, ReloadReport};
 use crate::scan;
 use crate::shared::{ExtensionNewer, ReloadCallback, Shared};
@@ -19,6 +18,7 @@ use abi_stable::std_types::RSlice;
 use abi_stable::StableAbi;
 use hotswap_abi::vtable::{ImportsFfi, VaultHandle};
 use hotswap_plugin_api::{Pod, Value};
+use hotswap_reclaim::Domain;
 use parking_lot::Mutex;
 use serde::Serialize;
 use std::collections::HashSet;
@@ -123,7 +123,7 @@ impl Builder {
         let reaper = reaper::start(records.clone(), self.free_delay, self.logger.clone());
         // A thread asked for attention at its next pin destroys the per-thread values of
         // drained versions there (see `threads`).
-        crate::reclaim::on_attention(crate::threads::run_drained);
+        hotswap_reclaim::on_attention(crate::threads::run_drained);
         Ok(PluginManager {
             shared: Arc::new(Shared {
                 dir: Mutex::new(self.dir),
@@ -754,7 +754,7 @@ impl PluginManager {
         Status {
             generation: current.id(),
             versions,
-            reclamation: crate::reclaim::mode().to_owned(),
+            reclamation: hotswap_reclaim::mode().to_owned(),
             reloads: sh.reloads.load(Ordering::Relaxed),
             hook_timeouts: sh.hook_timeouts.load(Ordering::Relaxed),
             unloaded: *sh.records.unloaded.lock(),

@@ -2,7 +2,7 @@
 //!
 //! It receives retired generations, dropped versions and released libraries:
 //!
-//! 1. A generation is freed once no thread's hazard slot holds it (see `reclaim`);
+//! 1. A generation is freed once no thread's hazard slot holds it (see `hotswap_reclaim`);
 //!    freeing it drops its versions.
 //! 2. A version nobody holds comes back as a [`FreeJob`]: after the free delay it is
 //!    marked drained (its per-thread state may now be destroyed at call boundaries,
@@ -18,11 +18,11 @@
 
 use crate::generation::Generation;
 use crate::library::{CloseJob, ExportObj, FreeJob, Job, Jobs, VtPtr};
-use crate::reclaim::{self, Retired};
 use crate::status::{RecordState, Records, VersionRecord};
 use crate::threads::{self, Role};
 use abi_stable::std_types::RResult;
 use hotswap_abi::vtable::InstancePtr;
+use hotswap_reclaim::Retired;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -202,9 +202,11 @@ impl Reaper {
     fn step(&mut self, backoff: &mut Duration) {
         if !self.generations.is_empty() {
             // Dropping a generation drops its versions: FreeJobs come back to us.
-            if let Some(freed) = reclaim::reclaim(&mut self.generations) {
-                if freed > 0 {
-                    *backoff = Duration::from_millis(1);
+            match hotswap_reclaim::reclaim(&mut self.generations) {
+                Ok(freed) if freed > 0 => *backoff = Duration::from_millis(1),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "membarrier failed after registration; deferring reclamation")
                 }
             }
         }

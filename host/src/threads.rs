@@ -10,7 +10,7 @@
 //!
 //! - at a **call boundary** once its version is drained (no call, value or task uses it
 //!   any more, [`Holds::drain`]): the reclamation domain sends the thread's next pin the
-//!   cold way ([`crate::reclaim::request_attention`]) and the cold path runs
+//!   cold way ([`hotswap_reclaim::request_attention`]) and the cold path runs
 //!   [`run_drained`] before pinning;
 //! - at **thread exit**, whatever its version's state (what glibc would have done).
 //!
@@ -93,7 +93,7 @@ impl Holds {
     pub fn drain(&self) {
         self.drained.store(true, Ordering::SeqCst);
         if self.items.load(Ordering::SeqCst) > 0 {
-            crate::reclaim::request_attention();
+            hotswap_reclaim::request_attention();
         }
     }
 
