@@ -29,6 +29,7 @@ pub struct AdminArgs {
 
 /// Why no client could be made from the arguments.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AdminArgsError {
     /// Neither `--admin` nor `$HOTSWAP_ADMIN`.
     #[error(

@@ -28,6 +28,7 @@ fn parse_json(s: &str) -> Result<Json, String> {
 
 /// Why `hotswap reload` failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReloadError {
     /// The endpoint could not be reached or answered garbage.
     #[error(transparent)]

@@ -20,6 +20,7 @@ pub struct StatusArgs {
 
 /// Why `hotswap status` failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StatusError {
     /// The endpoint could not be reached or answered garbage.
     #[error(transparent)]

@@ -53,6 +53,7 @@ pub struct WatchArgs {
 
 /// Why `hotswap watch` could not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum WatchCmdError {
     /// The arguments do not name an endpoint.
     #[error(transparent)]

@@ -10,6 +10,7 @@ use std::process::ExitStatus;
 /// Why `hotswap build` failed. Each message names the step and the file; the underlying
 /// cause (if any) is the error's `source()`.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BuildError {
     /// The plugin directory does not exist or cannot be read.
     #[error("cannot open plugin directory {}", path.display())]

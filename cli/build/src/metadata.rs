@@ -9,6 +9,7 @@ use std::process::{Command, ExitStatus, Stdio};
 
 /// Why `cargo metadata` told nothing usable about a package.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum MetadataError {
     /// cargo could not be started.
     #[error("cannot run `{program}` for cargo metadata")]

@@ -31,6 +31,7 @@ pub struct PluginAbi {
 /// Why a file cannot be loaded as a plugin. The messages are written to follow
 /// "cannot load \<file\>: ".
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ElfError {
     /// The bytes are not an ELF file at all; the string says what the parser tripped on.
     #[error("not an ELF file: {0}")]

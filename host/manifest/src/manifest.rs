@@ -84,6 +84,7 @@ impl std::fmt::Display for PanicStrategy {
 
 /// Why a manifest could not be read (see [`Manifest::read`]).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ManifestError {
     /// The file could not be read.
     #[error("cannot read manifest {path}: {source}")]

@@ -52,26 +52,12 @@ pub(crate) fn membarrier_registered() -> bool {
 
 /// The heavy barrier could not run, so nothing may be freed this time (try again
 /// later; the values stay retired).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("membarrier failed after registration ({errno}); reclamation deferred")]
 pub struct BarrierError {
     /// What `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)` returned.
+    #[source]
     pub errno: rustix::io::Errno,
-}
-
-impl std::fmt::Display for BarrierError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "membarrier failed after registration ({}); reclamation deferred",
-            self.errno
-        )
-    }
-}
-
-impl std::error::Error for BarrierError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.errno)
-    }
 }
 
 /// Makes every reader's slot store that precedes this call visible to the caller:

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 /// the underlying cause (if any) is the error's `source()`. Nothing is left half-written:
 /// when a step after the first write fails, both files are restored.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StaticLinkError {
     /// A crate directory does not exist or cannot be read.
     #[error("cannot open {what} directory {}", path.display())]
