@@ -6,6 +6,7 @@ mod common;
 
 use common::{build, install, install_raw, install_with, plugin_dir};
 use hotswap_host::{CallError, Error, LoadErrorKind, Outcome, PluginManager, Step, Value};
+use std::io::Write;
 
 const WORLD: &str = "demo/hello/world";
 const PROBE: &str = "tests/plugins/probe";
@@ -405,4 +406,45 @@ fn whitelist_limits_what_is_loaded() {
     m.load_plugins(&Value::Null).unwrap();
     let names: Vec<_> = m.plugins().into_iter().map(|p| p.name).collect();
     assert_eq!(names, vec!["probe".to_owned()]);
+}
+
+/// A file the host has loaded and checked once is checked again, in full, once it is
+/// written to: going back to it after it changed in place is refused (checksum), and
+/// the version serving keeps serving.
+#[test]
+fn a_file_changed_in_place_after_it_was_loaded_is_checked_again() {
+    let v1 = build(WORLD, &[]);
+    let v2 = build(WORLD, &["v2"]);
+    let dir = plugin_dir();
+    install(&v1, dir.path());
+    let m = PluginManager::new(dir.path()).unwrap();
+    m.load_plugins(&Value::Null).unwrap();
+    // v2, then back to v1: the second load of v1's file is the remembered one.
+    install(&v2, dir.path());
+    m.reload(&Value::Null).unwrap();
+    assert_eq!(greet(&m), "hello from v2");
+    let v2_manifest = dir.path().join(v2.manifest_path.file_name().unwrap());
+    std::fs::remove_file(&v2_manifest).unwrap();
+    m.reload(&Value::Null).unwrap();
+    assert_eq!(greet(&m), "hello from v1");
+    // Forward to v2 again, then v1's file grows by a byte where it lies (same inode),
+    // its manifest untouched: going back must check it again and refuse it.
+    install(&v2, dir.path());
+    m.reload(&Value::Null).unwrap();
+    assert_eq!(greet(&m), "hello from v2");
+    let v1_library = dir.path().join(&v1.manifest.file);
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&v1_library)
+        .unwrap()
+        .write_all(b"\0")
+        .unwrap();
+    std::fs::remove_file(&v2_manifest).unwrap();
+    let e = load_error(m.reload(&Value::Null).unwrap_err());
+    assert!(matches!(e.kind, LoadErrorKind::Checksum { .. }), "{e}");
+    assert_eq!(
+        greet(&m),
+        "hello from v2",
+        "the version serving keeps serving"
+    );
 }

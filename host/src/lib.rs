@@ -54,6 +54,7 @@ mod status;
 mod threads;
 mod trigger;
 mod vault;
+mod verified;
 mod version;
 #[cfg(feature = "watch")]
 pub mod watch;

@@ -18,6 +18,7 @@ use crate::static_plugin::StaticPlugin;
 use crate::status::{HeapSource, RecordState, Records, VersionRecord};
 use crate::threads::Holds;
 use crate::vault::Staging;
+use crate::verified::Verified;
 use crate::version::{owned, Dependency, Instantiated, OwnedFailure, Version};
 use abi_stable::library::AbiHeader;
 use abi_stable::StableAbi;
@@ -35,6 +36,8 @@ static NEXT_VERSION_ID: AtomicU64 = AtomicU64::new(1);
 pub(crate) struct LoadEnv<'a> {
     pub private_dir: &'a Path,
     pub jobs: &'a Jobs,
+    /// Plugin files already checked, whose checks a load of the same file skips.
+    pub verified: &'a Verified,
     pub records: &'a Records,
     pub manager: std::sync::Weak<dyn crate::ctx::Services>,
     /// The DataBag writes of the reload loading these versions.
@@ -63,21 +66,28 @@ pub(crate) fn load(
     // the old handle, and the build directory may be rewritten while we run.
     let private_path = env.private_dir.join(format!("{id}-{}", m.file));
     // Never block on, or follow a link from, the plugin directory.
-    let bytes = hotswap_manifest::safe_fs::read_regular(&source, None)
+    let (bytes, identity) = hotswap_manifest::safe_fs::read_regular_identified(&source, None)
         .map_err(|e| fail(Step::Copy, e.into()))?;
-    let actual = sha256_hex(&bytes);
-    if actual != m.sha256 {
-        return Err(fail(
-            Step::Copy,
-            LoadErrorKind::Checksum {
-                expected: m.sha256.clone(),
-                actual,
-            },
-        ));
+    // The same file, unchanged, with the same manifest checksum, passed these checks
+    // before (see `verified`): they are functions of its bytes alone.
+    if !identity.is_some_and(|i| env.verified.contains(&i, &m.sha256)) {
+        let actual = sha256_hex(&bytes);
+        if actual != m.sha256 {
+            return Err(fail(
+                Step::Copy,
+                LoadErrorKind::Checksum {
+                    expected: m.sha256.clone(),
+                    actual,
+                },
+            ));
+        }
+        hotswap_manifest::elf::validate(&bytes).map_err(|e| fail(Step::Validate, e.into()))?;
+        // A panic = "abort" build would abort the host at its first panic: never opened.
+        crate::panic_abort::check(&bytes, m).map_err(|kind| fail(Step::Validate, kind))?;
+        if let Some(i) = identity {
+            env.verified.insert(i, &m.sha256);
+        }
     }
-    hotswap_manifest::elf::validate(&bytes).map_err(|e| fail(Step::Validate, e.into()))?;
-    // A panic = "abort" build would abort the host at its first panic: never opened.
-    crate::panic_abort::check(&bytes, m).map_err(|kind| fail(Step::Validate, kind))?;
     // Map exactly the bytes we checked.
     std::fs::write(&private_path, &bytes).map_err(|e| fail(Step::Copy, e.into()))?;
     let remove_copy = RemoveOnDrop(&private_path);

@@ -138,6 +138,7 @@ impl Builder {
                 jobs: reaper.jobs(),
                 reaper,
                 records,
+                verified: Default::default(),
                 symbols: Mutex::new(Vec::new()),
                 private_dir,
                 reloads: AtomicU64::new(0),
@@ -408,6 +409,7 @@ impl PluginManager {
         let env = LoadEnv {
             private_dir: sh.private_dir.path(),
             jobs: &sh.jobs,
+            verified: &sh.verified,
             records: &sh.records,
             manager: Arc::downgrade(&(self.shared.clone() as Arc<dyn crate::ctx::Services>)),
             staging: Some(staging.clone()),

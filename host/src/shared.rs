@@ -9,6 +9,7 @@ use crate::reaper::ReaperHandle;
 use crate::static_plugin::StaticPlugin;
 use crate::status::Records;
 use crate::vault::{ExtensionObj, Vault};
+use crate::verified::Verified;
 use hotswap_plugin_api::Value;
 use hotswap_reclaim::Domain;
 use parking_lot::Mutex;
@@ -40,6 +41,8 @@ pub(crate) struct Shared {
     /// The reaper's inbox, as versions and libraries send to it.
     pub(crate) jobs: Jobs,
     pub(crate) records: Arc<Records>,
+    /// Plugin files already checked (see `verified`).
+    pub(crate) verified: Verified,
     pub(crate) symbols: Mutex<Vec<Symbol>>,
     pub(crate) private_dir: tempfile::TempDir,
     pub(crate) reloads: AtomicU64,

@@ -118,6 +118,44 @@ pub fn check_file_name(name: &str) -> Result<(), BadFileName> {
 /// Reads the regular file at `path` (at most `limit` bytes, if given), refusing FIFOs,
 /// devices, sockets, directories and symbolic links without blocking on them.
 pub fn read_regular(path: &Path, limit: Option<u64>) -> Result<Vec<u8>, FileError> {
+    read_regular_identified(path, limit).map(|(bytes, _)| bytes)
+}
+
+/// Which file, and which contents of it: device, inode, size, and the modification and
+/// status-change times. The status-change time (`ctime`) moves on every write and
+/// cannot be set by an unprivileged user, so two equal identities mean the same bytes,
+/// except for a rewrite in place, to the same size, within one tick of the kernel's
+/// file-time clock (a few milliseconds) of the previous one, or by root resetting the
+/// clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileIdentity {
+    dev: u64,
+    ino: u64,
+    size: i64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileIdentity {
+    // The field types of `stat` differ between platforms: the casts are not all no-ops.
+    #[allow(clippy::unnecessary_cast)]
+    fn of(stat: &rustix::fs::Stat) -> FileIdentity {
+        FileIdentity {
+            dev: stat.st_dev as u64,
+            ino: stat.st_ino as u64,
+            size: stat.st_size as i64,
+            mtime: (stat.st_mtime as i64, stat.st_mtime_nsec as i64),
+            ctime: (stat.st_ctime as i64, stat.st_ctime_nsec as i64),
+        }
+    }
+}
+
+/// Like [`read_regular`], and also the file's [`FileIdentity`] if it did not change
+/// while it was read (`None` if it did: the bytes may then be a mix of two versions).
+pub fn read_regular_identified(
+    path: &Path,
+    limit: Option<u64>,
+) -> Result<(Vec<u8>, Option<FileIdentity>), FileError> {
     let io = |source: std::io::Error| FileError::Io {
         path: path.to_owned(),
         source,
@@ -146,12 +184,14 @@ pub fn read_regular(path: &Path, limit: Option<u64>) -> Result<Vec<u8>, FileErro
         path,
         Kind::from(rustix::fs::FileType::from_raw_mode(stat.st_mode)),
     )?;
+    let before = FileIdentity::of(&stat);
     // A regular file: reads never block, O_NONBLOCK or not.
     let file = std::fs::File::from(fd);
     let mut bytes = Vec::new();
     match limit {
         Some(limit) => {
-            file.take(limit.saturating_add(1))
+            (&file)
+                .take(limit.saturating_add(1))
                 .read_to_end(&mut bytes)
                 .map_err(io)?;
             if bytes.len() as u64 > limit {
@@ -162,11 +202,15 @@ pub fn read_regular(path: &Path, limit: Option<u64>) -> Result<Vec<u8>, FileErro
             }
         }
         None => {
-            let mut file = file;
-            file.read_to_end(&mut bytes).map_err(io)?;
+            (&file).read_to_end(&mut bytes).map_err(io)?;
         }
     }
-    Ok(bytes)
+    let after = rustix::fs::fstat(&file).map(|s| FileIdentity::of(&s));
+    let identity = match after {
+        Ok(after) if after == before => Some(before),
+        _ => None,
+    };
+    Ok((bytes, identity))
 }
 
 /// What a directory entry is.
@@ -239,6 +283,22 @@ fn refuse_non_regular(path: &Path, kind: Kind) -> Result<(), FileError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_identity_names_the_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("lib.so");
+        std::fs::write(&file, b"one").unwrap();
+        let (bytes, first) = read_regular_identified(&file, None).unwrap();
+        assert_eq!(bytes, b"one");
+        let (_, again) = read_regular_identified(&file, None).unwrap();
+        assert!(first.is_some());
+        assert_eq!(first, again, "nothing changed, the same identity");
+        std::fs::write(&file, b"three").unwrap();
+        let (bytes, changed) = read_regular_identified(&file, None).unwrap();
+        assert_eq!(bytes, b"three");
+        assert_ne!(first, changed);
+    }
 
     #[test]
     fn plain_names_pass_and_others_are_named() {
