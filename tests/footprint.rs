@@ -1,0 +1,133 @@
+//! What the host keeps per reload is bounded (issue #16): after hundreds of reloads the
+//! host holds no more memory than after a few, counted by a counting global allocator in
+//! this test binary (every block the host's Rust code holds, whatever the allocator
+//! underneath), and each unloaded version's plugin code left only a small, known amount
+//! on the heap (`Status::unloaded_heap`).
+
+mod common;
+
+use common::{build, plugin_dir};
+use hotswap_host::{Outcome, PluginManager, Value};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::Duration;
+
+/// The system allocator, counting the bytes of the blocks it holds for this process's
+/// Rust code.
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: every call is forwarded to `System` unchanged; the counter only observes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract, forwarded.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: as above.
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { System.dealloc(p, layout) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: as above.
+        let q = unsafe { System.realloc(p, layout, new_size) };
+        if !q.is_null() {
+            LIVE.fetch_add(
+                new_size as isize - layout.size() as isize,
+                Ordering::Relaxed,
+            );
+        }
+        q
+    }
+}
+
+#[global_allocator]
+static COUNTING: Counting = Counting;
+
+/// Reloads measured after the warm-up.
+const RELOADS: usize = 400;
+/// Bytes the host may hold more after [`RELOADS`] reloads than after the warm-up: room
+/// for a vector's capacity to double once, not for anything kept per reload.
+const HOST_SLACK: isize = 16 * 1024;
+/// Heap each unloaded version of the probe plugin's code may leave behind: what
+/// `tracing` keeps for the plugin's global subscriber, which no API removes.
+const PLUGIN_LEFT_PER_VERSION: i64 = 256;
+
+#[test]
+fn memory_held_per_reload_does_not_grow() {
+    let v1 = build("tests/plugins/probe", &[]);
+    let v2 = build("tests/plugins/probe", &["v2"]);
+    let dir = plugin_dir();
+    // Both libraries in the directory; which manifest is there says which is newest.
+    for b in [&v1, &v2] {
+        std::fs::copy(&b.library, dir.path().join(&b.manifest.file)).unwrap();
+    }
+    let manifest_of = |b: &common::Build| dir.path().join(b.manifest_path.file_name().unwrap());
+    std::fs::copy(&v1.manifest_path, manifest_of(&v1)).unwrap();
+    let m = PluginManager::new(dir.path()).unwrap();
+    m.load_plugins(&Value::Null).unwrap();
+    let f = m.func::<u64, u64>("probe", "add_one").unwrap();
+    let mut current = &v1;
+    let mut reload = |i: usize| {
+        let next = if std::ptr::eq(current, &v1) { &v2 } else { &v1 };
+        std::fs::remove_file(manifest_of(current)).unwrap();
+        std::fs::copy(&next.manifest_path, manifest_of(next)).unwrap();
+        current = next;
+        let report = m.reload(&Value::Null).unwrap();
+        assert_eq!(
+            report.plugin("probe").map(|p| p.outcome),
+            Some(Outcome::Loaded),
+            "reload {i}"
+        );
+        assert_eq!(f.call(41).unwrap(), 42);
+        assert!(
+            m.collect(Duration::from_secs(30)),
+            "reload {i}: collect timed out"
+        );
+    };
+    for i in 0..50 {
+        reload(i);
+    }
+    let after_warmup = LIVE.load(Ordering::Relaxed);
+    let unloaded_before = m.status().unloaded;
+    for i in 0..RELOADS {
+        reload(50 + i);
+    }
+    let after = LIVE.load(Ordering::Relaxed);
+    let status = m.status();
+    println!(
+        "host heap (Rust blocks): {after_warmup} bytes after 50 reloads, {after} after {} more; \
+         {} versions unloaded, their code left {:?}",
+        RELOADS, status.unloaded, status.unloaded_heap
+    );
+    assert_eq!(
+        status.versions.len(),
+        1,
+        "only the current version in memory"
+    );
+    assert_eq!(status.unloaded - unloaded_before, RELOADS as u64);
+    assert!(
+        after - after_warmup <= HOST_SLACK,
+        "the host holds {} bytes more after {RELOADS} reloads ({} per reload)",
+        after - after_warmup,
+        (after - after_warmup) / RELOADS as isize
+    );
+    let per_version = status.unloaded_heap.bytes / status.unloaded as i64;
+    assert!(
+        per_version <= PLUGIN_LEFT_PER_VERSION,
+        "each unloaded version left {per_version} heap bytes (at most {PLUGIN_LEFT_PER_VERSION})"
+    );
+}
