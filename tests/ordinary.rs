@@ -396,7 +396,7 @@ fn exercise(name: &str, p: Params) {
         let writer = log.clone();
         tracing::subscriber::set_global_default(
             tracing_subscriber::fmt()
-                .with_max_level(tracing::Level::INFO)
+                .with_max_level(tracing::Level::DEBUG)
                 .with_ansi(false)
                 .with_writer(move || writer.clone())
                 .finish(),
