@@ -61,6 +61,7 @@ pub mod interpose;
 pub mod live;
 mod log;
 mod panic;
+pub mod typed;
 pub use hotswap_abi::value;
 #[doc(hidden)]
 pub use hotswap_abi::vtable;
@@ -236,7 +237,7 @@ unsafe impl<T: Pod, const N: usize> Pod for [T; N] where [T; N]: abi_stable::Sta
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ty
-        $(, typed { $($fname:ident : fn($arg:ty) -> $ret:ty),* $(,)? })?
+        $(, typed { $($fname:ident : fn($($arg:tt)*) -> $ret:ty),* $(,)? })?
         $(, live $live:tt)?
         $(, live_types { $($tname:ident),* $(,)? })?
         $(,)?) => {
@@ -255,22 +256,7 @@ macro_rules! export_plugin {
         #[doc(hidden)]
         pub static HOTSWAP_PLUGIN_HEADER: $crate::header::PluginHeader = {
             $($(
-                #[allow(non_camel_case_types)]
-                struct $fname;
-                impl $crate::glue::TypedMethod for $fname {
-                    type Plugin = $plugin;
-                    type Arg = $arg;
-                    type Ret = $ret;
-                    #[inline]
-                    fn call(plugin: &$plugin, arg: $arg) -> $ret {
-                        <$plugin>::$fname(plugin, arg)
-                    }
-                }
-                const _: fn() = || {
-                    fn pod<T: $crate::Pod>() {}
-                    pod::<$arg>();
-                    pod::<$ret>();
-                };
+                $crate::__hotswap_typed_marker!(@args $plugin, $fname, $ret, [] [a0 a1 a2 a3] $($arg)*);
             )*)?
 
             $( $crate::__hotswap_live_markers!($plugin, $live); )?
@@ -286,10 +272,14 @@ macro_rules! export_plugin {
                     $crate::vtable::TypedFn {
                         name: $crate::abi_stable::std_types::RStr::from_str(stringify!($fname)),
                         call: $crate::glue::typed_call::<$fname> as *const ::std::ffi::c_void,
-                        arg: <$arg as $crate::abi_stable::StableAbi>::LAYOUT,
-                        ret: <$ret as $crate::abi_stable::StableAbi>::LAYOUT,
-                        // SAFETY: `call` is `typed_call` of the marker whose `Arg` and
-                        // `Ret` are the types whose layouts are `arg` and `ret`.
+                        arg: <<<$fname as $crate::glue::TypedMethod>::Args
+                            as $crate::typed::Args>::Wire<'static>
+                            as $crate::abi_stable::StableAbi>::LAYOUT,
+                        ret: <<<$fname as $crate::glue::TypedMethod>::Ret
+                            as $crate::typed::Ret>::Wire
+                            as $crate::abi_stable::StableAbi>::LAYOUT,
+                        // SAFETY: `call` is `typed_call` of the marker whose `Args` and
+                        // `Ret` have the wire forms whose layouts are `arg` and `ret`.
                         sealed: unsafe { $crate::vtable::Sealed::new() },
                     },
                 )*)?
@@ -334,6 +324,69 @@ macro_rules! export_plugin {
         }
         $crate::__hotswap_interpose!();
         $crate::__hotswap_heap!();
+    };
+}
+
+/// The marker type and `TypedMethod` impl of one typed function of `export_plugin!`:
+/// sorts the arguments into borrowed (`&T`, lent as `&'static T` in the list's type and
+/// given to the method with the call's lifetime) and by value, and names them.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __hotswap_typed_marker {
+    (@args $plugin:ty, $fname:ident, $ret:ty, [$($done:tt)*] [$n:ident $($names:ident)*]
+        & mut $($rest:tt)*) => {
+        ::std::compile_error!(::std::concat!(
+            "typed function `", ::std::stringify!($fname),
+            "`: `&mut` arguments are not supported (calls run on many threads at once)"
+        ));
+    };
+    (@args $plugin:ty, $fname:ident, $ret:ty, [$($done:tt)*] [$n:ident $($names:ident)*]
+        & $t:ty $(, $($rest:tt)*)?) => {
+        $crate::__hotswap_typed_marker!(@args $plugin, $fname, $ret,
+            [$($done)* (ref $n &'static $t)] [$($names)*] $($($rest)*)?);
+    };
+    (@args $plugin:ty, $fname:ident, $ret:ty, [$($done:tt)*] [$n:ident $($names:ident)*]
+        $t:ty $(, $($rest:tt)*)?) => {
+        $crate::__hotswap_typed_marker!(@args $plugin, $fname, $ret,
+            [$($done)* (val $n $t)] [$($names)*] $($($rest)*)?);
+    };
+    (@args $plugin:ty, $fname:ident, $ret:ty, [$($done:tt)*] [] $($rest:tt)+) => {
+        ::std::compile_error!(::std::concat!(
+            "typed function `", ::std::stringify!($fname), "`: at most four arguments"
+        ));
+    };
+    (@args $plugin:ty, $fname:ident, $ret:ty, [$($done:tt)*] [$($names:ident)*]) => {
+        $crate::__hotswap_typed_marker!(@emit $plugin, $fname, $ret, $($done)*);
+    };
+    (@emit $plugin:ty, $fname:ident, $ret:ty,) => {
+        $crate::__hotswap_typed_marker!(@impl $plugin, $fname, $ret, plugin, (), args,
+            { let () = args; <$plugin>::$fname(plugin) });
+    };
+    (@emit $plugin:ty, $fname:ident, $ret:ty, (val $n:ident $t:ty)) => {
+        $crate::__hotswap_typed_marker!(@impl $plugin, $fname, $ret, plugin, $t, $n,
+            { <$plugin>::$fname(plugin, $n) });
+    };
+    (@emit $plugin:ty, $fname:ident, $ret:ty, ($k:ident $n:ident $t:ty)) => {
+        $crate::__hotswap_typed_marker!(@impl $plugin, $fname, $ret, plugin, ($t,), args,
+            { let ($n,) = args; <$plugin>::$fname(plugin, $n) });
+    };
+    (@emit $plugin:ty, $fname:ident, $ret:ty, $(($k:ident $n:ident $t:ty))+) => {
+        $crate::__hotswap_typed_marker!(@impl $plugin, $fname, $ret, plugin, ($($t,)+), args,
+            { let ($($n,)+) = args; <$plugin>::$fname(plugin, $($n),+) });
+    };
+    (@impl $plugin:ty, $fname:ident, $ret:ty, $p:ident, $args_ty:ty, $args:ident, $body:block) => {
+        #[allow(non_camel_case_types)]
+        struct $fname;
+        impl $crate::glue::TypedMethod for $fname {
+            type Plugin = $plugin;
+            type Args = $args_ty;
+            type Ret = $ret;
+            #[inline]
+            fn call<'w>(
+                $p: &$plugin,
+                $args: <$args_ty as $crate::typed::Args>::Lent<'w>,
+            ) -> $ret $body
+        }
     };
 }
 

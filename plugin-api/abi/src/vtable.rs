@@ -182,6 +182,58 @@ pub struct TypedRet<R> {
 /// [`TypedFn`] announced.
 pub type TypedCall<A, R> = unsafe extern "C" fn(InstancePtr, A, *mut Failure) -> TypedRet<R>;
 
+/// The arguments of a typed function of two arguments, as they cross the boundary in
+/// one `#[repr(C)]` value (one argument crosses as itself, so a `fn(u64) -> u64` keeps
+/// the calling convention it always had). Each field is the argument's wire form:
+/// `RStr` for `&str`, `RSlice` for `&[T]`, `&T`, or a `Pod` by value.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy)]
+pub struct Args2<A, B> {
+    /// The first argument.
+    pub a0: A,
+    /// The second argument.
+    pub a1: B,
+}
+
+/// The arguments of a typed function of three arguments (see [`Args2`]).
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy)]
+pub struct Args3<A, B, C> {
+    /// The first argument.
+    pub a0: A,
+    /// The second argument.
+    pub a1: B,
+    /// The third argument.
+    pub a2: C,
+}
+
+/// The arguments of a typed function of four arguments (see [`Args2`]).
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy)]
+pub struct Args4<A, B, C, D> {
+    /// The first argument.
+    pub a0: A,
+    /// The second argument.
+    pub a1: B,
+    /// The third argument.
+    pub a2: C,
+    /// The fourth argument.
+    pub a3: D,
+}
+
+/// How many arguments a typed function's argument layout (its [`TypedFn::arg`]) packs:
+/// 2 to 4 for an [`Args2`]…[`Args4`] of this crate, 1 for anything else (a lone argument
+/// crosses as itself; `()` stands for none).
+pub fn packed_arity(layout: &TypeLayout) -> usize {
+    let ours = layout.mod_path().to_string().starts_with("hotswap_abi");
+    match layout.name() {
+        "Args2" if ours => 2,
+        "Args3" if ours => 3,
+        "Args4" if ours => 4,
+        _ => 1,
+    }
+}
+
 /// A task handed to the host by `hotswap_plugin_api::spawn`: `run(data)` once on a host
 /// thread, then `drop(data)`; or only `drop(data)` if the host refuses it.
 #[repr(C)]
