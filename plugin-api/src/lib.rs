@@ -30,7 +30,7 @@
 //!     fn version_number(&self, _: ()) -> u32 { 1 }
 //! }
 //!
-//! // Typed functions (`fn(&self, A) -> R` with plain-data A and R) are the host's fast path.
+//! // Typed functions (ordinary signatures: see `export_plugin!`) are the host's fast path.
 //! export_plugin!(World, typed { version_number: fn(()) -> u32 });
 //! # fn main() {}
 //! ```
@@ -216,9 +216,9 @@ unsafe impl<T: Pod, const N: usize> Pod for [T; N] where [T; N]: abi_stable::Sta
 /// ```ignore
 /// export_plugin!(MyPlugin);
 /// export_plugin!(MyPlugin,
-///     // Typed functions for the host's fast path: `fn name(&self, arg: A) -> R`,
-///     // A and R `Pod`.
-///     typed { add: fn(u64) -> u64, scale: fn(f64) -> f64 },
+///     // Typed functions for the host's fast path: `fn name(&self, a: A, ..) -> R`,
+///     // up to four arguments (see below).
+///     typed { add: fn(u64) -> u64, greet: fn(&str, u32) -> String },
 ///     // Live functions: `fn name(&self, args: &[Value]) -> Result<Value>`, called by
 ///     // name on whichever version is current (`hotswap build` checks that every
 ///     // `fn live_…` in the sources is registered). Either list them here, or put
@@ -229,6 +229,61 @@ unsafe impl<T: Pod, const N: usize> Pod for [T; N] where [T; N]: abi_stable::Sta
 ///     live_types { Live_Mail },
 /// );
 /// ```
+///
+/// Typed functions may have up to four arguments: `&str`, `&[T]` and `&T`
+/// (`T: StableAbi`) are lent without copying, for the call only (the method's
+/// signature gets the call's lifetime, so it cannot keep them); built-in `Pod`s go by
+/// value (a `Pod` type of yours as the only argument, or by `&T`). Results: any `Pod`,
+/// `String`, `Vec<T>`, `Option<T>`, `Result<T, E>` (see the [`typed`] module); the host
+/// gets a copy of its own, and the plugin's `Err(E)` as a typed `E`:
+///
+/// ```no_run
+/// use hotswap_plugin_api::abi_stable::{self, std_types::RString, StableAbi};
+/// use hotswap_plugin_api::{export_plugin, Plugin, Pod};
+///
+/// // Usually in an interface crate the host depends on too.
+/// #[repr(C)]
+/// #[derive(StableAbi)]
+/// pub struct QuoteOpts { pub discount_pct: u32, pub currency: RString }
+///
+/// #[repr(C)]
+/// #[derive(StableAbi, Clone, Copy)]
+/// pub struct Quote { pub cents: u64 }
+/// // SAFETY: `#[repr(C)]`, only `Pod` fields.
+/// unsafe impl Pod for Quote {}
+///
+/// #[repr(u8)]
+/// #[derive(StableAbi, Clone, Copy)]
+/// pub enum PricingError { UnknownSku }
+/// // SAFETY: a fieldless `#[repr(u8)]` enum.
+/// unsafe impl Pod for PricingError {}
+///
+/// #[derive(Default)]
+/// struct Pricing;
+/// impl Plugin for Pricing {}
+///
+/// impl Pricing {
+///     fn quote(&self, sku: &str, qty: u32, opts: &QuoteOpts) -> Result<Quote, PricingError> {
+///         let unit = match sku { "apple" => 50, _ => return Err(PricingError::UnknownSku) };
+///         let gross = unit * u64::from(qty);
+///         Ok(Quote { cents: gross - gross * u64::from(opts.discount_pct) / 100 })
+///     }
+///     fn describe(&self, sku: &str) -> String {
+///         format!("{sku}: fresh")
+///     }
+/// }
+///
+/// export_plugin!(Pricing, typed {
+///     quote: fn(&str, u32, &QuoteOpts) -> Result<Quote, PricingError>,
+///     describe: fn(&str) -> String,
+/// });
+/// # fn main() {}
+/// ```
+///
+/// The host calls it with
+/// `manager.func::<(&str, u32, &QuoteOpts), Result<Quote, PricingError>>("pricing", "quote")?
+/// .call(("apple", 3, &opts))`, which returns `Ok(Ok(quote))`, `Ok(Err(PricingError))`, or
+/// `Err(CallError)` when the call itself failed (a panic, the plugin gone).
 ///
 /// Call it once, at the crate root. The plugin's name and version are the crate's. It
 /// defines `pub static HOTSWAP_PLUGIN_HEADER` there: exported unmangled for a cdylib, and
