@@ -30,7 +30,7 @@
 //!     fn version_number(&self, _: ()) -> u32 { 1 }
 //! }
 //!
-//! // Typed functions (ordinary signatures: see `export_plugin!`) are the host's fast path.
+//! // Typed functions, with ordinary Rust signatures, are the host's fast path.
 //! export_plugin!(World, typed { version_number: fn(()) -> u32 });
 //! # fn main() {}
 //! ```

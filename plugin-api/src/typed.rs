@@ -5,7 +5,7 @@
 //!
 //! Arguments ([`Arg`], a list of up to four is an [`Args`]):
 //!
-//! - a [`Pod`](crate::Pod) by value: the built-in ones (integers, floats, `bool`, `()`,
+//! - a [`Pod`] by value: the built-in ones (integers, floats, `bool`, `()`,
 //!   `Tuple2`/`Tuple3` and arrays of them) in any position; a `Pod` type of yours as the
 //!   only argument (in a longer list, pass it as `&T`);
 //! - `&str`, `&[T]` and `&T` (`T: StableAbi`), lent without copying: the plugin's method
@@ -16,6 +16,21 @@
 //! (`RString`, `RVec`, `ROption`, `RResult`); host code copies it into a host-owned
 //! value and drops the plugin-made one before the call returns, while the call still
 //! pins the plugin's version.
+//!
+//! A borrowed argument cannot escape the call: the method is called with the call's
+//! lifetime, so one that asks for more does not compile:
+//!
+//! ```compile_fail
+//! use hotswap_plugin_api::{export_plugin, Plugin};
+//! #[derive(Default)]
+//! struct Keeper;
+//! impl Plugin for Keeper {}
+//! impl Keeper {
+//!     fn keep(&self, s: &'static str) -> u64 { s.len() as u64 }
+//! }
+//! export_plugin!(Keeper, typed { keep: fn(&str) -> u64 }); // error: borrowed data escapes
+//! # fn main() {}
+//! ```
 //!
 //! A `#[derive(StableAbi)]` struct that is plain data is a `Pod` (`unsafe impl Pod`); one
 //! with owned fields (`RString`, `RVec`) may implement [`Ret`] itself (see its safety

@@ -57,7 +57,7 @@ impl Sealed {
     /// The table this token goes into must be internally consistent: each function
     /// pointer is the glue `export_plugin!` generates for the layouts and plugin type
     /// the table announces next to it (a `TypedFn`'s `call` is `typed_call::<M>` for the
-    /// `M` whose argument and result layouts are `arg` and `ret`; every vtable function
+    /// `M` whose argument list's and result's wire layouts are `arg` and `ret`; every vtable function
     /// is the glue of one plugin type `T`; a header's `layout` is `PluginVTable`'s and
     /// its `vtable` such a table). The host trusts a table that passed its layout check
     /// to be so; a mismatched one is undefined behaviour at the first call.
@@ -146,7 +146,9 @@ pub struct ImportsFfi<'a> {
 pub struct TypedFn {
     /// The method name.
     pub name: RStr<'static>,
-    /// A [`TypedCall<A, R>`] with its types erased.
+    /// A [`TypedCall<A, R>`] with its types erased; `A` is the wire form of the argument
+    /// list (one argument as itself, two to four in an [`Args2`]…[`Args4`]), `R` the
+    /// wire form of the result (`RString` for `String`, `RResult` for `Result`, ...).
     pub call: *const c_void,
     /// Layout of `A`, checked by the host against the type it asks for.
     pub arg: &'static TypeLayout,
