@@ -180,6 +180,13 @@ pub trait Plugin: Send + Sync + 'static {
 /// Implement only for `#[repr(C)]` `StableAbi` types made solely of `Pod` fields: the
 /// host copies such values out of a plugin and keeps them after the plugin's library is
 /// unloaded, so they must not point into it.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not `Pod` (plain data)",
+    note = "a typed function takes plain data by value, and `&str`, `&[T]`, `&T` by \
+            reference; several arguments are written `fn(&str, u32)` in `export_plugin!` \
+            and `func::<(&str, u32), R>` on the host; results may also be `String`, `Vec`, \
+            `Option`, `Result`"
+)]
 pub unsafe trait Pod: abi_stable::StableAbi + Copy + Send + Sync + 'static {}
 
 macro_rules! pod {

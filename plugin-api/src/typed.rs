@@ -43,6 +43,13 @@ use abi_stable::type_layout::TypeLayout;
 use abi_stable::StableAbi;
 
 /// One argument of a typed function: how it crosses the boundary.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be an argument of a typed function",
+    label = "not a typed-function argument",
+    note = "arguments are `&str`, `&[T]`, `&T` (T: StableAbi), or built-in plain data by \
+            value (integers, floats, bool, (), Tuple2/Tuple3, arrays); pass a `Pod` type \
+            of yours by `&T` or as the only argument; `String` and `Vec` as `&str`/`&[T]`"
+)]
 ///
 /// # Safety
 /// `Wire<'w>` must be a faithful `StableAbi` description of what `lend` makes, and
@@ -186,6 +193,13 @@ unsafe impl<T: StableAbi + Sync + 'static> Arg for &T {
     }
 }
 
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an argument list of a typed function",
+    label = "some argument here cannot cross the boundary",
+    note = "each argument must be `&str`, `&[T]`, `&T` (T: StableAbi), or built-in plain \
+            data by value (a `Pod` of yours by value only as the only argument); owned \
+            `String`/`Vec` arguments go as `&str`/`&[T]`; at most four arguments"
+)]
 /// The argument list of a typed function: a lone `Pod` (as today's `fn(u64) -> u64`),
 /// or a tuple of one to four [`Arg`]s (`(&str, u32, &QuoteOpts)`). One argument crosses
 /// as itself, two to four as an `Args2`…`Args4` of their wire forms.
@@ -276,6 +290,14 @@ tuple_args!(Args3, 3; A a0, B a1, C a2);
 tuple_args!(Args4, 4; A a0, B a1, C a2, D a3);
 
 /// A typed function's result: how it crosses the boundary and becomes host-owned.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the result of a typed function",
+    label = "not a typed-function result",
+    note = "results are `Pod` types, `String`, `Vec<T>`, `Option<T>` and `Result<T, E>` of \
+            results; a struct of plain data needs `unsafe impl Pod`; one with owned fields \
+            may implement `Ret` (see its safety contract); borrowed results (`&str`) cannot \
+            outlive the call"
+)]
 ///
 /// # Safety
 /// `Wire` must describe what `into_wire` makes, and the value `from_wire` returns must
