@@ -7,7 +7,7 @@ mod common;
 
 use common::{build, clear, install, plugin_dir};
 use hotswap_host::{CallError, Func, PluginManager, SignaturePart, Value};
-use probe_api::{OtherError, OtherOpts, PricingError, Quote, QuoteOpts};
+use probe_api::{OtherError, OtherOpts, PricingError, Quote, QuoteOpts, Receipt};
 use std::sync::Barrier;
 
 const PROBE: &str = "tests/plugins/probe";
@@ -94,8 +94,10 @@ fn owned_results_outlive_the_version_that_made_them() {
     let words = m
         .func::<(&str,), Option<Vec<String>>>("probe", "words")
         .unwrap();
+    let receipt = m.func::<(&str, u32), Receipt>("probe", "receipt").unwrap();
     let text = label.call(("apple", 1, &opts(0))).unwrap();
     let list = words.call(("a b c",)).unwrap().unwrap();
+    let r = receipt.call(("pear", 2)).unwrap();
     // Replace v1 and unload it: the host-owned copies stay valid.
     clear(dir.path());
     install(&build(PROBE, &["v2"]), dir.path());
@@ -103,7 +105,14 @@ fn owned_results_outlive_the_version_that_made_them() {
     assert!(m.collect(std::time::Duration::from_secs(10)), "v1 unloaded");
     assert_eq!(text, "v1:apple x1 EUR");
     assert_eq!(list.join(","), "a,b,c");
-    drop((text, list));
+    // A struct with owned fields, copied field by field by host code.
+    assert_eq!(r.text.as_str(), "v1: 2 x pear");
+    assert_eq!(
+        r.lines.iter().map(|l| l.as_str()).collect::<Vec<_>>(),
+        ["pear #1", "pear #2"]
+    );
+    assert_eq!(r.cents, 100);
+    drop((text, list, r));
 }
 
 #[test]

@@ -241,8 +241,9 @@ unsafe impl<T: Pod, const N: usize> Pod for [T; N] where [T; N]: abi_stable::Sta
 /// (`T: StableAbi`) are lent without copying, for the call only (the method's
 /// signature gets the call's lifetime, so it cannot keep them); built-in `Pod`s go by
 /// value (a `Pod` type of yours as the only argument, or by `&T`). Results: any `Pod`,
-/// `String`, `Vec<T>`, `Option<T>`, `Result<T, E>` (see the [`typed`] module); the host
-/// gets a copy of its own, and the plugin's `Err(E)` as a typed `E`:
+/// `String`, `Vec<T>`, `Option<T>`, `Result<T, E>`, structs with owned fields made
+/// results by [`typed_result!`] (see the [`typed`] module); the host gets a copy of its
+/// own, and the plugin's `Err(E)` as a typed `E`:
 ///
 /// ```no_run
 /// use hotswap_plugin_api::abi_stable::{self, std_types::RString, StableAbi};

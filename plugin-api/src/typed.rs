@@ -33,8 +33,9 @@
 //! ```
 //!
 //! A `#[derive(StableAbi)]` struct that is plain data is a `Pod` (`unsafe impl Pod`); one
-//! with owned fields (`RString`, `RVec`) may implement [`Ret`] itself (see its safety
-//! contract).
+//! with owned fields (`RString`, `RVec`, `ROption`, `RResult`, `Pod`s, such structs)
+//! becomes a result with [`typed_result!`](crate::typed_result), no `unsafe` needed:
+//! the host copies it field by field.
 
 use crate::vtable::{Args2, Args3, Args4};
 use crate::Pod;
@@ -387,4 +388,94 @@ unsafe impl<T: Ret, E: Ret> Ret for Result<T, E> {
     fn result_layouts() -> Option<(&'static TypeLayout, &'static TypeLayout)> {
         Some((T::Wire::LAYOUT, E::Wire::LAYOUT))
     }
+}
+
+/// A value host code can copy into one that holds nothing of the plugin that made it:
+/// what a field of a [`typed_result!`](crate::typed_result) struct must be.
+///
+/// # Safety
+/// `host_copy`, run by host code, must return a value that points to nothing of the
+/// original's (no reference, no `RStr`, no shared `RArc`, no plugin-made allocation).
+pub unsafe trait HostCopy: Sized {
+    /// The host's copy.
+    fn host_copy(&self) -> Self;
+}
+
+// SAFETY: a `Pod` holds no pointer.
+unsafe impl<T: Pod> HostCopy for T {
+    #[inline]
+    fn host_copy(&self) -> T {
+        *self
+    }
+}
+
+// SAFETY: a new `RString` made by host code (its vtable and buffer are the host's).
+unsafe impl HostCopy for RString {
+    fn host_copy(&self) -> RString {
+        RString::from(self.as_str())
+    }
+}
+
+// SAFETY: a new `RVec` made by host code, of host copies.
+unsafe impl<T: HostCopy> HostCopy for RVec<T> {
+    fn host_copy(&self) -> RVec<T> {
+        self.iter().map(T::host_copy).collect()
+    }
+}
+
+// SAFETY: as for the inner value.
+unsafe impl<T: HostCopy> HostCopy for ROption<T> {
+    fn host_copy(&self) -> ROption<T> {
+        self.as_ref().map(T::host_copy)
+    }
+}
+
+// SAFETY: as for the inner values.
+unsafe impl<T: HostCopy, E: HostCopy> HostCopy for RResult<T, E> {
+    fn host_copy(&self) -> RResult<T, E> {
+        match self {
+            RResult::ROk(v) => RResult::ROk(v.host_copy()),
+            RResult::RErr(e) => RResult::RErr(e.host_copy()),
+        }
+    }
+}
+
+/// Makes a `#[derive(StableAbi)]` struct with named fields a typed-function result (and a
+/// [`HostCopy`] field of other such structs): the plugin returns it as it is, the host
+/// copies it field by field ([`HostCopy`]) and drops the plugin's. Name every field: the
+/// list is checked against the struct (a missing one does not compile), and each must be
+/// a [`HostCopy`] (`Pod`s, `RString`, `RVec`, `ROption`, `RResult`, such structs).
+///
+/// ```
+/// use hotswap_plugin_api::abi_stable::{self, std_types::{RString, RVec}, StableAbi};
+///
+/// #[repr(C)]
+/// #[derive(StableAbi)]
+/// pub struct Receipt { pub text: RString, pub lines: RVec<RString>, pub cents: u64 }
+///
+/// hotswap_plugin_api::typed_result!(Receipt { text, lines, cents });
+/// ```
+#[macro_export]
+macro_rules! typed_result {
+    ($t:ident { $($f:ident),* $(,)? }) => {
+        // SAFETY: the pattern in `host_copy` names every field (it has no `..`), and
+        // each is copied by its `HostCopy`, whose contract is this one's.
+        unsafe impl $crate::typed::HostCopy for $t {
+            fn host_copy(&self) -> $t {
+                let $t { $($f),* } = self;
+                $t { $($f: $crate::typed::HostCopy::host_copy($f)),* }
+            }
+        }
+        // SAFETY: `from_wire` returns the host's `HostCopy` (see above) and drops the
+        // plugin's value.
+        unsafe impl $crate::typed::Ret for $t {
+            type Wire = $t;
+            fn into_wire(self) -> $t {
+                self
+            }
+            fn from_wire(w: $t) -> $t {
+                $crate::typed::HostCopy::host_copy(&w)
+            }
+        }
+    };
 }

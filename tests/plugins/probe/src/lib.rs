@@ -17,7 +17,7 @@
 use hotswap_plugin_api::{
     export_plugin, Error, Export, Import, Imports, Plugin, Result, Value, Vault,
 };
-use probe_api::{PricingError, Quote, QuoteOpts};
+use probe_api::{PricingError, Quote, QuoteOpts, Receipt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -297,6 +297,15 @@ impl Probe {
         s.repeat(times as usize)
     }
 
+    /// A struct with owned fields (`typed_result!`).
+    fn receipt(&self, sku: &str, qty: u32) -> Receipt {
+        Receipt {
+            text: format!("{VERSION}: {qty} x {sku}").into(),
+            lines: (1..=qty).map(|i| format!("{sku} #{i}").into()).collect(),
+            cents: u64::from(qty) * 50,
+        }
+    }
+
     /// Four `Pod` arguments.
     fn sum4(&self, a: u64, b: u64, c: u32, d: u8) -> u64 {
         a + b + u64::from(c) + u64::from(d)
@@ -336,6 +345,7 @@ export_plugin!(Probe, typed {
     label: fn(&str, u32, &QuoteOpts) -> String,
     repeat: fn(&str, u32) -> String,
     sum4: fn(u64, u64, u32, u8) -> u64,
+    receipt: fn(&str, u32) -> Receipt,
     reversed: fn(&[u8]) -> Vec<u8>,
     words: fn(&str) -> Option<Vec<String>>,
     version_text: fn() -> String,

@@ -1,7 +1,10 @@
 //! The types of the probe plugin's typed functions, shared by the plugin and the tests
 //! (as an interface crate is shared by a plugin and its host).
 
-use abi_stable::{std_types::RString, StableAbi};
+use abi_stable::{
+    std_types::{RString, RVec},
+    StableAbi,
+};
 use hotswap_plugin_api::Pod;
 
 /// Options of a quote, lent to the plugin by reference (with an owned field: the plugin
@@ -61,3 +64,17 @@ pub struct OtherError {
 
 // SAFETY: `#[repr(C)]`, `StableAbi`, only `Pod` fields.
 unsafe impl Pod for OtherError {}
+
+/// A result with owned fields, made a typed result by `typed_result!`.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq)]
+pub struct Receipt {
+    /// A plugin-made string.
+    pub text: RString,
+    /// Plugin-made strings.
+    pub lines: RVec<RString>,
+    /// Plain data.
+    pub cents: u64,
+}
+
+hotswap_plugin_api::typed_result!(Receipt { text, lines, cents });
