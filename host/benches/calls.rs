@@ -24,6 +24,13 @@
 //!   same number of calls); the time per call is the slowest thread's.
 //! - `invoke_func`: `manager.invoke_func("probe", "add", &[1, 2])`, the dynamic by-name
 //!   path with stable `Value`s.
+//! - `raw-str`, `typed-str`: a function of ordinary signature, `(&str, u32) -> String`
+//!   (a 16-byte string in, repeated twice: 32 bytes out), as a typed handle
+//!   `manager.func::<(&str, u32), String>("probe", "repeat")` (the plugin builds an
+//!   `RString`, host code copies it into a `String` and drops the plugin's), against
+//!   `probe_raw_repeat`, a `dlsym`'d `extern "C"` function that copies the same bytes
+//!   into a buffer the host allocated; the result is dropped by the caller in both.
+//!   `typed-str` is paired with and divided by `raw-str`.
 //! - `alloc/uncounted`, `alloc/counted`: the cost of the per-version heap accounting on
 //!   a plugin's own allocation path. `probe.churn` (about 40 allocations and frees per
 //!   call) through a typed handle, on a third build of the probe made with the
@@ -79,10 +86,16 @@ const TYPED: &str = "typed/1-thread";
 const RAW_ALL: &str = "raw/all-cores";
 const TYPED_ALL: &str = "typed/all-cores";
 const INVOKE: &str = "invoke_func";
+const RAW_STR: &str = "raw-str";
+const TYPED_STR: &str = "typed-str";
 const ALLOC_UNCOUNTED: &str = "alloc/uncounted";
 const ALLOC_COUNTED: &str = "alloc/counted";
 
 type RawFn = unsafe extern "C" fn(u64) -> u64;
+type RawRepeatFn = unsafe extern "C" fn(*const u8, usize, u32, *mut u8, usize) -> usize;
+
+/// The string argument of the `*-str` lines: 16 bytes.
+const STR_ARG: &str = "0123456789abcdef";
 
 /// One build of the probe plugin, packaged by the builder into its own directory.
 struct Build {
@@ -155,6 +168,43 @@ impl Call for Typed {
     #[inline(always)]
     fn call(&self, x: u64) -> u64 {
         self.0.call(x).expect("typed call")
+    }
+}
+
+/// The `raw-str` baseline: `probe_raw_repeat` writing the string twice into a buffer
+/// the host allocates, which becomes the caller's `String`.
+struct RawStr(RawRepeatFn);
+
+impl Call for RawStr {
+    #[inline(always)]
+    fn call(&self, _: u64) -> u64 {
+        let s = black_box(STR_ARG);
+        let times = black_box(2u32);
+        let mut out = Vec::<u8>::with_capacity(s.len() * times as usize);
+        // SAFETY: `probe_raw_repeat` has this signature; `s` is valid for its length and
+        // `out` for writes of its capacity; the library stays loaded while the
+        // benchmark runs.
+        let n = unsafe { (self.0)(s.as_ptr(), s.len(), times, out.as_mut_ptr(), out.capacity()) };
+        assert!(n <= out.capacity(), "probe_raw_repeat fits");
+        // SAFETY: it wrote `n` bytes.
+        unsafe { out.set_len(n) };
+        // SAFETY: copies of a `&str`, whole, are UTF-8.
+        let text = unsafe { String::from_utf8_unchecked(out) };
+        black_box(text).len() as u64
+    }
+}
+
+/// The `typed-str` line: a typed handle of ordinary signature.
+struct TypedStr(Func<(&'static str, u32), String>);
+
+impl Call for TypedStr {
+    #[inline(always)]
+    fn call(&self, _: u64) -> u64 {
+        let text = self
+            .0
+            .call((black_box(STR_ARG), black_box(2u32)))
+            .expect("typed call");
+        black_box(text).len() as u64
     }
 }
 
@@ -350,6 +400,17 @@ fn main() {
     let raw = Raw(raw_fn);
     assert_eq!(raw.call(41), 42);
     let typed = Typed(func.clone());
+    // SAFETY: the probe plugin defines `probe_raw_repeat` as this signature.
+    let raw_repeat: RawRepeatFn = *unsafe { raw_lib.get::<RawRepeatFn>(b"probe_raw_repeat\0") }
+        .expect("dlsym probe_raw_repeat");
+    let raw_str = RawStr(raw_repeat);
+    let typed_str = TypedStr(
+        manager
+            .func::<(&str, u32), String>("probe", "repeat")
+            .expect("typed handle on probe.repeat"),
+    );
+    assert_eq!(raw_str.call(0), 32);
+    assert_eq!(typed_str.call(0), 32);
     let args = [Value::from(1i64), Value::from(2i64)];
     let dynamic = Dynamic {
         manager: &manager,
@@ -411,6 +472,12 @@ fn main() {
         });
         group.bench_function(INVOKE, |b| {
             b.iter_custom(|n| samples.record_paired(INVOKE, n, 1, &raw, &dynamic))
+        });
+        group.bench_function(RAW_STR, |b| {
+            b.iter_custom(|n| samples.record(RAW_STR, n, on_threads(1, n, &raw_str)))
+        });
+        group.bench_function(TYPED_STR, |b| {
+            b.iter_custom(|n| samples.record_paired(TYPED_STR, n, 1, &raw_str, &typed_str))
         });
         group.bench_function(ALLOC_UNCOUNTED, |b| {
             b.iter_custom(|n| samples.record(ALLOC_UNCOUNTED, n, on_threads(1, n, &uncounted)))
@@ -509,6 +576,8 @@ fn main() {
     row(RAW_ALL, RAW);
     row(TYPED_ALL, RAW_ALL);
     row(INVOKE, RAW);
+    row(RAW_STR, RAW);
+    row(TYPED_STR, RAW_STR);
     row(ALLOC_UNCOUNTED, RAW);
     row(ALLOC_COUNTED, ALLOC_UNCOUNTED);
     println!(
@@ -534,8 +603,8 @@ fn main() {
         "ns/call: median (and best) of the {SAMPLE_SIZE} samples criterion measured in \
          this run, recorded in-process; all-cores: {threads} threads calling at once, the \
          slowest thread's time per call; typed/all-cores is against raw/all-cores, \
-         raw/all-cores against raw, alloc/counted against alloc/uncounted (the heap \
-         accounting's cost on the plugin's allocation path). paired: each sample of the line follows a sample of its baseline (raw; alloc/uncounted for alloc/counted) \
+         raw/all-cores against raw, typed-str against raw-str, alloc/counted against alloc/uncounted (the heap \
+         accounting's cost on the plugin's allocation path). paired: each sample of the line follows a sample of its baseline (raw; raw-str for typed-str; alloc/uncounted for alloc/counted) \
          of the same calls on the same threads, and this is the median of their ratios, \
          which drifts in the machine's speed between lines do not move. Other load on \
          the machine inflates the medians (the all-cores ones most); the best samples \

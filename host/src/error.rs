@@ -196,13 +196,21 @@ pub(crate) fn layout_mismatch(
     )
 }
 
-/// Which side of a typed function's signature differs (see [`CallError::Signature`]).
+/// Which part of a typed function's signature differs (see [`CallError::Signature`]).
+/// The arguments are checked first, then the result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SignaturePart {
-    /// The argument type.
+    /// The argument type (of a function of one argument, or the whole list).
     Argument,
+    /// The number of arguments (the types are then `"3 arguments"` and the like).
+    ArgumentCount,
+    /// The argument at this position (1-based) of a list of two or more.
+    NthArgument(usize),
     /// The result type.
     Result,
+    /// The error type of a `Result<T, E>` whose `T` matches.
+    Error,
 }
 
 fn fmt_export_type(
@@ -226,12 +234,14 @@ fn fmt_export_type(
 
 /// What differs in a typed function's signature (see [`CallError::Signature`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SignatureMismatch {
-    /// Which of the two differs (the argument is checked first).
+    /// Which part differs (the arguments are checked first).
     pub part: SignaturePart,
-    /// The type the plugin's function has there.
+    /// The type the plugin's function has there (its wire form: `RStr<'_>` for
+    /// `&str`, `RString` for `String`, ...), or its argument count.
     pub plugin_type: String,
-    /// The type the host's handle asked for.
+    /// The type the host's handle asked for, likewise.
     pub host_type: String,
     /// abi_stable's report of the difference.
     pub detail: String,
@@ -243,15 +253,25 @@ fn fmt_signature(
     m: &SignatureMismatch,
     f: &mut fmt::Formatter<'_>,
 ) -> fmt::Result {
-    let verb = match m.part {
-        SignaturePart::Argument => "takes",
-        SignaturePart::Result => "returns",
-    };
-    write!(
-        f,
-        "{plugin}::{function}: the plugin {verb} {}, the host asked for {}",
-        m.plugin_type, m.host_type
-    )?;
+    let (p, h) = (&m.plugin_type, &m.host_type);
+    match m.part {
+        SignaturePart::NthArgument(i) => write!(
+            f,
+            "{plugin}::{function}: the plugin takes {p} as argument {i}, the host asked for {h}"
+        )?,
+        SignaturePart::Error => write!(
+            f,
+            "{plugin}::{function}: the plugin's error type is {p}, the host asked for {h}"
+        )?,
+        SignaturePart::Result => write!(
+            f,
+            "{plugin}::{function}: the plugin returns {p}, the host asked for {h}"
+        )?,
+        SignaturePart::Argument | SignaturePart::ArgumentCount => write!(
+            f,
+            "{plugin}::{function}: the plugin takes {p}, the host asked for {h}"
+        )?,
+    }
     if m.plugin_type == m.host_type {
         f.write_str(" of another layout")?;
     }

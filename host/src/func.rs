@@ -4,7 +4,7 @@ use crate::error::CallError;
 use crate::generation::Generation;
 use crate::shared::Shared;
 use hotswap_abi::vtable::{Failure, InstancePtr, TypedCall, TypedRet};
-use hotswap_plugin_api::Pod;
+use hotswap_plugin_api::typed::{Args, Ret};
 use hotswap_reclaim::Pinned;
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
@@ -38,8 +38,19 @@ fn unbox(e: Box<CallError>) -> CallError {
     *e
 }
 
-/// A handle on a typed plugin function `fn(A) -> R`, from
-/// [`PluginManager::func`](crate::PluginManager::func).
+/// A handle on a typed plugin function, from
+/// [`PluginManager::func`](crate::PluginManager::func): `A` is the argument list (a lone
+/// `Pod`, `Func<u64, u64>`, or a tuple of up to four arguments,
+/// `Func<(&str, u32, &QuoteOpts), Result<Quote, PricingError>>`; see
+/// [`Args`](hotswap_plugin_api::typed::Args)), `R` the result (see
+/// [`Ret`](hotswap_plugin_api::typed::Ret)).
+///
+/// Borrowed arguments are lent to the plugin for the call only, never copied. An owned
+/// result (`String`, `Vec`, ...) is copied into a host-owned value, and the plugin-made
+/// one dropped, before the call returns, on the generation the call pinned. The
+/// plugin's own error type comes back inside `R` (`Ok(Err(e))` for a `Result<T, E>`);
+/// a failure of the call itself (a panic, the plugin or function missing from the
+/// generation) is the outer [`CallError`].
 ///
 /// Valid across reloads: each call runs on the generation current when it starts (a
 /// call made while an outer call of the same manager runs on this thread stays on the
@@ -69,7 +80,7 @@ impl<A, R> Clone for Func<A, R> {
     }
 }
 
-impl<A: Pod, R: Pod> Func<A, R> {
+impl<A: Args, R: Ret> Func<A, R> {
     pub(crate) fn new(
         shared: Arc<Shared>,
         symbol: usize,
@@ -88,9 +99,10 @@ impl<A: Pod, R: Pod> Func<A, R> {
     /// Calls the function on the current generation.
     ///
     /// Fails when the current generation lacks the plugin or function or has another
-    /// signature for it, or when the function panics (caught in the plugin).
+    /// signature for it, or when the function panics (caught in the plugin). What the
+    /// function itself returns, an `Err` of its own included, is the `Ok` value.
     #[inline(always)]
-    pub fn call(&self, arg: A) -> Result<R, CallError> {
+    pub fn call<'w>(&self, arg: A::Lent<'w>) -> Result<R, CallError> {
         // `move`: a closure holding `arg` by reference would force it into memory.
         self.shared
             .domain
@@ -100,7 +112,7 @@ impl<A: Pod, R: Pod> Func<A, R> {
 
     /// Like [`call`](Self::call), also returning the id of the generation that served it.
     #[inline]
-    pub fn call_with_generation(&self, arg: A) -> Result<(R, u64), CallError> {
+    pub fn call_with_generation<'w>(&self, arg: A::Lent<'w>) -> Result<(R, u64), CallError> {
         self.shared
             .domain
             .with_pinned(move |g, p| self.call_in(g, p, arg).map(|r| (r, g.id())))
@@ -111,7 +123,12 @@ impl<A: Pod, R: Pod> Func<A, R> {
     /// pinned section (and of its cold paths) fits in two registers for small `R`:
     /// a `CallError` by value would send every call's result through the stack.
     #[inline(always)]
-    fn call_in(&self, g: &Generation, pinned: Pinned, arg: A) -> Result<R, Box<CallError>> {
+    fn call_in<'w>(
+        &self,
+        g: &Generation,
+        pinned: Pinned,
+        arg: A::Lent<'w>,
+    ) -> Result<R, Box<CallError>> {
         let slot = match pinned {
             Pinned::Fresh => {
                 debug_assert!(self.symbol < g.typed.len(), "typed table covers the handle");
@@ -129,18 +146,25 @@ impl<A: Pod, R: Pod> Func<A, R> {
             },
         };
         // SAFETY: `call` is either the TypedCall of a function whose argument and result
-        // layouts abi_stable found equal to A's and R's when the generation was built,
-        // or `unresolved::<A, R>` (slots are built for this handle's own A and R); a
-        // data pointer and a fn pointer have the same size.
-        let f: TypedCall<A, R> =
-            unsafe { std::mem::transmute::<*const std::ffi::c_void, TypedCall<A, R>>(slot.call) };
+        // wire layouts abi_stable found equal to those of A's and R's wire forms when the
+        // generation was built, or `unresolved` for them (slots are built for this
+        // handle's own A and R); lifetimes do not change a function's ABI; a data
+        // pointer and a fn pointer have the same size.
+        let f: TypedCall<A::Wire<'w>, R::Wire> = unsafe {
+            std::mem::transmute::<*const std::ffi::c_void, TypedCall<A::Wire<'w>, R::Wire>>(
+                slot.call,
+            )
+        };
         let mut err = MaybeUninit::<Failure>::uninit();
         // SAFETY: the instance belongs to a version the pinned generation owns (or is
-        // ignored by the stub); `err` is valid for writes.
-        let ret = unsafe { f(slot.instance, arg, err.as_mut_ptr()) };
+        // ignored by the stub); `err` is valid for writes; the wire arguments borrow
+        // from `arg`, which outlives the call.
+        let ret = unsafe { f(slot.instance, A::lend(arg), err.as_mut_ptr()) };
         if ret.ok {
-            // SAFETY: `ok` means the function returned the value.
-            return Ok(unsafe { ret.value.assume_init() });
+            // SAFETY: `ok` means the function returned the value. `from_wire` copies it
+            // into a host-owned value and drops the plugin-made one here, while the
+            // generation (and so the version whose code made it) is pinned.
+            return Ok(R::from_wire(unsafe { ret.value.assume_init() }));
         }
         self.failed(g, slot.plugin, err)
     }

@@ -10,7 +10,7 @@ use abi_stable::abi_stability::abi_checking::{
     check_layout_compatibility_with_globals, CheckingGlobals,
 };
 use abi_stable::type_layout::TypeLayout;
-use hotswap_abi::vtable::InstancePtr;
+use hotswap_abi::vtable::{packed_arity, InstancePtr};
 use hotswap_plugin_api::Value;
 use std::collections::HashMap;
 use std::ffi::c_void;
@@ -21,8 +21,14 @@ use std::sync::Arc;
 pub(crate) struct Symbol {
     pub plugin: String,
     pub function: String,
+    /// Layout of the argument list's wire form.
     pub arg: &'static TypeLayout,
+    /// Layout of the result's wire form.
     pub ret: &'static TypeLayout,
+    /// Wire layout of each argument, to say which one differs.
+    pub arg_layouts: Vec<&'static TypeLayout>,
+    /// For a `Result<T, E>`: the wire layouts of `T` and `E`, to say which differs.
+    pub result_layouts: Option<(&'static TypeLayout, &'static TypeLayout)>,
     /// `TypeId`s of the argument and result: a handle's identity (two `LAYOUT` consts
     /// of one type need not share an address).
     pub types: (std::any::TypeId, std::any::TypeId),
@@ -75,6 +81,65 @@ pub(crate) fn check_layout(
         .map_err(|e| e.to_string());
     drop(globals);
     r
+}
+
+fn mismatch(
+    part: SignaturePart,
+    host: &TypeLayout,
+    plugin: &TypeLayout,
+    detail: String,
+) -> SignatureMismatch {
+    SignatureMismatch {
+        part,
+        plugin_type: plugin.full_type().to_string(),
+        host_type: host.full_type().to_string(),
+        detail,
+    }
+}
+
+/// The wire layouts of the fields of a layout (the arguments of a pack, the `Ok` and
+/// `Err` values of an `RResult`).
+fn field_layouts(l: &TypeLayout) -> Vec<&'static TypeLayout> {
+    l.get_fields()
+        .map(|fields| fields.iter().map(|f| f.layout()).collect())
+        .unwrap_or_default()
+}
+
+/// Which part of the argument list differs: the count, one argument, or (for one
+/// argument each) the argument.
+fn arg_mismatch(s: &Symbol, found: &'static TypeLayout, detail: String) -> SignatureMismatch {
+    let (host_n, plugin_n) = (s.arg_layouts.len(), packed_arity(found));
+    if host_n != plugin_n {
+        let count = |n: usize| format!("{n} argument{}", if n == 1 { "" } else { "s" });
+        return SignatureMismatch {
+            part: SignaturePart::ArgumentCount,
+            plugin_type: count(plugin_n),
+            host_type: count(host_n),
+            detail,
+        };
+    }
+    if host_n == 1 {
+        return mismatch(SignaturePart::Argument, s.arg, found, detail);
+    }
+    let plugin_args = field_layouts(found);
+    for (i, (host, plugin)) in s.arg_layouts.iter().zip(&plugin_args).enumerate() {
+        if let Err(detail) = check_layout(host, plugin) {
+            return mismatch(SignaturePart::NthArgument(i + 1), host, plugin, detail);
+        }
+    }
+    mismatch(SignaturePart::Argument, s.arg, found, detail)
+}
+
+/// Whether the result or, of two `Result`s with the same `Ok` type, the error differs.
+fn ret_mismatch(s: &Symbol, found: &'static TypeLayout, detail: String) -> SignatureMismatch {
+    if let Some((host_ok, host_err)) = s.result_layouts {
+        let plugin_parts = field_layouts(found);
+        let same_kind = found.name() == "RResult" && plugin_parts.len() == 2;
+        if same_kind && check_layout(host_ok, plugin_parts[0]).is_ok() {
+            return mismatch(SignaturePart::Error, host_err, plugin_parts[1], detail);
+        }
+    }
+    mismatch(SignaturePart::Result, s.ret, found, detail)
 }
 
 impl Generation {
@@ -159,21 +224,17 @@ impl Generation {
                 plugin: s.plugin.clone(),
                 function: s.function.clone(),
             })?;
-        let signature =
-            |part, host: &TypeLayout, plugin: &TypeLayout, detail| CallError::Signature {
-                plugin: s.plugin.clone(),
-                function: s.function.clone(),
-                mismatch: Box::new(SignatureMismatch {
-                    part,
-                    plugin_type: plugin.full_type().to_string(),
-                    host_type: host.full_type().to_string(),
-                    detail,
-                }),
-            };
-        check_layout(s.arg, f.arg)
-            .map_err(|e| signature(SignaturePart::Argument, s.arg, f.arg, e))?;
-        check_layout(s.ret, f.ret)
-            .map_err(|e| signature(SignaturePart::Result, s.ret, f.ret, e))?;
+        let signature = |mismatch: SignatureMismatch| CallError::Signature {
+            plugin: s.plugin.clone(),
+            function: s.function.clone(),
+            mismatch: Box::new(mismatch),
+        };
+        if let Err(detail) = check_layout(s.arg, f.arg) {
+            return Err(signature(arg_mismatch(s, f.arg, detail)));
+        }
+        if let Err(detail) = check_layout(s.ret, f.ret) {
+            return Err(signature(ret_mismatch(s, f.ret, detail)));
+        }
         Ok(TypedSlot {
             call: f.call,
             instance: v.instance(),

@@ -17,7 +17,8 @@ use crate::version::{owned, Version};
 use abi_stable::std_types::RSlice;
 use abi_stable::StableAbi;
 use hotswap_abi::vtable::{ImportsFfi, VaultHandle};
-use hotswap_plugin_api::{Pod, Value};
+use hotswap_plugin_api::typed::{Args, Ret};
+use hotswap_plugin_api::Value;
 use hotswap_reclaim::Domain;
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -630,12 +631,17 @@ impl PluginManager {
     /// generation, then every call is a slot read and an indirect call with no lock,
     /// no string lookup and no shared write. The handle stays valid across reloads.
     ///
+    /// `A` is the argument list: a lone `Pod` (`func::<u64, u64>`) or a tuple of up to
+    /// four arguments (`func::<(&str, u32, &QuoteOpts), Result<Quote, PricingError>>`);
+    /// `R` the result (see [`Func`] and `hotswap_plugin_api::typed`).
+    ///
     /// Fails when plugins are loaded and the current generation has no such plugin or
     /// function, or its signature is not `fn(A) -> R` (checked by abi_stable's layout
-    /// checker, never by trusting a name). Making a handle waits for a running reload
+    /// checker, never by trusting a name): [`CallError::Signature`] then says in one line
+    /// what differs (the argument count, which argument, the result, or the error type). Making a handle waits for a running reload
     /// to finish; from inside a reload of this manager (a reload callback,
     /// `extension_newer`) it fails with [`CallError::InReload`] instead of waiting forever.
-    pub fn func<A: Pod, R: Pod>(
+    pub fn func<A: Args, R: Ret>(
         &self,
         plugin: &str,
         function: &str,
@@ -652,8 +658,14 @@ impl PluginManager {
         // Holding the reload lock makes the republish below one of the serialized swaps.
         let _lock = sh.reload_lock.lock();
         let mut symbols = sh.symbols.lock();
-        let (arg, ret) = (<A as StableAbi>::LAYOUT, <R as StableAbi>::LAYOUT);
-        let types = (std::any::TypeId::of::<A>(), std::any::TypeId::of::<R>());
+        let (arg, ret) = (
+            <A::Wire<'static> as StableAbi>::LAYOUT,
+            <R::Wire as StableAbi>::LAYOUT,
+        );
+        let types = (
+            std::any::TypeId::of::<A::Key>(),
+            std::any::TypeId::of::<R>(),
+        );
         let index = match symbols
             .iter()
             .position(|s| s.plugin == plugin && s.function == function && s.types == types)
@@ -665,8 +677,11 @@ impl PluginManager {
                     function: function.to_owned(),
                     arg,
                     ret,
+                    arg_layouts: A::arg_layouts(),
+                    result_layouts: R::result_layouts(),
                     types,
-                    stub: crate::func::unresolved::<A, R> as *const () as usize,
+                    stub: crate::func::unresolved::<A::Wire<'static>, R::Wire> as *const ()
+                        as usize,
                 });
                 symbols.len() - 1
             }

@@ -5,6 +5,7 @@
 //! [`Failure`] of kind `Panic` carrying the panic message.
 
 use crate::panic::{install_panic_hook, panic_message};
+use crate::typed::{Args, Ret};
 use crate::value::Value;
 use crate::vtable::{
     ExportFfi, FailKind, Failure, HostHandle, ImportSpec, ImportsFfi, InstancePtr, TypedRet,
@@ -192,27 +193,31 @@ pub unsafe extern "C" fn invoke_func<T: Plugin>(
 pub trait TypedMethod {
     /// The plugin type the method belongs to.
     type Plugin: Plugin;
-    /// The argument.
-    type Arg;
+    /// The argument list (a lone `Pod`, or a tuple of [`Arg`](crate::typed::Arg)s).
+    type Args: Args;
     /// The result.
-    type Ret;
-    /// Calls the method.
-    fn call(plugin: &Self::Plugin, arg: Self::Arg) -> Self::Ret;
+    type Ret: Ret;
+    /// Calls the method. The arguments borrow for `'w`, the call only: a method that
+    /// wants to keep one (`&'static str`) does not compile.
+    fn call<'w>(plugin: &Self::Plugin, args: <Self::Args as Args>::Lent<'w>) -> Self::Ret;
 }
 
-/// The [`TypedCall`](crate::vtable::TypedCall) of method `M`.
+/// The [`TypedCall`](crate::vtable::TypedCall) of method `M`, whose argument is the
+/// wire form of `M::Args` and result the wire form of `M::Ret`.
 ///
 /// # Safety
 /// `p` must be a live instance of `M::Plugin` made by [`new`]; shared access; `err`
-/// valid for writes (see [`TypedCall`](crate::vtable::TypedCall)).
-pub unsafe extern "C" fn typed_call<M: TypedMethod>(
+/// valid for writes; `args` valid for the call (see
+/// [`TypedCall`](crate::vtable::TypedCall)).
+pub unsafe extern "C" fn typed_call<'w, M: TypedMethod>(
     p: InstancePtr,
-    arg: M::Arg,
+    args: <M::Args as Args>::Wire<'w>,
     err: *mut Failure,
-) -> TypedRet<M::Ret> {
+) -> TypedRet<<M::Ret as Ret>::Wire> {
     // SAFETY: live instance, shared access (TypedCall contract).
     let plugin = unsafe { instance::<M::Plugin>(p) };
-    match catch_unwind(AssertUnwindSafe(|| M::call(plugin, arg))) {
+    let run = move || M::call(plugin, <M::Args as Args>::receive(args)).into_wire();
+    match catch_unwind(AssertUnwindSafe(run)) {
         Ok(v) => TypedRet {
             ok: true,
             value: std::mem::MaybeUninit::new(v),

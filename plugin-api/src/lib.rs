@@ -30,7 +30,7 @@
 //!     fn version_number(&self, _: ()) -> u32 { 1 }
 //! }
 //!
-//! // Typed functions (`fn(&self, A) -> R` with plain-data A and R) are the host's fast path.
+//! // Typed functions, with ordinary Rust signatures, are the host's fast path.
 //! export_plugin!(World, typed { version_number: fn(()) -> u32 });
 //! # fn main() {}
 //! ```
@@ -61,6 +61,7 @@ pub mod interpose;
 pub mod live;
 mod log;
 mod panic;
+pub mod typed;
 pub use hotswap_abi::value;
 #[doc(hidden)]
 pub use hotswap_abi::vtable;
@@ -179,6 +180,13 @@ pub trait Plugin: Send + Sync + 'static {
 /// Implement only for `#[repr(C)]` `StableAbi` types made solely of `Pod` fields: the
 /// host copies such values out of a plugin and keeps them after the plugin's library is
 /// unloaded, so they must not point into it.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not `Pod` (plain data)",
+    note = "a typed function takes plain data by value, and `&str`, `&[T]`, `&T` by \
+            reference; several arguments are written `fn(&str, u32)` in `export_plugin!` \
+            and `func::<(&str, u32), R>` on the host; results may also be `String`, `Vec`, \
+            `Option`, `Result`"
+)]
 pub unsafe trait Pod: abi_stable::StableAbi + Copy + Send + Sync + 'static {}
 
 macro_rules! pod {
@@ -215,9 +223,9 @@ unsafe impl<T: Pod, const N: usize> Pod for [T; N] where [T; N]: abi_stable::Sta
 /// ```ignore
 /// export_plugin!(MyPlugin);
 /// export_plugin!(MyPlugin,
-///     // Typed functions for the host's fast path: `fn name(&self, arg: A) -> R`,
-///     // A and R `Pod`.
-///     typed { add: fn(u64) -> u64, scale: fn(f64) -> f64 },
+///     // Typed functions for the host's fast path: `fn name(&self, a: A, ..) -> R`,
+///     // up to four arguments (see below).
+///     typed { add: fn(u64) -> u64, greet: fn(&str, u32) -> String },
 ///     // Live functions: `fn name(&self, args: &[Value]) -> Result<Value>`, called by
 ///     // name on whichever version is current (`hotswap build` checks that every
 ///     // `fn live_…` in the sources is registered). Either list them here, or put
@@ -229,6 +237,62 @@ unsafe impl<T: Pod, const N: usize> Pod for [T; N] where [T; N]: abi_stable::Sta
 /// );
 /// ```
 ///
+/// Typed functions may have up to four arguments: `&str`, `&[T]` and `&T`
+/// (`T: StableAbi`) are lent without copying, for the call only (the method's
+/// signature gets the call's lifetime, so it cannot keep them); built-in `Pod`s go by
+/// value (a `Pod` type of yours as the only argument, or by `&T`). Results: any `Pod`,
+/// `String`, `Vec<T>`, `Option<T>`, `Result<T, E>`, structs with owned fields made
+/// results by [`typed_result!`] (see the [`typed`] module); the host gets a copy of its
+/// own, and the plugin's `Err(E)` as a typed `E`:
+///
+/// ```no_run
+/// use hotswap_plugin_api::abi_stable::{self, std_types::RString, StableAbi};
+/// use hotswap_plugin_api::{export_plugin, Plugin, Pod};
+///
+/// // Usually in an interface crate the host depends on too.
+/// #[repr(C)]
+/// #[derive(StableAbi)]
+/// pub struct QuoteOpts { pub discount_pct: u32, pub currency: RString }
+///
+/// #[repr(C)]
+/// #[derive(StableAbi, Clone, Copy)]
+/// pub struct Quote { pub cents: u64 }
+/// // SAFETY: `#[repr(C)]`, only `Pod` fields.
+/// unsafe impl Pod for Quote {}
+///
+/// #[repr(u8)]
+/// #[derive(StableAbi, Clone, Copy)]
+/// pub enum PricingError { UnknownSku }
+/// // SAFETY: a fieldless `#[repr(u8)]` enum.
+/// unsafe impl Pod for PricingError {}
+///
+/// #[derive(Default)]
+/// struct Pricing;
+/// impl Plugin for Pricing {}
+///
+/// impl Pricing {
+///     fn quote(&self, sku: &str, qty: u32, opts: &QuoteOpts) -> Result<Quote, PricingError> {
+///         let unit = match sku { "apple" => 50, _ => return Err(PricingError::UnknownSku) };
+///         let gross = unit * u64::from(qty);
+///         Ok(Quote { cents: gross - gross * u64::from(opts.discount_pct) / 100 })
+///     }
+///     fn describe(&self, sku: &str) -> String {
+///         format!("{sku}: fresh")
+///     }
+/// }
+///
+/// export_plugin!(Pricing, typed {
+///     quote: fn(&str, u32, &QuoteOpts) -> Result<Quote, PricingError>,
+///     describe: fn(&str) -> String,
+/// });
+/// # fn main() {}
+/// ```
+///
+/// The host calls it with
+/// `manager.func::<(&str, u32, &QuoteOpts), Result<Quote, PricingError>>("pricing", "quote")?
+/// .call(("apple", 3, &opts))`, which returns `Ok(Ok(quote))`, `Ok(Err(PricingError))`, or
+/// `Err(CallError)` when the call itself failed (a panic, the plugin gone).
+///
 /// Call it once, at the crate root. The plugin's name and version are the crate's. It
 /// defines `pub static HOTSWAP_PLUGIN_HEADER` there: exported unmangled for a cdylib, and
 /// named by the glue `hotswap build --static-linking` generates into a host that links
@@ -236,7 +300,7 @@ unsafe impl<T: Pod, const N: usize> Pod for [T; N] where [T; N]: abi_stable::Sta
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ty
-        $(, typed { $($fname:ident : fn($arg:ty) -> $ret:ty),* $(,)? })?
+        $(, typed { $($fname:ident : fn($($arg:tt)*) -> $ret:ty),* $(,)? })?
         $(, live $live:tt)?
         $(, live_types { $($tname:ident),* $(,)? })?
         $(,)?) => {
@@ -255,22 +319,7 @@ macro_rules! export_plugin {
         #[doc(hidden)]
         pub static HOTSWAP_PLUGIN_HEADER: $crate::header::PluginHeader = {
             $($(
-                #[allow(non_camel_case_types)]
-                struct $fname;
-                impl $crate::glue::TypedMethod for $fname {
-                    type Plugin = $plugin;
-                    type Arg = $arg;
-                    type Ret = $ret;
-                    #[inline]
-                    fn call(plugin: &$plugin, arg: $arg) -> $ret {
-                        <$plugin>::$fname(plugin, arg)
-                    }
-                }
-                const _: fn() = || {
-                    fn pod<T: $crate::Pod>() {}
-                    pod::<$arg>();
-                    pod::<$ret>();
-                };
+                $crate::__hotswap_typed_marker!(@args $plugin, $fname, $ret, [] [a0 a1 a2 a3] $($arg)*);
             )*)?
 
             $( $crate::__hotswap_live_markers!($plugin, $live); )?
@@ -286,10 +335,14 @@ macro_rules! export_plugin {
                     $crate::vtable::TypedFn {
                         name: $crate::abi_stable::std_types::RStr::from_str(stringify!($fname)),
                         call: $crate::glue::typed_call::<$fname> as *const ::std::ffi::c_void,
-                        arg: <$arg as $crate::abi_stable::StableAbi>::LAYOUT,
-                        ret: <$ret as $crate::abi_stable::StableAbi>::LAYOUT,
-                        // SAFETY: `call` is `typed_call` of the marker whose `Arg` and
-                        // `Ret` are the types whose layouts are `arg` and `ret`.
+                        arg: <<<$fname as $crate::glue::TypedMethod>::Args
+                            as $crate::typed::Args>::Wire<'static>
+                            as $crate::abi_stable::StableAbi>::LAYOUT,
+                        ret: <<<$fname as $crate::glue::TypedMethod>::Ret
+                            as $crate::typed::Ret>::Wire
+                            as $crate::abi_stable::StableAbi>::LAYOUT,
+                        // SAFETY: `call` is `typed_call` of the marker whose `Args` and
+                        // `Ret` have the wire forms whose layouts are `arg` and `ret`.
                         sealed: unsafe { $crate::vtable::Sealed::new() },
                     },
                 )*)?
@@ -334,6 +387,69 @@ macro_rules! export_plugin {
         }
         $crate::__hotswap_interpose!();
         $crate::__hotswap_heap!();
+    };
+}
+
+/// The marker type and `TypedMethod` impl of one typed function of `export_plugin!`:
+/// sorts the arguments into borrowed (`&T`, lent as `&'static T` in the list's type and
+/// given to the method with the call's lifetime) and by value, and names them.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __hotswap_typed_marker {
+    (@args $plugin:ty, $fname:ident, $ret:ty, [$($done:tt)*] [$n:ident $($names:ident)*]
+        & mut $($rest:tt)*) => {
+        ::std::compile_error!(::std::concat!(
+            "typed function `", ::std::stringify!($fname),
+            "`: `&mut` arguments are not supported (calls run on many threads at once)"
+        ));
+    };
+    (@args $plugin:ty, $fname:ident, $ret:ty, [$($done:tt)*] [$n:ident $($names:ident)*]
+        & $t:ty $(, $($rest:tt)*)?) => {
+        $crate::__hotswap_typed_marker!(@args $plugin, $fname, $ret,
+            [$($done)* (ref $n &'static $t)] [$($names)*] $($($rest)*)?);
+    };
+    (@args $plugin:ty, $fname:ident, $ret:ty, [$($done:tt)*] [$n:ident $($names:ident)*]
+        $t:ty $(, $($rest:tt)*)?) => {
+        $crate::__hotswap_typed_marker!(@args $plugin, $fname, $ret,
+            [$($done)* (val $n $t)] [$($names)*] $($($rest)*)?);
+    };
+    (@args $plugin:ty, $fname:ident, $ret:ty, [$($done:tt)*] [] $($rest:tt)+) => {
+        ::std::compile_error!(::std::concat!(
+            "typed function `", ::std::stringify!($fname), "`: at most four arguments"
+        ));
+    };
+    (@args $plugin:ty, $fname:ident, $ret:ty, [$($done:tt)*] [$($names:ident)*]) => {
+        $crate::__hotswap_typed_marker!(@emit $plugin, $fname, $ret, $($done)*);
+    };
+    (@emit $plugin:ty, $fname:ident, $ret:ty,) => {
+        $crate::__hotswap_typed_marker!(@impl $plugin, $fname, $ret, plugin, (), args,
+            { let () = args; <$plugin>::$fname(plugin) });
+    };
+    (@emit $plugin:ty, $fname:ident, $ret:ty, (val $n:ident $t:ty)) => {
+        $crate::__hotswap_typed_marker!(@impl $plugin, $fname, $ret, plugin, $t, $n,
+            { <$plugin>::$fname(plugin, $n) });
+    };
+    (@emit $plugin:ty, $fname:ident, $ret:ty, ($k:ident $n:ident $t:ty)) => {
+        $crate::__hotswap_typed_marker!(@impl $plugin, $fname, $ret, plugin, ($t,), args,
+            { let ($n,) = args; <$plugin>::$fname(plugin, $n) });
+    };
+    (@emit $plugin:ty, $fname:ident, $ret:ty, $(($k:ident $n:ident $t:ty))+) => {
+        $crate::__hotswap_typed_marker!(@impl $plugin, $fname, $ret, plugin, ($($t,)+), args,
+            { let ($($n,)+) = args; <$plugin>::$fname(plugin, $($n),+) });
+    };
+    (@impl $plugin:ty, $fname:ident, $ret:ty, $p:ident, $args_ty:ty, $args:ident, $body:block) => {
+        #[allow(non_camel_case_types)]
+        struct $fname;
+        impl $crate::glue::TypedMethod for $fname {
+            type Plugin = $plugin;
+            type Args = $args_ty;
+            type Ret = $ret;
+            #[inline]
+            fn call<'w>(
+                $p: &$plugin,
+                $args: <$args_ty as $crate::typed::Args>::Lent<'w>,
+            ) -> $ret $body
+        }
     };
 }
 

@@ -57,7 +57,7 @@ impl Sealed {
     /// The table this token goes into must be internally consistent: each function
     /// pointer is the glue `export_plugin!` generates for the layouts and plugin type
     /// the table announces next to it (a `TypedFn`'s `call` is `typed_call::<M>` for the
-    /// `M` whose argument and result layouts are `arg` and `ret`; every vtable function
+    /// `M` whose argument list's and result's wire layouts are `arg` and `ret`; every vtable function
     /// is the glue of one plugin type `T`; a header's `layout` is `PluginVTable`'s and
     /// its `vtable` such a table). The host trusts a table that passed its layout check
     /// to be so; a mismatched one is undefined behaviour at the first call.
@@ -146,7 +146,9 @@ pub struct ImportsFfi<'a> {
 pub struct TypedFn {
     /// The method name.
     pub name: RStr<'static>,
-    /// A [`TypedCall<A, R>`] with its types erased.
+    /// A [`TypedCall<A, R>`] with its types erased; `A` is the wire form of the argument
+    /// list (one argument as itself, two to four in an [`Args2`]…[`Args4`]), `R` the
+    /// wire form of the result (`RString` for `String`, `RResult` for `Result`, ...).
     pub call: *const c_void,
     /// Layout of `A`, checked by the host against the type it asks for.
     pub arg: &'static TypeLayout,
@@ -181,6 +183,58 @@ pub struct TypedRet<R> {
 /// must be valid for writes, and `A`/`R` must be the types whose layouts the
 /// [`TypedFn`] announced.
 pub type TypedCall<A, R> = unsafe extern "C" fn(InstancePtr, A, *mut Failure) -> TypedRet<R>;
+
+/// The arguments of a typed function of two arguments, as they cross the boundary in
+/// one `#[repr(C)]` value (one argument crosses as itself, so a `fn(u64) -> u64` keeps
+/// the calling convention it always had). Each field is the argument's wire form:
+/// `RStr` for `&str`, `RSlice` for `&[T]`, `&T`, or a `Pod` by value.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy)]
+pub struct Args2<A, B> {
+    /// The first argument.
+    pub a0: A,
+    /// The second argument.
+    pub a1: B,
+}
+
+/// The arguments of a typed function of three arguments (see [`Args2`]).
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy)]
+pub struct Args3<A, B, C> {
+    /// The first argument.
+    pub a0: A,
+    /// The second argument.
+    pub a1: B,
+    /// The third argument.
+    pub a2: C,
+}
+
+/// The arguments of a typed function of four arguments (see [`Args2`]).
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy)]
+pub struct Args4<A, B, C, D> {
+    /// The first argument.
+    pub a0: A,
+    /// The second argument.
+    pub a1: B,
+    /// The third argument.
+    pub a2: C,
+    /// The fourth argument.
+    pub a3: D,
+}
+
+/// How many arguments a typed function's argument layout (its [`TypedFn::arg`]) packs:
+/// 2 to 4 for an [`Args2`]…[`Args4`] of this crate, 1 for anything else (a lone argument
+/// crosses as itself; `()` stands for none).
+pub fn packed_arity(layout: &TypeLayout) -> usize {
+    let ours = layout.mod_path().to_string().starts_with("hotswap_abi");
+    match layout.name() {
+        "Args2" if ours => 2,
+        "Args3" if ours => 3,
+        "Args4" if ours => 4,
+        _ => 1,
+    }
+}
 
 /// A task handed to the host by `hotswap_plugin_api::spawn`: `run(data)` once on a host
 /// thread, then `drop(data)`; or only `drop(data)` if the host refuses it.

@@ -17,6 +17,7 @@
 use hotswap_plugin_api::{
     export_plugin, Error, Export, Import, Imports, Plugin, Result, Value, Vault,
 };
+use probe_api::{PricingError, Quote, QuoteOpts, Receipt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -264,11 +265,91 @@ impl Plugin for Probe {
     }
 }
 
+/// Typed functions with ordinary signatures (`tests/typed.rs`, the benchmark's
+/// `typed-str/*` line).
+impl Probe {
+    /// Quotes `qty` of `sku`: borrowed `&str` and `&T` arguments, a `Pod` by value, the
+    /// plugin's own error type. Version 2 quotes 10 cents more per unit.
+    fn quote(&self, sku: &str, qty: u32, opts: &QuoteOpts) -> Result<Quote, PricingError> {
+        if qty == 0 {
+            return Err(PricingError::ZeroQuantity);
+        }
+        let unit = match sku {
+            "apple" => 50,
+            "pear" => 70,
+            _ => return Err(PricingError::UnknownSku),
+        } + if cfg!(feature = "v2") { 10 } else { 0 };
+        let gross = unit * u64::from(qty);
+        Ok(Quote {
+            cents: gross - gross * u64::from(opts.discount_pct) / 100,
+            qty,
+            version: if cfg!(feature = "v2") { 2 } else { 1 },
+        })
+    }
+
+    /// `"<version>:<sku> x<qty> <currency>"`: an owned `String` result.
+    fn label(&self, sku: &str, qty: u32, opts: &QuoteOpts) -> String {
+        format!("{VERSION}:{sku} x{qty} {}", opts.currency)
+    }
+
+    /// `s` repeated `times` times: the benchmark's `(&str, u32) -> String` line.
+    fn repeat(&self, s: &str, times: u32) -> String {
+        s.repeat(times as usize)
+    }
+
+    /// A struct with owned fields (`typed_result!`).
+    fn receipt(&self, sku: &str, qty: u32) -> Receipt {
+        Receipt {
+            text: format!("{VERSION}: {qty} x {sku}").into(),
+            lines: (1..=qty).map(|i| format!("{sku} #{i}").into()).collect(),
+            cents: u64::from(qty) * 50,
+        }
+    }
+
+    /// Four `Pod` arguments.
+    fn sum4(&self, a: u64, b: u64, c: u32, d: u8) -> u64 {
+        a + b + u64::from(c) + u64::from(d)
+    }
+
+    /// A borrowed `&[u8]` in, a `Vec<u8>` out.
+    fn reversed(&self, bytes: &[u8]) -> Vec<u8> {
+        bytes.iter().rev().copied().collect()
+    }
+
+    /// `Option<String>` and a `Vec` of strings.
+    fn words(&self, text: &str) -> Option<Vec<String>> {
+        let words: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
+        (!words.is_empty()).then_some(words)
+    }
+
+    /// No argument.
+    fn version_text(&self) -> String {
+        VERSION.to_owned()
+    }
+
+    /// Panics whenever called with `"boom"`.
+    fn explode(&self, why: &str) -> String {
+        if why == "boom" {
+            panic!("probe {VERSION} exploded: {why}");
+        }
+        why.to_owned()
+    }
+}
+
 export_plugin!(Probe, typed {
     add_one: fn(u64) -> u64,
     churn: fn(u64) -> u64,
     version_number: fn(()) -> u32,
     divide: fn(hotswap_plugin_api::abi_stable::std_types::Tuple2<i64, i64>) -> i64,
+    quote: fn(&str, u32, &QuoteOpts) -> Result<Quote, PricingError>,
+    label: fn(&str, u32, &QuoteOpts) -> String,
+    repeat: fn(&str, u32) -> String,
+    sum4: fn(u64, u64, u32, u8) -> u64,
+    receipt: fn(&str, u32) -> Receipt,
+    reversed: fn(&[u8]) -> Vec<u8>,
+    words: fn(&str) -> Option<Vec<String>>,
+    version_text: fn() -> String,
+    explode: fn(&str) -> String,
 });
 
 /// A raw `extern "C"` function, found with dlsym: the benchmarks' baseline. Plugin
@@ -276,4 +357,29 @@ export_plugin!(Probe, typed {
 #[no_mangle]
 pub extern "C" fn probe_raw_add_one(x: u64) -> u64 {
     x + 1
+}
+
+/// The raw baseline of `repeat`: writes `s` (`len` bytes at `s`) `times` times into the
+/// caller's buffer `out` of `cap` bytes; returns the length written, or `usize::MAX`
+/// (nothing written) when it does not fit.
+///
+/// # Safety
+/// `s` must be valid for reads of `len` bytes and `out` for writes of `cap` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn probe_raw_repeat(
+    s: *const u8,
+    len: usize,
+    times: u32,
+    out: *mut u8,
+    cap: usize,
+) -> usize {
+    let total = len.saturating_mul(times as usize);
+    if total > cap {
+        return usize::MAX;
+    }
+    for i in 0..times as usize {
+        // SAFETY: the caller's contract above; `total <= cap`, so every copy is in bounds.
+        unsafe { std::ptr::copy_nonoverlapping(s, out.add(i * len), len) };
+    }
+    total
 }

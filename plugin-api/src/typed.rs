@@ -1,0 +1,481 @@
+//! The types a typed function (`export_plugin!(.., typed { .. })`) may take and return,
+//! and how each crosses the boundary. The host's `Func<A, R>` uses the same traits, so
+//! both sides agree on the wire form, which the host layout-checks when it makes a
+//! handle.
+//!
+//! Arguments ([`Arg`], a list of up to four is an [`Args`]):
+//!
+//! - a [`Pod`] by value: the built-in ones (integers, floats, `bool`, `()`,
+//!   `Tuple2`/`Tuple3` and arrays of them) in any position; a `Pod` type of yours as the
+//!   only argument (in a longer list, pass it as `&T`);
+//! - `&str`, `&[T]` and `&T` (`T: StableAbi`), lent without copying: the plugin's method
+//!   gets them with a lifetime of the call only, so it cannot keep them.
+//!
+//! Results ([`Ret`]): any `Pod`, `String`, `Vec<T>`, `Option<T>`, `Result<T, E>` (with
+//! `T`, `E` results themselves). The plugin turns the value into its wire form
+//! (`RString`, `RVec`, `ROption`, `RResult`); host code copies it into a host-owned
+//! value and drops the plugin-made one before the call returns, while the call still
+//! pins the plugin's version.
+//!
+//! A borrowed argument cannot escape the call: the method is called with the call's
+//! lifetime, so one that asks for more does not compile:
+//!
+//! ```compile_fail
+//! use hotswap_plugin_api::{export_plugin, Plugin};
+//! #[derive(Default)]
+//! struct Keeper;
+//! impl Plugin for Keeper {}
+//! impl Keeper {
+//!     fn keep(&self, s: &'static str) -> u64 { s.len() as u64 }
+//! }
+//! export_plugin!(Keeper, typed { keep: fn(&str) -> u64 }); // error: borrowed data escapes
+//! # fn main() {}
+//! ```
+//!
+//! A `#[derive(StableAbi)]` struct that is plain data is a `Pod` (`unsafe impl Pod`); one
+//! with owned fields (`RString`, `RVec`, `ROption`, `RResult`, `Pod`s, such structs)
+//! becomes a result with [`typed_result!`](crate::typed_result), no `unsafe` needed:
+//! the host copies it field by field.
+
+use crate::vtable::{Args2, Args3, Args4};
+use crate::Pod;
+use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString, RVec};
+use abi_stable::type_layout::TypeLayout;
+use abi_stable::StableAbi;
+
+/// One argument of a typed function: how it crosses the boundary.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be an argument of a typed function",
+    label = "not a typed-function argument",
+    note = "arguments are `&str`, `&[T]`, `&T` (T: StableAbi), or built-in plain data by \
+            value (integers, floats, bool, (), Tuple2/Tuple3, arrays); pass a `Pod` type \
+            of yours by `&T` or as the only argument; `String` and `Vec` as `&str`/`&[T]`"
+)]
+///
+/// # Safety
+/// `Wire<'w>` must be a faithful `StableAbi` description of what `lend` makes, and
+/// `lend`/`receive` must be inverse views of the same data (a borrowed argument is
+/// lent as a pointer and length, never copied, and never outlives `'w`).
+pub unsafe trait Arg {
+    /// The argument with every lifetime `'static`: identifies the type on the host.
+    type Key: 'static;
+    /// The wire form, borrowing for `'w`.
+    type Wire<'w>: StableAbi;
+    /// The argument as the caller passes it and the plugin's method gets it, borrowing
+    /// for `'w`.
+    type Lent<'w>;
+    /// The caller's side: the argument into its wire form.
+    fn lend<'w>(v: Self::Lent<'w>) -> Self::Wire<'w>;
+    /// The plugin's side: the wire form back into what the method takes.
+    fn receive<'w>(w: Self::Wire<'w>) -> Self::Lent<'w>;
+}
+
+macro_rules! pod_arg {
+    ($($t:ty),*) => {$(
+        // SAFETY: a `Pod` crosses by value, as itself.
+        unsafe impl Arg for $t {
+            type Key = $t;
+            type Wire<'w> = $t;
+            type Lent<'w> = $t;
+            #[inline(always)]
+            fn lend<'w>(v: Self::Lent<'w>) -> Self::Wire<'w> { v }
+            #[inline(always)]
+            fn receive<'w>(w: Self::Wire<'w>) -> Self::Lent<'w> { w }
+        }
+    )*};
+}
+pod_arg!(
+    u8,
+    u16,
+    u32,
+    u64,
+    usize,
+    i8,
+    i16,
+    i32,
+    i64,
+    isize,
+    f32,
+    f64,
+    bool,
+    ()
+);
+
+// SAFETY: a `Pod` crosses by value, as itself.
+unsafe impl<A: Pod, B: Pod> Arg for abi_stable::std_types::Tuple2<A, B> {
+    type Key = Self;
+    type Wire<'w> = Self;
+    type Lent<'w> = Self;
+    #[inline(always)]
+    fn lend<'w>(v: Self::Lent<'w>) -> Self::Wire<'w> {
+        v
+    }
+    #[inline(always)]
+    fn receive<'w>(w: Self::Wire<'w>) -> Self::Lent<'w> {
+        w
+    }
+}
+
+// SAFETY: a `Pod` crosses by value, as itself.
+unsafe impl<A: Pod, B: Pod, C: Pod> Arg for abi_stable::std_types::Tuple3<A, B, C> {
+    type Key = Self;
+    type Wire<'w> = Self;
+    type Lent<'w> = Self;
+    #[inline(always)]
+    fn lend<'w>(v: Self::Lent<'w>) -> Self::Wire<'w> {
+        v
+    }
+    #[inline(always)]
+    fn receive<'w>(w: Self::Wire<'w>) -> Self::Lent<'w> {
+        w
+    }
+}
+
+// SAFETY: a `Pod` crosses by value, as itself.
+unsafe impl<T: Pod, const N: usize> Arg for [T; N]
+where
+    [T; N]: Pod,
+{
+    type Key = Self;
+    type Wire<'w> = Self;
+    type Lent<'w> = Self;
+    #[inline(always)]
+    fn lend<'w>(v: Self::Lent<'w>) -> Self::Wire<'w> {
+        v
+    }
+    #[inline(always)]
+    fn receive<'w>(w: Self::Wire<'w>) -> Self::Lent<'w> {
+        w
+    }
+}
+
+// SAFETY: `RStr` is the pointer and length of the very `&str`.
+unsafe impl Arg for &str {
+    type Key = &'static str;
+    type Wire<'w> = RStr<'w>;
+    type Lent<'w> = &'w str;
+    #[inline(always)]
+    fn lend<'w>(v: Self::Lent<'w>) -> Self::Wire<'w> {
+        RStr::from_str(v)
+    }
+    #[inline(always)]
+    fn receive<'w>(w: Self::Wire<'w>) -> Self::Lent<'w> {
+        w.as_str()
+    }
+}
+
+// SAFETY: `RSlice` is the pointer and length of the very `&[T]`.
+unsafe impl<T: StableAbi + Sync + 'static> Arg for &[T] {
+    type Key = &'static [T];
+    type Wire<'w> = RSlice<'w, T>;
+    type Lent<'w> = &'w [T];
+    #[inline(always)]
+    fn lend<'w>(v: Self::Lent<'w>) -> Self::Wire<'w> {
+        RSlice::from_slice(v)
+    }
+    #[inline(always)]
+    fn receive<'w>(w: Self::Wire<'w>) -> Self::Lent<'w> {
+        w.as_slice()
+    }
+}
+
+// SAFETY: the reference itself crosses.
+unsafe impl<T: StableAbi + Sync + 'static> Arg for &T {
+    type Key = &'static T;
+    type Wire<'w> = &'w T;
+    type Lent<'w> = &'w T;
+    #[inline(always)]
+    fn lend<'w>(v: Self::Lent<'w>) -> Self::Wire<'w> {
+        v
+    }
+    #[inline(always)]
+    fn receive<'w>(w: Self::Wire<'w>) -> Self::Lent<'w> {
+        w
+    }
+}
+
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an argument list of a typed function",
+    label = "some argument here cannot cross the boundary",
+    note = "each argument must be `&str`, `&[T]`, `&T` (T: StableAbi), or built-in plain \
+            data by value (a `Pod` of yours by value only as the only argument); owned \
+            `String`/`Vec` arguments go as `&str`/`&[T]`; at most four arguments"
+)]
+/// The argument list of a typed function: a lone `Pod` (as today's `fn(u64) -> u64`),
+/// or a tuple of one to four [`Arg`]s (`(&str, u32, &QuoteOpts)`). One argument crosses
+/// as itself, two to four as an `Args2`…`Args4` of their wire forms.
+///
+/// # Safety
+/// As [`Arg`]'s, for the whole list; `ARITY` is the number of arguments and
+/// `arg_layouts` their wire layouts in order.
+pub unsafe trait Args {
+    /// The list with every lifetime `'static`: identifies it on the host.
+    type Key: 'static;
+    /// The wire form of the whole list.
+    type Wire<'w>: StableAbi;
+    /// The list as the caller passes it (a tuple, or the lone `Pod`).
+    type Lent<'w>;
+    /// How many arguments.
+    const ARITY: usize;
+    /// The wire layout of each argument, in order (for error messages).
+    fn arg_layouts() -> Vec<&'static TypeLayout>;
+    /// The caller's side: the list into its wire form.
+    fn lend<'w>(v: Self::Lent<'w>) -> Self::Wire<'w>;
+    /// The plugin's side: the wire form back into what the method takes.
+    fn receive<'w>(w: Self::Wire<'w>) -> Self::Lent<'w>;
+}
+
+// SAFETY: a `Pod` crosses by value, as itself.
+unsafe impl<T: Pod> Args for T {
+    type Key = T;
+    type Wire<'w> = T;
+    type Lent<'w> = T;
+    const ARITY: usize = 1;
+    fn arg_layouts() -> Vec<&'static TypeLayout> {
+        vec![T::LAYOUT]
+    }
+    #[inline(always)]
+    fn lend<'w>(v: Self::Lent<'w>) -> Self::Wire<'w> {
+        v
+    }
+    #[inline(always)]
+    fn receive<'w>(w: Self::Wire<'w>) -> Self::Lent<'w> {
+        w
+    }
+}
+
+// SAFETY: one argument crosses as its own wire form.
+unsafe impl<A: Arg> Args for (A,) {
+    type Key = (A::Key,);
+    type Wire<'w> = A::Wire<'w>;
+    type Lent<'w> = (A::Lent<'w>,);
+    const ARITY: usize = 1;
+    fn arg_layouts() -> Vec<&'static TypeLayout> {
+        vec![<A::Wire<'static> as StableAbi>::LAYOUT]
+    }
+    #[inline(always)]
+    fn lend<'w>(v: Self::Lent<'w>) -> Self::Wire<'w> {
+        A::lend(v.0)
+    }
+    #[inline(always)]
+    fn receive<'w>(w: Self::Wire<'w>) -> Self::Lent<'w> {
+        (A::receive(w),)
+    }
+}
+
+macro_rules! tuple_args {
+    ($pack:ident, $n:literal; $($t:ident $f:ident),*) => {
+        // SAFETY: each argument crosses as its own wire form, in a `#[repr(C)]` pack.
+        unsafe impl<$($t: Arg),*> Args for ($($t,)*) {
+            type Key = ($($t::Key,)*);
+            type Wire<'w> = $pack<$($t::Wire<'w>),*>;
+            type Lent<'w> = ($($t::Lent<'w>,)*);
+            const ARITY: usize = $n;
+            fn arg_layouts() -> Vec<&'static TypeLayout> {
+                vec![$(<$t::Wire<'static> as StableAbi>::LAYOUT),*]
+            }
+            #[inline(always)]
+            fn lend<'w>(v: Self::Lent<'w>) -> Self::Wire<'w> {
+                let ($($f,)*) = v;
+                $pack { $($f: $t::lend($f)),* }
+            }
+            #[inline(always)]
+            fn receive<'w>(w: Self::Wire<'w>) -> Self::Lent<'w> {
+                ($($t::receive(w.$f),)*)
+            }
+        }
+    };
+}
+tuple_args!(Args2, 2; A a0, B a1);
+tuple_args!(Args3, 3; A a0, B a1, C a2);
+tuple_args!(Args4, 4; A a0, B a1, C a2, D a3);
+
+/// A typed function's result: how it crosses the boundary and becomes host-owned.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the result of a typed function",
+    label = "not a typed-function result",
+    note = "results are `Pod` types, `String`, `Vec<T>`, `Option<T>` and `Result<T, E>` of \
+            results; a struct of plain data needs `unsafe impl Pod`; one with owned fields \
+            may implement `Ret` (see its safety contract); borrowed results (`&str`) cannot \
+            outlive the call"
+)]
+///
+/// # Safety
+/// `Wire` must describe what `into_wire` makes, and the value `from_wire` returns must
+/// hold nothing that points into the plugin (no reference, no `RStr`, no `RArc`, no
+/// trait object, nothing whose drop runs plugin code): it lives on after the plugin's
+/// library is closed. `from_wire` runs in the host, so allocations it makes (a `Clone`
+/// of an `RString` field, a `String`) are the host's.
+pub unsafe trait Ret: Sized + 'static {
+    /// The wire form.
+    type Wire: StableAbi;
+    /// The plugin's side.
+    fn into_wire(self) -> Self::Wire;
+    /// The host's side: a host-owned copy; the wire form is dropped here, while the
+    /// call still pins the version whose code made it.
+    fn from_wire(w: Self::Wire) -> Self;
+    /// For `Result<T, E>`: the wire layouts of `T` and of `E` (for error messages).
+    fn result_layouts() -> Option<(&'static TypeLayout, &'static TypeLayout)> {
+        None
+    }
+}
+
+// SAFETY: a `Pod` holds no pointer.
+unsafe impl<T: Pod> Ret for T {
+    type Wire = T;
+    #[inline(always)]
+    fn into_wire(self) -> T {
+        self
+    }
+    #[inline(always)]
+    fn from_wire(w: T) -> T {
+        w
+    }
+}
+
+// SAFETY: the host copies the text into a `String` of its own.
+unsafe impl Ret for String {
+    type Wire = RString;
+    fn into_wire(self) -> RString {
+        RString::from(self)
+    }
+    #[inline]
+    fn from_wire(w: RString) -> String {
+        w.as_str().to_owned()
+    }
+}
+
+// SAFETY: the host builds a `Vec` of its own from host-owned copies of the elements.
+unsafe impl<T: Ret> Ret for Vec<T> {
+    type Wire = RVec<T::Wire>;
+    fn into_wire(self) -> RVec<T::Wire> {
+        self.into_iter().map(T::into_wire).collect()
+    }
+    #[inline]
+    fn from_wire(w: RVec<T::Wire>) -> Vec<T> {
+        w.into_iter().map(T::from_wire).collect()
+    }
+}
+
+// SAFETY: as for the inner value.
+unsafe impl<T: Ret> Ret for Option<T> {
+    type Wire = ROption<T::Wire>;
+    fn into_wire(self) -> ROption<T::Wire> {
+        self.map(T::into_wire).into()
+    }
+    #[inline]
+    fn from_wire(w: ROption<T::Wire>) -> Option<T> {
+        w.into_option().map(T::from_wire)
+    }
+}
+
+// SAFETY: as for the inner values.
+unsafe impl<T: Ret, E: Ret> Ret for Result<T, E> {
+    type Wire = RResult<T::Wire, E::Wire>;
+    fn into_wire(self) -> Self::Wire {
+        match self {
+            Ok(v) => RResult::ROk(v.into_wire()),
+            Err(e) => RResult::RErr(e.into_wire()),
+        }
+    }
+    #[inline]
+    fn from_wire(w: Self::Wire) -> Self {
+        match w {
+            RResult::ROk(v) => Ok(T::from_wire(v)),
+            RResult::RErr(e) => Err(E::from_wire(e)),
+        }
+    }
+    fn result_layouts() -> Option<(&'static TypeLayout, &'static TypeLayout)> {
+        Some((T::Wire::LAYOUT, E::Wire::LAYOUT))
+    }
+}
+
+/// A value host code can copy into one that holds nothing of the plugin that made it:
+/// what a field of a [`typed_result!`](crate::typed_result) struct must be.
+///
+/// # Safety
+/// `host_copy`, run by host code, must return a value that points to nothing of the
+/// original's (no reference, no `RStr`, no shared `RArc`, no plugin-made allocation).
+pub unsafe trait HostCopy: Sized {
+    /// The host's copy.
+    fn host_copy(&self) -> Self;
+}
+
+// SAFETY: a `Pod` holds no pointer.
+unsafe impl<T: Pod> HostCopy for T {
+    #[inline]
+    fn host_copy(&self) -> T {
+        *self
+    }
+}
+
+// SAFETY: a new `RString` made by host code (its vtable and buffer are the host's).
+unsafe impl HostCopy for RString {
+    fn host_copy(&self) -> RString {
+        RString::from(self.as_str())
+    }
+}
+
+// SAFETY: a new `RVec` made by host code, of host copies.
+unsafe impl<T: HostCopy> HostCopy for RVec<T> {
+    fn host_copy(&self) -> RVec<T> {
+        self.iter().map(T::host_copy).collect()
+    }
+}
+
+// SAFETY: as for the inner value.
+unsafe impl<T: HostCopy> HostCopy for ROption<T> {
+    fn host_copy(&self) -> ROption<T> {
+        self.as_ref().map(T::host_copy)
+    }
+}
+
+// SAFETY: as for the inner values.
+unsafe impl<T: HostCopy, E: HostCopy> HostCopy for RResult<T, E> {
+    fn host_copy(&self) -> RResult<T, E> {
+        match self {
+            RResult::ROk(v) => RResult::ROk(v.host_copy()),
+            RResult::RErr(e) => RResult::RErr(e.host_copy()),
+        }
+    }
+}
+
+/// Makes a `#[derive(StableAbi)]` struct with named fields a typed-function result (and a
+/// [`HostCopy`] field of other such structs): the plugin returns it as it is, the host
+/// copies it field by field ([`HostCopy`]) and drops the plugin's. Name every field: the
+/// list is checked against the struct (a missing one does not compile), and each must be
+/// a [`HostCopy`] (`Pod`s, `RString`, `RVec`, `ROption`, `RResult`, such structs).
+///
+/// ```
+/// use hotswap_plugin_api::abi_stable::{self, std_types::{RString, RVec}, StableAbi};
+///
+/// #[repr(C)]
+/// #[derive(StableAbi)]
+/// pub struct Receipt { pub text: RString, pub lines: RVec<RString>, pub cents: u64 }
+///
+/// hotswap_plugin_api::typed_result!(Receipt { text, lines, cents });
+/// ```
+#[macro_export]
+macro_rules! typed_result {
+    ($t:ident { $($f:ident),* $(,)? }) => {
+        // SAFETY: the pattern in `host_copy` names every field (it has no `..`), and
+        // each is copied by its `HostCopy`, whose contract is this one's.
+        unsafe impl $crate::typed::HostCopy for $t {
+            fn host_copy(&self) -> $t {
+                let $t { $($f),* } = self;
+                $t { $($f: $crate::typed::HostCopy::host_copy($f)),* }
+            }
+        }
+        // SAFETY: `from_wire` returns the host's `HostCopy` (see above) and drops the
+        // plugin's value.
+        unsafe impl $crate::typed::Ret for $t {
+            type Wire = $t;
+            fn into_wire(self) -> $t {
+                self
+            }
+            fn from_wire(w: $t) -> $t {
+                $crate::typed::HostCopy::host_copy(&w)
+            }
+        }
+    };
+}
