@@ -189,28 +189,37 @@ pub trait Plugin: Send + Sync + 'static {
 )]
 pub unsafe trait Pod: abi_stable::StableAbi + Copy + Send + Sync + 'static {}
 
+/// Calls `$m!` with the built-in plain-data types: the one list both `Pod` and the
+/// typed-function `Arg` are implemented from.
+macro_rules! with_builtin_pods {
+    ($m:ident) => {
+        $m!(
+            u8,
+            u16,
+            u32,
+            u64,
+            usize,
+            i8,
+            i16,
+            i32,
+            i64,
+            isize,
+            f32,
+            f64,
+            bool,
+            ()
+        );
+    };
+}
+pub(crate) use with_builtin_pods;
+
 macro_rules! pod {
     ($($t:ty),*) => {$(
         // SAFETY: a primitive holds no pointer.
         unsafe impl Pod for $t {}
     )*};
 }
-pod!(
-    u8,
-    u16,
-    u32,
-    u64,
-    usize,
-    i8,
-    i16,
-    i32,
-    i64,
-    isize,
-    f32,
-    f64,
-    bool,
-    ()
-);
+with_builtin_pods!(pod);
 // SAFETY: a pair of pointer-free values holds no pointer.
 unsafe impl<A: Pod, B: Pod> Pod for abi_stable::std_types::Tuple2<A, B> {}
 // SAFETY: likewise for three.

@@ -70,84 +70,37 @@ pub unsafe trait Arg {
     fn receive<'w>(w: Self::Wire<'w>) -> Self::Lent<'w>;
 }
 
-macro_rules! pod_arg {
-    ($($t:ty),*) => {$(
+/// `Arg` for a `Pod` that crosses by value, as itself: `by_value!(u8)`, or with
+/// generics in brackets, `by_value!([A: Pod, B: Pod] Tuple2<A, B>)`.
+macro_rules! by_value {
+    ([$($g:tt)*] $t:ty $(where $($w:tt)*)?) => {
         // SAFETY: a `Pod` crosses by value, as itself.
-        unsafe impl Arg for $t {
-            type Key = $t;
-            type Wire<'w> = $t;
-            type Lent<'w> = $t;
+        unsafe impl<$($g)*> Arg for $t $(where $($w)*)? {
+            type Key = Self;
+            type Wire<'w> = Self;
+            type Lent<'w> = Self;
             #[inline(always)]
-            fn lend<'w>(v: Self::Lent<'w>) -> Self::Wire<'w> { v }
+            fn lend<'w>(v: Self::Lent<'w>) -> Self::Wire<'w> {
+                v
+            }
             #[inline(always)]
-            fn receive<'w>(w: Self::Wire<'w>) -> Self::Lent<'w> { w }
+            fn receive<'w>(w: Self::Wire<'w>) -> Self::Lent<'w> {
+                w
+            }
         }
-    )*};
-}
-pod_arg!(
-    u8,
-    u16,
-    u32,
-    u64,
-    usize,
-    i8,
-    i16,
-    i32,
-    i64,
-    isize,
-    f32,
-    f64,
-    bool,
-    ()
-);
-
-// SAFETY: a `Pod` crosses by value, as itself.
-unsafe impl<A: Pod, B: Pod> Arg for abi_stable::std_types::Tuple2<A, B> {
-    type Key = Self;
-    type Wire<'w> = Self;
-    type Lent<'w> = Self;
-    #[inline(always)]
-    fn lend<'w>(v: Self::Lent<'w>) -> Self::Wire<'w> {
-        v
-    }
-    #[inline(always)]
-    fn receive<'w>(w: Self::Wire<'w>) -> Self::Lent<'w> {
-        w
-    }
+    };
+    ($t:ty) => {
+        by_value!([] $t);
+    };
 }
 
-// SAFETY: a `Pod` crosses by value, as itself.
-unsafe impl<A: Pod, B: Pod, C: Pod> Arg for abi_stable::std_types::Tuple3<A, B, C> {
-    type Key = Self;
-    type Wire<'w> = Self;
-    type Lent<'w> = Self;
-    #[inline(always)]
-    fn lend<'w>(v: Self::Lent<'w>) -> Self::Wire<'w> {
-        v
-    }
-    #[inline(always)]
-    fn receive<'w>(w: Self::Wire<'w>) -> Self::Lent<'w> {
-        w
-    }
+macro_rules! by_value_each {
+    ($($t:ty),*) => {$( by_value!($t); )*};
 }
-
-// SAFETY: a `Pod` crosses by value, as itself.
-unsafe impl<T: Pod, const N: usize> Arg for [T; N]
-where
-    [T; N]: Pod,
-{
-    type Key = Self;
-    type Wire<'w> = Self;
-    type Lent<'w> = Self;
-    #[inline(always)]
-    fn lend<'w>(v: Self::Lent<'w>) -> Self::Wire<'w> {
-        v
-    }
-    #[inline(always)]
-    fn receive<'w>(w: Self::Wire<'w>) -> Self::Lent<'w> {
-        w
-    }
-}
+crate::with_builtin_pods!(by_value_each);
+by_value!([A: Pod, B: Pod] abi_stable::std_types::Tuple2<A, B>);
+by_value!([A: Pod, B: Pod, C: Pod] abi_stable::std_types::Tuple3<A, B, C>);
+by_value!([T: Pod, const N: usize] [T; N] where [T; N]: Pod);
 
 // SAFETY: `RStr` is the pointer and length of the very `&str`.
 unsafe impl Arg for &str {
