@@ -22,6 +22,9 @@
 //! - `raw/all-cores`, `typed/all-cores`: the same calls made by every core at once
 //!   (`available_parallelism` threads started together on a barrier, each making the
 //!   same number of calls); the time per call is the slowest thread's.
+//! - `interface`: `Shop::add(u64) -> u64` (`x + 1`, as `raw`) through the handle of a
+//!   trait interface, `manager.interface::<dyn Shop>("probe")` (`probe_api::Shop`,
+//!   declared with `#[interface]`), paired with and divided by `raw`.
 //! - `invoke_func`: `manager.invoke_func("probe", "add", &[1, 2])`, the dynamic by-name
 //!   path with stable `Value`s.
 //! - `raw-str`, `typed-str`: a function of ordinary signature, `(&str, u32) -> String`
@@ -64,7 +67,8 @@
 
 use criterion::Criterion;
 use hotswap_build::{build, BuildOptions, BuildOutput};
-use hotswap_host::{Func, Outcome, PluginManager, Value};
+use hotswap_host::{Func, Interface, Outcome, PluginManager, Value};
+use probe_api::Shop;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -88,6 +92,7 @@ const TYPED_ALL: &str = "typed/all-cores";
 const INVOKE: &str = "invoke_func";
 const RAW_STR: &str = "raw-str";
 const TYPED_STR: &str = "typed-str";
+const INTERFACE: &str = "interface";
 const ALLOC_UNCOUNTED: &str = "alloc/uncounted";
 const ALLOC_COUNTED: &str = "alloc/counted";
 
@@ -205,6 +210,16 @@ impl Call for TypedStr {
             .call((black_box(STR_ARG), black_box(2u32)))
             .expect("typed call");
         black_box(text).len() as u64
+    }
+}
+
+/// A method of a trait interface, through its handle.
+struct Iface(Interface<dyn Shop>);
+
+impl Call for Iface {
+    #[inline(always)]
+    fn call(&self, x: u64) -> u64 {
+        self.0.add(x).expect("interface call")
     }
 }
 
@@ -411,6 +426,12 @@ fn main() {
     );
     assert_eq!(raw_str.call(0), 32);
     assert_eq!(typed_str.call(0), 32);
+    let iface = Iface(
+        manager
+            .interface::<dyn Shop>("probe")
+            .expect("interface handle on probe's Shop"),
+    );
+    assert_eq!(iface.call(41), 42);
     let args = [Value::from(1i64), Value::from(2i64)];
     let dynamic = Dynamic {
         manager: &manager,
@@ -469,6 +490,9 @@ fn main() {
         });
         group.bench_function(TYPED_ALL, |b| {
             b.iter_custom(|n| samples.record_paired(TYPED_ALL, n, threads, &raw, &typed))
+        });
+        group.bench_function(INTERFACE, |b| {
+            b.iter_custom(|n| samples.record_paired(INTERFACE, n, 1, &raw, &iface))
         });
         group.bench_function(INVOKE, |b| {
             b.iter_custom(|n| samples.record_paired(INVOKE, n, 1, &raw, &dynamic))
@@ -575,6 +599,7 @@ fn main() {
     row(TYPED, RAW);
     row(RAW_ALL, RAW);
     row(TYPED_ALL, RAW_ALL);
+    row(INTERFACE, RAW);
     row(INVOKE, RAW);
     row(RAW_STR, RAW);
     row(TYPED_STR, RAW_STR);

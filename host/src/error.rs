@@ -415,6 +415,18 @@ pub enum CallError {
          manager (a reload callback or extension_newer): make it before or after the reload"
     )]
     InReload { plugin: String, function: String },
+    /// The plugin exports none of an interface's methods: it does not list the trait in
+    /// `export_plugin!(.., interfaces { .. })`, or was built against another version of
+    /// the interface crate.
+    #[error(
+        "plugin {plugin:?} does not implement the interface {interface} (it exports no {function})"
+    )]
+    NotImplemented {
+        plugin: String,
+        interface: String,
+        /// The interface's first method (`Pricing.quote`).
+        function: String,
+    },
     /// No version of the current generation registers this live function.
     #[error("no plugin registers the live function {0:?}")]
     UnknownLive(String),

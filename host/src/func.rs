@@ -208,3 +208,23 @@ impl<A: Args, R: Ret> Func<A, R> {
         &self.function
     }
 }
+
+/// The host's family of typed handles, which an interface's handle is made of:
+/// [`Interface<dyn Trait>`](Interface) is the handle
+/// [`PluginManager::interface`](crate::PluginManager::interface) returns.
+pub struct HostCalls;
+
+impl hotswap_plugin_api::interface::Calls for HostCalls {
+    type Func<A: Args, R: Ret> = Func<A, R>;
+    type Error = CallError;
+    #[inline(always)]
+    fn call<'w, A: Args, R: Ret>(f: &Func<A, R>, args: A::Lent<'w>) -> Result<R, CallError> {
+        f.call(args)
+    }
+}
+
+/// The host's handle on a plugin's implementation of the interface trait `I`
+/// (`Interface<dyn Pricing>`, which is the generated `PricingHandle<HostCalls>`), from
+/// [`PluginManager::interface`](crate::PluginManager::interface). Each method call is one
+/// typed call ([`Func::call`]): it runs on the generation current when it starts.
+pub type Interface<I> = <I as hotswap_plugin_api::interface::Interface>::Handle<HostCalls>;

@@ -63,7 +63,7 @@ pub use error::{
     CallError, Error, LayoutMismatch, LoadError, LoadErrorKind, SignatureMismatch, SignaturePart,
     Step,
 };
-pub use func::Func;
+pub use func::{Func, HostCalls, Interface};
 pub use generation::Generation;
 // The manifest and plugin-file types that appear in `LoadErrorKind`; everything else of
 // the manifest format and the ELF checks is in the `hotswap-manifest` crate.

@@ -2,7 +2,7 @@
 //! generation, and swaps in new generations.
 
 use crate::error::{CallError, Error, LoadErrorKind, Step};
-use crate::func::Func;
+use crate::func::{Func, HostCalls};
 use crate::generation::{Generation, Symbol};
 use crate::hooks::HookThread;
 use crate::loader::{self, LoadEnv};
@@ -17,6 +17,7 @@ use crate::version::{owned, Version};
 use abi_stable::std_types::RSlice;
 use abi_stable::StableAbi;
 use hotswap_abi::vtable::{ImportsFfi, VaultHandle};
+use hotswap_plugin_api::interface::{Binder, Interface};
 use hotswap_plugin_api::typed::{Args, Ret};
 use hotswap_plugin_api::Value;
 use hotswap_reclaim::Domain;
@@ -700,6 +701,56 @@ impl PluginManager {
             }
         }
         Ok(Func::new(self.shared.clone(), index, plugin, function))
+    }
+
+    /// A handle on `plugin`'s implementation of the interface trait `I`
+    /// (`manager.interface::<dyn Pricing>("shop")`; see `hotswap_plugin_api::interface`):
+    /// one typed handle per method, made as [`func`](Self::func) makes them, so each
+    /// method call pins the current generation and the handle stays valid across reloads.
+    ///
+    /// Fails as `func` does for the first method that is missing or has another signature
+    /// ([`CallError::Signature`] names the method, `shop::Pricing.quote`, and what differs),
+    /// and with [`CallError::NotImplemented`] when the plugin exports none of them.
+    pub fn interface<I: Interface + ?Sized>(
+        &self,
+        plugin: &str,
+    ) -> Result<crate::func::Interface<I>, CallError> {
+        struct Bind<'a> {
+            manager: &'a PluginManager,
+            plugin: &'a str,
+        }
+        impl Binder for Bind<'_> {
+            type Calls = HostCalls;
+            fn bind<A: Args, R: Ret>(
+                &self,
+                function: &'static str,
+            ) -> Result<Func<A, R>, CallError> {
+                self.manager.func(self.plugin, function)
+            }
+        }
+        I::bind(&Bind {
+            manager: self,
+            plugin,
+        })
+        .map_err(|e| match e {
+            CallError::UnknownFunction { plugin, function }
+                if self.implements_none(&plugin, I::METHODS) =>
+            {
+                CallError::NotImplemented {
+                    plugin,
+                    interface: I::NAME.to_owned(),
+                    function,
+                }
+            }
+            e => e,
+        })
+    }
+
+    fn implements_none(&self, plugin: &str, methods: &[&str]) -> bool {
+        self.shared.domain.with(|g| {
+            g.find(plugin)
+                .is_some_and(|v| methods.iter().all(|m| v.typed(m).is_none()))
+        })
     }
 
     /// Every version still in memory (current, draining, pinned) and the reclamation mode.

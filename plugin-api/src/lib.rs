@@ -56,6 +56,7 @@ pub use hotswap_abi::header;
 #[doc(hidden)]
 pub mod heap;
 mod host;
+pub mod interface;
 #[doc(hidden)]
 pub mod interpose;
 pub mod live;
@@ -69,7 +70,7 @@ pub use hotswap_abi::vtable;
 pub use abi_stable;
 pub use deps::{Export, Import, Imported, Imports};
 pub use host::{spawn, vault, SpawnError, Vault};
-pub use hotswap_plugin_macros::live_functions;
+pub use hotswap_plugin_macros::{interface, live_functions};
 pub use live::LiveData;
 pub use value::{Value, ValueTypeError};
 
@@ -235,6 +236,9 @@ unsafe impl<T: Pod, const N: usize> Pod for [T; N] where [T; N]: abi_stable::Sta
 ///     // Typed functions for the host's fast path: `fn name(&self, a: A, ..) -> R`,
 ///     // up to four arguments (see below).
 ///     typed { add: fn(u64) -> u64, greet: fn(&str, u32) -> String },
+///     // Traits declared with `#[interface]` that `MyPlugin` implements (see the
+///     // `interface` module); their methods join the typed functions as `Trait.method`.
+///     interfaces { pricing_api::Pricing },
 ///     // Live functions: `fn name(&self, args: &[Value]) -> Result<Value>`, called by
 ///     // name on whichever version is current (`hotswap build` checks that every
 ///     // `fn live_…` in the sources is registered). Either list them here, or put
@@ -310,6 +314,7 @@ unsafe impl<T: Pod, const N: usize> Pod for [T; N] where [T; N]: abi_stable::Sta
 macro_rules! export_plugin {
     ($plugin:ty
         $(, typed { $($fname:ident : fn($($arg:tt)*) -> $ret:ty),* $(,)? })?
+        $(, interfaces { $($iface:path),* $(,)? })?
         $(, live $live:tt)?
         $(, live_types { $($tname:ident),* $(,)? })?
         $(,)?) => {
@@ -339,7 +344,8 @@ macro_rules! export_plugin {
                 $($( $crate::abi_stable::std_types::RStr::from_str(stringify!($tname)), )*)?
             ];
 
-            static TYPED: &[$crate::vtable::TypedFn] = &[
+            // The plugin's own typed functions; the interfaces' follow them in `TYPED`.
+            const OWN_TYPED: &[$crate::vtable::TypedFn] = &[
                 $($(
                     $crate::vtable::TypedFn {
                         name: $crate::abi_stable::std_types::RStr::from_str(stringify!($fname)),
@@ -356,6 +362,13 @@ macro_rules! export_plugin {
                     },
                 )*)?
             ];
+            const TYPED_LEN: usize = OWN_TYPED.len() $($(
+                + <dyn $iface as $crate::interface::Implemented<$plugin>>::TYPED.len()
+            )*)?;
+            static TYPED: $crate::interface::TypedTable<TYPED_LEN> =
+                $crate::interface::TypedTable::concat(&[OWN_TYPED, $($(
+                    <dyn $iface as $crate::interface::Implemented<$plugin>>::TYPED,
+                )*)?]);
 
             static VTABLE: $crate::vtable::PluginVTable = $crate::vtable::PluginVTable {
                 name: $crate::abi_stable::std_types::RStr::from_str(env!("CARGO_PKG_NAME")),
@@ -371,7 +384,7 @@ macro_rules! export_plugin {
                 on_free: $crate::glue::on_free::<$plugin>,
                 invoke_func: $crate::glue::invoke_func::<$plugin>,
                 heap: $crate::heap::usage,
-                typed: $crate::abi_stable::std_types::RSlice::from_slice(TYPED),
+                typed: $crate::abi_stable::std_types::RSlice::from_slice(TYPED.as_slice()),
                 live: $crate::abi_stable::std_types::RSlice::from_slice(LIVE),
                 live_types: $crate::abi_stable::std_types::RSlice::from_slice(LIVE_TYPES),
                 // SAFETY: every function above is the glue of `$plugin`, and `typed` and

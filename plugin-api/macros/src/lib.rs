@@ -2,10 +2,39 @@
 //! attribute (`#[live]` on a method) and by name prefix (`live_` unless
 //! `#[live_functions(prefix = "…")]` says otherwise, case-insensitive, as Go hotswap and
 //! `hotswap build --live-prefix` do). Re-exported as `hotswap_plugin_api::live_functions`.
+//!
+//! `#[interface]`: makes a trait an interface a plugin implements and the host calls
+//! through a handle. Re-exported as `hotswap_plugin_api::interface`.
+
+mod interface;
 
 use proc_macro::TokenStream;
 use quote::{format_ident, quote};
-use syn::{parse_macro_input, ImplItem, ItemImpl, LitStr};
+use syn::{parse_macro_input, ImplItem, ItemImpl, ItemTrait, LitStr};
+
+/// Makes a trait an interface: a plugin implements it and lists it in
+/// `export_plugin!(MyPlugin, interfaces { Trait })`; the host calls it through the
+/// generated `TraitHandle` (`manager.interface::<dyn Trait>("plugin")`). Methods take
+/// `&self` and up to four arguments of the types typed functions take; see
+/// `hotswap_plugin_api::interface`. Takes no arguments.
+#[proc_macro_attribute]
+pub fn interface(attr: TokenStream, item: TokenStream) -> TokenStream {
+    if !attr.is_empty() {
+        return syn::Error::new(
+            proc_macro2::TokenStream::from(attr)
+                .into_iter()
+                .next()
+                .map_or_else(proc_macro2::Span::call_site, |t| t.span()),
+            "`#[interface]` takes no arguments",
+        )
+        .to_compile_error()
+        .into();
+    }
+    let item = parse_macro_input!(item as ItemTrait);
+    interface::expand(item)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
 
 /// Registers live functions: every method of this `impl` block that carries `#[live]`
 /// or whose name starts with the prefix (default `live_`). Each must have the signature

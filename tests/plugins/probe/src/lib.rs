@@ -17,7 +17,7 @@
 use hotswap_plugin_api::{
     export_plugin, Error, Export, Import, Imports, Plugin, Result, Value, Vault,
 };
-use probe_api::{PricingError, Quote, QuoteOpts, Receipt};
+use probe_api::{PricingError, Quote, QuoteOpts, Receipt, Shop};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -350,7 +350,32 @@ export_plugin!(Probe, typed {
     words: fn(&str) -> Option<Vec<String>>,
     version_text: fn() -> String,
     explode: fn(&str) -> String,
-});
+}, interfaces { Shop });
+
+impl Shop for Probe {
+    fn quote(&self, sku: &str, qty: u32, opts: &QuoteOpts) -> Result<Quote, PricingError> {
+        Probe::quote(self, sku, qty, opts)
+    }
+    fn version(&self) -> u32 {
+        if cfg!(feature = "v2") {
+            2
+        } else {
+            1
+        }
+    }
+    fn add(&self, x: u64) -> u64 {
+        x + u64::from(Shop::version(self))
+    }
+    fn describe(&self, sku: &str) -> String {
+        format!("{sku} from probe {VERSION}")
+    }
+    fn reversed(&self, bytes: &[u8]) -> Vec<u8> {
+        bytes.iter().rev().copied().collect()
+    }
+    fn explode(&self, message: &str) {
+        panic!("{message}")
+    }
+}
 
 /// A raw `extern "C"` function, found with dlsym: the benchmarks' baseline. Plugin
 /// authors never write these; `export_plugin!`'s typed functions are the real path.

@@ -78,3 +78,46 @@ pub struct Receipt {
 }
 
 hotswap_plugin_api::typed_result!(Receipt { text, lines, cents });
+
+/// A trait interface the probe plugin implements (`export_plugin!(.., interfaces { Shop })`);
+/// the host calls it through `manager.interface::<dyn Shop>("probe")`.
+#[hotswap_plugin_api::interface]
+pub trait Shop {
+    /// As the probe's typed `quote`.
+    fn quote(&self, sku: &str, qty: u32, opts: &QuoteOpts) -> Result<Quote, PricingError>;
+    /// The probe's version number (1 or 2).
+    fn version(&self) -> u32;
+    /// `x + 1` (v1) or `x + 2` (v2): plain data both ways, for the benchmark.
+    fn add(&self, x: u64) -> u64;
+    /// A description of `sku` naming the version.
+    fn describe(&self, sku: &str) -> String;
+    /// The bytes reversed.
+    #[expect(
+        clippy::needless_lifetimes,
+        reason = "a named lifetime, which `#[interface]` must accept"
+    )]
+    fn reversed<'a>(&self, bytes: &'a [u8]) -> Vec<u8>;
+    /// Panics with the message given.
+    fn explode(&self, message: &str);
+    /// A default body: the probe does not override it.
+    fn motto(&self) -> String {
+        String::from("default motto")
+    }
+}
+
+/// The same interface as another release of this crate declares it: `add` takes a `u32`.
+/// A host built against it is refused at `interface()` with the method named.
+pub mod older {
+    #[hotswap_plugin_api::interface]
+    pub trait Shop {
+        /// Takes a `u32` where the probe's takes a `u64`.
+        fn add(&self, x: u32) -> u64;
+    }
+}
+
+/// An interface the probe does not implement.
+#[hotswap_plugin_api::interface]
+pub trait Inventory {
+    /// How many of `sku` are in stock.
+    fn stock(&self, sku: &str) -> u64;
+}
