@@ -218,7 +218,7 @@ fn every_signature_mismatch_is_refused_at_handle_creation_naming_what_differs() 
     let (part, text) = mismatch::<(&str, u32, &QuoteOpts), Vec<u8>>(&m, "label");
     assert_eq!(part, SignaturePart::Result);
     assert!(
-        text.starts_with("probe::label: the plugin returns RString"),
+        text.starts_with("probe::label: the plugin returns HostString"),
         "{text}"
     );
     let (part, _) = mismatch::<(&str, u32, &QuoteOpts), Result<u64, PricingError>>(&m, "quote");
@@ -233,4 +233,18 @@ fn every_signature_mismatch_is_refused_at_handle_creation_naming_what_differs() 
     // A single argument, as before.
     let (part, _) = mismatch::<(&[u8],), String>(&m, "explode");
     assert_eq!(part, SignaturePart::Argument);
+}
+
+#[test]
+fn a_string_made_before_the_host_attached_is_copied_not_adopted() {
+    let (_dir, m) = probe_v1();
+    // A static constructor allocated it from the plugin's early arena, which the host's
+    // allocator must never free: the host gets a copy, and the arena block is released
+    // by the plugin.
+    let early = m.func::<(), String>("probe", "early_text").unwrap();
+    let mut text = early.call(()).unwrap();
+    assert_eq!(text, "made before the host attached");
+    text.push_str(", and grown by the host");
+    drop(text);
+    assert_eq!(early.call(()).unwrap(), "gone");
 }

@@ -26,6 +26,14 @@ fn churn(dir_a: &str, dir_b: &str, cycles: usize) {
     // A value made by the first version, kept while every later version comes and goes:
     // the host copied it out of the plugin, so using it after the unload is sound.
     let mut kept: Option<Value> = None;
+    // Typed results the plugin's code made, handed over to the host (a `String` adopted
+    // without a copy, a `Vec<String>` rebuilt), kept past every unload likewise.
+    let repeat = m.func::<(&str, u32), String>("probe", "repeat").unwrap();
+    let words = m
+        .func::<(&str,), Option<Vec<String>>>("probe", "words")
+        .unwrap();
+    let early = m.func::<(), String>("probe", "early_text").unwrap();
+    let mut kept_typed: Option<(String, Vec<String>)> = None;
     for i in 0..cycles {
         clear(dir.path());
         let from = if i % 2 == 0 { dir_a } else { dir_b };
@@ -45,6 +53,12 @@ fn churn(dir_a: &str, dir_b: &str, cycles: usize) {
             .unwrap()
             .starts_with(if i % 2 == 0 { "v1:" } else { "v2:" }));
         kept.get_or_insert(text);
+        // A string from the plugin's early arena (made by a static constructor): copied.
+        assert!(early.call(()).unwrap().starts_with("made before"));
+        let r = repeat.call(("ab", 500)).unwrap();
+        let w = words.call(("one two three",)).unwrap().unwrap();
+        assert_eq!((r.len(), w.len()), (1000, 3));
+        kept_typed.get_or_insert((r, w));
         assert!(m.collect(Duration::from_secs(60)));
         assert_eq!(
             maps::mapped_under(m.private_dir()).len(),
@@ -53,6 +67,12 @@ fn churn(dir_a: &str, dir_b: &str, cycles: usize) {
         );
     }
     assert_eq!(kept.take().unwrap().as_str().unwrap(), "v1:".repeat(1000));
+    let (r, mut w) = kept_typed.take().unwrap();
+    assert_eq!(r, "ab".repeat(500));
+    // The host's own allocator frees and grows what the plugin's code allocated.
+    w.push(r);
+    w[0].push_str(" more");
+    assert_eq!(w[0], "one more");
     println!(
         "churned {cycles} versions; reclamation: {}",
         m.status().reclamation

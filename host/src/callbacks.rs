@@ -35,7 +35,74 @@ pub(crate) static HOST_VTABLE: HostVTable = HostVTable {
     key_delete: host_key_delete,
     key_set: host_key_set,
     thread_create: host_thread_create,
+    alloc: host_alloc,
+    alloc_zeroed: host_alloc_zeroed,
+    dealloc: host_dealloc,
+    realloc: host_realloc,
 };
+
+/// The layout a plugin asks for, if it is one the global allocator may be given:
+/// non-empty, a power-of-two alignment, a size that does not overflow when rounded up.
+fn heap_layout(size: usize, align: usize) -> Option<std::alloc::Layout> {
+    std::alloc::Layout::from_size_align(size, align)
+        .ok()
+        .filter(|l| l.size() != 0)
+}
+
+/// # Safety
+/// None: any pair is checked (see [`HostVTable::alloc`]).
+unsafe extern "C" fn host_alloc(size: usize, align: usize) -> *mut u8 {
+    match heap_layout(size, align) {
+        // SAFETY: a valid, non-empty layout.
+        Some(l) => unsafe { std::alloc::alloc(l) },
+        None => std::ptr::null_mut(),
+    }
+}
+
+/// # Safety
+/// None, as `host_alloc`.
+unsafe extern "C" fn host_alloc_zeroed(size: usize, align: usize) -> *mut u8 {
+    match heap_layout(size, align) {
+        // SAFETY: a valid, non-empty layout.
+        Some(l) => unsafe { std::alloc::alloc_zeroed(l) },
+        None => std::ptr::null_mut(),
+    }
+}
+
+/// # Safety
+/// See [`HostVTable::dealloc`]: a live block of `host_alloc` with its size and alignment.
+unsafe extern "C" fn host_dealloc(ptr: *mut u8, size: usize, align: usize) {
+    // SAFETY: the caller's contract: the block was allocated with this very layout,
+    // which `heap_layout` accepted then.
+    unsafe {
+        std::alloc::dealloc(
+            ptr,
+            std::alloc::Layout::from_size_align_unchecked(size, align),
+        )
+    }
+}
+
+/// # Safety
+/// See [`HostVTable::realloc`].
+unsafe extern "C" fn host_realloc(
+    ptr: *mut u8,
+    size: usize,
+    align: usize,
+    new_size: usize,
+) -> *mut u8 {
+    if heap_layout(new_size, align).is_none() {
+        return std::ptr::null_mut();
+    }
+    // SAFETY: the caller's contract for the old block (allocated with this layout);
+    // the new size is non-zero and does not overflow when rounded up to `align`.
+    unsafe {
+        std::alloc::realloc(
+            ptr,
+            std::alloc::Layout::from_size_align_unchecked(size, align),
+            new_size,
+        )
+    }
+}
 
 /// The handle a version's plugin code gets (`new`): its context and these callbacks.
 pub(crate) fn handle(ctx: &Arc<VersionCtx>) -> HostHandle {

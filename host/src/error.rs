@@ -239,7 +239,7 @@ pub struct SignatureMismatch {
     /// Which part differs (the arguments are checked first).
     pub part: SignaturePart,
     /// The type the plugin's function has there (its wire form: `RStr<'_>` for
-    /// `&str`, `RString` for `String`, ...), or its argument count.
+    /// `&str`, `HostString` for `String`, ...), or its argument count.
     pub plugin_type: String,
     /// The type the host's handle asked for, likewise.
     pub host_type: String,

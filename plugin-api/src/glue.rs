@@ -60,6 +60,9 @@ unsafe fn instance_mut<'a, T>(p: InstancePtr) -> &'a mut T {
 pub unsafe extern "C" fn new<T: Plugin + Default>(
     host: HostHandle,
 ) -> RResult<InstancePtr, Failure> {
+    // First, before anything allocates: the host's allocator becomes this library's
+    // Rust heap.
+    crate::host_heap::attach(host.vtable);
     // Linked statically, the plugin shares the process's panic hook with the host (and
     // is never unloaded): leave the host's hook alone.
     if !cfg!(feature = "static") {

@@ -98,8 +98,9 @@ fn thread_pointer() -> usize {
     }
 }
 
+/// Adds `bytes` and `blocks` (either may be negative) to the calling thread's counter.
 #[inline(always)]
-fn count(bytes: i64, blocks: i64) {
+pub(crate) fn count(bytes: i64, blocks: i64) {
     let delta = bytes.wrapping_add(blocks.wrapping_shl(BLOCK_SHIFT));
     let tp = thread_pointer();
     let h = (tp.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - 7)) % SLOTS;

@@ -56,6 +56,8 @@ pub use hotswap_abi::header;
 #[doc(hidden)]
 pub mod heap;
 mod host;
+#[doc(hidden)]
+pub mod host_heap;
 pub mod interface;
 #[doc(hidden)]
 pub mod interpose;
@@ -409,6 +411,7 @@ macro_rules! export_plugin {
         }
         $crate::__hotswap_interpose!();
         $crate::__hotswap_heap!();
+        $crate::__hotswap_global_allocator!();
     };
 }
 
@@ -473,6 +476,27 @@ macro_rules! __hotswap_typed_marker {
             ) -> $ret $body
         }
     };
+}
+
+/// Makes the host's allocator this plugin's Rust heap (see the `host_heap` module):
+/// nothing when linked into the host binary (`static`), whose allocator it already is,
+/// or with `own-allocator`, for a plugin that sets a `#[global_allocator]` of its own.
+#[doc(hidden)]
+#[cfg(not(any(feature = "static", feature = "own-allocator")))]
+#[macro_export]
+macro_rules! __hotswap_global_allocator {
+    () => {
+        #[global_allocator]
+        static HOTSWAP_HOST_HEAP: $crate::host_heap::HostHeap = $crate::host_heap::HostHeap;
+    };
+}
+
+/// See the other definition: nothing, linked statically or with `own-allocator`.
+#[doc(hidden)]
+#[cfg(any(feature = "static", feature = "own-allocator"))]
+#[macro_export]
+macro_rules! __hotswap_global_allocator {
+    () => {};
 }
 
 /// Defines, in a plugin's cdylib, the C allocation functions that count the version's

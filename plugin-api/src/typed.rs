@@ -13,9 +13,10 @@
 //!
 //! Results ([`Ret`]): any `Pod`, `String`, `Vec<T>`, `Option<T>`, `Result<T, E>` (with
 //! `T`, `E` results themselves). The plugin turns the value into its wire form
-//! (`RString`, `RVec`, `ROption`, `RResult`); host code copies it into a host-owned
+//! ([`HostString`], `RVec`, `ROption`, `RResult`); host code turns it into a host-owned
 //! value and drops the plugin-made one before the call returns, while the call still
-//! pins the plugin's version.
+//! pins the plugin's version. A `String` is handed over without a copy: the plugin's
+//! Rust heap is the host's allocator, so its buffer already is a host block.
 //!
 //! A borrowed argument cannot escape the call: the method is called with the call's
 //! lifetime, so one that asks for more does not compile:
@@ -286,15 +287,62 @@ unsafe impl<T: Pod> Ret for T {
     }
 }
 
-// SAFETY: the host copies the text into a `String` of its own.
+/// The wire form of a `String` result: a buffer of the host's global allocator, which
+/// the host's `String` adopts without a copy. The plugin's Rust heap is the host's
+/// allocator (the `host_heap` module), so the plugin's `String` is handed over as it
+/// is; otherwise (a block of the early arena, or a plugin with `own-allocator`) its
+/// bytes are first copied into a host block. Made only by [`Ret::into_wire`] for
+/// `String`; its fields are private, so no other code can make one.
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct HostString {
+    /// Start of the host block (dangling when `cap` is 0).
+    ptr: *mut u8,
+    /// Bytes of UTF-8 text.
+    len: usize,
+    /// Size of the host block, which `Layout::array::<u8>(cap)` allocated.
+    cap: usize,
+}
+
+// SAFETY: the text is handed over as a host block (`HostString`): allocated by the host's
+// global allocator with `Layout::array::<u8>(cap)` (the plugin's own `String` buffer
+// when its Rust heap is the host's, else a fresh host copy), holding `len` bytes of
+// UTF-8; nothing in it points into the plugin.
 unsafe impl Ret for String {
-    type Wire = RString;
-    fn into_wire(self) -> RString {
-        RString::from(self)
+    type Wire = HostString;
+    #[inline]
+    fn into_wire(self) -> HostString {
+        let mut s = std::mem::ManuallyDrop::new(self);
+        let (ptr, len, cap) = (s.as_mut_ptr(), s.len(), s.capacity());
+        if cap == 0 {
+            return HostString {
+                ptr,
+                len: 0,
+                cap: 0,
+            };
+        }
+        if crate::host_heap::is_hosts(ptr) {
+            crate::host_heap::hand_over(cap);
+            return HostString { ptr, len, cap };
+        }
+        let copy = crate::host_heap::copy_to_host(s.as_bytes());
+        // The plugin's own buffer is freed by the plugin's allocator.
+        drop(std::mem::ManuallyDrop::into_inner(s));
+        HostString {
+            ptr: copy,
+            len,
+            cap: len,
+        }
     }
     #[inline]
-    fn from_wire(w: RString) -> String {
-        w.as_str().to_owned()
+    fn from_wire(w: HostString) -> String {
+        if w.cap == 0 {
+            return String::new();
+        }
+        // SAFETY: `into_wire` made `w` (its fields are private): a block of this
+        // process's global allocator of `cap` bytes, the layout `String` frees with,
+        // whose first `len` bytes are UTF-8; it belongs to no one else now.
+        unsafe { String::from_raw_parts(w.ptr, w.len, w.cap) }
     }
 }
 

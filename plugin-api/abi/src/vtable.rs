@@ -148,7 +148,7 @@ pub struct TypedFn {
     pub name: RStr<'static>,
     /// A [`TypedCall<A, R>`] with its types erased; `A` is the wire form of the argument
     /// list (one argument as itself, two to four in an [`Args2`]…[`Args4`]), `R` the
-    /// wire form of the result (`RString` for `String`, `RResult` for `Result`, ...).
+    /// wire form of the result (`HostString` for `String`, `RResult` for `Result`, ...).
     pub call: *const c_void,
     /// Layout of `A`, checked by the host against the type it asks for.
     pub arg: &'static TypeLayout,
@@ -363,6 +363,22 @@ pub struct HostVTable {
     /// keys is destroyed on its own thread, like a thread-local's.
     pub key_set:
         unsafe extern "C" fn(ctx: *const c_void, key: c_uint, value: *const c_void) -> c_int,
+    /// The host's global allocator, which a plugin's Rust code allocates from (its
+    /// `#[global_allocator]`, see `hotswap_plugin_api`'s `heap` module), so that an
+    /// owned result (a `String`) becomes the host's without a copy. A block of `size`
+    /// bytes aligned to `align`, or null when the pair is not a valid non-empty layout
+    /// or the allocator fails. No `ctx`: it serves the plugin before and after the host
+    /// knows the version.
+    pub alloc: unsafe extern "C" fn(size: usize, align: usize) -> *mut u8,
+    /// As `alloc`, zeroed.
+    pub alloc_zeroed: unsafe extern "C" fn(size: usize, align: usize) -> *mut u8,
+    /// Frees a block of `alloc`. `ptr`, `size` and `align` must be those of a live block
+    /// `alloc`, `alloc_zeroed` or `realloc` returned.
+    pub dealloc: unsafe extern "C" fn(ptr: *mut u8, size: usize, align: usize),
+    /// Resizes a block of `alloc` (arguments as for `dealloc`) to `new_size` bytes:
+    /// the new block, or null (the old one untouched) when it fails.
+    pub realloc:
+        unsafe extern "C" fn(ptr: *mut u8, size: usize, align: usize, new_size: usize) -> *mut u8,
     /// The plugin's `pthread_create`: the host counts the thread against the version,
     /// which is not closed while it runs. Returns what `pthread_create` returns.
     pub thread_create: unsafe extern "C" fn(

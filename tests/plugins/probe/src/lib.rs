@@ -350,7 +350,36 @@ export_plugin!(Probe, typed {
     words: fn(&str) -> Option<Vec<String>>,
     version_text: fn() -> String,
     explode: fn(&str) -> String,
+    early_text: fn() -> String,
 }, interfaces { Shop });
+
+/// A string a static constructor made when the library was loaded, before the host's
+/// first call (so from the plugin's early arena, not the host's allocator).
+static EARLY: std::sync::atomic::AtomicPtr<String> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
+extern "C" fn early_init() {
+    let text = Box::new(String::from("made before the host attached"));
+    EARLY.store(Box::into_raw(text), std::sync::atomic::Ordering::Release);
+}
+
+/// Runs `early_init` when the library is loaded (life before the host's first call).
+#[used]
+#[link_section = ".init_array"]
+static EARLY_INIT: extern "C" fn() = early_init;
+
+impl Probe {
+    /// The constructor's string, moved out and handed to the host the first time; then
+    /// "gone". The arena block cannot be the host's: it is copied.
+    fn early_text(&self) -> String {
+        let p = EARLY.swap(std::ptr::null_mut(), std::sync::atomic::Ordering::AcqRel);
+        if p.is_null() {
+            return "gone".into();
+        }
+        // SAFETY: `p` came from `Box::into_raw` in `early_init` and was taken once.
+        *unsafe { Box::from_raw(p) }
+    }
+}
 
 impl Shop for Probe {
     fn quote(&self, sku: &str, qty: u32, opts: &QuoteOpts) -> Result<Quote, PricingError> {

@@ -1,0 +1,213 @@
+//! The plugin's Rust heap is the host's: `export_plugin!` makes [`HostHeap`] the
+//! plugin's `#[global_allocator]`, which allocates from the host's global allocator
+//! through the [`HostVTable`], so a `String` a typed function returns becomes the host's
+//! `String` without a copy (see `typed.rs`, `HostString`), and a block the plugin leaks
+//! stays valid host memory after its library is closed.
+//!
+//! Counted as the C allocation functions of [`heap`](crate::heap) count (by the
+//! layout's size here), in the same per-version counters, unless `no-heap-stats`.
+//!
+//! Before the host's first call into the library (`new`) the allocator is not known
+//! yet: what Rust code allocates then (a static constructor) comes from a small arena
+//! inside the library, [`ARENA`] bytes, never handed to the host and never freed. A
+//! constructor that allocates more than that gets an allocation failure.
+//!
+//! Left out when the plugin is linked into the host (`static`: the host's allocator is
+//! the plugin's already) and with the `own-allocator` feature, for a plugin that sets a
+//! `#[global_allocator]` of its own: a `String` result is then copied into a block of
+//! the host's before the call returns.
+
+use crate::vtable::HostVTable;
+use std::alloc::{GlobalAlloc, Layout};
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+
+/// The host's callbacks, set by [`attach`] before any other plugin code runs.
+static HOST: AtomicPtr<HostVTable> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Size of the arena for allocations made before the host's first call.
+pub const ARENA: usize = 64 * 1024;
+
+#[repr(C, align(4096))]
+struct Arena {
+    bytes: UnsafeCell<[u8; ARENA]>,
+    used: AtomicUsize,
+}
+
+// SAFETY: `used` hands each byte range out at most once (a compare-exchange), so no two
+// threads ever touch the same bytes through it.
+unsafe impl Sync for Arena {}
+
+static EARLY: Arena = Arena {
+    bytes: UnsafeCell::new([0; ARENA]),
+    used: AtomicUsize::new(0),
+};
+
+/// Makes `vtable`'s allocator this library's. Called first thing in `new`, before any
+/// allocation the host's call makes.
+pub(crate) fn attach(vtable: &'static HostVTable) {
+    HOST.store(std::ptr::from_ref(vtable).cast_mut(), Ordering::Release);
+}
+
+#[inline(always)]
+fn host() -> Option<&'static HostVTable> {
+    let p = HOST.load(Ordering::Acquire);
+    // SAFETY: null, or the `&'static HostVTable` `attach` stored.
+    unsafe { p.cast_const().as_ref() }
+}
+
+/// Whether `p` lies in the early arena.
+#[inline(always)]
+fn early(p: *const u8) -> bool {
+    let start = EARLY.bytes.get().cast::<u8>().cast_const();
+    (p as usize).wrapping_sub(start as usize) < ARENA
+}
+
+#[cold]
+fn early_alloc(l: Layout) -> *mut u8 {
+    let base = EARLY.bytes.get().cast::<u8>();
+    let mut used = EARLY.used.load(Ordering::Relaxed);
+    loop {
+        let start = (base as usize + used).next_multiple_of(l.align()) - base as usize;
+        let Some(end) = start.checked_add(l.size()).filter(|&e| e <= ARENA) else {
+            return std::ptr::null_mut();
+        };
+        match EARLY
+            .used
+            .compare_exchange(used, end, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            // SAFETY: `start..end` lies inside the arena (checked above).
+            Ok(_) => return unsafe { base.add(start) },
+            Err(now) => used = now,
+        }
+    }
+}
+
+#[inline(always)]
+fn count(bytes: usize, blocks: i64) {
+    #[cfg(not(feature = "no-heap-stats"))]
+    crate::heap::count(bytes as i64 * blocks.signum(), blocks);
+    #[cfg(feature = "no-heap-stats")]
+    let _ = (bytes, blocks);
+}
+
+/// Whether a block this library's Rust code allocated at `p` is the host's: with
+/// [`HostHeap`] as the global allocator, every block but those of the early arena;
+/// linked into the host (`static`), every block; with `own-allocator`, none.
+#[inline(always)]
+pub(crate) fn is_hosts(p: *const u8) -> bool {
+    if cfg!(feature = "static") {
+        true
+    } else if cfg!(feature = "own-allocator") {
+        false
+    } else {
+        !early(p)
+    }
+}
+
+/// Takes a block out of this version's count: it now belongs to the host (a typed
+/// result the host adopts).
+#[inline(always)]
+pub(crate) fn hand_over(size: usize) {
+    count(size, -1);
+}
+
+/// This library's `#[global_allocator]` (set by `export_plugin!`): the host's global
+/// allocator, counted per version.
+pub struct HostHeap;
+
+// SAFETY: every block comes from the host's allocator with the caller's layout (which
+// the host checks) or from the arena (never reused, never freed), and goes back to
+// where it came from: `early` tells them apart by address.
+unsafe impl GlobalAlloc for HostHeap {
+    #[inline]
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        let p = match host() {
+            // SAFETY: any pair is valid for the host's `alloc`.
+            Some(h) => unsafe { (h.alloc)(l.size(), l.align()) },
+            None => early_alloc(l),
+        };
+        if !p.is_null() {
+            count(l.size(), 1);
+        }
+        p
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        let p = match host() {
+            // SAFETY: as in `alloc`.
+            Some(h) => unsafe { (h.alloc_zeroed)(l.size(), l.align()) },
+            // The arena is zeroed and never reused.
+            None => early_alloc(l),
+        };
+        if !p.is_null() {
+            count(l.size(), 1);
+        }
+        p
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        count(l.size(), -1);
+        if early(p) {
+            return;
+        }
+        // Not in the arena, so the host's allocator made it, which means the host
+        // attached before (and stays attached).
+        if let Some(h) = host() {
+            // SAFETY: `p` is a live block of the host's allocator with layout `l`
+            // (GlobalAlloc's contract).
+            unsafe { (h.dealloc)(p, l.size(), l.align()) }
+        }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
+        match host() {
+            Some(h) if !early(p) => {
+                // SAFETY: as in `dealloc`; `new_size` is checked by the host.
+                let q = unsafe { (h.realloc)(p, l.size(), l.align(), new_size) };
+                if !q.is_null() {
+                    count(l.size(), -1);
+                    count(new_size, 1);
+                }
+                q
+            }
+            _ => {
+                // An arena block (or, before the host attached, any block): move it.
+                let Ok(nl) = Layout::from_size_align(new_size, l.align()) else {
+                    return std::ptr::null_mut();
+                };
+                // SAFETY: `nl` is valid; GlobalAlloc's contract makes it non-empty.
+                let q = unsafe { self.alloc(nl) };
+                if !q.is_null() {
+                    // SAFETY: both blocks are live and at least this long; distinct.
+                    unsafe { std::ptr::copy_nonoverlapping(p, q, l.size().min(new_size)) };
+                    // SAFETY: `p` is live with layout `l`.
+                    unsafe { self.dealloc(p, l) };
+                }
+                q
+            }
+        }
+    }
+}
+
+/// A host block of `len` bytes holding a copy of `bytes[..len]`, for a plugin whose Rust
+/// heap is not the host's (`own-allocator`) or a block of the early arena; null with
+/// `len == 0`.
+///
+/// # Panics
+/// When the host's allocator fails, or before the host attached.
+pub(crate) fn copy_to_host(bytes: &[u8]) -> *mut u8 {
+    if bytes.is_empty() {
+        return std::ptr::null_mut();
+    }
+    let h = host().expect("a typed call runs after the host attached");
+    // SAFETY: any pair is valid for the host's `alloc`.
+    let p = unsafe { (h.alloc)(bytes.len(), 1) };
+    assert!(!p.is_null(), "the host's allocator failed");
+    // SAFETY: `p` is a fresh block of `bytes.len()` bytes.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len()) };
+    p
+}
