@@ -18,10 +18,12 @@
 //! blocks it freed, counted by `malloc_usable_size`, so a block is counted the same on
 //! both sides. A block that crosses the boundary moves the count: memory the plugin
 //! allocates and the host frees stays counted against the version, and memory the
-//! host allocates and the plugin frees lowers it (the count can go below zero). A plugin
-//! with its own `#[global_allocator]` that does not call `malloc` (mimalloc, jemalloc)
-//! is not counted. Blocks glibc allocates internally (`strdup`, `getline`) and the plugin
-//! frees lower it too.
+//! host allocates and the plugin frees lowers it (the count can go below zero). The
+//! plugin's Rust code allocates from the host's allocator instead (see
+//! [`host_heap`](crate::host_heap)), counted there into the same counters; a plugin with
+//! its own `#[global_allocator]` (`own-allocator`) that does not call `malloc`
+//! (mimalloc, jemalloc) is not counted. Blocks glibc allocates internally (`strdup`,
+//! `getline`) and the plugin frees lower it too.
 //!
 //! Nothing is reclaimed at unload, on purpose: the host cannot tell a leak from a block
 //! that is still in use elsewhere (state the version handed its successor, a string a
