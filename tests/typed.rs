@@ -247,4 +247,12 @@ fn a_string_made_before_the_host_attached_is_copied_not_adopted() {
     text.push_str(", and grown by the host");
     drop(text);
     assert_eq!(early.call(()).unwrap(), "gone");
+    // A vector whose buffer and elements are all arena blocks: copied likewise.
+    let words = m.func::<(), Vec<String>>("probe", "early_words").unwrap();
+    let mut w = words.call(()).unwrap();
+    assert_eq!(w, ["early", "words"]);
+    w.push("host".into());
+    w[0].push_str(" bird");
+    assert_eq!(w.join(" "), "early bird words host");
+    assert!(words.call(()).unwrap().is_empty());
 }

@@ -33,6 +33,7 @@ fn churn(dir_a: &str, dir_b: &str, cycles: usize) {
         .func::<(&str,), Option<Vec<String>>>("probe", "words")
         .unwrap();
     let early = m.func::<(), String>("probe", "early_text").unwrap();
+    let early_words = m.func::<(), Vec<String>>("probe", "early_words").unwrap();
     let mut kept_typed: Option<(String, Vec<String>)> = None;
     for i in 0..cycles {
         clear(dir.path());
@@ -55,6 +56,7 @@ fn churn(dir_a: &str, dir_b: &str, cycles: usize) {
         kept.get_or_insert(text);
         // A string from the plugin's early arena (made by a static constructor): copied.
         assert!(early.call(()).unwrap().starts_with("made before"));
+        assert_eq!(early_words.call(()).unwrap(), ["early", "words"]);
         let r = repeat.call(("ab", 500)).unwrap();
         let w = words.call(("one two three",)).unwrap().unwrap();
         assert_eq!((r.len(), w.len()), (1000, 3));

@@ -200,12 +200,20 @@ unsafe impl GlobalAlloc for HostHeap {
 /// # Panics
 /// When the host's allocator fails, or before the host attached.
 pub(crate) fn copy_to_host(bytes: &[u8]) -> *mut u8 {
+    copy_to_host_aligned(bytes, 1)
+}
+
+/// As [`copy_to_host`], in a block aligned to `align` (a power of two).
+///
+/// # Panics
+/// As `copy_to_host`.
+pub(crate) fn copy_to_host_aligned(bytes: &[u8], align: usize) -> *mut u8 {
     if bytes.is_empty() {
         return std::ptr::null_mut();
     }
     let h = host().expect("a typed call runs after the host attached");
     // SAFETY: any pair is valid for the host's `alloc`.
-    let p = unsafe { (h.alloc)(bytes.len(), 1) };
+    let p = unsafe { (h.alloc)(bytes.len(), align) };
     assert!(!p.is_null(), "the host's allocator failed");
     // SAFETY: `p` is a fresh block of `bytes.len()` bytes.
     unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len()) };

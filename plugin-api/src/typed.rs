@@ -346,15 +346,80 @@ unsafe impl Ret for String {
     }
 }
 
-// SAFETY: the host builds a `Vec` of its own from host-owned copies of the elements.
+/// The wire form of a `Vec<T>` result: a buffer of the host's global allocator holding
+/// the elements' wire forms, which the host's `Vec` adopts without a copy, as
+/// [`HostString`] is (a `Vec` of plain data crosses as it is; the elements of others are
+/// turned into host values one by one, in place where the sizes match). Made only by
+/// [`Ret::into_wire`] for `Vec`.
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct HostVec<W> {
+    /// Start of the host block (dangling when `cap` is 0).
+    ptr: *mut W,
+    /// Elements.
+    len: usize,
+    /// Elements the host block holds: it was allocated as `Layout::array::<W>(cap)`;
+    /// 0 when nothing was allocated (no element, or zero-sized ones).
+    cap: usize,
+}
+
+// SAFETY: the elements' wire forms are handed over in a host block (`HostVec`):
+// allocated by the host's global allocator as `Layout::array::<T::Wire>(cap)` (the
+// plugin's own buffer when its Rust heap is the host's, else a fresh host block the
+// elements are moved into), or nothing for `cap == 0`; each element is then turned into
+// a host value by `T::from_wire`, which is sound for the element as it is for a `T`.
 unsafe impl<T: Ret> Ret for Vec<T> {
-    type Wire = RVec<T::Wire>;
-    fn into_wire(self) -> RVec<T::Wire> {
-        self.into_iter().map(T::into_wire).collect()
+    type Wire = HostVec<T::Wire>;
+    fn into_wire(self) -> HostVec<T::Wire> {
+        let wire: Vec<T::Wire> = self.into_iter().map(T::into_wire).collect();
+        let mut wire = std::mem::ManuallyDrop::new(wire);
+        let (ptr, len, cap) = (wire.as_mut_ptr(), wire.len(), wire.capacity());
+        let size = std::mem::size_of::<T::Wire>();
+        if size == 0 || cap == 0 {
+            return HostVec { ptr, len, cap: 0 };
+        }
+        if crate::host_heap::is_hosts(ptr.cast()) {
+            crate::host_heap::hand_over(size * cap);
+            return HostVec { ptr, len, cap };
+        }
+        let bytes = size * len;
+        let copy = if len == 0 {
+            std::ptr::NonNull::dangling().as_ptr()
+        } else {
+            // SAFETY: the first `len` elements are initialised: their bytes are readable.
+            let moved = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), bytes) };
+            crate::host_heap::copy_to_host_aligned(moved, std::mem::align_of::<T::Wire>())
+                .cast::<T::Wire>()
+        };
+        // The elements moved (bitwise) into the copy: free the plugin's buffer alone.
+        // SAFETY: `wire`'s buffer, emptied (length 0) so no element is dropped twice.
+        unsafe { wire.set_len(0) };
+        drop(std::mem::ManuallyDrop::into_inner(wire));
+        HostVec {
+            ptr: copy,
+            len,
+            cap: if len == 0 { 0 } else { len },
+        }
     }
     #[inline]
-    fn from_wire(w: RVec<T::Wire>) -> Vec<T> {
-        w.into_iter().map(T::from_wire).collect()
+    fn from_wire(w: HostVec<T::Wire>) -> Vec<T> {
+        let wire: Vec<T::Wire> = if std::mem::size_of::<T::Wire>() == 0 {
+            // SAFETY: reading a zero-sized value reads no memory; `into_wire` had `len`
+            // of them, which are now the host's.
+            (0..w.len)
+                .map(|_| unsafe {
+                    std::ptr::read(std::ptr::NonNull::<T::Wire>::dangling().as_ptr())
+                })
+                .collect()
+        } else if w.cap == 0 {
+            Vec::new()
+        } else {
+            // SAFETY: `into_wire` made `w` (its fields are private): a block of this
+            // process's global allocator allocated as `Layout::array::<T::Wire>(cap)`
+            // whose first `len` elements are initialised, owned by no one else now.
+            unsafe { Vec::from_raw_parts(w.ptr, w.len, w.cap) }
+        };
+        wire.into_iter().map(T::from_wire).collect()
     }
 }
 

@@ -351,6 +351,7 @@ export_plugin!(Probe, typed {
     version_text: fn() -> String,
     explode: fn(&str) -> String,
     early_text: fn() -> String,
+    early_words: fn() -> Vec<String>,
 }, interfaces { Shop });
 
 /// A string a static constructor made when the library was loaded, before the host's
@@ -358,9 +359,15 @@ export_plugin!(Probe, typed {
 static EARLY: std::sync::atomic::AtomicPtr<String> =
     std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
 
+/// Likewise, a vector of strings (its buffer and every element's in the arena).
+static EARLY_WORDS: std::sync::atomic::AtomicPtr<Vec<String>> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
 extern "C" fn early_init() {
     let text = Box::new(String::from("made before the host attached"));
     EARLY.store(Box::into_raw(text), std::sync::atomic::Ordering::Release);
+    let words = Box::new(vec![String::from("early"), String::from("words")]);
+    EARLY_WORDS.store(Box::into_raw(words), std::sync::atomic::Ordering::Release);
 }
 
 /// Runs `early_init` when the library is loaded (life before the host's first call).
@@ -377,6 +384,16 @@ impl Probe {
             return "gone".into();
         }
         // SAFETY: `p` came from `Box::into_raw` in `early_init` and was taken once.
+        *unsafe { Box::from_raw(p) }
+    }
+
+    /// As `early_text`, for the vector; then an empty one.
+    fn early_words(&self) -> Vec<String> {
+        let p = EARLY_WORDS.swap(std::ptr::null_mut(), std::sync::atomic::Ordering::AcqRel);
+        if p.is_null() {
+            return Vec::new();
+        }
+        // SAFETY: as in `early_text`.
         *unsafe { Box::from_raw(p) }
     }
 }
