@@ -53,8 +53,10 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Make a signing key pair: the secret key (mode 0600) for `hotswap build --sign`,
     /// and `<SECRET_KEY>.pub` for the host's trusted keys (minisign's format)
-    #[command(after_help = "Example:\n  hotswap keygen release.key   # writes release.key and release.key.pub\n  \
-                      hotswap build --sign release.key demo/hello/world plugins")]
+    #[command(
+        after_help = "Example:\n  hotswap keygen release.key   # writes release.key and release.key.pub\n  \
+                      hotswap build --sign release.key demo/hello/world plugins"
+    )]
     Keygen(KeygenArgs),
     // Planned subcommands, each a variant here plus a module beside `build`:
     //   New(NewArgs)        create a new plugin crate from a template

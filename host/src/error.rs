@@ -94,7 +94,10 @@ pub enum LoadErrorKind {
     },
     /// The host trusts signing keys and this manifest has no signature beside it.
     #[error("manifest {} is not signed (no {}), and this host loads only plugins signed by a trusted key: build it with `hotswap build --sign <key>`", manifest.display(), signature.display())]
-    Unsigned { manifest: PathBuf, signature: PathBuf },
+    Unsigned {
+        manifest: PathBuf,
+        signature: PathBuf,
+    },
     /// The manifest's signature is not valid, or is by a key the host does not trust.
     #[error("manifest {}: {error}", manifest.display())]
     Signature {

@@ -69,7 +69,9 @@ pub use generation::Generation;
 // The manifest and plugin-file types that appear in `LoadErrorKind`; everything else of
 // the manifest format and the ELF checks is in the `hotswap-manifest` crate.
 pub use hotswap_manifest::elf::ElfError;
+pub use hotswap_manifest::safe_fs::Loose;
 pub use hotswap_manifest::safe_fs::{BadFileName, FileError};
+pub use hotswap_manifest::signature::{KeyId, SignatureError, TrustedKey};
 pub use hotswap_manifest::ManifestError;
 pub use hotswap_plugin_api::typed::{Arg, Args, Ret};
 pub use hotswap_plugin_api::LiveData;
@@ -79,10 +81,8 @@ pub use report::{Outcome, PluginReport, ReloadReport};
 pub use shared::ReloadCallback;
 pub use static_plugin::StaticPlugin;
 pub use status::{HeapStatus, Status, VersionState, VersionStatus};
-pub use trust::{TrustMode, TrustStatus};
-pub use hotswap_manifest::signature::{KeyId, SignatureError, TrustedKey};
-pub use hotswap_manifest::safe_fs::Loose;
 pub use trigger::{LastReload, ReloadOutcome, ReloadStats, Source, Trigger};
+pub use trust::{TrustMode, TrustStatus};
 pub use vault::Vault;
 pub use version::Version;
 

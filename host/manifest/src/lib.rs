@@ -21,5 +21,6 @@ pub mod safe_fs;
 pub mod signature;
 
 pub use manifest::{
-    sha256_hex, write_atomic, Manifest, ManifestError, PanicStrategy, MANIFEST_FORMAT, MANIFEST_SUFFIX,
+    sha256_hex, write_atomic, Manifest, ManifestError, PanicStrategy, MANIFEST_FORMAT,
+    MANIFEST_SUFFIX,
 };

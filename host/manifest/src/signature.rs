@@ -193,7 +193,9 @@ pub enum SignatureError {
     },
     /// Made by a trusted key, but not over these bytes: the manifest was changed after
     /// signing (or the signature was).
-    #[error("the signature by key {key_id} does not match the manifest: it was changed after signing")]
+    #[error(
+        "the signature by key {key_id} does not match the manifest: it was changed after signing"
+    )]
     Mismatch {
         /// The trusted key that claims the signature.
         key_id: KeyId,
@@ -219,9 +221,16 @@ pub fn verify(keys: &[TrustedKey], data: &[u8], signature: &str) -> Result<KeyId
     };
     // Legacy (not prehashed) signatures are refused: minisign has not made them by
     // default for years, and we never do.
-    minisign::verify(&key.key, &sig, std::io::Cursor::new(data), true, false, false)
-        .map(|()| signer)
-        .map_err(|_| SignatureError::Mismatch { key_id: signer })
+    minisign::verify(
+        &key.key,
+        &sig,
+        std::io::Cursor::new(data),
+        true,
+        false,
+        false,
+    )
+    .map(|()| signer)
+    .map_err(|_| SignatureError::Mismatch { key_id: signer })
 }
 
 #[cfg(test)]
@@ -238,7 +247,10 @@ mod tests {
         assert_eq!(sk.id(), a.id);
         assert_eq!(pa.id(), a.id);
         let sig = sign(&sk, b"manifest", "plugin world").unwrap();
-        assert_eq!(verify(&[pb.clone(), pa.clone()], b"manifest", &sig), Ok(a.id));
+        assert_eq!(
+            verify(&[pb.clone(), pa.clone()], b"manifest", &sig),
+            Ok(a.id)
+        );
         assert!(matches!(
             verify(&[pb.clone()], b"manifest", &sig),
             Err(SignatureError::UntrustedKey { key_id, .. }) if key_id == a.id

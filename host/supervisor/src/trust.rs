@@ -65,7 +65,13 @@ pub fn warnings(program: &OsStr, owners: &[u32]) -> Vec<String> {
     check("program", &path, false);
     let named_in = path
         .parent()
-        .map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d })
+        .map(|d| {
+            if d.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                d
+            }
+        })
         .map(Path::to_owned);
     if let Some(dir) = &named_in {
         check("the directory of", dir, true);
@@ -141,6 +147,9 @@ mod tests {
         // Found in PATH like execvp does; a missing program has nothing to say.
         assert_eq!(resolve(OsStr::new("sh")).is_some(), true);
         assert!(warnings(OsStr::new("no-such-program-hotswap"), &me).is_empty());
-        assert_eq!(shell_program("  ./migrate --now"), Some(OsStr::new("./migrate")));
+        assert_eq!(
+            shell_program("  ./migrate --now"),
+            Some(OsStr::new("./migrate"))
+        );
     }
 }
