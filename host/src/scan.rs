@@ -54,12 +54,20 @@ pub(crate) fn newest_builds(
     whitelist: Option<&HashSet<String>>,
     trust: &Trust,
 ) -> Result<BTreeMap<String, Candidate>, Error> {
-    trust.check_dir(dir).map_err(|kind| LoadError {
-        plugin: None,
-        version: None,
-        file: Some(dir.to_owned()),
-        step: Step::Trust,
-        kind,
+    trust.check_dir(dir).map_err(|kind| match kind {
+        // A directory that cannot be looked at is the same error with or without checks.
+        LoadErrorKind::File(safe_fs::FileError::Io { source, .. }) => Error::Dir {
+            dir: dir.to_owned(),
+            source,
+        },
+        kind => LoadError {
+            plugin: None,
+            version: None,
+            file: Some(dir.to_owned()),
+            step: Step::Trust,
+            kind,
+        }
+        .into(),
     })?;
     let newest = newest_unchecked(dir, whitelist)?;
     for c in newest.values() {
