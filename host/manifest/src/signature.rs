@@ -74,8 +74,7 @@ impl TrustedKey {
         let line = text
             .lines()
             .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with("untrusted comment:"))
-            .last()
+            .rfind(|l| !l.is_empty() && !l.starts_with("untrusted comment:"))
             .ok_or_else(|| KeyError::PublicKey("no key line".to_owned()))?;
         let key = minisign::PublicKey::from_base64(line)
             .map_err(|e| KeyError::PublicKey(e.to_string()))?;
@@ -252,11 +251,11 @@ mod tests {
             Ok(a.id)
         );
         assert!(matches!(
-            verify(&[pb.clone()], b"manifest", &sig),
+            verify(std::slice::from_ref(&pb), b"manifest", &sig),
             Err(SignatureError::UntrustedKey { key_id, .. }) if key_id == a.id
         ));
         assert_eq!(
-            verify(&[pa.clone()], b"manifesT", &sig),
+            verify(std::slice::from_ref(&pa), b"manifesT", &sig),
             Err(SignatureError::Mismatch { key_id: a.id })
         );
         assert!(matches!(

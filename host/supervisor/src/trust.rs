@@ -145,7 +145,7 @@ mod tests {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
         assert!(warnings(prog.as_os_str(), &me).is_empty());
         // Found in PATH like execvp does; a missing program has nothing to say.
-        assert_eq!(resolve(OsStr::new("sh")).is_some(), true);
+        assert!(resolve(OsStr::new("sh")).is_some());
         assert!(warnings(OsStr::new("no-such-program-hotswap"), &me).is_empty());
         assert_eq!(
             shell_program("  ./migrate --now"),
