@@ -129,6 +129,13 @@ mod readme {
     }
 
     #[test]
+    fn the_trust_example_is_the_compiled_one() {
+        let readme = readme_block("use hotswap_host::{PluginManager, TrustedKey, Value};");
+        assert!(readme.len() > 8);
+        assert_same(readme, doc_block("src/trust.rs"), "host/src/trust.rs");
+    }
+
+    #[test]
     fn the_plugin_example_is_the_compiled_one() {
         let readme = readme_block(
             "use hotswap_plugin_api::{export_plugin, Error, Imports, Plugin, Result, Value};",

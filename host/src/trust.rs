@@ -17,6 +17,22 @@
 //! (`hotswap_manifest::signature`). The manifest holds the library's sha256, which the
 //! loader checks against the bytes it maps, before `dlopen`; so a library or manifest
 //! changed after signing is refused before any of its code is mapped.
+//!
+//! ```no_run
+//! use hotswap_host::{PluginManager, TrustedKey, Value};
+//! use std::path::Path;
+//!
+//! // The README's trust-model example, compiled by `cargo test --doc`.
+//! let manager = PluginManager::builder("/srv/app/plugins") // strict checks: the default
+//!     .trusted_keys([
+//!         TrustedKey::from_file(Path::new("release.key.pub"))?,
+//!         TrustedKey::from_file(Path::new("next.key.pub"))?, // a rotation: both at once
+//!     ])
+//!     .build()?;
+//! manager.load_plugins(&Value::Null)?; // only builds signed by one of them load
+//! println!("{:?}", manager.status().trust); // mode, signatures_required, trusted_keys
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use crate::error::LoadErrorKind;
 use hotswap_manifest::safe_fs::{self, Access, FileError};

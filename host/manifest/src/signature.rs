@@ -112,8 +112,9 @@ impl fmt::Debug for SecretKey {
 
 impl SecretKey {
     /// Parses an unencrypted minisign secret key file's contents (as `hotswap keygen`
-    /// or `minisign -G -W` write it). Fails with [`KeyError::SecretKey`] otherwise
-    /// (an encrypted key included: a build has no one to ask for the password).
+    /// writes it). Fails with [`KeyError::SecretKey`] otherwise: an encrypted key (a
+    /// build has no one to ask for the password), or a key without its checksum (what
+    /// `minisign -G -W` 0.11 writes).
     pub fn parse(text: &str) -> Result<SecretKey, KeyError> {
         let boxed = minisign::SecretKeyBox::from_string(text)
             .map_err(|e| KeyError::SecretKey(e.to_string()))?;
@@ -267,5 +268,36 @@ mod tests {
         assert_eq!(TrustedKey::parse(line).unwrap().id(), a.id);
         assert!(TrustedKey::parse("nonsense").is_err());
         assert!(SecretKey::parse(&a.public).is_err());
+    }
+
+    /// Made by the standard tool (minisign 0.11): `minisign -G -W`, then
+    /// `minisign -S -m msg -t tc` over the five bytes `hello`. (Its `-W` secret key has
+    /// no checksum, which the minisign crate refuses: sign with `hotswap keygen`'s keys.)
+    const MINISIGN_PUBLIC: &str = "untrusted comment: minisign public key 5D50D301263E3BA1
+RWShOz4mAdNQXQldTexYgsYVL9eefWNLmDrOtATNhh+M9F0+PTT7fxj4
+";
+    const MINISIGN_SIGNATURE: &str = "untrusted comment: signature from minisign secret key
+RUShOz4mAdNQXWWOkaHFjlsd5bN9nBOjGHFrcsexyBgdAoesFljJWOq3FWn8qpBdrXLtoneM3Km1AAyf4eiE4KRs0UcEqrT7AQY=
+trusted comment: tc
+Q20e6RzMD4BTGZArL93vkvT5x3hYv8UooY2AdNb5WgWbZRdi3EbmxUlbX4dDqqdSdisHA9HkrII6KCoioxFfCw==
+";
+
+    #[test]
+    fn keys_and_signatures_of_the_standard_minisign_tool_work() {
+        let public = TrustedKey::parse(MINISIGN_PUBLIC).unwrap();
+        assert_eq!(
+            public.id().to_string(),
+            "5D50D301263E3BA1",
+            "ids print as minisign's"
+        );
+        let id = public.id();
+        assert_eq!(
+            verify(std::slice::from_ref(&public), b"hello", MINISIGN_SIGNATURE),
+            Ok(id)
+        );
+        assert_eq!(
+            verify(std::slice::from_ref(&public), b"hellO", MINISIGN_SIGNATURE),
+            Err(SignatureError::Mismatch { key_id: id })
+        );
     }
 }
