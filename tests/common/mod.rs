@@ -136,12 +136,16 @@ pub fn install_with(b: &Build, dir: &Path, edit: impl FnOnce(&mut Manifest)) -> 
     path
 }
 
-/// A fresh plugin directory.
+/// A fresh plugin directory, mode 0755 whatever the umask (a strict host, the
+/// default, refuses a directory its group can write).
 pub fn plugin_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
         .prefix("hotswap-test-")
         .tempdir()
-        .unwrap()
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
 }
 
 /// Installs an arbitrary file as if `hotswap build` had made it, with a correct sha256.
