@@ -70,6 +70,7 @@ impl std::fmt::Display for TrustMode {
 
 /// What [`crate::PluginManager::status`] says about the trust checks in force.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct TrustStatus {
     /// Strict or permissive owner and mode checks.
     pub mode: TrustMode,
