@@ -959,3 +959,51 @@ fn a_worker_over_max_rss_is_recycled() {
     );
     assert_ne!(next, first);
 }
+
+#[test]
+fn a_served_or_pre_upgrade_command_others_can_write_is_warned_about() {
+    let dir = tempdir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (run, _mark) = recorder(dir.path());
+    // The pre-upgrade command lives in a directory every user can write (no sticky
+    // bit): anyone could replace it before the next upgrade.
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let pre = open.join("pre.sh");
+    script(&pre, "exit 0");
+    // The served command itself is group-writable.
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o775)).unwrap();
+    let mut serve = Serve::start(
+        dir,
+        &[
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--start-delay",
+            "100ms",
+            "--pre-upgrade",
+            pre.to_str().unwrap(),
+        ],
+        &[run.to_str().unwrap()],
+    );
+    serve.serving(1);
+    let log = serve.log();
+    let served = format!(
+        "served command: program {} is writable by its group",
+        run.display()
+    );
+    assert!(log.contains(&served), "log lacks {served:?}:\n{log}");
+    let pre_dir = format!(
+        "--pre-upgrade command: the directory of {} is writable by every user",
+        open.display()
+    );
+    assert!(log.contains(&pre_dir), "log lacks {pre_dir:?}:\n{log}");
+    // It warns, it does not refuse: the upgrade runs, and warns again.
+    let out = serve.upgrade();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(serve.log().matches(&served).count() >= 2, "{}", serve.log());
+}

@@ -51,8 +51,24 @@ enum Command {
     /// refusing a connection.
     #[command(after_help = serve::EXAMPLES)]
     Serve(serve::ServeArgs),
+    /// Make a signing key pair: the secret key (mode 0600) for `hotswap build --sign`,
+    /// and `<SECRET_KEY>.pub` for the host's trusted keys (minisign's format)
+    #[command(
+        after_help = "Example:\n  hotswap keygen release.key   # writes release.key and release.key.pub\n  \
+                      hotswap build --sign release.key demo/hello/world plugins"
+    )]
+    Keygen(KeygenArgs),
     // Planned subcommands, each a variant here plus a module beside `build`:
     //   New(NewArgs)        create a new plugin crate from a template
+}
+
+/// Arguments of `hotswap keygen`.
+#[derive(Debug, Args)]
+struct KeygenArgs {
+    /// Where to write the secret key; the public key goes to <SECRET_KEY>.pub. Neither
+    /// may exist yet
+    #[arg(value_name = "SECRET_KEY")]
+    secret_key: PathBuf,
 }
 
 /// Arguments of `hotswap build`.
@@ -100,13 +116,18 @@ struct BuildArgs {
     #[arg(long)]
     allow_panic_abort: bool,
 
+    /// Sign the manifest with this secret key (made by `hotswap keygen`, mode 0600) into
+    /// <manifest>.minisig; a host with trusted keys loads only signed plugins
+    #[arg(long, value_name = "SECRET_KEY")]
+    sign: Option<PathBuf>,
+
     /// Link the plugin into the host crate given as the second directory instead of
     /// building it (one binary for debugger sessions): writes <HOST_DIR>/src/hotswap_static.rs
     /// and a marked dependency block in <HOST_DIR>/Cargo.toml, then `cargo build` the host.
     /// The plugin needs `crate-type = ["cdylib", "rlib"]`
     #[arg(long, conflicts_with_all = [
         "debug", "leave_temps", "no_build", "include", "exclude", "target_dir", "keep", "cargo_args",
-        "allow_panic_abort",
+        "allow_panic_abort", "sign",
     ])]
     static_linking: bool,
 
@@ -145,6 +166,7 @@ impl From<BuildArgs> for hotswap_build::BuildOptions {
             keep: args.keep.map(|n| n as usize),
             cargo_args: args.cargo_args,
             allow_panic_abort: args.allow_panic_abort,
+            sign: args.sign,
         }
     }
 }
@@ -194,6 +216,18 @@ where
                 Err(err) => report(&err),
             }
         }
+        Command::Keygen(args) => match hotswap_build::signing::keygen(&args.secret_key) {
+            Ok(files) => {
+                println!(
+                    "key {}: secret key {} (keep it private), public key {} (give it to the host)",
+                    files.id,
+                    files.secret.display(),
+                    files.public.display()
+                );
+                0
+            }
+            Err(err) => report(&err),
+        },
         Command::Reload(args) => reload::run(args),
         Command::Status(args) => status::run(args),
         Command::Watch(args) => watch::run(args),

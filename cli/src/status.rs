@@ -93,6 +93,25 @@ pub fn format_status(s: &Json) -> String {
         text(s, "unloaded"),
         text(s, "reclamation")
     );
+    if let Some(trust) = s.get("trust").filter(|t| !t.is_null()) {
+        let keys: Vec<String> = trust
+            .get("trusted_keys")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| k.as_str().map(str::to_owned))
+            .collect();
+        let signatures = if keys.is_empty() {
+            "signatures not required".to_owned()
+        } else {
+            format!("signatures required (keys {})", keys.join(", "))
+        };
+        let _ = writeln!(
+            out,
+            "trust: {} plugin directory · {signatures}",
+            text(trust, "mode")
+        );
+    }
     if let Some(last) = s.get("last_reload").filter(|l| !l.is_null()) {
         let _ = write!(
             out,
@@ -229,6 +248,7 @@ mod tests {
         let s = serde_json::json!({
             "pid": 42, "dir": "/srv/plugins", "generation": 3, "reloads": 2,
             "unloaded": 1, "reclamation": "membarrier",
+            "trust": {"mode": "strict", "signatures_required": true, "trusted_keys": ["ABCD"]},
             "plugins": [{"name": "world", "version": "0.1.0", "build_id": "b3",
                           "reloadable": true, "id": 7}],
             "versions": [
@@ -241,6 +261,10 @@ mod tests {
         let text = format_status(&s);
         assert!(text.contains("generation 3"), "{text}");
         assert!(text.contains("last reload: success via signal"), "{text}");
+        assert!(
+            text.contains("trust: strict plugin directory · signatures required (keys ABCD)"),
+            "{text}"
+        );
         assert!(
             text.contains("PLUGIN  VERSION  BUILD  RELOADABLE  ID\n"),
             "{text}"

@@ -9,9 +9,12 @@
 //! cargo run --release -p hotswap-cli -- build demo/hello/world target/hotswap-demo/hello-serve/plugins -- --features v2
 //! cargo run --release -p hotswap-cli -- reload --admin target/hotswap-demo/hello-serve/admin.sock   # or kill -HUP <pid>
 //! ```
+//!
+//! `--trusted-key FILE` (repeatable) loads only builds signed by those keys
+//! (`hotswap keygen`, `hotswap build --sign`): the README's trust-model example.
 
 use hotswap_host::admin::{Admin, AdminConfig};
-use hotswap_host::{signals, watch, PluginManager, Trigger, Value};
+use hotswap_host::{signals, watch, PluginManager, Trigger, TrustedKey, Value};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,15 +30,17 @@ struct Options {
     plugins: Option<PathBuf>,
     admin: Option<PathBuf>,
     watch: bool,
+    trusted_keys: Vec<TrustedKey>,
 }
 
-const USAGE: &str = "usage: hotswap-demo hello --serve [--plugins DIR] [--admin SOCKET] [--watch]";
+const USAGE: &str = "usage: hotswap-demo hello --serve [--plugins DIR] [--admin SOCKET] [--watch] [--trusted-key PUBLIC_KEY_FILE]...";
 
 fn options() -> Result<Options, String> {
     let mut opts = Options {
         plugins: None,
         admin: None,
         watch: false,
+        trusted_keys: Vec::new(),
     };
     let mut args = std::env::args().skip(2);
     while let Some(arg) = args.next() {
@@ -44,6 +49,11 @@ fn options() -> Result<Options, String> {
             "--watch" => opts.watch = true,
             "--plugins" => opts.plugins = Some(args.next().ok_or(USAGE)?.into()),
             "--admin" => opts.admin = Some(args.next().ok_or(USAGE)?.into()),
+            "--trusted-key" => {
+                let file = PathBuf::from(args.next().ok_or(USAGE)?);
+                let key = TrustedKey::from_file(&file).map_err(|e| e.to_string())?;
+                opts.trusted_keys.push(key);
+            }
             other => return Err(format!("unknown argument {other:?}; {USAGE}")),
         }
     }
@@ -71,7 +81,12 @@ pub(crate) fn run() -> Result<(), String> {
         std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
     }
 
-    let manager = Arc::new(PluginManager::new(&plugins).map_err(|e| e.to_string())?);
+    let manager = Arc::new(
+        PluginManager::builder(&plugins)
+            .trusted_keys(opts.trusted_keys)
+            .build()
+            .map_err(|e| e.to_string())?,
+    );
     let report = manager
         .load_plugins(&Value::Null)
         .map_err(|e| e.to_string())?;

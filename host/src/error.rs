@@ -12,6 +12,9 @@ use std::time::Duration;
 pub enum Step {
     /// Listing the plugin directory and reading manifests.
     Scan,
+    /// Who may have written what is loaded: the owner and mode checks of a strict
+    /// plugin directory, and the signature a host with trusted keys requires.
+    Trust,
     /// Copying the file to the host's private directory and checking its sha256.
     Copy,
     /// Checking the file is a complete shared object for this machine.
@@ -42,6 +45,7 @@ impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Step::Scan => "scan",
+            Step::Trust => "trust",
             Step::Copy => "copy",
             Step::Validate => "validate",
             Step::Open => "open",
@@ -78,6 +82,28 @@ pub enum LoadErrorKind {
         manifest: PathBuf,
         file: String,
         reason: hotswap_manifest::safe_fs::BadFileName,
+    },
+    /// A strict host (the default) refuses code from a plugin directory, manifest or
+    /// library that anyone but its owner can write, or whose owner is neither the
+    /// host's user nor root (`Builder::permissive_plugin_dir` relaxes this).
+    #[error("{} is {why} (mode {mode:04o}): a strict host loads only what no one but the host's user or root can have written; `chmod go-w` and `chown` it, or use Builder::permissive_plugin_dir() for development", path.display())]
+    Insecure {
+        path: PathBuf,
+        mode: u32,
+        why: hotswap_manifest::safe_fs::Loose,
+    },
+    /// The host trusts signing keys and this manifest has no signature beside it.
+    #[error("manifest {} is not signed (no {}), and this host loads only plugins signed by a trusted key: build it with `hotswap build --sign <key>`", manifest.display(), signature.display())]
+    Unsigned {
+        manifest: PathBuf,
+        signature: PathBuf,
+    },
+    /// The manifest's signature is not valid, or is by a key the host does not trust.
+    #[error("manifest {}: {error}", manifest.display())]
+    Signature {
+        manifest: PathBuf,
+        #[source]
+        error: hotswap_manifest::signature::SignatureError,
     },
     #[error("sha256 mismatch: manifest says {expected}, file has {actual}")]
     Checksum { expected: String, actual: String },

@@ -53,6 +53,7 @@ mod static_plugin;
 mod status;
 mod threads;
 mod trigger;
+mod trust;
 mod vault;
 mod verified;
 mod version;
@@ -68,7 +69,9 @@ pub use generation::Generation;
 // The manifest and plugin-file types that appear in `LoadErrorKind`; everything else of
 // the manifest format and the ELF checks is in the `hotswap-manifest` crate.
 pub use hotswap_manifest::elf::ElfError;
+pub use hotswap_manifest::safe_fs::Loose;
 pub use hotswap_manifest::safe_fs::{BadFileName, FileError};
+pub use hotswap_manifest::signature::{KeyId, SignatureError, TrustedKey};
 pub use hotswap_manifest::ManifestError;
 pub use hotswap_plugin_api::typed::{Arg, Args, Ret};
 pub use hotswap_plugin_api::LiveData;
@@ -79,6 +82,7 @@ pub use shared::ReloadCallback;
 pub use static_plugin::StaticPlugin;
 pub use status::{HeapStatus, Status, VersionState, VersionStatus};
 pub use trigger::{LastReload, ReloadOutcome, ReloadStats, Source, Trigger};
+pub use trust::{TrustMode, TrustStatus};
 pub use vault::Vault;
 pub use version::Version;
 
@@ -122,6 +126,13 @@ mod readme {
             missing.is_empty(),
             "README lines missing from the compiled example in {doc_file}: {missing:#?}"
         );
+    }
+
+    #[test]
+    fn the_trust_example_is_the_compiled_one() {
+        let readme = readme_block("use hotswap_host::{PluginManager, TrustedKey, Value};");
+        assert!(readme.len() > 8);
+        assert_same(readme, doc_block("src/trust.rs"), "host/src/trust.rs");
     }
 
     #[test]

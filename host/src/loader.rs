@@ -17,6 +17,7 @@ use crate::scan::Candidate;
 use crate::static_plugin::StaticPlugin;
 use crate::status::{HeapSource, RecordState, Records, VersionRecord};
 use crate::threads::Holds;
+use crate::trust::Trust;
 use crate::vault::Staging;
 use crate::verified::Verified;
 use crate::version::{owned, Dependency, Instantiated, OwnedFailure, Version};
@@ -24,6 +25,7 @@ use abi_stable::library::AbiHeader;
 use abi_stable::StableAbi;
 use hotswap_abi::header::{self, PluginHeader};
 use hotswap_abi::vtable::PluginVTable;
+use hotswap_manifest::safe_fs::FileIdentity;
 use hotswap_manifest::sha256_hex;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +40,8 @@ pub(crate) struct LoadEnv<'a> {
     pub jobs: &'a Jobs,
     /// Plugin files already checked, whose checks a load of the same file skips.
     pub verified: &'a Verified,
+    /// The owner and mode checks every plugin file passes before it is read.
+    pub trust: &'a Trust,
     pub records: &'a Records,
     pub manager: std::sync::Weak<dyn crate::ctx::Services>,
     /// The DataBag writes of the reload loading these versions.
@@ -65,9 +69,10 @@ pub(crate) fn load(
     // A unique private path per version: dlopen of a path it already has open returns
     // the old handle, and the build directory may be rewritten while we run.
     let private_path = env.private_dir.join(format!("{id}-{}", m.file));
-    // Never block on, or follow a link from, the plugin directory.
-    let (bytes, identity) = hotswap_manifest::safe_fs::read_regular_identified(&source, None)
-        .map_err(|e| fail(Step::Copy, e.into()))?;
+    // Never block on, or follow a link from, the plugin directory; only what the trust
+    // checks accept.
+    let (bytes, identity) =
+        read_trusted(&source, env.trust).map_err(|(step, kind)| fail(step, kind))?;
     // The same file, unchanged, with the same manifest checksum, passed these checks
     // before (see `verified`): they are functions of its bytes alone.
     if !identity.is_some_and(|i| env.verified.contains(&i, &m.sha256)) {
@@ -156,6 +161,22 @@ pub(crate) fn load(
             &fail,
         )
     }
+}
+
+/// Reads the plugin file `source` without blocking on it or following a link
+/// (`safe_fs`), and refuses it at [`Step::Trust`] if `trust` does (owner and mode, as
+/// `fstat` of the very descriptor read says). These checks run on every load: the
+/// `verified` cache only skips checks of the bytes.
+fn read_trusted(
+    source: &Path,
+    trust: &Trust,
+) -> Result<(Vec<u8>, Option<FileIdentity>), (Step, LoadErrorKind)> {
+    let read = hotswap_manifest::safe_fs::read_regular_checked(source, None)
+        .map_err(|e| (Step::Copy, e.into()))?;
+    trust
+        .check_file(source, &read.access)
+        .map_err(|kind| (Step::Trust, kind))?;
+    Ok((read.bytes, read.identity))
 }
 
 /// Loads a plugin linked into the host binary: the same header checks, instance and

@@ -12,11 +12,13 @@ use crate::scan;
 use crate::shared::{ExtensionNewer, ReloadCallback, Shared};
 use crate::static_plugin::StaticPlugin;
 use crate::status::{RecordState, Records, Status, VersionState, VersionStatus, PINNED_REASON};
+use crate::trust::{Trust, TrustMode};
 use crate::vault::{ExtensionObj, Staging, Vault};
 use crate::version::{owned, Version};
 use abi_stable::std_types::RSlice;
 use abi_stable::StableAbi;
 use hotswap_abi::vtable::{ImportsFfi, VaultHandle};
+use hotswap_manifest::signature::TrustedKey;
 use hotswap_plugin_api::interface::{Binder, Interface};
 use hotswap_plugin_api::typed::{Args, Ret};
 use hotswap_plugin_api::Value;
@@ -42,6 +44,8 @@ pub struct Builder {
     logger: Option<tracing::Dispatch>,
     static_plugins: Option<Vec<StaticPlugin>>,
     hook_timeout: Duration,
+    trust_mode: TrustMode,
+    trusted_keys: Vec<TrustedKey>,
 }
 
 impl Builder {
@@ -104,6 +108,37 @@ impl Builder {
         self
     }
 
+    /// How strictly the plugin directory is checked before anything in it is loaded.
+    /// [`TrustMode::Strict`] (the default) refuses, with [`LoadErrorKind::Insecure`] at
+    /// [`Step::Trust`] (the old generation serving), a plugin directory, manifest or
+    /// library that its group or other users can write, or that is owned by a user
+    /// other than the host's effective user or root. Symbolic links are refused in
+    /// every mode. `status()` and `/metrics` say which mode is in force.
+    pub fn trust_mode(mut self, mode: TrustMode) -> Builder {
+        self.trust_mode = mode;
+        self
+    }
+
+    /// [`TrustMode::Permissive`], for development: no owner or mode checks (links,
+    /// FIFOs and devices are still refused, and trusted keys still required).
+    pub fn permissive_plugin_dir(self) -> Builder {
+        self.trust_mode(TrustMode::Permissive)
+    }
+
+    /// Loads only plugins whose manifest is signed (`hotswap build --sign`) by one of
+    /// these keys, checked when the directory is scanned, before any file is opened;
+    /// the library's sha256 in the signed manifest is checked before `dlopen`. Several
+    /// keys at once allow a rotation: trust the new key, sign with it, then drop the
+    /// old one. An unsigned manifest fails the reload with [`LoadErrorKind::Unsigned`],
+    /// a signature by another key or over other bytes with
+    /// [`LoadErrorKind::Signature`], a library changed after signing with
+    /// [`LoadErrorKind::Checksum`]; the old generation keeps serving. Calling it again
+    /// adds keys. Statically linked plugins are not checked (they are the binary).
+    pub fn trusted_keys(mut self, keys: impl IntoIterator<Item = TrustedKey>) -> Builder {
+        self.trusted_keys.extend(keys);
+        self
+    }
+
     /// Where the manager's own events go (default: the global `tracing` subscriber).
     pub fn logger(mut self, dispatch: tracing::Dispatch) -> Builder {
         self.logger = Some(dispatch);
@@ -141,6 +176,7 @@ impl Builder {
                 reaper,
                 records,
                 verified: Default::default(),
+                trust: Trust::new(self.trust_mode, self.trusted_keys),
                 symbols: Mutex::new(Vec::new()),
                 private_dir,
                 reloads: AtomicU64::new(0),
@@ -255,6 +291,8 @@ impl PluginManager {
             logger: None,
             static_plugins: None,
             hook_timeout: crate::hooks::DEFAULT_TIMEOUT,
+            trust_mode: TrustMode::Strict,
+            trusted_keys: Vec::new(),
         }
     }
 
@@ -406,12 +444,13 @@ impl PluginManager {
         // Static mode has nothing to scan: its plugins are loaded below, once.
         let candidates = match &sh.static_plugins {
             Some(_) => Default::default(),
-            None => scan::newest_builds(dir, sh.whitelist.as_ref())?,
+            None => scan::newest_builds(dir, sh.whitelist.as_ref(), &sh.trust)?,
         };
         let env = LoadEnv {
             private_dir: sh.private_dir.path(),
             jobs: &sh.jobs,
             verified: &sh.verified,
+            trust: &sh.trust,
             records: &sh.records,
             manager: Arc::downgrade(&(self.shared.clone() as Arc<dyn crate::ctx::Services>)),
             staging: Some(staging.clone()),
@@ -827,6 +866,7 @@ impl PluginManager {
             hook_timeouts: sh.hook_timeouts.load(Ordering::Relaxed),
             unloaded: *sh.records.unloaded.lock(),
             unloaded_heap: *sh.records.unloaded_heap.lock(),
+            trust: sh.trust.status(),
         }
     }
 

@@ -30,6 +30,10 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// - `hotswap_unloaded_heap_bytes_total`, `hotswap_unloaded_heap_blocks_total`: heap
 ///   unloaded versions left allocated (leaked) when they unloaded.
 /// - `hotswap_reclamation_info{mode}`: always 1; `mode` says how readers are fenced.
+/// - `hotswap_trust_info{mode,signatures}`: always 1; `mode` is `strict` or
+///   `permissive` (the plugin directory's owner and mode checks), `signatures` is
+///   `required` (trusted keys configured) or `not_required`.
+/// - `hotswap_trusted_keys`: how many signing keys the host trusts.
 pub fn render(trigger: &Trigger) -> String {
     let stats = trigger.stats();
     let manager = trigger.manager();
@@ -247,6 +251,34 @@ pub fn render(trigger: &Trigger) -> String {
         out,
         "hotswap_reclamation_info{{mode=\"{}\"}} 1",
         escape(&status.reclamation)
+    );
+
+    family(
+        &mut out,
+        "hotswap_trust_info",
+        "gauge",
+        "Trust checks in force: plugin directory mode and whether signatures are required (always 1).",
+    );
+    let _ = writeln!(
+        out,
+        "hotswap_trust_info{{mode=\"{}\",signatures=\"{}\"}} 1",
+        status.trust.mode,
+        if status.trust.signatures_required {
+            "required"
+        } else {
+            "not_required"
+        }
+    );
+    family(
+        &mut out,
+        "hotswap_trusted_keys",
+        "gauge",
+        "Signing keys the host trusts.",
+    );
+    let _ = writeln!(
+        out,
+        "hotswap_trusted_keys {}",
+        status.trust.trusted_keys.len()
     );
     out
 }

@@ -1,6 +1,8 @@
 //! Finding what to load: the newest build of each plugin in a directory, by manifest.
 
 use crate::error::{Error, LoadError, LoadErrorKind, Step};
+use crate::trust::Trust;
+use hotswap_manifest::safe_fs::{self, Access};
 use hotswap_manifest::{Manifest, ManifestError, MANIFEST_SUFFIX};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -10,6 +12,10 @@ use std::path::{Path, PathBuf};
 pub(crate) struct Candidate {
     pub manifest_path: PathBuf,
     pub manifest: Manifest,
+    /// The manifest's bytes as read (what a signature covers).
+    pub raw: Vec<u8>,
+    /// Owner and mode of the manifest file that was read.
+    pub access: Access,
 }
 
 impl Candidate {
@@ -41,8 +47,50 @@ fn scan_error(e: ManifestError) -> LoadErrorKind {
 ///
 /// Fails on an unreadable directory, a corrupt manifest (a directory with one bad
 /// manifest is not half-loaded), or two different builds of one plugin claiming the
-/// same build time.
+/// same build time; and, at [`Step::Trust`], when `trust` refuses the directory or a
+/// chosen build's manifest (its owner, its mode, its signature: see [`Trust`]).
 pub(crate) fn newest_builds(
+    dir: &Path,
+    whitelist: Option<&HashSet<String>>,
+    trust: &Trust,
+) -> Result<BTreeMap<String, Candidate>, Error> {
+    trust.check_dir(dir).map_err(|kind| match kind {
+        // A directory that cannot be looked at is the same error with or without checks.
+        LoadErrorKind::File(safe_fs::FileError::Io { source, .. }) => Error::Dir {
+            dir: dir.to_owned(),
+            source,
+        },
+        kind => LoadError {
+            plugin: None,
+            version: None,
+            file: Some(dir.to_owned()),
+            step: Step::Trust,
+            kind,
+        }
+        .into(),
+    })?;
+    let newest = newest_unchecked(dir, whitelist)?;
+    for c in newest.values() {
+        let refuse = |kind| LoadError {
+            plugin: Some(c.manifest.name.clone()),
+            version: Some(c.manifest.version.clone()),
+            file: Some(c.manifest_path.clone()),
+            step: Step::Trust,
+            kind,
+        };
+        trust
+            .check_file(&c.manifest_path, &c.access)
+            .map_err(refuse)?;
+        trust
+            .check_signature(&c.manifest_path, &c.raw)
+            .map_err(refuse)?;
+    }
+    Ok(newest)
+}
+
+/// The newest builds, before the trust checks (only the chosen builds are checked: an
+/// old unsigned build left in the directory does not stop a signed newer one).
+fn newest_unchecked(
     dir: &Path,
     whitelist: Option<&HashSet<String>>,
 ) -> Result<BTreeMap<String, Candidate>, Error> {
@@ -64,19 +112,24 @@ pub(crate) fn newest_builds(
     paths.sort();
     let mut newest: BTreeMap<String, Candidate> = BTreeMap::new();
     for path in paths {
-        let manifest = Manifest::read(&path).map_err(|e| LoadError {
+        let scan_failed = |e| LoadError {
             plugin: None,
             version: None,
             file: Some(path.clone()),
             step: Step::Scan,
             kind: scan_error(e),
-        })?;
+        };
+        let read = safe_fs::read_regular_checked(&path, Some(safe_fs::MANIFEST_LIMIT))
+            .map_err(|e| scan_failed(e.into()))?;
+        let manifest = Manifest::parse(&path, &read.bytes).map_err(scan_failed)?;
         if whitelist.is_some_and(|w| !w.contains(&manifest.name)) {
             continue;
         }
         let candidate = Candidate {
             manifest_path: path,
             manifest,
+            raw: read.bytes,
+            access: read.access,
         };
         match newest.get(&candidate.manifest.name) {
             Some(old) if old.manifest.build_time_ms > candidate.manifest.build_time_ms => {}

@@ -8,6 +8,7 @@ use crate::library::Jobs;
 use crate::reaper::ReaperHandle;
 use crate::static_plugin::StaticPlugin;
 use crate::status::Records;
+use crate::trust::Trust;
 use crate::vault::{ExtensionObj, Vault};
 use crate::verified::Verified;
 use hotswap_plugin_api::Value;
@@ -43,6 +44,8 @@ pub(crate) struct Shared {
     pub(crate) records: Arc<Records>,
     /// Plugin files already checked (see `verified`).
     pub(crate) verified: Verified,
+    /// Owner, mode and signature checks of what is loaded (see `trust`).
+    pub(crate) trust: Trust,
     pub(crate) symbols: Mutex<Vec<Symbol>>,
     pub(crate) private_dir: tempfile::TempDir,
     pub(crate) reloads: AtomicU64,

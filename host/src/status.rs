@@ -105,6 +105,9 @@ pub struct Status {
     /// cannot tell a leak from a block still in use elsewhere. Each unload also logs its
     /// own figure (`tracing`, with `plugin`, `version`, `leaked_bytes`, `leaked_blocks`).
     pub unloaded_heap: HeapStatus,
+    /// The trust checks in force: strict or permissive plugin directory, and the keys
+    /// whose signature is required, if any (see `Builder::trust_mode`).
+    pub trust: crate::trust::TrustStatus,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,6 +8,11 @@
 //! checked in full. See `FileIdentity` for the one case that is not caught (an in-place
 //! rewrite to the same size within one file-time tick): whoever can do that can also
 //! write a matching manifest, which the trust model already covers.
+//!
+//! Only checks of the bytes are skipped. The owner and mode checks of a strict host and
+//! the signature of the manifest (`trust`) are not cached: they run on every scan and
+//! load, on the descriptor actually read, and the sha256 a file is remembered with comes
+//! from a manifest whose signature was just checked.
 
 use hotswap_manifest::safe_fs::FileIdentity;
 use parking_lot::Mutex;

@@ -30,7 +30,12 @@ static BUILDS: OnceLock<Mutex<HashMap<String, Build>>> = OnceLock::new();
 /// per test process. Every test plugin shares one cargo target directory, so only the
 /// first build compiles dependencies.
 pub fn build(crate_dir: &str, features: &[&str]) -> Build {
-    let key = format!("{crate_dir}[{}]", features.join(","));
+    build_with(crate_dir, features, &[])
+}
+
+/// Like [`build`], with extra arguments for `hotswap build` (e.g. `--sign <key>`).
+pub fn build_with(crate_dir: &str, features: &[&str], args: &[&str]) -> Build {
+    let key = format!("{crate_dir}[{}]{}", features.join(","), args.join(" "));
     let cache = BUILDS.get_or_init(Default::default);
     // Held across the build: cargo would serialize on its lock anyway.
     let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -40,10 +45,20 @@ pub fn build(crate_dir: &str, features: &[&str]) -> Build {
     let out = repo()
         .join("target/hotswap-test-builds")
         .join(std::process::id().to_string())
-        .join(key.replace(['/', '[', ']', ','], "_"));
+        .join(format!(
+            "{}-{:x}",
+            crate_dir.replace(['/', '[', ']', ','], "_"),
+            {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                key.hash(&mut h);
+                h.finish()
+            }
+        ));
     let _ = std::fs::remove_dir_all(&out);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hotswap"));
     cmd.arg("build")
+        .args(args)
         .arg(repo().join(crate_dir))
         .arg(&out)
         .arg("--target-dir")
@@ -74,9 +89,23 @@ pub fn build(crate_dir: &str, features: &[&str]) -> Build {
     b
 }
 
-/// Copies a build (library and manifest) into the plugin directory `dir`.
+/// Runs `f` while no other thread of this test process runs `hotswap build` through
+/// [`build`] (they share one cargo target directory, whose uplifted library the last
+/// build overwrites).
+pub fn with_build_lock<R>(f: impl FnOnce() -> R) -> R {
+    let cache = BUILDS.get_or_init(Default::default);
+    let _held = cache.lock().unwrap_or_else(|e| e.into_inner());
+    f()
+}
+
+/// Copies a build (library, manifest, and its signature if it was signed) into the
+/// plugin directory `dir`.
 pub fn install(b: &Build, dir: &Path) {
     std::fs::copy(&b.library, dir.join(&b.manifest.file)).unwrap();
+    let signature = Manifest::signature_path(&b.manifest_path);
+    if signature.exists() {
+        std::fs::copy(&signature, dir.join(signature.file_name().unwrap())).unwrap();
+    }
     std::fs::copy(
         &b.manifest_path,
         dir.join(b.manifest_path.file_name().unwrap()),
@@ -107,12 +136,16 @@ pub fn install_with(b: &Build, dir: &Path, edit: impl FnOnce(&mut Manifest)) -> 
     path
 }
 
-/// A fresh plugin directory.
+/// A fresh plugin directory, mode 0755 whatever the umask (a strict host, the
+/// default, refuses a directory its group can write).
 pub fn plugin_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
         .prefix("hotswap-test-")
         .tempdir()
-        .unwrap()
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
 }
 
 /// Installs an arbitrary file as if `hotswap build` had made it, with a correct sha256.

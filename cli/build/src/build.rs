@@ -62,6 +62,9 @@ pub struct BuildOptions {
     /// Package a library built with `panic = "abort"` (with a warning, and
     /// `"panic": "abort"` in its manifest) instead of refusing it.
     pub allow_panic_abort: bool,
+    /// Sign each manifest with this minisign secret key file (`hotswap keygen`), into
+    /// `<manifest>.minisig`, for hosts with trusted keys.
+    pub sign: Option<PathBuf>,
 }
 
 impl BuildOptions {
@@ -82,6 +85,7 @@ impl BuildOptions {
             keep: None,
             cargo_args: Vec::new(),
             allow_panic_abort: false,
+            sign: None,
         }
     }
 }
@@ -95,6 +99,8 @@ pub struct BuildOutput {
     pub manifest_path: PathBuf,
     /// The manifest's contents.
     pub manifest: Manifest,
+    /// The manifest's signature, with `--sign`.
+    pub signature: Option<PathBuf>,
     /// Libraries of older builds deleted by `--keep`.
     pub pruned: Vec<PathBuf>,
     /// Where temporary files were kept (`--leave-temps`).
@@ -120,6 +126,9 @@ impl BuildOutput {
                 m.sha256,
                 self.manifest_path.display()
             );
+            if let Some(sig) = &self.signature {
+                let _ = write!(out, "\n  signed   {}", sig.display());
+            }
             for pruned in &self.pruned {
                 let _ = write!(out, "\n  pruned   {}", pruned.display());
             }
@@ -146,6 +155,12 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
     if !cargo_toml.is_file() {
         return Err(BuildError::NoCargoToml { path: plugin_dir });
     }
+    // A bad signing key fails the build before cargo runs.
+    let key = opts
+        .sign
+        .as_deref()
+        .map(crate::signing::read_secret_key)
+        .transpose()?;
     let temps = Temps::new(opts.leave_temps)?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
 
@@ -237,13 +252,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
         git.commit.as_deref(),
         &build_id,
     );
-    std::fs::create_dir_all(&opts.output_dir).map_err(|source| BuildError::Write {
-        path: opts.output_dir.clone(),
-        source,
-    })?;
+    create_output_dir(&opts.output_dir, &log)?;
     let library = opts.output_dir.join(&file_name);
     log.step(format_args!("writing {}", library.display()));
-    write_library(&artifact, &bytes, &library, opts.leave_temps)?;
+    write_library(&bytes, &library, opts.leave_temps)?;
 
     let manifest = Manifest {
         format: MANIFEST_FORMAT.to_owned(),
@@ -267,7 +279,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
     };
     let manifest_path = Manifest::path_for(&library);
     log.step(format_args!("writing {}", manifest_path.display()));
-    write_manifest(&manifest, &manifest_path, &library)?;
+    let signature = write_manifest(&manifest, &manifest_path, &library, key.as_ref())?;
+    if let Some(sig) = &signature {
+        log.step(format_args!("signed it: {}", sig.display()));
+    }
 
     // 6. Prune old builds.
     let pruned = match opts.keep {
@@ -278,9 +293,34 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
         library,
         manifest_path,
         manifest,
+        signature,
         pruned,
         temp_dir: temps.dir,
     })
+}
+
+/// Creates the output directory (and missing parents) with mode 0755, and warns when
+/// it already exists writable by others: a strict host refuses to load from it.
+fn create_output_dir(dir: &Path, log: &Log) -> Result<(), BuildError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .map_err(|source| BuildError::Write {
+            path: dir.to_owned(),
+            source,
+        })?;
+    if let Ok(meta) = std::fs::metadata(dir) {
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            log.warn(format_args!(
+                "{} is writable by other users (mode {mode:04o}): a strict host refuses to load from it (`chmod go-w` it)",
+                dir.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The panic strategy of the built library `bytes`: `export_plugin!` exports

@@ -132,6 +132,12 @@ pub enum BuildError {
         #[source]
         source: io::Error,
     },
+    /// A signing key file could not be made or read, or is not fit for signing.
+    #[error("signing key {}: {reason}", path.display())]
+    Key { path: PathBuf, reason: String },
+    /// Signing a manifest failed.
+    #[error("cannot sign manifest {}: {reason}", path.display())]
+    Sign { path: PathBuf, reason: String },
     /// `--leave-temps` could not create its directory.
     #[error("cannot create a directory for temporary files")]
     TempDir(#[source] io::Error),

@@ -13,6 +13,7 @@
 //! - [`metadata`]: running `cargo metadata` and reading its JSON;
 //! - `error`: [`BuildError`];
 //! - `log`: progress on stderr, the `--leave-temps` directory;
+//! - [`signing`]: `hotswap keygen`, and reading the `--sign` key;
 //! - `git`: the git state of the sources;
 //! - [`sources`]: the files counted in the source hash, the hash, live functions;
 //! - `toolchain`: `rustc -vV`;
@@ -33,6 +34,7 @@ pub mod metadata;
 pub mod packaging;
 mod plugin_crate;
 pub mod prune;
+pub mod signing;
 pub mod sources;
 pub mod static_link;
 pub mod time;

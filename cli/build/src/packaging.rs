@@ -4,10 +4,11 @@
 use crate::error::BuildError;
 use crate::git::short_commit;
 use crate::time::UtcTime;
-use hotswap_manifest::Manifest;
+use hotswap_manifest::signature::{self, SecretKey};
+use hotswap_manifest::{write_atomic, Manifest};
 use std::env::consts::DLL_SUFFIX;
 use std::io::{self, Write as _};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// `<UTC time, compact>-<4 hex digits>`, e.g. `20261121T190803123Z-3fa9`.
 pub(crate) fn build_id(time: &UtcTime, salt: u16) -> String {
@@ -40,10 +41,11 @@ pub fn library_file_name(
     )
 }
 
-/// Writes `bytes` (read from `artifact`) to `dest` through a temporary file in the same
-/// directory and a rename, so `dest` appears complete or not at all.
+/// Writes `bytes` (read from the built library) to `dest` through a temporary file in
+/// the same directory and a rename, so `dest` appears complete or not at all. The file
+/// is created with mode 0644 (a stricter umask applies, a looser one does not): a
+/// strict host refuses a library anyone but its owner can write.
 pub(crate) fn write_library(
-    artifact: &Path,
     bytes: &[u8],
     dest: &Path,
     leave_temps: bool,
@@ -54,11 +56,15 @@ pub(crate) fn write_library(
         .unwrap_or_default();
     let tmp = dest.with_file_name(format!(".{file_name}.tmp"));
     let write = || -> io::Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
+        use std::os::unix::fs::OpenOptionsExt;
+        // A leftover temporary file would keep its old mode: start afresh.
+        let _ = std::fs::remove_file(&tmp);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp)?;
         file.write_all(bytes)?;
-        if let Ok(meta) = std::fs::metadata(artifact) {
-            file.set_permissions(meta.permissions())?;
-        }
         file.sync_all()?;
         drop(file);
         std::fs::rename(&tmp, dest)
@@ -75,27 +81,67 @@ pub(crate) fn write_library(
 }
 
 /// Writes `manifest` to `manifest_path`, beside the `library` it describes (already
-/// written). Fails with [`BuildError::WriteManifest`], after removing `library`: a library
+/// written), and, with a `key`, its signature `<manifest>.minisig` first (so a host
+/// never sees a manifest of this build without its signature); returns the
+/// signature's path. Every file is 0644. Fails with [`BuildError::WriteManifest`] or
+/// [`BuildError::Sign`], after removing `library` (and the signature): a library
 /// without its manifest is never loaded, so it is not left lying around.
 pub(crate) fn write_manifest(
     manifest: &Manifest,
     manifest_path: &Path,
     library: &Path,
-) -> Result<(), BuildError> {
-    manifest.write(manifest_path).map_err(|source| {
+    key: Option<&SecretKey>,
+) -> Result<Option<PathBuf>, BuildError> {
+    let cleanup = |signature: Option<&Path>| {
         let _ = std::fs::remove_file(library);
-        BuildError::WriteManifest {
-            path: manifest_path.to_owned(),
-            source,
+        if let Some(s) = signature {
+            let _ = std::fs::remove_file(s);
         }
-    })
+    };
+    let write_failed = |source| BuildError::WriteManifest {
+        path: manifest_path.to_owned(),
+        source,
+    };
+    let bytes = manifest.to_bytes().map_err(|e| {
+        cleanup(None);
+        write_failed(e)
+    })?;
+    let signature = match key {
+        None => None,
+        Some(key) => {
+            let sig_path = Manifest::signature_path(manifest_path);
+            let comment = format!(
+                "hotswap plugin {} {} build {} sha256 {}",
+                manifest.name, manifest.version, manifest.build_id, manifest.sha256
+            );
+            let text = signature::sign(key, &bytes, &comment).map_err(|e| {
+                cleanup(None);
+                BuildError::Sign {
+                    path: manifest_path.to_owned(),
+                    reason: e.to_string(),
+                }
+            })?;
+            write_atomic(&sig_path, text.as_bytes()).map_err(|source| {
+                cleanup(Some(&sig_path));
+                BuildError::Write {
+                    path: sig_path.clone(),
+                    source,
+                }
+            })?;
+            Some(sig_path)
+        }
+    };
+    write_atomic(manifest_path, &bytes).map_err(|e| {
+        cleanup(signature.as_deref());
+        write_failed(e)
+    })?;
+    Ok(signature)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use hotswap_manifest::MANIFEST_SUFFIX;
-    use std::path::PathBuf;
 
     #[test]
     fn file_names() {

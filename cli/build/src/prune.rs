@@ -88,6 +88,8 @@ pub(crate) fn prune(dir: &Path, current: &Manifest, keep: usize, log: &Log) -> V
             ));
             continue;
         }
+        // Its signature, if it was signed, goes with it.
+        let _ = std::fs::remove_file(Manifest::signature_path(manifest_path));
         match std::fs::remove_file(&library) {
             Ok(()) => pruned.push(library),
             Err(e) if e.kind() == io::ErrorKind::NotFound => pruned.push(library),

@@ -7,14 +7,20 @@
 //!   this machine, its plugin ABI, whether it was built with `panic = "abort"`), done by
 //!   the builder before packaging and by the host before `dlopen`;
 //! - [`safe_fs`]: reading files of a plugin directory without blocking on a FIFO or
-//!   following a link, which [`Manifest::read`] relies on.
+//!   following a link, which [`Manifest::read`] relies on, and the owner and mode checks
+//!   of a strict host ([`safe_fs::Access`]);
+//! - [`signature`]: signed manifests in minisign's format (`hotswap build --sign`,
+//!   `hotswap keygen`, a host's trusted keys).
 //!
-//! The manifest and the ELF checks are layered over [`safe_fs`]; [`elf`] stands alone.
+//! The manifest is layered over [`safe_fs`] and [`signature`]; [`elf`] and
+//! [`signature`] stand alone.
 
 pub mod elf;
 mod manifest;
 pub mod safe_fs;
+pub mod signature;
 
 pub use manifest::{
-    sha256_hex, Manifest, ManifestError, PanicStrategy, MANIFEST_FORMAT, MANIFEST_SUFFIX,
+    sha256_hex, write_atomic, Manifest, ManifestError, PanicStrategy, MANIFEST_FORMAT,
+    MANIFEST_SUFFIX,
 };

@@ -136,8 +136,14 @@ impl Manifest {
     /// shape, has another format version, or its `file` is not a plain file name.
     pub fn read(path: &Path) -> Result<Manifest, ManifestError> {
         let text = safe_fs::read_regular(path, Some(safe_fs::MANIFEST_LIMIT))?;
+        Manifest::parse(path, &text)
+    }
+
+    /// Parses and validates the manifest bytes `text`, read from `path` (for messages),
+    /// as [`Manifest::read`] does after reading them.
+    pub fn parse(path: &Path, text: &[u8]) -> Result<Manifest, ManifestError> {
         let manifest: Manifest =
-            serde_json::from_slice(&text).map_err(|source| ManifestError::Corrupt {
+            serde_json::from_slice(text).map_err(|source| ManifestError::Corrupt {
                 path: path.to_owned(),
                 source,
             })?;
@@ -157,12 +163,26 @@ impl Manifest {
 
     /// Writes the manifest as pretty JSON to `path`, atomically (write then rename), so
     /// a host scanning the directory never sees half a manifest. Fails with the I/O error
-    /// of the write or the rename (a temporary `*.json.tmp` may be left behind then).
+    /// of the write or the rename (the temporary `*.json.tmp` is removed then).
+    ///
+    /// The file is created with mode 0644 (less if the umask says so, never more): a
+    /// strict host refuses a manifest anyone but its owner can write.
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        let tmp = path.with_extension("json.tmp");
-        let text = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, path)
+        write_atomic(path, &self.to_bytes()?)
+    }
+
+    /// The bytes [`Manifest::write`] writes (pretty JSON): what `hotswap build --sign`
+    /// signs.
+    pub fn to_bytes(&self) -> std::io::Result<Vec<u8>> {
+        serde_json::to_vec_pretty(self).map_err(std::io::Error::other)
+    }
+
+    /// Path of the signature of the manifest at `manifest_path`
+    /// (`<manifest>.minisig`, see [`signature`](crate::signature)).
+    pub fn signature_path(manifest_path: &Path) -> PathBuf {
+        let mut name = manifest_path.as_os_str().to_owned();
+        name.push(crate::signature::SIGNATURE_SUFFIX);
+        PathBuf::from(name)
     }
 
     /// Path of the manifest describing `library` (`<library>` minus extension + suffix).
@@ -173,6 +193,32 @@ impl Manifest {
             .unwrap_or_default();
         library.with_file_name(format!("{stem}{MANIFEST_SUFFIX}"))
     }
+}
+
+/// Writes `bytes` to `path` atomically (a fresh `<path>.tmp`, then a rename), created
+/// with mode 0644 whatever the umask allows beyond it (a stricter umask still applies):
+/// what a strict host accepts. Fails with the I/O error of the write or the rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    // A leftover temporary file keeps its old mode when opened again: start afresh.
+    let _ = std::fs::remove_file(&tmp);
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        drop(file);
+        std::fs::rename(&tmp, path)
+    };
+    write().inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }
 
 /// Lower-case hex sha256 of `bytes`.

@@ -150,12 +150,117 @@ impl FileIdentity {
     }
 }
 
+/// Who owns a file and who may write it: what a strict host checks (see [`Access::loose`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Access {
+    /// The permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// The owner's user id.
+    pub uid: u32,
+}
+
+/// What makes a file or directory unsafe to load code from (see [`Access::loose`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loose {
+    /// Writable by its group (`mode & 0o020`).
+    GroupWritable,
+    /// Writable by every user (`mode & 0o002`).
+    WorldWritable,
+    /// Owned by a user that is neither root nor `expected`.
+    ForeignOwner {
+        /// The owner.
+        uid: u32,
+        /// The user the host runs as.
+        expected: u32,
+    },
+}
+
+impl std::fmt::Display for Loose {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Loose::GroupWritable => f.write_str("writable by its group"),
+            Loose::WorldWritable => f.write_str("writable by every user"),
+            Loose::ForeignOwner { uid, expected } => write!(
+                f,
+                "owned by uid {uid}, neither root nor the host's user (uid {expected})"
+            ),
+        }
+    }
+}
+
+impl Access {
+    // The field types of `stat` differ between platforms: the casts are not all no-ops.
+    #[allow(clippy::unnecessary_cast)]
+    fn of(stat: &rustix::fs::Stat) -> Access {
+        Access {
+            mode: (stat.st_mode as u32) & 0o7777,
+            uid: stat.st_uid as u32,
+        }
+    }
+
+    /// Why a host running as user `euid` must not load code from this file or
+    /// directory, or `None` if it may: writable by anyone but its owner, or owned by
+    /// anyone but `euid` and root, as sshd's StrictModes decides.
+    pub fn loose(&self, euid: u32) -> Option<Loose> {
+        if self.mode & 0o002 != 0 {
+            Some(Loose::WorldWritable)
+        } else if self.mode & 0o020 != 0 {
+            Some(Loose::GroupWritable)
+        } else if self.uid != 0 && self.uid != euid {
+            Some(Loose::ForeignOwner {
+                uid: self.uid,
+                expected: euid,
+            })
+        } else {
+            None
+        }
+    }
+}
+
+/// The [`Access`] of the directory `dir` (links in its path followed: the directory
+/// itself is what is checked). Fails when it cannot be looked at, or is no directory.
+pub fn dir_access(dir: &Path) -> Result<Access, FileError> {
+    let stat = rustix::fs::stat(dir).map_err(|e| FileError::Io {
+        path: dir.to_owned(),
+        source: e.into(),
+    })?;
+    if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::Directory {
+        return Err(FileError::Io {
+            path: dir.to_owned(),
+            source: std::io::Error::other("not a directory"),
+        });
+    }
+    Ok(Access::of(&stat))
+}
+
+/// A regular file's bytes, as [`read_regular_checked`] read them.
+#[derive(Debug)]
+pub struct ReadFile {
+    /// The contents.
+    pub bytes: Vec<u8>,
+    /// Which file and contents, if it did not change while it was read (see
+    /// [`read_regular_identified`]).
+    pub identity: Option<FileIdentity>,
+    /// Owner and permissions of the very file that was read (from `fstat` of the
+    /// descriptor, not a second look at the path).
+    pub access: Access,
+}
+
+/// Like [`read_regular_identified`], and also the [`Access`] of the descriptor read.
+pub fn read_regular_checked(path: &Path, limit: Option<u64>) -> Result<ReadFile, FileError> {
+    read_regular_inner(path, limit)
+}
+
 /// Like [`read_regular`], and also the file's [`FileIdentity`] if it did not change
 /// while it was read (`None` if it did: the bytes may then be a mix of two versions).
 pub fn read_regular_identified(
     path: &Path,
     limit: Option<u64>,
 ) -> Result<(Vec<u8>, Option<FileIdentity>), FileError> {
+    read_regular_inner(path, limit).map(|r| (r.bytes, r.identity))
+}
+
+fn read_regular_inner(path: &Path, limit: Option<u64>) -> Result<ReadFile, FileError> {
     let io = |source: std::io::Error| FileError::Io {
         path: path.to_owned(),
         source,
@@ -185,6 +290,7 @@ pub fn read_regular_identified(
         Kind::from(rustix::fs::FileType::from_raw_mode(stat.st_mode)),
     )?;
     let before = FileIdentity::of(&stat);
+    let access = Access::of(&stat);
     // A regular file: reads never block, O_NONBLOCK or not.
     let file = std::fs::File::from(fd);
     let mut bytes = Vec::new();
@@ -210,7 +316,11 @@ pub fn read_regular_identified(
         Ok(after) if after == before => Some(before),
         _ => None,
     };
-    Ok((bytes, identity))
+    Ok(ReadFile {
+        bytes,
+        identity,
+        access,
+    })
 }
 
 /// What a directory entry is.
@@ -298,6 +408,34 @@ mod tests {
         let (bytes, changed) = read_regular_identified(&file, None).unwrap();
         assert_eq!(bytes, b"three");
         assert_ne!(first, changed);
+    }
+
+    #[test]
+    fn loose_modes_and_foreign_owners_are_named() {
+        let a = |mode, uid| Access { mode, uid };
+        assert_eq!(a(0o755, 1000).loose(1000), None);
+        assert_eq!(a(0o644, 0).loose(1000), None, "root's files are fine");
+        assert_eq!(a(0o775, 1000).loose(1000), Some(Loose::GroupWritable));
+        assert_eq!(a(0o757, 1000).loose(1000), Some(Loose::WorldWritable));
+        assert_eq!(a(0o1777, 0).loose(0), Some(Loose::WorldWritable));
+        assert_eq!(
+            a(0o755, 65534).loose(1000),
+            Some(Loose::ForeignOwner {
+                uid: 65534,
+                expected: 1000
+            })
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o664)).unwrap();
+        let read = read_regular_checked(&file, None).unwrap();
+        assert_eq!(read.access.mode, 0o664);
+        assert_eq!(read.access.uid, rustix::process::geteuid().as_raw());
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o750)).unwrap();
+        assert_eq!(dir_access(dir.path()).unwrap().mode, 0o750);
+        assert!(dir_access(&file).is_err());
     }
 
     #[test]

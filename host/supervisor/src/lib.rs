@@ -43,6 +43,7 @@ mod serve;
 mod signal;
 mod sockets;
 mod state;
+pub mod trust;
 mod upgrade;
 mod user;
 

@@ -40,6 +40,8 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
         None => None,
     };
     let owner = creds.as_ref().map(|c| (c.uid, c.gid));
+    // Who could replace what we run (again at every upgrade: the file may change).
+    crate::trust::warn_about(config, owner.map(|(uid, _)| uid));
     let mut signals =
         signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGUSR2, SIGCHLD])
             .map_err(setup("installing signal handlers"))?;

@@ -71,6 +71,8 @@ impl Supervisor<'_> {
             reply,
             done: Vec::new(),
         });
+        // The files may have changed since the last start: check them again.
+        crate::trust::warn_about(self.cfg, self.owner.map(|(uid, _)| uid));
         match (&self.cfg.pre_upgrade, run_pre) {
             (Some(cmd), true) => self.start_pre_upgrade(id, cmd.clone()),
             _ => self.advance_upgrade(),
