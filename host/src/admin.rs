@@ -17,8 +17,15 @@
 //! a unix socket either need an async runtime (hyper) or give no per-request deadline
 //! (tiny_http), and the subset needed here (one request per connection, no chunking) is
 //! short enough to check by reading. Limits: request head 8 KiB (431 beyond), body
-//! 64 KiB (413), whole request within 10 s (408), 16 connections at once (503 beyond).
-//! Malformed requests get 400/405/411/505; TCP requests without the token get 401.
+//! 64 KiB (413), request head within 3 s and the whole request within 10 s (408), 16
+//! requests answered at once (503 beyond), 256 connections still sending their request
+//! (one more closes the oldest). Malformed requests get 400/405/411/505; TCP requests
+//! without the token get 401 as soon as their headers are in.
+//!
+//! Clients that connect and send nothing, or only part of a request, cannot starve the
+//! endpoint: one thread per listener reads every pending request without blocking, and
+//! only a whole, authorized request gets a thread; `GET /healthz` is answered at once
+//! without one (see `server.rs`).
 //!
 //! ```no_run
 //! use hotswap_host::admin::{Admin, AdminConfig};
@@ -54,12 +61,18 @@ use std::time::Duration;
 /// Size, time and concurrency limits of the admin endpoint.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Most connections served at once (per endpoint); others get 503.
+    /// Most whole, authorized requests answered at once (per endpoint), each on a
+    /// thread of its own; others get 503. `GET /healthz` does not count.
     pub max_connections: usize,
+    /// Most connections still sending their request (per endpoint); they cost no
+    /// thread. One more closes the oldest (with 503 if it is still in its head).
+    pub max_pending: usize,
     /// Largest request line plus headers, in bytes; larger gets 431.
     pub max_head_bytes: usize,
     /// Largest request body, in bytes; larger gets 413.
     pub max_body_bytes: usize,
+    /// Time a client has to send its request line and headers; slower gets 408.
+    pub head_timeout: Duration,
     /// Time a client has to send its whole request; slower gets 408.
     pub read_timeout: Duration,
     /// Time a response write may block on a client that does not read.
@@ -70,8 +83,10 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             max_connections: 16,
+            max_pending: 256,
             max_head_bytes: 8 * 1024,
             max_body_bytes: 64 * 1024,
+            head_timeout: Duration::from_secs(3),
             read_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),
         }
