@@ -474,7 +474,7 @@ fn admin_endpoint_reloads_and_reports_status_and_metrics() {
 fn tcp_requires_the_bearer_token() {
     let v1 = build(PROBE, &[]);
     let host = Host::start(&v1, |c| {
-        c.with_tcp("127.0.0.1:0".parse().unwrap(), "s3cret-token")
+        c.with_tcp("127.0.0.1:0".parse().unwrap(), "s3cret-token-0123456789")
     });
     let addr = host.admin.tcp_addr().unwrap();
     let url = format!("http://{addr}");
@@ -487,7 +487,7 @@ fn tcp_requires_the_bearer_token() {
     let none = tcp(None);
     assert_eq!(none.status, 401, "{}", none.text());
     assert_eq!(tcp(Some("wrong")).status, 401);
-    assert_eq!(tcp(Some("s3cret-token")).status, 200);
+    assert_eq!(tcp(Some("s3cret-token-0123456789")).status, 200);
     let refused = Client::new(url.parse().unwrap())
         .post("/reload", None)
         .unwrap();
@@ -507,12 +507,21 @@ fn tcp_requires_the_bearer_token() {
     let (code, _, err) = hotswap(&["status", "--admin", &url], &[]);
     assert_eq!(code, 1);
     assert!(err.contains("401"), "{err}");
-    let (code, out, err) = hotswap(&["status", "--admin", &url, "--token", "s3cret-token"], &[]);
+    let (code, out, err) = hotswap(
+        &[
+            "status",
+            "--admin",
+            &url,
+            "--token",
+            "s3cret-token-0123456789",
+        ],
+        &[],
+    );
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("generation 1"), "{out}");
     let (code, out, err) = hotswap(
         &["reload", "--admin", &url],
-        &[("HOTSWAP_ADMIN_TOKEN", "s3cret-token")],
+        &[("HOTSWAP_ADMIN_TOKEN", "s3cret-token-0123456789")],
     );
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("generation 1 -> 2"), "{out}");
@@ -527,14 +536,65 @@ fn tcp_requires_the_bearer_token() {
         Admin::start(Trigger::new(manager.clone()), wide),
         Err(AdminError::NotLoopback(_))
     ));
-    let no_token = AdminConfig {
-        tcp: Some(("127.0.0.1:0".parse().unwrap(), String::new())),
+    // A token shorter than the minimum is refused, with a way to make a good one.
+    for short in ["", "t", "fifteen-bytes!!"] {
+        let config = AdminConfig {
+            tcp: Some(("127.0.0.1:0".parse().unwrap(), short.into())),
+            ..AdminConfig::default()
+        };
+        let err = Admin::start(Trigger::new(manager.clone()), config).unwrap_err();
+        assert!(
+            matches!(err, AdminError::TokenTooShort { len } if len == short.len()),
+            "{err}"
+        );
+        assert!(err.to_string().contains("openssl rand -hex 32"), "{err}");
+    }
+    let spaced = AdminConfig {
+        tcp: Some(("127.0.0.1:0".parse().unwrap(), "has a space in it!!".into())),
         ..AdminConfig::default()
     };
     assert!(matches!(
-        Admin::start(Trigger::new(manager), no_token),
+        Admin::start(Trigger::new(manager.clone()), spaced),
         Err(AdminError::BadToken)
     ));
+    let sixteen =
+        AdminConfig::default().with_tcp("127.0.0.1:0".parse().unwrap(), "0123456789abcdef");
+    Admin::start(Trigger::new(manager), sixteen).expect("a 16-byte token is enough");
+}
+
+#[test]
+fn the_cli_sends_no_token_off_loopback_unless_allowed() {
+    // 192.0.2.1 is TEST-NET-1 (RFC 5737): nothing answers there.
+    let remote = "http://192.0.2.1:9";
+    let token = "0123456789abcdef0123";
+    let (code, out, err) = hotswap(&["status", "--admin", remote, "--token", token], &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(err.contains("not a loopback address"), "{err}");
+    assert!(err.contains("clear text"), "{err}");
+    let (code, _, err) = hotswap(
+        &["reload", "--admin", remote],
+        &[("HOTSWAP_ADMIN_TOKEN", token)],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("not a loopback address"), "{err}");
+    // Allowed explicitly: a warning, then an ordinary connection failure.
+    let (code, _, err) = hotswap(
+        &[
+            "status",
+            "--admin",
+            remote,
+            "--token",
+            token,
+            "--allow-remote",
+            "--timeout",
+            "1",
+        ],
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("warning: --allow-remote"), "{err}");
+    assert!(!err.contains("not a loopback address"), "{err}");
+    assert!(err.contains("cannot connect"), "{err}");
 }
 
 #[test]

@@ -93,6 +93,18 @@ impl Default for Limits {
     }
 }
 
+/// The shortest bearer token [`Admin::start`] accepts, in bytes.
+///
+/// 16 random hex digits carry 64 bits: against an endpoint that must answer every guess
+/// with a whole HTTP exchange, that is out of reach of online guessing, while anything
+/// shorter is most likely a word a person chose. Generate a longer one
+/// ([`GENERATE_TOKEN`]).
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// How to make a good token, as error messages say it.
+pub const GENERATE_TOKEN: &str =
+    "generate one with `openssl rand -hex 32` or `head -c32 /dev/urandom | xxd -p -c64`";
+
 /// Where the admin endpoint listens. At least one of `unix` and `tcp`.
 #[derive(Debug, Clone, Default)]
 pub struct AdminConfig {
@@ -115,6 +127,8 @@ impl AdminConfig {
 
     /// Also (or only) listen on the loopback address `addr` (port 0: any free port, see
     /// [`Admin::tcp_addr`]); every request must carry `Authorization: Bearer <token>`.
+    /// The token must be at least [`MIN_TOKEN_LEN`] bytes of printable ASCII (checked
+    /// by [`Admin::start`]).
     pub fn with_tcp(mut self, addr: SocketAddr, token: impl Into<String>) -> AdminConfig {
         self.tcp = Some((addr, token.into()));
         self
@@ -154,9 +168,15 @@ pub enum AdminError {
     /// The TCP address is not a loopback address.
     #[error("admin TCP address {0} is not loopback: the endpoint speaks plain HTTP, so it only listens on 127.0.0.1 or ::1")]
     NotLoopback(SocketAddr),
-    /// The TCP token is empty or contains characters a header cannot carry.
-    #[error("admin TCP token must be non-empty printable ASCII without spaces")]
+    /// The TCP token contains characters a header cannot carry.
+    #[error("admin TCP token must be printable ASCII without spaces; {GENERATE_TOKEN}")]
     BadToken,
+    /// The TCP token is shorter than [`MIN_TOKEN_LEN`].
+    #[error("admin TCP token is {len} bytes long, at least {MIN_TOKEN_LEN} are required; {GENERATE_TOKEN}")]
+    TokenTooShort {
+        /// The length of the given token, in bytes.
+        len: usize,
+    },
     /// Binding the TCP address failed.
     #[error("admin TCP address {addr}: cannot {what}")]
     Tcp {
@@ -209,8 +229,11 @@ impl Admin {
                 if !addr.ip().is_loopback() {
                     return Err(AdminError::NotLoopback(*addr));
                 }
-                if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+                if !token.bytes().all(|b| b.is_ascii_graphic()) {
                     return Err(AdminError::BadToken);
+                }
+                if token.len() < MIN_TOKEN_LEN {
+                    return Err(AdminError::TokenTooShort { len: token.len() });
                 }
                 let listener = TcpListener::bind(addr).map_err(|source| AdminError::Tcp {
                     addr: *addr,
