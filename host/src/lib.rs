@@ -44,6 +44,7 @@ mod manager;
 pub mod maps;
 pub mod metrics;
 mod panic_abort;
+mod plugin_log;
 mod reaper;
 mod report;
 mod scan;
