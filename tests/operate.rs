@@ -358,6 +358,13 @@ fn sighup_reloads_a_host_process() {
     });
     assert!(status.success(), "{status}\n{}", host.output());
     assert!(!socket.exists(), "socket left behind");
+    // Its logs went to a pipe, not a terminal: no colour codes.
+    let output = host.output();
+    assert!(output.contains(" INFO "), "{output}");
+    assert!(
+        !output.contains('\x1b'),
+        "ANSI escapes in piped logs:\n{output}"
+    );
 }
 
 #[test]

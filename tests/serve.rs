@@ -976,6 +976,13 @@ fn a_wrapper_script_without_exec_is_stopped_whole() {
     for pid in [shell, old, new_shell, new] {
         assert!(!pid_alive(pid), "process {pid} outlived the supervisor");
     }
+    // The supervisor's and the servers' logs went to a file: no colour codes.
+    let log = serve.log();
+    assert!(log.contains(" INFO "), "{log}");
+    assert!(
+        !log.contains('\x1b'),
+        "ANSI escapes in the log file:\n{log}"
+    );
 }
 
 #[test]
