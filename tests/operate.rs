@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{build, clear, install, plugin_dir, repo, Build};
+use common::{build, clear, install, install_with, plugin_dir, repo, Build};
 use hotswap_host::admin::client::{AdminTarget, Client};
 use hotswap_host::admin::{Admin, AdminConfig, AdminError, Limits};
 use hotswap_host::{PluginManager, Trigger, Value};
@@ -842,6 +842,145 @@ fn idle_connections_cannot_starve_the_admin_endpoint() {
     drop(idle);
     let (status, text, _) = raw_exchange(&host.socket, b"GET /status HTTP/1.1\r\n", false);
     assert_eq!(status, Some(408), "{text}");
+}
+
+/// Installs `b` as build `id`, made at `time_ms` (build order independent of the order
+/// the test process happened to build them in).
+fn install_as(b: &Build, dir: &Path, id: &str, time_ms: u64) {
+    install_with(b, dir, |m| {
+        m.build_id = id.into();
+        m.build_time_ms = time_ms;
+        m.build_time = format!("(at {time_ms} ms)");
+        m.file = format!("probe-{id}{}", std::env::consts::DLL_SUFFIX);
+    });
+}
+
+#[test]
+fn rollback_goes_back_a_build_and_holds_until_a_newer_one() {
+    let v1 = build(PROBE, &[]);
+    let v2 = build(PROBE, &["v2"]);
+    let bad = build(PROBE, &["fail-load"]);
+    let host = Host::start(&v1, |c| c);
+    let dir = host.plugins.path();
+    clear(dir);
+    install_as(&v1, dir, "b1", 1_000);
+    install_as(&v2, dir, "b2", 2_000);
+    let version = || host.manager.invoke_func("probe", "version", &[]).unwrap();
+    let admin = host.admin_arg();
+    let rollback = |args: &[&str]| {
+        let mut all = vec!["rollback", "probe", "--admin", &admin];
+        all.extend_from_slice(args);
+        hotswap(&all, &[])
+    };
+    let reload = || {
+        let r = host.client().post("/reload", None).unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+    };
+    let stop = AtomicBool::new(false);
+    let failures = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                if host.manager.invoke_func("probe", "version", &[]).is_err() {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            reload();
+            assert_eq!(version(), Value::from("v2"));
+
+            // `hotswap status` lists the builds kept, marking the running one.
+            let (code, out, err) = hotswap(&["status", "--admin", &admin], &[]);
+            assert_eq!(code, 0, "{err}");
+            assert!(
+                out.contains("builds in the plugin directory"),
+                "{out}\n{}",
+                host.client().get("/status").unwrap().text()
+            );
+            let builds = out
+                .split("builds in the plugin directory")
+                .nth(1)
+                .unwrap_or_default();
+            let row = |id: &str| {
+                builds
+                    .lines()
+                    .find(|l| l.contains(id))
+                    .unwrap_or_else(|| panic!("{id} not listed: {out}"))
+                    .trim_end()
+                    .to_owned()
+            };
+            assert!(row("b2").ends_with("running"), "{out}");
+            assert!(!row("b1").ends_with("running"), "{out}");
+
+            // Back one build, as a normal reload.
+            let (code, out, err) = rollback(&[]);
+            assert_eq!(code, 0, "{err}");
+            assert!(out.contains("b1 (was b2)"), "{out}");
+            assert_eq!(version(), Value::from("v1"));
+            // A later reload does not undo it.
+            reload();
+            assert_eq!(version(), Value::from("v1"));
+            let status = host.client().get("/status").unwrap().json().unwrap();
+            let b1 = status["builds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|b| b["build_id"] == "b1")
+                .unwrap()
+                .clone();
+            assert_eq!(
+                (b1["running"].clone(), b1["pinned"].clone()),
+                (true.into(), true.into())
+            );
+
+            // Nothing older: an error, and nothing changes.
+            let generation = host.manager.generation_id();
+            let (code, _, err) = rollback(&[]);
+            assert_eq!(code, 1);
+            assert!(
+                err.contains("no build older than the running one (b1)"),
+                "{err}"
+            );
+            let (code, _, err) = rollback(&["--to", "nope"]);
+            assert_eq!(code, 1);
+            assert!(
+                err.contains("no build nope") && err.contains("b1, b2"),
+                "{err}"
+            );
+            assert_eq!(host.manager.generation_id(), generation);
+
+            // A named build, forward too.
+            let (code, _, err) = rollback(&["--to", "b2"]);
+            assert_eq!(code, 0, "{err}");
+            assert_eq!(version(), Value::from("v2"));
+
+            // A rollback to a build that fails to load is a failed reload: b2 serves
+            // on, and the next reload still loads what it would have.
+            install_as(&bad, dir, "b0", 500);
+            let (code, _, err) = rollback(&["--to", "b0"]);
+            assert_eq!(code, 1);
+            assert!(err.contains("on_load"), "{err}");
+            assert_eq!(version(), Value::from("v2"));
+            reload();
+            assert_eq!(version(), Value::from("v2"));
+
+            // Held at b1 until a build newer than every build at the rollback appears.
+            let (code, _, err) = rollback(&["--to", "b1"]);
+            assert_eq!(code, 0, "{err}");
+            reload();
+            assert_eq!(version(), Value::from("v1"));
+            install_as(&v2, dir, "b3", 3_000);
+            reload();
+            assert_eq!(version(), Value::from("v2"));
+            assert_eq!(host.manager.find_plugin("probe").unwrap().build_id, "b3");
+        }));
+        stop.store(true, Ordering::Relaxed);
+        if let Err(panic) = result {
+            std::panic::resume_unwind(panic);
+        }
+    });
+    assert_eq!(failures.load(Ordering::Relaxed), 0);
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! | route | answer |
 //! |---|---|
 //! | `POST /reload` | the [`ReloadReport`](crate::ReloadReport) as JSON; on failure a non-2xx with `{"error", "kind", "step", "plugin", "version", "file"}` (409 while another reload runs) |
-//! | `GET /status` | generation, plugins, every version in memory (current, draining, pinned), reclamation mode, last reload |
+//! | `POST /rollback` | body `{"plugin": <name>, "build_id": <optional>}`: reloads with the plugin at that build, or the one before the running one ([`PluginManager::rollback`](crate::PluginManager::rollback)); answers as `/reload`, 404 `no_such_build` when there is none |
+//! | `GET /status` | generation, plugins, every version in memory (current, draining, pinned), reclamation mode, last reload, every build kept in the directory (`builds`) |
 //! | `GET /metrics` | Prometheus text (see [`crate::metrics`]) |
 //! | `GET /healthz` | `ok` |
 //!

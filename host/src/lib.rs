@@ -76,6 +76,7 @@ pub use hotswap_plugin_api::LiveData;
 pub use hotswap_plugin_api::{Pod, Value};
 pub use manager::{Builder, PluginInfo, PluginManager};
 pub use report::{Outcome, PluginReport, ReloadReport};
+pub use scan::BuildInfo;
 pub use shared::ReloadCallback;
 pub use static_plugin::StaticPlugin;
 pub use status::{HeapStatus, Status, VersionState, VersionStatus};
