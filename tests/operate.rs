@@ -1074,7 +1074,9 @@ fn a_reload_during_a_reload_gets_409() {
 #[test]
 fn watch_rebuilds_and_reloads_on_an_edit() {
     // A copy of the world plugin, outside the workspace (its own [workspace] table),
-    // built into the test plugins' target directory so dependencies are not rebuilt.
+    // built into the test plugins' target directory so dependencies are not rebuilt; its
+    // library has a name of its own there, so it never overwrites the real world
+    // plugin's (a cdylib's file name carries no hash).
     let root = repo().join("target/hotswap-test-operate");
     std::fs::create_dir_all(&root).unwrap();
     let work = tempfile::Builder::new()
@@ -1087,7 +1089,7 @@ fn watch_rebuilds_and_reloads_on_an_edit() {
         krate.join("Cargo.toml"),
         format!(
             "[package]\nname = \"world\"\nversion = \"0.1.0\"\nedition = \"2021\"\npublish = false\n\n\
-             [lib]\ncrate-type = [\"cdylib\"]\n\n[features]\nv2 = []\n\n\
+             [lib]\nname = \"world_watch\"\ncrate-type = [\"cdylib\"]\n\n[features]\nv2 = []\n\n\
              [dependencies]\nhotswap-plugin-api = {{ path = {:?} }}\n\n[workspace]\n",
             repo().join("plugin-api").display().to_string()
         ),
@@ -1128,12 +1130,58 @@ fn watch_rebuilds_and_reloads_on_an_edit() {
 
     let edited = source.replace(r#"{ "v2" } else { "v1" }"#, r#"{ "v2" } else { "edited" }"#);
     assert_ne!(edited, source, "the world plugin's source changed shape");
-    std::fs::write(krate.join("src/lib.rs"), edited).unwrap();
+    std::fs::write(krate.join("src/lib.rs"), &edited).unwrap();
     wait_for("the edit to go live", Duration::from_secs(300), || {
         watch.assert_running();
         (greet().as_deref() == Some("hello from edited")).then_some(())
     });
+    // A second edit: a point after which anything the first builds triggered has been
+    // handled, whatever the timing.
+    let edited2 = source.replace(r#"{ "v2" } else { "v1" }"#, r#"{ "v2" } else { "again" }"#);
+    std::fs::write(krate.join("src/lib.rs"), &edited2).unwrap();
+    wait_for(
+        "the second edit to go live",
+        Duration::from_secs(300),
+        || {
+            watch.assert_running();
+            (greet().as_deref() == Some("hello from again")).then_some(())
+        },
+    );
     let out = watch.output();
     assert!(out.contains("changed: src/lib.rs"), "{out}");
     assert!(out.contains("reloaded: generation"), "{out}");
+    // Three builds: at start, and one per edit. The first rewrote the copied
+    // Cargo.lock, and that rewrite of its own output did not count as a change.
+    assert_eq!(out.matches("== building").count(), 3, "{out}");
+    assert!(!out.contains("changed: Cargo.lock"), "{out}");
+    assert!(out.contains("unchanged sources (Cargo.lock)"), "{out}");
+    let generation = host.manager.generation_id();
+    assert_eq!(generation, 4, "{out}");
+    drop(watch);
+
+    // Started again with nothing changed: no build, no reload, until an edit.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hotswap"));
+    cmd.arg("watch")
+        .arg(&krate)
+        .arg(host.plugins.path())
+        .args(["--admin", &host.admin_arg(), "--debounce", "200"])
+        .arg("--target-dir")
+        .arg(repo().join("target/hotswap-test-plugins"));
+    let mut watch = Running::spawn(cmd);
+    wait_for("the up-to-date check", Duration::from_secs(60), || {
+        watch.assert_running();
+        watch.output().contains("up to date").then_some(())
+    });
+    std::fs::write(krate.join("src/lib.rs"), &edited).unwrap();
+    wait_for(
+        "the third edit to go live",
+        Duration::from_secs(300),
+        || {
+            watch.assert_running();
+            (greet().as_deref() == Some("hello from edited")).then_some(())
+        },
+    );
+    let out = watch.output();
+    assert_eq!(out.matches("== building").count(), 1, "{out}");
+    assert_eq!(host.manager.generation_id(), generation + 1, "{out}");
 }
