@@ -40,9 +40,8 @@ fn scan_error(e: ManifestError) -> LoadErrorKind {
 /// directory or symbolic link named `*.manifest.json` fails the scan at once, and so
 /// does a manifest whose `file` is not a plain file name.
 ///
-/// Fails on an unreadable directory, a corrupt manifest (a directory with one bad
-/// manifest is not half-loaded), or two different builds of one plugin claiming the
-/// same build time.
+/// Fails on an unreadable directory or a corrupt manifest (a directory with one bad
+/// manifest is not half-loaded).
 pub(crate) fn all_builds(
     dir: &Path,
     whitelist: Option<&HashSet<String>>,
@@ -79,31 +78,44 @@ pub(crate) fn all_builds(
             manifest_path: path,
             manifest,
         };
-        let builds = all.entry(candidate.manifest.name.clone()).or_default();
-        if let Some(old) = builds.iter().find(|b| {
-            b.manifest.build_time_ms == candidate.manifest.build_time_ms
-                && b.manifest.sha256 != candidate.manifest.sha256
-        }) {
-            return Err(LoadError {
-                plugin: Some(candidate.manifest.name.clone()),
-                version: Some(candidate.manifest.version.clone()),
-                file: None,
-                step: Step::Scan,
-                kind: LoadErrorKind::Duplicate {
-                    name: candidate.manifest.name.clone(),
-                    first: old.library_path(),
-                    second: candidate.library_path(),
-                },
-            }
-            .into());
-        }
-        builds.push(candidate);
+        all.entry(candidate.manifest.name.clone())
+            .or_default()
+            .push(candidate);
     }
     for builds in all.values_mut() {
-        // Stable: of equal builds (same time, same file contents) the first path wins.
+        // Stable: builds of one time stay in path order (the last one is loaded).
         builds.sort_by_key(|b| b.manifest.build_time_ms);
     }
     Ok(all)
+}
+
+/// The newest of one plugin's builds (oldest first); fails when two different builds
+/// (by sha256) claim the newest build time, since which one is meant is unknowable.
+fn newest(builds: &[Candidate]) -> Result<Option<&Candidate>, Error> {
+    let Some(last) = builds.last() else {
+        return Ok(None);
+    };
+    let time = last.manifest.build_time_ms;
+    if let Some(other) = builds
+        .iter()
+        .rev()
+        .take_while(|b| b.manifest.build_time_ms == time)
+        .find(|b| b.manifest.sha256 != last.manifest.sha256)
+    {
+        return Err(LoadError {
+            plugin: Some(last.manifest.name.clone()),
+            version: Some(last.manifest.version.clone()),
+            file: None,
+            step: Step::Scan,
+            kind: LoadErrorKind::Duplicate {
+                name: last.manifest.name.clone(),
+                first: other.library_path(),
+                second: last.library_path(),
+            },
+        }
+        .into());
+    }
+    Ok(Some(last))
 }
 
 /// A plugin held at an older build by a rollback: reloads load `build_id` instead of
@@ -116,27 +128,29 @@ pub(crate) struct Pin {
 }
 
 /// The build of every plugin a reload loads: the newest, or the pinned one (see
-/// [`Pin`]). Fails as [`all_builds`].
+/// [`Pin`]). Fails as [`all_builds`], and when two different builds of one plugin
+/// claim its newest build time.
 pub(crate) fn chosen_builds(
     dir: &Path,
     whitelist: Option<&HashSet<String>>,
     pins: &HashMap<String, Pin>,
 ) -> Result<BTreeMap<String, Candidate>, Error> {
-    let mut all = all_builds(dir, whitelist)?;
+    let all = all_builds(dir, whitelist)?;
     let mut chosen = BTreeMap::new();
-    for (name, builds) in &mut all {
+    for (name, builds) in &all {
         let pinned = pins.get(name).and_then(|pin| {
             let newest = builds.last()?.manifest.build_time_ms;
             if newest > pin.ceiling_ms {
                 return None;
             }
-            let i = builds
-                .iter()
-                .position(|b| b.manifest.build_id == pin.build_id)?;
-            Some(builds.swap_remove(i))
+            builds.iter().find(|b| b.manifest.build_id == pin.build_id)
         });
-        if let Some(build) = pinned.or_else(|| builds.pop()) {
-            chosen.insert(name.clone(), build);
+        let build = match pinned {
+            Some(b) => Some(b),
+            None => newest(builds)?,
+        };
+        if let Some(build) = build {
+            chosen.insert(name.clone(), build.clone());
         }
     }
     Ok(chosen)
