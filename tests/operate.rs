@@ -5,13 +5,14 @@
 
 mod common;
 
-use common::{build, clear, install, plugin_dir, repo, Build};
+use common::{build, clear, install, install_with, plugin_dir, repo, Build};
 use hotswap_host::admin::client::{AdminTarget, Client};
 use hotswap_host::admin::{Admin, AdminConfig, AdminError, Limits};
 use hotswap_host::{PluginManager, Trigger, Value};
 use serde_json::Value as Json;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -357,6 +358,13 @@ fn sighup_reloads_a_host_process() {
     });
     assert!(status.success(), "{status}\n{}", host.output());
     assert!(!socket.exists(), "socket left behind");
+    // Its logs went to a pipe, not a terminal: no colour codes.
+    let output = host.output();
+    assert!(output.contains(" INFO "), "{output}");
+    assert!(
+        !output.contains('\x1b'),
+        "ANSI escapes in piped logs:\n{output}"
+    );
 }
 
 #[test]
@@ -473,7 +481,7 @@ fn admin_endpoint_reloads_and_reports_status_and_metrics() {
 fn tcp_requires_the_bearer_token() {
     let v1 = build(PROBE, &[]);
     let host = Host::start(&v1, |c| {
-        c.with_tcp("127.0.0.1:0".parse().unwrap(), "s3cret-token")
+        c.with_tcp("127.0.0.1:0".parse().unwrap(), "s3cret-token-0123456789")
     });
     let addr = host.admin.tcp_addr().unwrap();
     let url = format!("http://{addr}");
@@ -486,7 +494,7 @@ fn tcp_requires_the_bearer_token() {
     let none = tcp(None);
     assert_eq!(none.status, 401, "{}", none.text());
     assert_eq!(tcp(Some("wrong")).status, 401);
-    assert_eq!(tcp(Some("s3cret-token")).status, 200);
+    assert_eq!(tcp(Some("s3cret-token-0123456789")).status, 200);
     let refused = Client::new(url.parse().unwrap())
         .post("/reload", None)
         .unwrap();
@@ -506,12 +514,21 @@ fn tcp_requires_the_bearer_token() {
     let (code, _, err) = hotswap(&["status", "--admin", &url], &[]);
     assert_eq!(code, 1);
     assert!(err.contains("401"), "{err}");
-    let (code, out, err) = hotswap(&["status", "--admin", &url, "--token", "s3cret-token"], &[]);
+    let (code, out, err) = hotswap(
+        &[
+            "status",
+            "--admin",
+            &url,
+            "--token",
+            "s3cret-token-0123456789",
+        ],
+        &[],
+    );
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("generation 1"), "{out}");
     let (code, out, err) = hotswap(
         &["reload", "--admin", &url],
-        &[("HOTSWAP_ADMIN_TOKEN", "s3cret-token")],
+        &[("HOTSWAP_ADMIN_TOKEN", "s3cret-token-0123456789")],
     );
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("generation 1 -> 2"), "{out}");
@@ -526,14 +543,65 @@ fn tcp_requires_the_bearer_token() {
         Admin::start(Trigger::new(manager.clone()), wide),
         Err(AdminError::NotLoopback(_))
     ));
-    let no_token = AdminConfig {
-        tcp: Some(("127.0.0.1:0".parse().unwrap(), String::new())),
+    // A token shorter than the minimum is refused, with a way to make a good one.
+    for short in ["", "t", "fifteen-bytes!!"] {
+        let config = AdminConfig {
+            tcp: Some(("127.0.0.1:0".parse().unwrap(), short.into())),
+            ..AdminConfig::default()
+        };
+        let err = Admin::start(Trigger::new(manager.clone()), config).unwrap_err();
+        assert!(
+            matches!(err, AdminError::TokenTooShort { len } if len == short.len()),
+            "{err}"
+        );
+        assert!(err.to_string().contains("openssl rand -hex 32"), "{err}");
+    }
+    let spaced = AdminConfig {
+        tcp: Some(("127.0.0.1:0".parse().unwrap(), "has a space in it!!".into())),
         ..AdminConfig::default()
     };
     assert!(matches!(
-        Admin::start(Trigger::new(manager), no_token),
+        Admin::start(Trigger::new(manager.clone()), spaced),
         Err(AdminError::BadToken)
     ));
+    let sixteen =
+        AdminConfig::default().with_tcp("127.0.0.1:0".parse().unwrap(), "0123456789abcdef");
+    Admin::start(Trigger::new(manager), sixteen).expect("a 16-byte token is enough");
+}
+
+#[test]
+fn the_cli_sends_no_token_off_loopback_unless_allowed() {
+    // 192.0.2.1 is TEST-NET-1 (RFC 5737): nothing answers there.
+    let remote = "http://192.0.2.1:9";
+    let token = "0123456789abcdef0123";
+    let (code, out, err) = hotswap(&["status", "--admin", remote, "--token", token], &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(err.contains("not a loopback address"), "{err}");
+    assert!(err.contains("clear text"), "{err}");
+    let (code, _, err) = hotswap(
+        &["reload", "--admin", remote],
+        &[("HOTSWAP_ADMIN_TOKEN", token)],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("not a loopback address"), "{err}");
+    // Allowed explicitly: a warning, then an ordinary connection failure.
+    let (code, _, err) = hotswap(
+        &[
+            "status",
+            "--admin",
+            remote,
+            "--token",
+            token,
+            "--allow-remote",
+            "--timeout",
+            "1",
+        ],
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("warning: --allow-remote"), "{err}");
+    assert!(!err.contains("not a loopback address"), "{err}");
+    assert!(err.contains("cannot connect"), "{err}");
 }
 
 #[test]
@@ -640,14 +708,12 @@ fn garbage_and_oversized_requests_get_4xx_while_calls_go_on() {
                     None => assert!(bytes.iter().all(u8::is_ascii_whitespace), "{bytes:?}"),
                 }
             }
-            // Idle connections up to the limit: the next is told 503 at once, not queued.
-            let idle: Vec<UnixStream> = (0..limits.max_connections)
+            // Idle connections beyond the request limit hold no request slot.
+            let idle: Vec<UnixStream> = (0..limits.max_connections * 3)
                 .map(|_| UnixStream::connect(&socket).unwrap())
                 .collect();
-            std::thread::sleep(Duration::from_millis(100));
-            let (status, _, took) = raw_exchange(&socket, b"GET /healthz HTTP/1.1\r\n\r\n", true);
-            assert_eq!(status, Some(503));
-            assert!(took < Duration::from_secs(1));
+            let (status, text, _) = raw_exchange(&socket, b"GET /status HTTP/1.1\r\n\r\n", true);
+            assert_eq!(status, Some(200), "{text}");
             drop(idle);
             // After all that, the endpoint and the host still work.
             let health = wait_for("the endpoint to recover", Duration::from_secs(5), || {
@@ -670,6 +736,251 @@ fn garbage_and_oversized_requests_get_4xx_while_calls_go_on() {
         host.manager.invoke_func("probe", "version", &[]).unwrap(),
         Value::from("v2")
     );
+}
+
+/// Opens `n` connections that each stop part-way (nothing, a request line, headers
+/// announcing a body that never comes, headers without the token); returns them open.
+fn idle_connections<S: Write>(n: usize, connect: impl Fn() -> S) -> Vec<S> {
+    let stalls: [&[u8]; 4] = [
+        b"",
+        b"GET /status HTTP/1.1\r\n",
+        b"POST /reload HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{",
+        b"POST /reload HTTP/1.1\r\nAuthorization: Bearer nope\r\nContent-Length: 1000\r\n\r\n",
+    ];
+    (0..n)
+        .map(|i| {
+            let mut s = connect();
+            s.write_all(stalls[i % stalls.len()]).unwrap();
+            s
+        })
+        .collect()
+}
+
+/// Whether the server has neither answered nor closed `s` (a non-blocking peek).
+fn still_waiting(s: &UnixStream) -> bool {
+    s.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    let waiting = matches!((&*s).read(&mut byte), Err(e) if e.kind() == ErrorKind::WouldBlock);
+    s.set_nonblocking(false).unwrap();
+    waiting
+}
+
+#[test]
+fn idle_connections_cannot_starve_the_admin_endpoint() {
+    let v1 = build(PROBE, &[]);
+    let v2 = build(PROBE, &["v2"]);
+    const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+    // Deadlines far beyond the test's own: the endpoint must answer while every idle
+    // connection is still open, not once they have timed out.
+    let patient = Limits {
+        head_timeout: Duration::from_secs(600),
+        read_timeout: Duration::from_secs(600),
+        ..Limits::default()
+    };
+    let host = Host::start(&v1, |c| {
+        c.with_tcp("127.0.0.1:0".parse().unwrap(), TOKEN)
+            .with_limits(patient)
+    });
+    let addr = host.admin.tcp_addr().unwrap();
+    let url = format!("http://{addr}");
+    let tcp = || {
+        Client::new(url.parse().unwrap())
+            .token(Some(TOKEN.into()))
+            .timeout(Duration::from_secs(30))
+    };
+    let idle_unix = idle_connections(100, || UnixStream::connect(&host.socket).unwrap());
+    let idle_tcp = idle_connections(100, || TcpStream::connect(addr).unwrap());
+
+    for _ in 0..3 {
+        let r = host.client().get("/healthz").unwrap();
+        assert_eq!((r.status, r.text().as_str()), (200, "ok\n"));
+        let r = tcp().get("/healthz").unwrap();
+        assert_eq!((r.status, r.text().as_str()), (200, "ok\n"));
+    }
+    swap_to(host.plugins.path(), &v2);
+    let r = host.client().post("/reload", None).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    swap_to(host.plugins.path(), &v1);
+    let r = tcp().post("/reload", None).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(host.manager.generation_id(), 3);
+    assert_eq!(tcp().get("/status").unwrap().status, 200);
+    // The idle ones were not pushed out to make room: they are still waiting (all but
+    // the TCP ones without the token, answered 401 as soon as their headers were in).
+    for (i, s) in idle_unix.iter().enumerate() {
+        assert!(
+            still_waiting(s),
+            "unix connection {i} was answered or closed"
+        );
+    }
+    for (i, mut s) in idle_tcp.into_iter().enumerate() {
+        if i % 4 == 3 {
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let mut text = String::new();
+            let _ = s.read_to_string(&mut text);
+            assert!(text.starts_with("HTTP/1.1 401 "), "{text}");
+        }
+    }
+    drop(idle_unix);
+    drop(host);
+
+    // With room for fewer pending connections than there are idle ones, the oldest give
+    // way; and a request head that does not come in time gets 408.
+    let tight = Limits {
+        max_pending: 8,
+        head_timeout: Duration::from_millis(300),
+        read_timeout: Duration::from_secs(600),
+        ..Limits::default()
+    };
+    let host = Host::start(&v1, |c| c.with_limits(tight));
+    let idle = idle_connections(100, || UnixStream::connect(&host.socket).unwrap());
+    let r = host.client().get("/status").unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    swap_to(host.plugins.path(), &v2);
+    let r = host.client().post("/reload", None).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    drop(idle);
+    let (status, text, _) = raw_exchange(&host.socket, b"GET /status HTTP/1.1\r\n", false);
+    assert_eq!(status, Some(408), "{text}");
+}
+
+/// Installs `b` as build `id`, made at `time_ms` (build order independent of the order
+/// the test process happened to build them in).
+fn install_as(b: &Build, dir: &Path, id: &str, time_ms: u64) {
+    install_with(b, dir, |m| {
+        m.build_id = id.into();
+        m.build_time_ms = time_ms;
+        m.build_time = format!("(at {time_ms} ms)");
+        m.file = format!("probe-{id}{}", std::env::consts::DLL_SUFFIX);
+    });
+}
+
+#[test]
+fn rollback_goes_back_a_build_and_holds_until_a_newer_one() {
+    let v1 = build(PROBE, &[]);
+    let v2 = build(PROBE, &["v2"]);
+    let bad = build(PROBE, &["fail-load"]);
+    let host = Host::start(&v1, |c| c);
+    let dir = host.plugins.path();
+    clear(dir);
+    install_as(&v1, dir, "b1", 1_000);
+    install_as(&v2, dir, "b2", 2_000);
+    let version = || host.manager.invoke_func("probe", "version", &[]).unwrap();
+    let admin = host.admin_arg();
+    let rollback = |args: &[&str]| {
+        let mut all = vec!["rollback", "probe", "--admin", &admin];
+        all.extend_from_slice(args);
+        hotswap(&all, &[])
+    };
+    let reload = || {
+        let r = host.client().post("/reload", None).unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+    };
+    let stop = AtomicBool::new(false);
+    let failures = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                if host.manager.invoke_func("probe", "version", &[]).is_err() {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            reload();
+            assert_eq!(version(), Value::from("v2"));
+
+            // `hotswap status` lists the builds kept, marking the running one.
+            let (code, out, err) = hotswap(&["status", "--admin", &admin], &[]);
+            assert_eq!(code, 0, "{err}");
+            assert!(
+                out.contains("builds in the plugin directory"),
+                "{out}\n{}",
+                host.client().get("/status").unwrap().text()
+            );
+            let builds = out
+                .split("builds in the plugin directory")
+                .nth(1)
+                .unwrap_or_default();
+            let row = |id: &str| {
+                builds
+                    .lines()
+                    .find(|l| l.contains(id))
+                    .unwrap_or_else(|| panic!("{id} not listed: {out}"))
+                    .trim_end()
+                    .to_owned()
+            };
+            assert!(row("b2").ends_with("running"), "{out}");
+            assert!(!row("b1").ends_with("running"), "{out}");
+
+            // Back one build, as a normal reload.
+            let (code, out, err) = rollback(&[]);
+            assert_eq!(code, 0, "{err}");
+            assert!(out.contains("b1 (was b2)"), "{out}");
+            assert_eq!(version(), Value::from("v1"));
+            // A later reload does not undo it.
+            reload();
+            assert_eq!(version(), Value::from("v1"));
+            let status = host.client().get("/status").unwrap().json().unwrap();
+            let b1 = status["builds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|b| b["build_id"] == "b1")
+                .unwrap()
+                .clone();
+            assert_eq!(
+                (b1["running"].clone(), b1["pinned"].clone()),
+                (true.into(), true.into())
+            );
+
+            // Nothing older: an error, and nothing changes.
+            let generation = host.manager.generation_id();
+            let (code, _, err) = rollback(&[]);
+            assert_eq!(code, 1);
+            assert!(
+                err.contains("no build older than the running one (b1)"),
+                "{err}"
+            );
+            let (code, _, err) = rollback(&["--to", "nope"]);
+            assert_eq!(code, 1);
+            assert!(
+                err.contains("no build nope") && err.contains("b1, b2"),
+                "{err}"
+            );
+            assert_eq!(host.manager.generation_id(), generation);
+
+            // A named build, forward too.
+            let (code, _, err) = rollback(&["--to", "b2"]);
+            assert_eq!(code, 0, "{err}");
+            assert_eq!(version(), Value::from("v2"));
+
+            // A rollback to a build that fails to load is a failed reload: b2 serves
+            // on, and the next reload still loads what it would have.
+            install_as(&bad, dir, "b0", 500);
+            let (code, _, err) = rollback(&["--to", "b0"]);
+            assert_eq!(code, 1);
+            assert!(err.contains("on_load"), "{err}");
+            assert_eq!(version(), Value::from("v2"));
+            reload();
+            assert_eq!(version(), Value::from("v2"));
+
+            // Held at b1 until a build newer than every build at the rollback appears.
+            let (code, _, err) = rollback(&["--to", "b1"]);
+            assert_eq!(code, 0, "{err}");
+            reload();
+            assert_eq!(version(), Value::from("v1"));
+            install_as(&v2, dir, "b3", 3_000);
+            reload();
+            assert_eq!(version(), Value::from("v2"));
+            assert_eq!(host.manager.find_plugin("probe").unwrap().build_id, "b3");
+        }));
+        stop.store(true, Ordering::Relaxed);
+        if let Err(panic) = result {
+            std::panic::resume_unwind(panic);
+        }
+    });
+    assert_eq!(failures.load(Ordering::Relaxed), 0);
 }
 
 #[test]
@@ -763,7 +1074,9 @@ fn a_reload_during_a_reload_gets_409() {
 #[test]
 fn watch_rebuilds_and_reloads_on_an_edit() {
     // A copy of the world plugin, outside the workspace (its own [workspace] table),
-    // built into the test plugins' target directory so dependencies are not rebuilt.
+    // built into the test plugins' target directory so dependencies are not rebuilt; its
+    // library has a name of its own there, so it never overwrites the real world
+    // plugin's (a cdylib's file name carries no hash).
     let root = repo().join("target/hotswap-test-operate");
     std::fs::create_dir_all(&root).unwrap();
     let work = tempfile::Builder::new()
@@ -776,7 +1089,7 @@ fn watch_rebuilds_and_reloads_on_an_edit() {
         krate.join("Cargo.toml"),
         format!(
             "[package]\nname = \"world\"\nversion = \"0.1.0\"\nedition = \"2021\"\npublish = false\n\n\
-             [lib]\ncrate-type = [\"cdylib\"]\n\n[features]\nv2 = []\n\n\
+             [lib]\nname = \"world_watch\"\ncrate-type = [\"cdylib\"]\n\n[features]\nv2 = []\n\n\
              [dependencies]\nhotswap-plugin-api = {{ path = {:?} }}\n\n[workspace]\n",
             repo().join("plugin-api").display().to_string()
         ),
@@ -817,12 +1130,58 @@ fn watch_rebuilds_and_reloads_on_an_edit() {
 
     let edited = source.replace(r#"{ "v2" } else { "v1" }"#, r#"{ "v2" } else { "edited" }"#);
     assert_ne!(edited, source, "the world plugin's source changed shape");
-    std::fs::write(krate.join("src/lib.rs"), edited).unwrap();
+    std::fs::write(krate.join("src/lib.rs"), &edited).unwrap();
     wait_for("the edit to go live", Duration::from_secs(300), || {
         watch.assert_running();
         (greet().as_deref() == Some("hello from edited")).then_some(())
     });
+    // A second edit: a point after which anything the first builds triggered has been
+    // handled, whatever the timing.
+    let edited2 = source.replace(r#"{ "v2" } else { "v1" }"#, r#"{ "v2" } else { "again" }"#);
+    std::fs::write(krate.join("src/lib.rs"), &edited2).unwrap();
+    wait_for(
+        "the second edit to go live",
+        Duration::from_secs(300),
+        || {
+            watch.assert_running();
+            (greet().as_deref() == Some("hello from again")).then_some(())
+        },
+    );
     let out = watch.output();
     assert!(out.contains("changed: src/lib.rs"), "{out}");
     assert!(out.contains("reloaded: generation"), "{out}");
+    // Three builds: at start, and one per edit. The first rewrote the copied
+    // Cargo.lock, and that rewrite of its own output did not count as a change.
+    assert_eq!(out.matches("== building").count(), 3, "{out}");
+    assert!(!out.contains("changed: Cargo.lock"), "{out}");
+    assert!(out.contains("unchanged sources (Cargo.lock)"), "{out}");
+    let generation = host.manager.generation_id();
+    assert_eq!(generation, 4, "{out}");
+    drop(watch);
+
+    // Started again with nothing changed: no build, no reload, until an edit.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hotswap"));
+    cmd.arg("watch")
+        .arg(&krate)
+        .arg(host.plugins.path())
+        .args(["--admin", &host.admin_arg(), "--debounce", "200"])
+        .arg("--target-dir")
+        .arg(repo().join("target/hotswap-test-plugins"));
+    let mut watch = Running::spawn(cmd);
+    wait_for("the up-to-date check", Duration::from_secs(60), || {
+        watch.assert_running();
+        watch.output().contains("up to date").then_some(())
+    });
+    std::fs::write(krate.join("src/lib.rs"), &edited).unwrap();
+    wait_for(
+        "the third edit to go live",
+        Duration::from_secs(300),
+        || {
+            watch.assert_running();
+            (greet().as_deref() == Some("hello from edited")).then_some(())
+        },
+    );
+    let out = watch.output();
+    assert_eq!(out.matches("== building").count(), 1, "{out}");
+    assert_eq!(host.manager.generation_id(), generation + 1, "{out}");
 }

@@ -1,9 +1,10 @@
 //! `hotswap serve`, end to end: the real `hotswap` binary supervising the real HTTP demo
 //! (`demo/http`, its handlers plugin built with the real `hotswap build`), on loopback.
 //!
-//! Every supervisor runs in its own process group; the [`Serve`] guard kills that group
-//! when a test ends, passes or fails, so no child outlives the test (the children also
-//! get SIGTERM from the kernel if the supervisor dies: PR_SET_PDEATHSIG).
+//! Every supervisor runs in its own process group; the [`Serve`] guard stops it with
+//! SIGTERM (it then stops its children's process groups) and kills that group when a
+//! test ends, passes or fails (the children, each in a group of its own, also get
+//! SIGTERM from the kernel if the supervisor dies: PR_SET_PDEATHSIG).
 //!
 //! The demo binary belongs to another package, so cargo does not build it for this test
 //! (CARGO_BIN_EXE_* only covers this package's binaries). The test builds it once with
@@ -890,6 +891,98 @@ fn signals_are_forwarded_and_the_supervisor_exits_after_its_children() {
     let log = serve.log();
     assert!(log.contains("received SIGTERM: forwarding it"), "{log}");
     assert!(log.contains("all children are gone"), "{log}");
+}
+
+#[test]
+fn a_wrapper_script_without_exec_is_stopped_whole() {
+    let dir = tempdir();
+    let plugins = handlers_dir(dir.path());
+    let demo = demo_binary();
+    let start = dir.path().join("start.sh");
+    // As `npm start` or a hand-written wrapper would: no `exec`, so the shell stays the
+    // supervisor's child and the server is its child. LISTEN_PID names the shell, so
+    // the server takes its sockets from EINHORN_FDS.
+    std::fs::write(
+        &start,
+        format!(
+            "unset LISTEN_FDS LISTEN_PID LISTEN_FDNAMES\n'{}' --plugins '{}'\necho server exited\n",
+            demo.display(),
+            plugins.display()
+        ),
+    )
+    .unwrap();
+    let mut serve = Serve::start(
+        dir,
+        &[
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--ready-timeout",
+            "20",
+            "--drain-timeout",
+            "15",
+        ],
+        &["sh", start.to_str().unwrap()],
+    );
+    let shell = serve.serving(1)[0];
+    let addr = serve.tcp_addr();
+    let old = get(addr, "/").pid;
+    assert_ne!(old, shell, "the server should run under the wrapper shell");
+
+    // Under load: no request fails across the upgrade.
+    let load = Arc::new(Load {
+        cap: u64::MAX,
+        ..Load::default()
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let (load, stop) = (load.clone(), stop.clone());
+            std::thread::spawn(move || fresh_client(addr, "/", "hello from handlers", &load, &stop))
+        })
+        .collect();
+    let out = serve.upgrade();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let new_shell = serve.serving(1)[0];
+    assert_ne!(new_shell, shell);
+    // The old server got the drain signal too, and is gone once it has drained.
+    wait_for("the old server to exit", Duration::from_secs(30), || {
+        (!pid_alive(old)).then_some(())
+    });
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    assert_eq!(
+        load.failed.load(Ordering::Relaxed),
+        0,
+        "{:?}",
+        load.errors.lock().unwrap()
+    );
+    assert!(load.ok.load(Ordering::Relaxed) > 0);
+    // Only the new server answers now.
+    let new = get(addr, "/").pid;
+    assert!(![old, shell, new_shell].contains(&new));
+    for _ in 0..20 {
+        assert_eq!(get(addr, "/").pid, new);
+    }
+    // Nothing of any child outlives the supervisor.
+    signal(serve.pid(), rustix::process::Signal::TERM);
+    let status = serve.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "{status}");
+    for pid in [shell, old, new_shell, new] {
+        assert!(!pid_alive(pid), "process {pid} outlived the supervisor");
+    }
+    // The supervisor's and the servers' logs went to a file: no colour codes.
+    let log = serve.log();
+    assert!(log.contains(" INFO "), "{log}");
+    assert!(
+        !log.contains('\x1b'),
+        "ANSI escapes in the log file:\n{log}"
+    );
 }
 
 #[test]

@@ -22,6 +22,11 @@ pub struct AdminArgs {
     #[arg(long, value_name = "TOKEN")]
     pub token: Option<String>,
 
+    /// Allow an http:// endpoint that is not loopback. The endpoint speaks plain HTTP:
+    /// the token crosses the network in clear text (prefer an SSH tunnel)
+    #[arg(long)]
+    pub allow_remote: bool,
+
     /// Seconds to wait for the host's answer
     #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
@@ -58,10 +63,32 @@ impl AdminArgs {
             .token
             .clone()
             .or_else(|| std::env::var(TOKEN_ENV).ok().filter(|s| !s.is_empty()));
+        if self.allow_remote {
+            if let AdminTarget::Tcp(authority) = &target {
+                if !is_loopback_name(authority) {
+                    eprintln!(
+                        "warning: --allow-remote: the admin request{} to {target} crosses the network in clear text",
+                        if token.is_some() { " and its bearer token" } else { "" }
+                    );
+                }
+            }
+        }
         Ok(Client::new(target)
             .token(token)
+            .allow_remote(self.allow_remote)
             .timeout(Duration::from_secs(self.timeout)))
     }
+}
+
+/// Whether `host:port` names a loopback host without a lookup (an IP literal or
+/// `localhost`); only decides whether to warn, the client checks resolved addresses.
+fn is_loopback_name(authority: &str) -> bool {
+    let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The `error` field of a JSON error answer, or the body as text.

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod reload;
+pub mod rollback;
 pub mod serve;
 pub mod status;
 pub mod watch;
@@ -40,7 +41,16 @@ enum Command {
     #[command(after_help = "Examples:\n  hotswap reload --admin /tmp/host.sock\n  \
                       hotswap reload --admin http://127.0.0.1:7070 --token \"$TOKEN\"")]
     Reload(reload::ReloadArgs),
-    /// Show a running host's generation, plugins and every version still in memory.
+    /// Ask a running host to reload one plugin at an older build kept in its plugin
+    /// directory (the one before the running build, or --to BUILD_ID); later reloads keep
+    /// it there until a newer build appears.
+    #[command(
+        after_help = "Examples:\n  hotswap rollback world --admin /tmp/host.sock\n  \
+                      hotswap rollback world --to \"$BUILD_ID\" --admin /tmp/host.sock"
+    )]
+    Rollback(rollback::RollbackArgs),
+    /// Show a running host's generation, plugins, every version still in memory, and
+    /// the builds kept in its plugin directory.
     Status(status::StatusArgs),
     /// Rebuild a plugin on every source change and reload it into a running host.
     #[command(after_help = "Example:\n  \
@@ -229,6 +239,7 @@ where
             Err(err) => report(&err),
         },
         Command::Reload(args) => reload::run(args),
+        Command::Rollback(args) => rollback::run(args),
         Command::Status(args) => status::run(args),
         Command::Watch(args) => watch::run(args),
         Command::Serve(args) => serve::run(args),

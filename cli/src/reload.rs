@@ -55,7 +55,12 @@ pub enum ReloadError {
 /// host's message, step and plugin.
 pub fn reload(client: &Client, data: Option<&Json>) -> Result<Response, ReloadError> {
     let body = data.map(|d| serde_json::json!({ "data": d }).to_string().into_bytes());
-    let response = client.post("/reload", body.as_deref())?;
+    answer(client.post("/reload", body.as_deref())?)
+}
+
+/// The answer to `POST /reload` or `POST /rollback`: the response when it is a success,
+/// else the host's message, step and plugin as a [`ReloadError::Failed`].
+pub fn answer(response: Response) -> Result<Response, ReloadError> {
     if response.is_success() {
         return Ok(response);
     }
@@ -132,8 +137,14 @@ pub fn run(args: ReloadArgs) -> i32 {
         Ok(c) => c,
         Err(e) => return crate::report(&e),
     };
-    match reload(&client, args.data.as_ref()) {
-        Ok(response) if args.json => {
+    print_outcome(reload(&client, args.data.as_ref()), args.json)
+}
+
+/// Prints a reload's (or rollback's) outcome as `hotswap reload` does; returns the exit
+/// status.
+pub fn print_outcome(result: Result<Response, ReloadError>, json: bool) -> i32 {
+    match result {
+        Ok(response) if json => {
             print!("{}", response.text());
             0
         }
@@ -149,7 +160,7 @@ pub fn run(args: ReloadArgs) -> i32 {
         },
         Err(e) => {
             // With --json, machines also get the host's JSON error on stdout.
-            if let (true, ReloadError::Failed { body, .. }) = (args.json, &e) {
+            if let (true, ReloadError::Failed { body, .. }) = (json, &e) {
                 print!("{body}");
             }
             crate::report(&e)

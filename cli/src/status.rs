@@ -200,6 +200,41 @@ pub fn format_status(s: &Json) -> String {
             &rows,
         );
     }
+
+    // What `hotswap rollback` can go back to.
+    let builds = s.get("builds").and_then(Json::as_array);
+    let rows: Vec<Vec<String>> = builds
+        .into_iter()
+        .flatten()
+        .map(|b| {
+            let flag = |k: &str| b.get(k).and_then(Json::as_bool).unwrap_or(false);
+            let mark = match (flag("running"), flag("pinned")) {
+                (true, true) => "running (rolled back)",
+                (true, false) => "running",
+                (false, true) => "rolled back to",
+                (false, false) => "",
+            };
+            vec![
+                text(b, "plugin"),
+                text(b, "version"),
+                text(b, "build_id"),
+                text(b, "build_time"),
+                mark.to_owned(),
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        out.push('\n');
+        let _ = writeln!(
+            out,
+            "builds in the plugin directory (hotswap rollback PLUGIN [--to BUILD]):"
+        );
+        table(
+            &mut out,
+            &["PLUGIN", "VERSION", "BUILD", "BUILT", ""],
+            &rows,
+        );
+    }
     out
 }
 

@@ -1,12 +1,20 @@
 //! `hotswap watch`: the edit-and-see-it-live loop. Builds the plugin (cargo's progress
 //! shows), asks the host to reload through its admin endpoint, then does both again
 //! whenever a source file of the plugin changes, until interrupted.
+//!
+//! What counts as a change is the plugin's source hash (the one `hotswap build` records
+//! in the manifest), not a file event: cargo rewrites a copied `Cargo.lock` during the
+//! build, editors save files unchanged, and such events find the hash of the last build
+//! and are ignored. At start, when the output directory already has a build of the
+//! current sources (same hash and profile, no extra cargo arguments to tell apart),
+//! nothing is built or reloaded until the first change.
 
 use crate::admin::AdminArgs;
 use clap::Args;
 use hotswap_build::{BuildOptions, DEFAULT_SOURCE_PATTERN};
 use hotswap_host::admin::client::Client;
 use hotswap_host::watch::{watch_dir, WatchError};
+use hotswap_manifest::{Manifest, MANIFEST_SUFFIX};
 use regex::Regex;
 use std::path::{Component, Path, PathBuf};
 use std::sync::mpsc;
@@ -168,7 +176,21 @@ fn watch(args: WatchArgs) -> Result<(), WatchCmdError> {
         args.output_dir.display(),
         client.target()
     );
-    build_and_reload(&options, &client);
+    let hash = || hotswap_build::sources::source_hash(&root, None, None).map(|(h, _)| h);
+    // The source hash of the last build; `None` when unknown (builds again).
+    let mut built: Option<String> = None;
+    match hash() {
+        Ok(now)
+            if args.cargo_args.is_empty() && has_build_of(&args.output_dir, &now, args.debug) =>
+        {
+            eprintln!(
+                "up to date: {} already has a build of these sources; waiting for a change",
+                args.output_dir.display()
+            );
+            built = Some(now);
+        }
+        _ => built = build_and_reload(&options, &client).or(built),
+    }
     while let Ok(mut paths) = rx.recv() {
         // Changes that arrived during the last build are in this round too.
         while let Ok(more) = rx.try_recv() {
@@ -180,25 +202,50 @@ fn watch(args: WatchArgs) -> Result<(), WatchCmdError> {
             .iter()
             .map(|p| p.strip_prefix(&root).unwrap_or(p).display().to_string())
             .collect();
+        if let (Ok(now), Some(last)) = (hash(), &built) {
+            if &now == last {
+                // Our own build's outputs (cargo rewriting Cargo.lock), or a save that
+                // changed nothing.
+                eprintln!("unchanged sources ({}); nothing to do", names.join(", "));
+                continue;
+            }
+        }
         eprintln!("\nchanged: {}", names.join(", "));
-        build_and_reload(&options, &client);
+        built = build_and_reload(&options, &client).or(built);
     }
     Ok(())
 }
 
-/// One round: build, then reload; failures are printed and the loop goes on.
-fn build_and_reload(options: &BuildOptions, client: &Client) {
+/// Whether `dir` holds a build with source hash `hash` and the profile `--debug` picks.
+fn has_build_of(dir: &Path, hash: &str, debug: bool) -> bool {
+    let profile = if debug { "dev" } else { "release" };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let path = e.path();
+        path.to_string_lossy().ends_with(MANIFEST_SUFFIX)
+            && Manifest::read(&path).is_ok_and(|m| m.source_hash == hash && m.profile == profile)
+    })
+}
+
+/// One round: build, then reload; failures are printed and the loop goes on. Returns
+/// the source hash of the build, if it succeeded.
+fn build_and_reload(options: &BuildOptions, client: &Client) -> Option<String> {
     eprintln!("== building {}", options.plugin_dir.display());
-    match hotswap_build::build(options) {
-        Ok(output) => println!("{}", output.summary(options.verbose)),
+    let hash = match hotswap_build::build(options) {
+        Ok(output) => {
+            println!("{}", output.summary(options.verbose));
+            output.manifest.source_hash
+        }
         Err(e) => {
             eprintln!(
                 "error: {}\nwaiting for the next change",
                 crate::error_chain(&e)
             );
-            return;
+            return None;
         }
-    }
+    };
     eprintln!("== reloading through {}", client.target());
     match crate::reload::reload(client, None) {
         Ok(response) => match response.json() {
@@ -210,6 +257,7 @@ fn build_and_reload(options: &BuildOptions, client: &Client) {
             crate::error_chain(&e)
         ),
     }
+    Some(hash)
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //! | route | answer |
 //! |---|---|
 //! | `POST /reload` | the [`ReloadReport`](crate::ReloadReport) as JSON; on failure a non-2xx with `{"error", "kind", "step", "plugin", "version", "file"}` (409 while another reload runs) |
-//! | `GET /status` | generation, plugins, every version in memory (current, draining, pinned), reclamation mode, last reload |
+//! | `POST /rollback` | body `{"plugin": <name>, "build_id": <optional>}`: reloads with the plugin at that build, or the one before the running one ([`PluginManager::rollback`](crate::PluginManager::rollback)); answers as `/reload`, 404 `no_such_build` when there is none |
+//! | `GET /status` | generation, plugins, every version in memory (current, draining, pinned), reclamation mode, last reload, every build kept in the directory (`builds`) |
 //! | `GET /metrics` | Prometheus text (see [`crate::metrics`]) |
 //! | `GET /healthz` | `ok` |
 //!
@@ -17,8 +18,15 @@
 //! a unix socket either need an async runtime (hyper) or give no per-request deadline
 //! (tiny_http), and the subset needed here (one request per connection, no chunking) is
 //! short enough to check by reading. Limits: request head 8 KiB (431 beyond), body
-//! 64 KiB (413), whole request within 10 s (408), 16 connections at once (503 beyond).
-//! Malformed requests get 400/405/411/505; TCP requests without the token get 401.
+//! 64 KiB (413), request head within 3 s and the whole request within 10 s (408), 16
+//! requests answered at once (503 beyond), 256 connections still sending their request
+//! (one more closes the oldest). Malformed requests get 400/405/411/505; TCP requests
+//! without the token get 401 as soon as their headers are in.
+//!
+//! Clients that connect and send nothing, or only part of a request, cannot starve the
+//! endpoint: one thread per listener reads every pending request without blocking, and
+//! only a whole, authorized request gets a thread; `GET /healthz` is answered at once
+//! without one (see `server.rs`).
 //!
 //! ```no_run
 //! use hotswap_host::admin::{Admin, AdminConfig};
@@ -54,12 +62,18 @@ use std::time::Duration;
 /// Size, time and concurrency limits of the admin endpoint.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Most connections served at once (per endpoint); others get 503.
+    /// Most whole, authorized requests answered at once (per endpoint), each on a
+    /// thread of its own; others get 503. `GET /healthz` does not count.
     pub max_connections: usize,
+    /// Most connections still sending their request (per endpoint); they cost no
+    /// thread. One more closes the oldest (with 503 if it is still in its head).
+    pub max_pending: usize,
     /// Largest request line plus headers, in bytes; larger gets 431.
     pub max_head_bytes: usize,
     /// Largest request body, in bytes; larger gets 413.
     pub max_body_bytes: usize,
+    /// Time a client has to send its request line and headers; slower gets 408.
+    pub head_timeout: Duration,
     /// Time a client has to send its whole request; slower gets 408.
     pub read_timeout: Duration,
     /// Time a response write may block on a client that does not read.
@@ -70,13 +84,27 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             max_connections: 16,
+            max_pending: 256,
             max_head_bytes: 8 * 1024,
             max_body_bytes: 64 * 1024,
+            head_timeout: Duration::from_secs(3),
             read_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),
         }
     }
 }
+
+/// The shortest bearer token [`Admin::start`] accepts, in bytes.
+///
+/// 16 random hex digits carry 64 bits: against an endpoint that must answer every guess
+/// with a whole HTTP exchange, that is out of reach of online guessing, while anything
+/// shorter is most likely a word a person chose. Generate a longer one
+/// ([`GENERATE_TOKEN`]).
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// How to make a good token, as error messages say it.
+pub const GENERATE_TOKEN: &str =
+    "generate one with `openssl rand -hex 32` or `head -c32 /dev/urandom | xxd -p -c64`";
 
 /// Where the admin endpoint listens. At least one of `unix` and `tcp`.
 #[derive(Debug, Clone, Default)]
@@ -100,6 +128,8 @@ impl AdminConfig {
 
     /// Also (or only) listen on the loopback address `addr` (port 0: any free port, see
     /// [`Admin::tcp_addr`]); every request must carry `Authorization: Bearer <token>`.
+    /// The token must be at least [`MIN_TOKEN_LEN`] bytes of printable ASCII (checked
+    /// by [`Admin::start`]).
     pub fn with_tcp(mut self, addr: SocketAddr, token: impl Into<String>) -> AdminConfig {
         self.tcp = Some((addr, token.into()));
         self
@@ -139,9 +169,15 @@ pub enum AdminError {
     /// The TCP address is not a loopback address.
     #[error("admin TCP address {0} is not loopback: the endpoint speaks plain HTTP, so it only listens on 127.0.0.1 or ::1")]
     NotLoopback(SocketAddr),
-    /// The TCP token is empty or contains characters a header cannot carry.
-    #[error("admin TCP token must be non-empty printable ASCII without spaces")]
+    /// The TCP token contains characters a header cannot carry.
+    #[error("admin TCP token must be printable ASCII without spaces; {GENERATE_TOKEN}")]
     BadToken,
+    /// The TCP token is shorter than [`MIN_TOKEN_LEN`].
+    #[error("admin TCP token is {len} bytes long, at least {MIN_TOKEN_LEN} are required; {GENERATE_TOKEN}")]
+    TokenTooShort {
+        /// The length of the given token, in bytes.
+        len: usize,
+    },
     /// Binding the TCP address failed.
     #[error("admin TCP address {addr}: cannot {what}")]
     Tcp {
@@ -194,8 +230,11 @@ impl Admin {
                 if !addr.ip().is_loopback() {
                     return Err(AdminError::NotLoopback(*addr));
                 }
-                if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+                if !token.bytes().all(|b| b.is_ascii_graphic()) {
                     return Err(AdminError::BadToken);
+                }
+                if token.len() < MIN_TOKEN_LEN {
+                    return Err(AdminError::TokenTooShort { len: token.len() });
                 }
                 let listener = TcpListener::bind(addr).map_err(|source| AdminError::Tcp {
                     addr: *addr,

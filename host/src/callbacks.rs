@@ -144,20 +144,14 @@ unsafe extern "C" fn host_log(
 ) {
     // SAFETY: called by plugin code with its own HostHandle.
     let c = unsafe { ctx(c) };
-    let (plugin, version) = (c.plugin.as_str(), c.version_str.as_str());
-    let (target, message, fields) = (target.as_str(), message.as_str(), fields.as_str());
-    macro_rules! emit {
-        ($level:expr) => {
-            tracing::event!(target: "hotswap::plugin", $level, plugin, version, plugin_target = target, fields, "{message}")
-        };
-    }
-    match level {
-        1 => emit!(tracing::Level::ERROR),
-        2 => emit!(tracing::Level::WARN),
-        3 => emit!(tracing::Level::INFO),
-        4 => emit!(tracing::Level::DEBUG),
-        _ => emit!(tracing::Level::TRACE),
-    }
+    crate::plugin_log::emit(
+        level,
+        c.plugin.as_str(),
+        c.version_str.as_str(),
+        target.as_str(),
+        message.as_str(),
+        fields.as_str(),
+    );
 }
 
 /// # Safety

@@ -394,6 +394,15 @@ pub enum Error {
     /// The manager was built in static mode and cannot swap code.
     #[error("{0}")]
     Unsupported(String),
+    /// A rollback has nothing to go back to: the plugin has no such build in the
+    /// directory, or none older than the running one. Nothing changed.
+    #[error("cannot roll back {plugin}: {reason}")]
+    Rollback {
+        /// The plugin asked for.
+        plugin: String,
+        /// What is missing, with the builds there are.
+        reason: String,
+    },
 }
 
 impl From<LoadError> for Error {

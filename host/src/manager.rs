@@ -182,6 +182,7 @@ impl Builder {
                 reloads: AtomicU64::new(0),
                 hook_timeout: self.hook_timeout,
                 hook_timeouts: AtomicU64::new(0),
+                pins: Default::default(),
             }),
         })
     }
@@ -371,6 +372,54 @@ impl PluginManager {
         self.exclusive(|| self.swap(&self.dir(), data, None, timeout))
     }
 
+    /// Reloads with `plugin` at an older build kept in the directory: build `to`, or
+    /// else the newest build older than the one running. A normal transactional reload
+    /// otherwise (other plugins get their newest build, as on [`reload`](Self::reload)).
+    /// Later reloads keep the plugin at that build until a build newer than every build
+    /// there now appears (so a rollback is not undone by the next reload, and a fix built
+    /// afterwards is picked up as usual).
+    ///
+    /// Fails with [`Error::Rollback`] when there is no such build or none older, and as
+    /// [`reload`](Self::reload) does; on failure nothing changes, the hold included.
+    pub fn rollback(
+        &self,
+        plugin: &str,
+        to: Option<&str>,
+        data: &Value,
+    ) -> Result<ReloadReport, Error> {
+        self.refuse_static()?;
+        self.exclusive(|| {
+            let dir = self.dir();
+            let all = scan::all_builds(&dir, self.shared.whitelist.as_ref())?;
+            let running = self.find_plugin(plugin).map(|p| p.build_id);
+            let pin = scan::rollback_pin(&all, plugin, running.as_deref(), to)?;
+            let before = self.shared.pins.lock().insert(plugin.to_owned(), pin);
+            let result = self.swap(&dir, data, None, self.shared.hook_timeout);
+            if result.is_err() {
+                let mut pins = self.shared.pins.lock();
+                match before {
+                    Some(p) => pins.insert(plugin.to_owned(), p),
+                    None => pins.remove(plugin),
+                };
+            }
+            result
+        })
+    }
+
+    /// Every build kept in the plugin directory, oldest first per plugin, with the one
+    /// running and the one a [`rollback`](Self::rollback) holds marked.
+    ///
+    /// Fails when the directory or a manifest cannot be read (as a reload would).
+    pub fn builds(&self) -> Result<Vec<crate::BuildInfo>, Error> {
+        let all = scan::all_builds(&self.dir(), self.shared.whitelist.as_ref())?;
+        let running = self
+            .plugins()
+            .into_iter()
+            .map(|p| (p.name, p.build_id))
+            .collect();
+        Ok(scan::build_list(&all, &running, &self.shared.pins.lock()))
+    }
+
     /// Runs `f` holding the reload lock, under the manager's logger. One reload at a
     /// time: a second one is refused with [`Error::ReloadInProgress`], not queued.
     fn exclusive(
@@ -444,7 +493,12 @@ impl PluginManager {
         // Static mode has nothing to scan: its plugins are loaded below, once.
         let candidates = match &sh.static_plugins {
             Some(_) => Default::default(),
-            None => scan::newest_builds(dir, sh.whitelist.as_ref(), &sh.trust)?,
+            None => scan::chosen_builds(
+                dir,
+                sh.whitelist.as_ref(),
+                &sh.pins.lock().clone(),
+                &sh.trust,
+            )?,
         };
         let env = LoadEnv {
             private_dir: sh.private_dir.path(),

@@ -14,7 +14,7 @@ use crate::verified::Verified;
 use hotswap_plugin_api::Value;
 use hotswap_reclaim::Domain;
 use parking_lot::Mutex;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -52,6 +52,8 @@ pub(crate) struct Shared {
     pub(crate) hook_timeout: Duration,
     /// Hooks that overran their deadline since start.
     pub(crate) hook_timeouts: AtomicU64,
+    /// Plugins a rollback holds at an older build (see `scan::Pin`).
+    pub(crate) pins: Mutex<HashMap<String, crate::scan::Pin>>,
 }
 
 impl Services for Shared {

@@ -235,8 +235,33 @@ impl Trigger {
     /// Like [`reload`](Self::reload) with explicit reload data (the admin endpoint's
     /// `POST /reload` body, when it has one).
     pub fn reload_with(&self, source: Source, data: &Value) -> Result<ReloadReport, Error> {
+        self.record(source, "reload", || self.inner.manager.reload(data))
+    }
+
+    /// Rolls `plugin` back (to build `to`, or the one before the running one) with the
+    /// host's reload data; see [`PluginManager::rollback`] for what can fail. Logged
+    /// and counted like a reload.
+    pub fn rollback(
+        &self,
+        source: Source,
+        plugin: &str,
+        to: Option<&str>,
+    ) -> Result<ReloadReport, Error> {
+        let data = (self.inner.data)();
+        self.record(source, "rollback", || {
+            self.inner.manager.rollback(plugin, to, &data)
+        })
+    }
+
+    /// Runs one reload (or rollback), then counts and logs its outcome.
+    fn record(
+        &self,
+        source: Source,
+        what: &'static str,
+        reload: impl FnOnce() -> Result<ReloadReport, Error>,
+    ) -> Result<ReloadReport, Error> {
         let started = Instant::now();
-        let result = self.inner.manager.reload(data);
+        let result = reload();
         let took = started.elapsed();
         self.inner.stats.lock().record(source, &result, took);
         match &result {
@@ -244,12 +269,15 @@ impl Trigger {
                 trigger = source.as_str(),
                 generation = report.generation,
                 took_ms = took.as_secs_f64() * 1000.0,
-                "reload succeeded"
+                "{what} succeeded"
             ),
             Err(Error::ReloadInProgress) => {
-                tracing::warn!(trigger = source.as_str(), "reload refused: one is running")
+                tracing::warn!(
+                    trigger = source.as_str(),
+                    "{what} refused: a reload is running"
+                )
             }
-            Err(e) => tracing::error!(trigger = source.as_str(), error = %e, "reload failed"),
+            Err(e) => tracing::error!(trigger = source.as_str(), error = %e, "{what} failed"),
         }
         result
     }

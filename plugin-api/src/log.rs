@@ -1,5 +1,6 @@
 //! Plugin logs: `tracing` events emitted by plugin code reach the host's subscriber with
-//! fields `plugin` and `version`.
+//! their own fields as fields, target `hotswap::plugin::<plugin name>`, and fields
+//! `plugin`, `version` and `plugin_target`.
 //!
 //! Every cdylib carries its own copy of `tracing`, with its own (empty) global
 //! dispatcher, so the plugin's events would vanish. When the host creates the plugin,
@@ -32,18 +33,91 @@ fn level_number(level: &Level) -> u8 {
     }
 }
 
+/// An event's message, and its other fields as a JSON object (`{"name": value, …}`)
+/// with numbers, booleans and strings kept as such (anything else as its `Debug` text),
+/// for the host to re-emit as fields of their own. Written by hand: a JSON crate in
+/// every plugin for this is not worth its size.
 #[derive(Default)]
 struct Fields {
     message: String,
-    rest: String,
+    json: String,
+}
+
+/// What starts the structured fields string; the host's `plugin_log.rs` reads it (an
+/// older plugin sends `name=value` pairs, which never start with it).
+const FIELDS_MARK: char = '\u{1e}';
+
+impl Fields {
+    fn key(&mut self, field: &Field) {
+        if self.json.is_empty() {
+            self.json.push(FIELDS_MARK);
+            self.json.push('{');
+        } else {
+            self.json.push(',');
+        }
+        json_string(&mut self.json, field.name());
+        self.json.push(':');
+    }
+
+    /// The fields string sent to the host: empty when the event has no other field.
+    fn finish(mut self) -> (String, String) {
+        if !self.json.is_empty() {
+            self.json.push('}');
+        }
+        (self.message, self.json)
+    }
+}
+
+/// Appends `s` as a JSON string.
+fn json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 impl Visit for Fields {
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.key(field);
+        let _ = write!(self.json, "{value}");
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.key(field);
+        let _ = write!(self.json, "{value}");
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if value.is_finite() {
+            self.key(field);
+            let _ = write!(self.json, "{value:?}");
+        } else {
+            self.record_debug(field, &value);
+        }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.key(field);
+        let _ = write!(self.json, "{value}");
+    }
+
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
             self.message.push_str(value);
         } else {
-            let _ = write!(self.rest, " {}={value:?}", field.name());
+            self.key(field);
+            json_string(&mut self.json, value);
         }
     }
 
@@ -51,7 +125,8 @@ impl Visit for Fields {
         if field.name() == "message" {
             let _ = write!(self.message, "{value:?}");
         } else {
-            let _ = write!(self.rest, " {}={value:?}", field.name());
+            self.key(field);
+            json_string(&mut self.json, &format!("{value:?}"));
         }
     }
 }
@@ -77,6 +152,7 @@ impl Subscriber for Bridge {
     fn event(&self, event: &Event<'_>) {
         let mut fields = Fields::default();
         event.record(&mut fields);
+        let (message, fields) = fields.finish();
         let meta = event.metadata();
         // SAFETY: the host's own context pointer and function, passed back unchanged.
         unsafe {
@@ -84,8 +160,8 @@ impl Subscriber for Bridge {
                 self.host.ctx,
                 level_number(meta.level()),
                 meta.target().into(),
-                fields.message.as_str().into(),
-                fields.rest.trim_start().into(),
+                message.as_str().into(),
+                fields.as_str().into(),
             )
         }
     }

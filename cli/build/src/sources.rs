@@ -25,8 +25,11 @@ fn counts_toward_source_hash(rel: &str, include: Option<&Regex>, exclude: Option
 /// Hash of the plugin's sources: sha256 over, for each counted file in order of its
 /// relative path, the path, a NUL byte, the content length (u64, little-endian) and the
 /// content. `target/` directories and directories starting with `.` are skipped. Returns
-/// the hex hash and the relative paths hashed.
-pub(crate) fn source_hash(
+/// the hex hash and the relative paths hashed (`hotswap watch` compares it with the
+/// last build's to tell a real edit from a rewrite that changed nothing).
+///
+/// Fails when the directory or a counted file cannot be read.
+pub fn source_hash(
     dir: &Path,
     include: Option<&Regex>,
     exclude: Option<&Regex>,

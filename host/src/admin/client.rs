@@ -93,6 +93,16 @@ pub enum ClientError {
         #[source]
         source: io::Error,
     },
+    /// The TCP target resolves to an address that is not loopback: the request (and
+    /// its bearer token) would cross the network in clear text. Allowed only by
+    /// [`Client::allow_remote`].
+    #[error("refusing to send an admin request to {addr} ({target}): not a loopback address, and the endpoint speaks plain HTTP, so the bearer token would cross the network in clear text (use an SSH tunnel, or allow it explicitly)")]
+    NotLoopback {
+        /// Where, as given.
+        target: String,
+        /// The non-loopback address it resolved to.
+        addr: SocketAddr,
+    },
     /// The answer is not HTTP.
     #[error("the admin endpoint at {target} sent a malformed response: {why}")]
     BadResponse {
@@ -137,6 +147,7 @@ pub struct Client {
     target: AdminTarget,
     token: Option<String>,
     timeout: Duration,
+    allow_remote: bool,
 }
 
 impl Client {
@@ -146,7 +157,16 @@ impl Client {
             target,
             token: None,
             timeout: Duration::from_secs(60),
+            allow_remote: false,
         }
+    }
+
+    /// Also talk to a TCP target that is not a loopback address. Off by default: the
+    /// endpoint speaks plain HTTP, so the request and its bearer token would cross the
+    /// network in clear text ([`ClientError::NotLoopback`]).
+    pub fn allow_remote(mut self, allow: bool) -> Client {
+        self.allow_remote = allow;
+        self
     }
 
     /// Sends `Authorization: Bearer <token>` (required over TCP).
@@ -178,8 +198,9 @@ impl Client {
 
     /// Sends one request and reads the whole answer.
     ///
-    /// Fails when the endpoint cannot be reached, the exchange times out or breaks, or
-    /// the answer is not HTTP; an HTTP error status is returned as a [`Response`].
+    /// Fails when the endpoint cannot be reached, a TCP target is not loopback (unless
+    /// [`allow_remote`](Self::allow_remote)), the exchange times out or breaks, or the
+    /// answer is not HTTP; an HTTP error status is returned as a [`Response`].
     pub fn request(
         &self,
         method: &str,
@@ -248,6 +269,16 @@ impl Client {
             source,
         };
         let addrs: Vec<SocketAddr> = authority.to_socket_addrs().map_err(connect_err)?.collect();
+        // Checked on the resolved addresses, the ones actually connected to: a name
+        // cannot pass the check and then lead elsewhere.
+        if !self.allow_remote {
+            if let Some(addr) = addrs.iter().find(|a| !a.ip().is_loopback()) {
+                return Err(ClientError::NotLoopback {
+                    target: self.target.to_string(),
+                    addr: *addr,
+                });
+            }
+        }
         let mut last = io::Error::new(io::ErrorKind::NotFound, "the name resolves to no address");
         for addr in addrs {
             match TcpStream::connect_timeout(&addr, self.timeout) {
@@ -378,6 +409,33 @@ mod tests {
         );
         for bad in ["https://x:1", "http://x", "http://x:1/status", "", "unix:"] {
             assert!(bad.parse::<AdminTarget>().is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn non_loopback_targets_are_refused_unless_allowed() {
+        // Nothing listens on the discard port of a TEST-NET-1 address (RFC 5737); the
+        // refusal comes before any connection attempt.
+        let remote = Client::new("http://192.0.2.1:9".parse().expect("target"))
+            .token(Some("0123456789abcdef".into()));
+        match remote.get("/status") {
+            Err(ClientError::NotLoopback { addr, .. }) => {
+                assert_eq!(addr, "192.0.2.1:9".parse::<SocketAddr>().expect("addr"))
+            }
+            other => panic!("a remote target was not refused: {other:?}"),
+        }
+        let allowed = remote.allow_remote(true).timeout(Duration::from_millis(1));
+        assert!(matches!(
+            allowed.get("/status"),
+            Err(ClientError::Connect { .. })
+        ));
+        // Loopback, by number or by name, is fine (nothing listens: a connect error).
+        for local in ["http://127.0.0.1:9", "http://[::1]:9", "http://localhost:9"] {
+            let r = Client::new(local.parse().expect("target")).get("/status");
+            assert!(
+                !matches!(r, Err(ClientError::NotLoopback { .. })),
+                "{local}: {r:?}"
+            );
         }
     }
 

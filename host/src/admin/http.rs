@@ -2,7 +2,9 @@
 //! a deadline and size limits, every malformed input turned into a 4xx answer.
 
 use std::io::{self, Read, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(test)]
+use std::time::Instant;
 
 /// A parsed request: method, path (query string dropped), headers, body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,7 +126,8 @@ pub fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
-/// How big and how slow a request may be.
+/// How big and how slow a request may be (the tests' blocking reader).
+#[cfg(test)]
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ReadLimits {
     pub max_head: usize,
@@ -155,9 +158,11 @@ pub(crate) enum RequestError {
     Timeout(Duration),
     /// The client closed the connection before sending a whole request; nobody to answer.
     #[error("connection closed before a complete request")]
+    #[cfg(test)]
     Closed,
     /// Reading the socket failed.
     #[error("reading the request failed: {0}")]
+    #[cfg(test)]
     Io(String),
 }
 
@@ -171,16 +176,14 @@ impl RequestError {
             RequestError::LengthRequired => Some(411),
             RequestError::Version => Some(505),
             RequestError::Timeout(_) => Some(408),
+            #[cfg(test)]
             RequestError::Closed | RequestError::Io(_) => None,
         }
     }
 }
 
-/// Something that can be read under a deadline (a socket).
+/// A connection the admin endpoint reads (a socket).
 pub(crate) trait TimedRead: Read {
-    /// Sets how long the next read may block.
-    fn set_timeout(&mut self, timeout: Duration) -> io::Result<()>;
-
     /// Closes the sending half (the client sees the end of the answer).
     fn shutdown_write(&self) -> io::Result<()> {
         Ok(())
@@ -188,45 +191,20 @@ pub(crate) trait TimedRead: Read {
 }
 
 impl TimedRead for std::net::TcpStream {
-    fn set_timeout(&mut self, timeout: Duration) -> io::Result<()> {
-        self.set_read_timeout(Some(timeout))
-    }
-
     fn shutdown_write(&self) -> io::Result<()> {
         self.shutdown(std::net::Shutdown::Write)
     }
 }
 
 impl TimedRead for std::os::unix::net::UnixStream {
-    fn set_timeout(&mut self, timeout: Duration) -> io::Result<()> {
-        self.set_read_timeout(Some(timeout))
-    }
-
     fn shutdown_write(&self) -> io::Result<()> {
         self.shutdown(std::net::Shutdown::Write)
     }
 }
 
-/// After answering a request that was not read to its end: closes the sending half and
-/// reads (and drops) what the client still sends, for at most `linger` and `max` bytes,
-/// so that closing does not reset the connection (TCP would send RST over unread data,
-/// and the client could lose the answer).
-pub(crate) fn linger_close(conn: &mut impl TimedRead, linger: Duration, max: usize) {
-    if conn.shutdown_write().is_err() {
-        return;
-    }
-    let deadline = Instant::now() + linger;
-    let mut chunk = [0u8; 4096];
-    let mut drained = 0;
-    while drained < max {
-        match timed_read(conn, &mut chunk, deadline, linger) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => drained += n,
-        }
-    }
-}
-
-/// Reads one request from `conn` within `limits.timeout` in total.
+/// Reads one request from `conn` (blocking; the server reads without blocking, see
+/// `server.rs`, with the same `parse_head` and `body_length`).
+#[cfg(test)]
 pub(crate) fn read_request(
     conn: &mut impl TimedRead,
     limits: ReadLimits,
@@ -271,6 +249,7 @@ pub(crate) fn read_request(
     Ok(request)
 }
 
+#[cfg(test)]
 fn timed_read(
     conn: &mut impl TimedRead,
     chunk: &mut [u8],
@@ -282,8 +261,6 @@ fn timed_read(
         if left.is_zero() {
             return Err(RequestError::Timeout(total));
         }
-        conn.set_timeout(left)
-            .map_err(|e| RequestError::Io(e.to_string()))?;
         match conn.read(chunk) {
             Ok(n) => return Ok(n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -303,6 +280,7 @@ fn timed_read(
     }
 }
 
+#[cfg(test)]
 fn find_head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n")
 }
@@ -368,7 +346,7 @@ pub(crate) fn parse_head(head: &[u8]) -> Result<Request, RequestError> {
 }
 
 /// The body length the headers announce, checked against `max`.
-fn body_length(request: &Request, max: usize) -> Result<usize, RequestError> {
+pub(crate) fn body_length(request: &Request, max: usize) -> Result<usize, RequestError> {
     if request.header("transfer-encoding").is_some() {
         return Err(RequestError::LengthRequired);
     }
@@ -429,11 +407,7 @@ mod tests {
         }
     }
 
-    impl TimedRead for Script {
-        fn set_timeout(&mut self, _: Duration) -> io::Result<()> {
-            Ok(())
-        }
-    }
+    impl TimedRead for Script {}
 
     const LIMITS: ReadLimits = ReadLimits {
         max_head: 1024,

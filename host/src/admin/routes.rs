@@ -4,6 +4,7 @@
 use super::http::{Request, Response, TEXT};
 use crate::error::Error;
 use crate::manager::PluginInfo;
+use crate::scan::BuildInfo;
 use crate::status::Status;
 use crate::trigger::{LastReload, Source, Trigger};
 use hotswap_plugin_api::Value;
@@ -24,6 +25,19 @@ pub(crate) struct StatusBody {
     plugins: Vec<PluginInfo>,
     /// The last reload that went through the host's triggers.
     last_reload: Option<LastReload>,
+    /// Every build kept in the plugin directory (what `POST /rollback` can go back to);
+    /// empty when the directory cannot be read.
+    builds: Vec<BuildInfo>,
+}
+
+/// The JSON body of `POST /rollback`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    /// The plugin to roll back.
+    plugin: String,
+    /// The build to go to; the one before the running one if absent.
+    build_id: Option<String>,
 }
 
 /// The optional JSON body of `POST /reload`.
@@ -52,6 +66,8 @@ pub(crate) fn handle(trigger: &Trigger, request: &Request) -> Response {
     let mut response = match request.path.as_str() {
         "/reload" if request.method == "POST" => reload(trigger, request),
         "/reload" => not_allowed("POST"),
+        "/rollback" if request.method == "POST" => rollback(trigger, request),
+        "/rollback" => not_allowed("POST"),
         "/status" if get => status(trigger),
         "/metrics" if get => Response::bytes(
             200,
@@ -62,7 +78,7 @@ pub(crate) fn handle(trigger: &Trigger, request: &Request) -> Response {
         "/status" | "/metrics" | "/healthz" => not_allowed("GET, HEAD"),
         _ => Response::error(
             404,
-            "no such route; try POST /reload, GET /status, GET /metrics, GET /healthz",
+            "no such route; try POST /reload, POST /rollback, GET /status, GET /metrics, GET /healthz",
         ),
     };
     response.head_only = head;
@@ -81,6 +97,7 @@ fn status(trigger: &Trigger) -> Response {
         status: manager.status(),
         plugins: manager.plugins(),
         last_reload: trigger.stats().last,
+        builds: manager.builds().unwrap_or_default(),
     };
     Response::json(200, &body)
 }
@@ -115,12 +132,35 @@ fn reload(trigger: &Trigger, request: &Request) -> Response {
     }
 }
 
+fn rollback(trigger: &Trigger, request: &Request) -> Response {
+    if let Some(ct) = request.header("content-type") {
+        let essence = ct.split(';').next().unwrap_or_default().trim();
+        if !essence.eq_ignore_ascii_case("application/json") {
+            return Response::error(415, "the rollback body must be application/json");
+        }
+    }
+    let body: RollbackBody = match serde_json::from_slice(&request.body) {
+        Ok(b) => b,
+        Err(e) => {
+            return Response::error(
+                400,
+                &format!("the rollback body must be {{\"plugin\": <name>, \"build_id\": <optional id>}}: {e}"),
+            )
+        }
+    };
+    match trigger.rollback(Source::Admin, &body.plugin, body.build_id.as_deref()) {
+        Ok(report) => Response::json(200, &report),
+        Err(e) => reload_error(&e),
+    }
+}
+
 fn reload_error(e: &Error) -> Response {
     let (status, kind) = match e {
         Error::ReloadInProgress => (409, "reload_in_progress"),
         Error::NotLoaded => (409, "not_loaded"),
         Error::AlreadyLoaded => (409, "already_loaded"),
         Error::Unsupported(_) => (501, "unsupported"),
+        Error::Rollback { .. } => (404, "no_such_build"),
         Error::Dir { .. } => (500, "plugin_dir"),
         _ if e.as_load().is_some() => (500, "load"),
         _ => (500, "reload_failed"),

@@ -3,6 +3,10 @@
 //! `LISTEN_FDNAMES`, `NOTIFY_SOCKET`), plus `EINHORN_FDS`; optionally as another user.
 //! Also: the resident-memory reading of `--max-rss`.
 //!
+//! Every child leads a process group of its own (`setpgid(0, 0)` before `execve`), so
+//! the supervisor signals the group and reaches whatever the command runs: a wrapper
+//! script without `exec`, `npm start`, a server's own workers.
+//!
 //! `LISTEN_PID` must hold the child's own pid, known only after `fork`. The child's
 //! environment is therefore built in the supervisor with a fixed-size slot for it, and
 //! the forked child writes its pid there and calls `execve` itself, using only
@@ -119,7 +123,9 @@ impl Launcher {
         let program = resolve(&self.command[0])?;
         let mut plan = ExecPlan::new(self, &program, notify)?;
         let mut cmd = Command::new(&program);
-        cmd.stdin(Stdio::null());
+        // `spawn` returns once the child has exec-ed, so the group exists before the
+        // supervisor can signal it.
+        cmd.stdin(Stdio::null()).process_group(0);
         // SAFETY: the closure runs in the forked child before exec and only makes
         // async-signal-safe system calls on memory prepared by the parent; it does not
         // allocate, lock, or touch anything another thread of the parent could hold.

@@ -8,9 +8,10 @@ use crate::child::rss_kib;
 use crate::event::Event;
 use crate::notify::NotifySocket;
 use crate::protocol::{answer, AdminCommand};
-use crate::signal::{describe, send_signal, signame};
+use crate::signal::{describe, group_alive, send_signal, signal_group, signame};
 use crate::state::{
-    Proc, Purpose, Role, Shutdown, Step, Supervisor, Trigger, Upgrade, RSS_INTERVAL,
+    Proc, Purpose, Remnant, Role, Shutdown, Step, Supervisor, Trigger, Upgrade, REMNANT_GIVE_UP,
+    REMNANT_POLL, RSS_INTERVAL,
 };
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR2};
 use std::io;
@@ -37,7 +38,7 @@ impl Supervisor<'_> {
         for slot in 0..self.cfg.workers {
             if let Err(e) = self.start_child(slot, Purpose::Initial) {
                 for p in &mut self.procs {
-                    let _ = p.child.kill();
+                    signal_group(p.pid, libc::SIGKILL);
                     let _ = p.child.wait();
                 }
                 return Err(e);
@@ -60,7 +61,11 @@ impl Supervisor<'_> {
             }
             self.reap();
             self.timers(Instant::now());
-            if self.shutdown.is_some() && self.procs.is_empty() && self.pre_upgrade.is_none() {
+            if self.shutdown.is_some()
+                && self.procs.is_empty()
+                && self.remnants.is_empty()
+                && self.pre_upgrade.is_none()
+            {
                 break;
             }
         }
@@ -204,7 +209,7 @@ impl Supervisor<'_> {
             p.pid,
             ms(self.cfg.drain_timeout)
         );
-        send_signal(p.pid, SIGTERM);
+        signal_group(p.pid, SIGTERM);
         p.role = Role::Draining {
             since: now,
             kill_at: now + self.cfg.drain_timeout,
@@ -282,7 +287,7 @@ impl Supervisor<'_> {
                     "killing child {} (superseded by the upgrade)",
                     p.pid
                 );
-                send_signal(p.pid, libc::SIGKILL);
+                signal_group(p.pid, libc::SIGKILL);
                 p.role = Role::Failed;
                 p.notify = None;
             }
@@ -295,7 +300,17 @@ impl Supervisor<'_> {
             match self.procs[i].child.try_wait() {
                 Ok(Some(status)) => {
                     let p = self.procs.remove(i);
+                    let (pgid, slot) = (p.pid, p.slot);
+                    let drain_until = match p.role {
+                        Role::Draining {
+                            kill_at,
+                            killed: false,
+                            ..
+                        } => Some(kill_at),
+                        _ => None,
+                    };
                     self.on_exit(p, status);
+                    self.leftovers(pgid, slot, drain_until);
                 }
                 Ok(None) => i += 1,
                 Err(e) => {
@@ -305,6 +320,71 @@ impl Supervisor<'_> {
             }
         }
         self.reap_pre_upgrade();
+    }
+
+    /// After child `pgid` exited: what is left of its process group drains until the
+    /// deadline it had (an old child told to drain, or any child while the supervisor
+    /// shuts down) or is killed now (a child that crashed or failed to start: nothing of
+    /// it may go on serving beside its replacement).
+    fn leftovers(&mut self, pgid: u32, slot: usize, drain_until: Option<Instant>) {
+        if !group_alive(pgid) {
+            return;
+        }
+        let until = match (&self.shutdown, drain_until) {
+            (Some(sd), d) if !sd.killed => Some(d.map_or(sd.kill_at, |d| d.min(sd.kill_at))),
+            (Some(_), _) => None,
+            (None, d) => d,
+        };
+        match until {
+            Some(kill_at) => tracing::info!(
+                worker = slot,
+                "child {pgid} exited but its process group still runs; waiting for it (SIGKILL in {} ms)",
+                ms(kill_at.saturating_duration_since(Instant::now()))
+            ),
+            None => {
+                tracing::warn!(
+                    worker = slot,
+                    "child {pgid} exited but its process group still runs; sent it SIGKILL"
+                );
+                signal_group(pgid, libc::SIGKILL);
+            }
+        }
+        let now = Instant::now();
+        self.remnants.push(Remnant {
+            pgid,
+            slot,
+            kill_at: until.unwrap_or(now),
+            killed: until.is_none(),
+        });
+    }
+
+    /// Forgets remnants whose group is empty; kills those past their deadline.
+    fn remnant_timers(&mut self, now: Instant) {
+        self.remnants.retain_mut(|r| {
+            if !group_alive(r.pgid) {
+                tracing::debug!(worker = r.slot, "process group {} is gone", r.pgid);
+                return false;
+            }
+            if !r.killed && r.kill_at <= now {
+                tracing::warn!(
+                    worker = r.slot,
+                    "process group {} still running at its deadline; sent SIGKILL",
+                    r.pgid
+                );
+                signal_group(r.pgid, libc::SIGKILL);
+                r.killed = true;
+                r.kill_at = now;
+            }
+            if r.killed && r.kill_at + REMNANT_GIVE_UP <= now {
+                tracing::error!(
+                    worker = r.slot,
+                    "process group {} survives SIGKILL; no longer waiting for it",
+                    r.pgid
+                );
+                return false;
+            }
+            true
+        });
     }
 
     fn on_exit(&mut self, p: Proc, status: ExitStatus) {
@@ -400,12 +480,13 @@ impl Supervisor<'_> {
                         p.pid,
                         ms(self.cfg.drain_timeout)
                     );
-                    send_signal(p.pid, libc::SIGKILL);
+                    signal_group(p.pid, libc::SIGKILL);
                     *killed = true;
                 }
             }
         }
         self.pre_upgrade_timers(now);
+        self.remnant_timers(now);
         if let Some(sd) = &mut self.shutdown {
             if !sd.killed && sd.kill_at <= now {
                 sd.killed = true;
@@ -416,7 +497,14 @@ impl Supervisor<'_> {
                     ms(self.cfg.drain_timeout)
                 );
                 for pid in pids {
-                    send_signal(pid, libc::SIGKILL);
+                    signal_group(pid, libc::SIGKILL);
+                }
+                for r in &mut self.remnants {
+                    if !r.killed {
+                        signal_group(r.pgid, libc::SIGKILL);
+                        r.killed = true;
+                        r.kill_at = now;
+                    }
                 }
                 if let Some(pre) = &mut self.pre_upgrade {
                     let _ = pre.child.kill();
@@ -432,7 +520,7 @@ impl Supervisor<'_> {
             return;
         };
         let (pid, slot) = (p.pid, p.slot);
-        send_signal(pid, libc::SIGKILL);
+        signal_group(pid, libc::SIGKILL);
         p.role = Role::Failed;
         p.notify = None;
         let reason = format!(
@@ -497,6 +585,9 @@ impl Supervisor<'_> {
         if let Some(pre) = &self.pre_upgrade {
             consider(pre.deadline);
         }
+        if !self.remnants.is_empty() {
+            consider(now + REMNANT_POLL);
+        }
         if let Some(sd) = &self.shutdown {
             if !sd.killed {
                 consider(sd.kill_at);
@@ -508,8 +599,11 @@ impl Supervisor<'_> {
     fn forward(&mut self, sig: i32) {
         for p in &self.procs {
             if !matches!(p.role, Role::Failed) {
-                send_signal(p.pid, sig);
+                signal_group(p.pid, sig);
             }
+        }
+        for r in &self.remnants {
+            signal_group(r.pgid, sig);
         }
         if let Some(pre) = &self.pre_upgrade {
             send_signal(pre.child.id(), sig);
@@ -532,8 +626,12 @@ impl Supervisor<'_> {
         for s in &mut self.slots {
             s.respawn_at = None;
         }
+        let kill_at = Instant::now() + self.cfg.drain_timeout;
+        for r in &mut self.remnants {
+            r.kill_at = r.kill_at.min(kill_at);
+        }
         self.shutdown = Some(Shutdown {
-            kill_at: Instant::now() + self.cfg.drain_timeout,
+            kill_at,
             killed: false,
         });
         self.pending_upgrade = false;

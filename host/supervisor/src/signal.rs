@@ -1,5 +1,5 @@
 //! Signals as the event loop uses them: their names in log lines, sending one to a
-//! child, and how a child ended.
+//! child's whole process group (or to one process), and how a child ended.
 
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR2};
 use std::process::ExitStatus;
@@ -18,7 +18,7 @@ pub(crate) fn signame(sig: i32) -> &'static str {
     }
 }
 
-/// Sends `sig` to the child `pid`. The loop reaps its children itself, so `pid` is
+/// Sends `sig` to the process `pid` only (the `--pre-upgrade` command). The loop reaps its children itself, so `pid` is
 /// still this child (alive or a zombie), never a recycled pid.
 pub(crate) fn send_signal(pid: u32, sig: i32) {
     let target = i32::try_from(pid)
@@ -30,6 +30,36 @@ pub(crate) fn send_signal(pid: u32, sig: i32) {
             tracing::warn!(pid, signal = signame(sig), error = %e, "cannot signal child");
         }
     }
+}
+
+/// Sends `sig` to every process of child `pgid`'s process group: each child is started
+/// as the leader of a group of its own (`child.rs`), so a wrapper (`sh start.sh`
+/// without `exec`, `npm start`) and the server it runs both get it. While the leader is
+/// not reaped (the loop reaps its children itself) the group id cannot name another
+/// group; after that, see [`group_alive`].
+pub(crate) fn signal_group(pgid: u32, sig: i32) {
+    let target = i32::try_from(pgid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw);
+    let signal = rustix::process::Signal::from_named_raw(sig);
+    if let (Some(target), Some(signal)) = (target, signal) {
+        match rustix::process::kill_process_group(target, signal) {
+            Ok(()) | Err(rustix::io::Errno::SRCH) => {}
+            Err(e) => {
+                tracing::warn!(pgid, signal = signame(sig), error = %e, "cannot signal child's process group")
+            }
+        }
+    }
+}
+
+/// Whether any process is left in process group `pgid` (a leader that exited and was
+/// reaped leaves its group to its other members; the id is not reused while any is
+/// alive, and the loop stops watching a group once it is empty).
+pub(crate) fn group_alive(pgid: u32) -> bool {
+    i32::try_from(pgid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .is_some_and(|pid| rustix::process::test_kill_process_group(pid).is_ok())
 }
 
 /// How a child ended, for log lines: `exit status 1`, `killed by signal 9 (SIGKILL)`.

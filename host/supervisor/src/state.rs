@@ -57,6 +57,24 @@ pub(crate) struct Proc {
     pub notify: Option<NotifyWaiter>,
 }
 
+/// What is left of a child after it exited: other processes of its process group (a
+/// wrapper's server), watched until the group is empty, killed at `kill_at`.
+pub(crate) struct Remnant {
+    pub pgid: u32,
+    pub slot: usize,
+    pub kill_at: Instant,
+    /// SIGKILL sent; given up at `kill_at` + [`REMNANT_GIVE_UP`] if still there.
+    pub killed: bool,
+}
+
+/// How long a killed remnant is watched before the supervisor stops waiting for it (a
+/// process in uninterruptible sleep dies only when its I/O returns).
+pub(crate) const REMNANT_GIVE_UP: Duration = Duration::from_secs(5);
+
+/// How often remnants are looked at: they are not the supervisor's children, so no
+/// SIGCHLD says when they are gone.
+pub(crate) const REMNANT_POLL: Duration = Duration::from_millis(50);
+
 /// One of the `--workers` positions.
 #[derive(Default)]
 pub(crate) struct Slot {
@@ -123,6 +141,7 @@ pub(crate) struct Supervisor<'a> {
     pub(crate) listeners: Vec<(String, String)>,
     pub(crate) events: Sender<Event>,
     pub(crate) procs: Vec<Proc>,
+    pub(crate) remnants: Vec<Remnant>,
     pub(crate) slots: Vec<Slot>,
     pub(crate) upgrade: Option<Upgrade>,
     pub(crate) pre_upgrade: Option<PreUpgrade>,
@@ -153,6 +172,7 @@ impl<'a> Supervisor<'a> {
             listeners,
             events,
             procs: Vec::new(),
+            remnants: Vec::new(),
             slots: (0..cfg.workers).map(|_| Slot::default()).collect(),
             upgrade: None,
             pre_upgrade: None,

@@ -254,7 +254,15 @@ impl Plugin for Probe {
             }
             "log" => {
                 let word = args.first().and_then(Value::as_str).unwrap_or("hi");
-                tracing::warn!(answer = 42, "probe {VERSION} says {word}");
+                tracing::warn!(
+                    answer = 42,
+                    ratio = 0.5,
+                    ok = true,
+                    word,
+                    detail = ?("a", 1),
+                    "probe {VERSION} says {word}"
+                );
+                tracing::debug!("probe {VERSION} detail");
                 tracing::trace!("too verbose for most hosts");
                 Ok(Value::Null)
             }
