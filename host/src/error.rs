@@ -3,7 +3,7 @@
 
 use hotswap_manifest::ManifestError;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The step of a load or reload where something failed, in lifecycle order.
@@ -368,6 +368,49 @@ pub enum Error {
     /// The manager was built in static mode and cannot swap code.
     #[error("{0}")]
     Unsupported(String),
+    /// The directory holds no plugin to load (no manifest, or none the whitelist keeps)
+    /// and the manager requires one ([`Builder::require_plugins`](crate::Builder::require_plugins)).
+    /// Nothing changed.
+    #[error(fmt = fmt_no_plugins)]
+    NoPlugins {
+        /// The plugin directory scanned.
+        dir: PathBuf,
+        /// Libraries in it without a manifest (built by `cargo build`, not packaged).
+        bare: Vec<PathBuf>,
+        /// Whether a whitelist was in force (it may have left out what is there).
+        whitelisted: bool,
+    },
+}
+
+/// `no plugin to load in plugins/ (a.so and b.so have no manifest): package plugins
+/// with `hotswap build ..``, in one line.
+fn fmt_no_plugins(
+    dir: &Path,
+    bare: &[PathBuf],
+    whitelisted: &bool,
+    f: &mut std::fmt::Formatter<'_>,
+) -> std::fmt::Result {
+    write!(f, "no plugin to load in {}", dir.display())?;
+    if *whitelisted {
+        f.write_str(" (after the whitelist)")?;
+    }
+    if !bare.is_empty() {
+        let names: Vec<String> = bare
+            .iter()
+            .map(|p| {
+                p.file_name()
+                    .unwrap_or(p.as_os_str())
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        let verb = if names.len() == 1 { "has" } else { "have" };
+        write!(f, "; {} {verb} no manifest", names.join(", "))?;
+    }
+    f.write_str(
+        ": package plugins with `hotswap build <plugin crate> <plugin dir>`, which writes \
+         the library and its manifest",
+    )
 }
 
 impl From<LoadError> for Error {

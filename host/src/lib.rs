@@ -34,6 +34,7 @@ pub mod admin;
 mod callbacks;
 mod ctx;
 mod deps;
+mod empty_scan;
 mod error;
 mod func;
 mod generation;

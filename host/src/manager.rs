@@ -8,12 +8,12 @@ use crate::hooks::HookThread;
 use crate::loader::{self, LoadEnv};
 use crate::reaper;
 use crate::report::{Outcome, PluginReport, ReloadReport};
-use crate::scan;
 use crate::shared::{ExtensionNewer, ReloadCallback, Shared};
 use crate::static_plugin::StaticPlugin;
 use crate::status::{RecordState, Records, Status, VersionState, VersionStatus, PINNED_REASON};
 use crate::vault::{ExtensionObj, Staging, Vault};
 use crate::version::{owned, Version};
+use crate::{empty_scan, scan};
 use abi_stable::std_types::RSlice;
 use abi_stable::StableAbi;
 use hotswap_abi::vtable::{ImportsFfi, VaultHandle};
@@ -42,9 +42,22 @@ pub struct Builder {
     logger: Option<tracing::Dispatch>,
     static_plugins: Option<Vec<StaticPlugin>>,
     hook_timeout: Duration,
+    require_plugins: bool,
 }
 
 impl Builder {
+    /// Whether a load or reload that finds no plugin to load in the directory (no
+    /// manifest at all, only libraries without one, or none the whitelist keeps) fails
+    /// with [`Error::NoPlugins`], changing nothing, instead of going on with no plugins
+    /// and a warning. Default: `false` (warn). Either way, every library in the
+    /// directory that has no manifest is named in a warning saying how to package it
+    /// (`hotswap build`); beside plugins that do load it stays a warning, since a build
+    /// writes its library just before its manifest. Ignored in static mode.
+    pub fn require_plugins(mut self, require: bool) -> Builder {
+        self.require_plugins = require;
+        self
+    }
+
     /// The deadline of each lifecycle hook (`new`, `reloadable`, `export`, `import`,
     /// `on_load`, `on_init`). A hook that overruns fails its reload with
     /// [`LoadErrorKind::HookTimeout`] (plugin, version, step, elapsed), the reload lock
@@ -146,6 +159,7 @@ impl Builder {
                 reloads: AtomicU64::new(0),
                 hook_timeout: self.hook_timeout,
                 hook_timeouts: AtomicU64::new(0),
+                require_plugins: self.require_plugins,
             }),
         })
     }
@@ -255,6 +269,7 @@ impl PluginManager {
             logger: None,
             static_plugins: None,
             hook_timeout: crate::hooks::DEFAULT_TIMEOUT,
+            require_plugins: false,
         }
     }
 
@@ -406,7 +421,11 @@ impl PluginManager {
         // Static mode has nothing to scan: its plugins are loaded below, once.
         let candidates = match &sh.static_plugins {
             Some(_) => Default::default(),
-            None => scan::newest_builds(dir, sh.whitelist.as_ref())?,
+            None => {
+                let found = scan::newest_builds(dir, sh.whitelist.as_ref())?;
+                empty_scan::check(dir, &found, sh.whitelist.as_ref(), sh.require_plugins)?;
+                found
+            }
         };
         let env = LoadEnv {
             private_dir: sh.private_dir.path(),

@@ -49,6 +49,8 @@ pub(crate) struct Shared {
     pub(crate) hook_timeout: Duration,
     /// Hooks that overran their deadline since start.
     pub(crate) hook_timeouts: AtomicU64,
+    /// A scan that finds no plugin fails the reload (`Builder::require_plugins`).
+    pub(crate) require_plugins: bool,
 }
 
 impl Services for Shared {
