@@ -554,7 +554,11 @@ impl PluginManager {
         staging.commit(&sh.vault);
         let retired = sh.domain.publish(Arc::new(generation));
         sh.reaper.retire(retired);
-        sh.reloads.fetch_add(1, Ordering::Relaxed);
+        // A reload replaces a generation; the first load (from the empty generation 0)
+        // is not one, so `status().reloads` reads 1 after one reload.
+        if old.id() != 0 {
+            sh.reloads.fetch_add(1, Ordering::Relaxed);
+        }
         let report = ReloadReport {
             generation: id,
             previous_generation: old.id(),
