@@ -4,6 +4,7 @@
 //! a host or a demo program can drive the same commands in-process. The work of each
 //! subcommand lives in its own module (`hotswap build` in the [`hotswap_build`] crate);
 //! this file only declares the arguments and maps them onto those modules' options.
+#![warn(missing_docs)]
 
 pub mod admin;
 pub mod reload;

@@ -28,6 +28,7 @@
 //! ```
 //!
 //! See ARCHITECTURE.md for the map of modules and where each invariant is enforced.
+#![warn(missing_docs)]
 
 #[cfg(feature = "admin")]
 pub mod admin;

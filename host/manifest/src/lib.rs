@@ -10,6 +10,7 @@
 //!   following a link, which [`Manifest::read`] relies on.
 //!
 //! The manifest and the ELF checks are layered over [`safe_fs`]; [`elf`] stands alone.
+#![warn(missing_docs)]
 
 pub mod elf;
 mod manifest;
