@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod new;
 pub mod reload;
 pub mod serve;
 pub mod status;
@@ -52,8 +53,12 @@ enum Command {
     /// refusing a connection.
     #[command(after_help = serve::EXAMPLES)]
     Serve(serve::ServeArgs),
-    // Planned subcommands, each a variant here plus a module beside `build`:
-    //   New(NewArgs)        create a new plugin crate from a template
+    /// Create a workspace with a host that serves and reloads plugins (SIGHUP, admin
+    /// endpoint) and a plugin with two versions, ready to build and reload.
+    #[command(after_help = "Examples:\n  hotswap new my-service\n  \
+                      hotswap new my-service --hotswap-path ~/src/hotswap\n  \
+                      hotswap new my-service --git https://example.org/you/hotswap")]
+    New(new::NewArgs),
 }
 
 /// Arguments of `hotswap build`.
@@ -199,6 +204,7 @@ where
         Command::Status(args) => status::run(args),
         Command::Watch(args) => watch::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::New(args) => new::run(args),
     }
 }
 
