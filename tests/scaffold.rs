@@ -207,3 +207,16 @@ fn a_new_workspace_builds_serves_and_reloads_the_first_time() {
     assert!(log.contains("stopping: SIGTERM"), "{log}");
     assert!(log.contains("SIGHUP"), "{log}");
 }
+
+#[test]
+fn the_readme_shows_the_generated_host_as_it_is() {
+    // The host `hotswap new` writes is compiled with the CLI (its `scaffold-host`
+    // example); the README's complete hosting example must be that very file.
+    let main = std::fs::read_to_string(repo().join("cli/templates/host/src/main.rs")).unwrap();
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("```rust,ignore\n{main}```\n")),
+        "README.md's \"A complete host\" block differs from cli/templates/host/src/main.rs: \
+         copy the file into it"
+    );
+}
