@@ -38,8 +38,8 @@ pub enum Source {
     Registry,
 }
 
-/// Why `hotswap new` failed. Nothing is left half-written but the files already listed
-/// in the message's directory.
+/// Why `hotswap new` failed. Nothing is written when the directory, its name or the
+/// checkout is refused; a write that fails leaves the files written before it.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NewError {
@@ -139,13 +139,25 @@ fn dependency_lines(source: &Source) -> String {
     CRATES
         .iter()
         .map(|(name, dir)| match source {
-            // TOML basic strings take `\` as an escape: write the path literally.
-            Source::Path(repo) => format!("{name} = {{ path = '{}' }}", repo.join(dir).display()),
+            Source::Path(repo) => {
+                format!("{name} = {{ path = {} }}", toml_path(&repo.join(dir)))
+            }
             Source::Git(url) => format!("{name} = {{ git = {url:?} }}"),
             Source::Registry => format!("{name} = \"{version}\""),
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// `path` as a TOML string: a literal one (no escapes: a `\` stays itself) unless it
+/// holds a `'`, then a basic one with `\` and `"` escaped.
+fn toml_path(path: &Path) -> String {
+    let text = path.display().to_string();
+    if text.contains('\'') {
+        format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+    } else {
+        format!("'{text}'")
+    }
 }
 
 /// Checks `name` as a cargo package name (the host's).
@@ -291,6 +303,7 @@ mod tests {
         assert!(path.contains("hotswap-plugin-api = { path = '/src/hotswap/plugin-api' }"));
         let git = dependency_lines(&Source::Git("https://example.org/hotswap".into()));
         assert!(git.contains(r#"hotswap-host = { git = "https://example.org/hotswap" }"#));
+        assert_eq!(toml_path(Path::new(r"/a'b\c")), r#""/a'b\\c""#);
         let reg = dependency_lines(&Source::Registry);
         assert!(reg.contains(&format!("hotswap-host = \"{}\"", env!("CARGO_PKG_VERSION"))));
     }
