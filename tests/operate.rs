@@ -427,6 +427,9 @@ fn admin_endpoint_reloads_and_reports_status_and_metrics() {
     );
     assert_eq!(m["hotswap_reload_duration_seconds_count"], 1.0);
     assert_eq!(m["hotswap_generation"], 2.0);
+    // One load and one reload: two generations published, one reload.
+    assert_eq!(m["hotswap_generations_published_total"], 2.0);
+    assert_eq!(host.manager.status().reloads, 1);
     assert_eq!(m[r#"hotswap_versions_in_memory{state="current"}"#], 1.0);
     assert!(m
         .keys()
@@ -439,6 +442,7 @@ fn admin_endpoint_reloads_and_reports_status_and_metrics() {
     let (code, out, err) = hotswap(&["status", "--admin", &host.admin_arg()], &[]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("generation 2"), "{out}");
+    assert!(out.contains("1 reload(s) published"), "{out}");
     assert!(out.contains(&v2.manifest.build_id), "{out}");
     let (code, out, err) = hotswap(
         &["status", "--json"],

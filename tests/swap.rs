@@ -61,14 +61,19 @@ fn no_call_fails_or_goes_back_during_1000_reloads() {
     let add = m.func::<u64, u64>("probe", "add_one").unwrap();
     let stop = AtomicBool::new(false);
     let calls = AtomicU64::new(0);
+    // Calls during which a reload was published (served by a generation older than the
+    // current one when they returned): the test is only a test if there are some.
+    let overlapped = AtomicU64::new(0);
     let threads = 2 * std::thread::available_parallelism().map_or(2, |n| n.get());
     let reloads = stress_reloads();
     std::thread::scope(|s| {
         for t in 0..threads {
-            let (m, typed, add, stop, calls) = (&m, typed.clone(), add.clone(), &stop, &calls);
+            let (m, typed, add, stop, calls, overlapped) =
+                (&m, typed.clone(), add.clone(), &stop, &calls, &overlapped);
             s.spawn(move || {
                 let mut last = 0u64;
                 let mut n = 0u64;
+                let mut overlaps = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let before = m.generation_id();
                     let (version, g) = if t % 2 == 0 {
@@ -83,11 +88,13 @@ fn no_call_fails_or_goes_back_during_1000_reloads() {
                     assert!(before <= g && g <= after, "served by generation {g}, not current during the call ({before}..={after})");
                     assert_eq!(version, expected(g), "generation {g} answered with v{version}");
                     assert!(g >= last, "thread {t} went back from generation {last} to {g}");
+                    overlaps += u64::from(g < after);
                     last = g;
                     assert_eq!(add.call(n).unwrap(), n + 1);
                     n += 1;
                 }
                 calls.fetch_add(n, Ordering::Relaxed);
+                overlapped.fetch_add(overlaps, Ordering::Relaxed);
             });
         }
         let started = Instant::now();
@@ -118,10 +125,15 @@ fn no_call_fails_or_goes_back_during_1000_reloads() {
         1,
         "only the current version is mapped: {mapped:?}"
     );
+    let overlapped = overlapped.load(Ordering::Relaxed);
     println!(
-        "{} calls on {threads} threads, 0 failed; reclamation: {}",
+        "{} calls on {threads} threads, 0 failed, {overlapped} overlapped a reload; reclamation: {}",
         calls.load(Ordering::Relaxed),
         m.status().reclamation
+    );
+    assert!(
+        reloads == 0 || overlapped > 0,
+        "no call overlapped any of the {reloads} reloads: the test checked nothing"
     );
 
     // The same under plain fences, in a child process (the mode is chosen once per process).
@@ -372,8 +384,13 @@ fn a_retired_version_is_freed_only_after_its_last_call_returns_then_unmapped() {
                 &[Value::from(release.to_str().unwrap())],
             )
         });
-        // Wait until the call is inside v1 (it holds generation 1).
-        std::thread::sleep(Duration::from_millis(200));
+        // Wait until the call is inside v1 (it holds generation 1): it says so.
+        let entered = release.with_extension("entered");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !entered.exists() {
+            assert!(Instant::now() < deadline, "the blocked call never started");
+            std::thread::yield_now();
+        }
         swap_to(dir.path(), &build(PROBE, &["v2"]));
         let started = Instant::now();
         m.reload(&Value::Null).unwrap();
@@ -599,17 +616,21 @@ fn free_delay_holds_on_free_back_after_the_version_is_drained() {
     swap_to(dir.path(), &build(PROBE, &["v2"]));
     let reloaded = Instant::now();
     m.reload(&Value::Null).unwrap();
-    // Drained at once (no call runs), but on_free waits for the delay.
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(
-        !hook_log(&log).contains(&"v1:on_free".to_owned()),
-        "on_free ran before the free delay"
-    );
-    assert!(m.collect(Duration::from_secs(10)));
-    assert!(hook_log(&log).contains(&"v1:on_free".to_owned()));
+    // Drained at once (no call runs), but on_free waits for the delay: it is not in the
+    // log yet, and when it first is, the delay has passed (seen no sooner than it ran,
+    // so a slow test thread can only make this later, never fail it).
+    let freed = || hook_log(&log).contains(&"v1:on_free".to_owned());
+    assert!(!freed(), "on_free ran at once, before the free delay");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !freed() {
+        assert!(Instant::now() < deadline, "on_free never ran");
+        std::thread::yield_now();
+    }
     assert!(
         reloaded.elapsed() >= Duration::from_millis(800),
-        "collect returned before the delay passed"
+        "on_free ran {:?} after the reload, before the free delay (800 ms)",
+        reloaded.elapsed()
     );
+    assert!(m.collect(Duration::from_secs(10)));
     assert_eq!(maps::mapped_under(m.private_dir()).len(), 1);
 }

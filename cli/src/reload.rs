@@ -10,6 +10,7 @@ use std::fmt::Write;
 /// Arguments of `hotswap reload`.
 #[derive(Debug, Args)]
 pub struct ReloadArgs {
+    /// Which host to talk to (`--admin`, `--token`).
     #[command(flatten)]
     pub admin: AdminArgs,
 

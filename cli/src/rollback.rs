@@ -10,6 +10,7 @@ use hotswap_host::admin::client::{Client, Response};
 /// Arguments of `hotswap rollback`.
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
+    /// Where the host's admin endpoint is, and its token.
     #[command(flatten)]
     pub admin: AdminArgs,
 

@@ -10,6 +10,7 @@ use std::fmt::Write;
 /// Arguments of `hotswap status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
+    /// Which host to talk to (`--admin`, `--token`).
     #[command(flatten)]
     pub admin: AdminArgs,
 

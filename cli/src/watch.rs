@@ -23,6 +23,7 @@ use std::time::Duration;
 /// Arguments of `hotswap watch`.
 #[derive(Debug, Args)]
 pub struct WatchArgs {
+    /// Which host to talk to (`--admin`, `--token`).
     #[command(flatten)]
     pub admin: AdminArgs,
 

@@ -3,7 +3,7 @@
 
 use hotswap_manifest::ManifestError;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The step of a load or reload where something failed, in lifecycle order.
@@ -66,8 +66,10 @@ impl fmt::Display for Step {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LoadErrorKind {
+    /// Reading, copying or writing a file of the load failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// A manifest could not be read or parsed, or says something impossible.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     /// A manifest or the library it names is not a regular file of the plugin
@@ -79,8 +81,11 @@ pub enum LoadErrorKind {
     /// `sub/x.so`, `/dev/zero`, …); refused before anything is read.
     #[error("manifest {} names file {file:?}, which is not a plain file name in its directory: {reason}", manifest.display())]
     FileName {
+        /// The manifest that names it.
         manifest: PathBuf,
+        /// Its `file` field, as written.
         file: String,
+        /// Why that is not a plain file name.
         reason: hotswap_manifest::safe_fs::BadFileName,
     },
     /// A strict host (the default) refuses code from a plugin directory, manifest or
@@ -88,98 +93,188 @@ pub enum LoadErrorKind {
     /// host's user nor root (`Builder::permissive_plugin_dir` relaxes this).
     #[error("{} is {why} (mode {mode:04o}): a strict host loads only what no one but the host's user or root can have written; `chmod go-w` and `chown` it, or use Builder::permissive_plugin_dir() for development", path.display())]
     Insecure {
+        /// The directory, manifest or library refused.
         path: PathBuf,
+        /// Its permission bits.
         mode: u32,
+        /// What is wrong with it.
         why: hotswap_manifest::safe_fs::Loose,
     },
     /// The host trusts signing keys and this manifest has no signature beside it.
     #[error("manifest {} is not signed (no {}), and this host loads only plugins signed by a trusted key: build it with `hotswap build --sign <key>`", manifest.display(), signature.display())]
     Unsigned {
+        /// The manifest.
         manifest: PathBuf,
+        /// Where its signature would be.
         signature: PathBuf,
     },
     /// The manifest's signature is not valid, or is by a key the host does not trust.
     #[error("manifest {}: {error}", manifest.display())]
     Signature {
+        /// The manifest.
         manifest: PathBuf,
+        /// Why the signature is refused.
         #[source]
         error: hotswap_manifest::signature::SignatureError,
     },
+    /// The library's sha256 is not the one its manifest records (changed or truncated
+    /// after packaging).
     #[error("sha256 mismatch: manifest says {expected}, file has {actual}")]
-    Checksum { expected: String, actual: String },
+    Checksum {
+        /// The manifest's sha256, lower-case hex.
+        expected: String,
+        /// The file's.
+        actual: String,
+    },
+    /// The file is not a complete shared object for this machine (checked before
+    /// `dlopen`, which would otherwise crash on a truncated file).
     #[error("not a loadable shared object: {0}")]
     InvalidFile(#[from] hotswap_manifest::elf::ElfError),
+    /// `dlopen` refused the library (the dynamic loader's message).
     #[error("dlopen failed: {0}")]
     Open(String),
+    /// The library exports no `HOTSWAP_PLUGIN_HEADER`: it was not made with
+    /// `export_plugin!`.
     #[error("not a hotswap plugin: it does not export HOTSWAP_PLUGIN_HEADER")]
     NotAPlugin,
+    /// The header does not start with hotswap's magic number.
     #[error("not a hotswap plugin: bad magic in its header")]
     BadMagic,
+    /// The plugin speaks another plugin ABI than the host.
     #[error("built against plugin-api {api_version} (ABI {found_major}.{found_minor}), this host speaks ABI {host_major}.{host_minor}: rebuild the plugin against a matching hotswap-plugin-api")]
     AbiVersion {
+        /// The plugin's `hotswap-plugin-api` version.
         api_version: String,
+        /// The plugin's ABI major number.
         found_major: u32,
+        /// The plugin's ABI minor number.
         found_minor: u32,
+        /// The host's ABI major number.
         host_major: u32,
+        /// The host's ABI minor number.
         host_minor: u32,
     },
+    /// The plugin was built with an abi_stable whose ABI differs from the host's.
     #[error("built with an incompatible abi_stable ({found}), host has {expected}")]
-    AbiStableVersion { found: String, expected: String },
+    AbiStableVersion {
+        /// The plugin's abi_stable ABI.
+        found: String,
+        /// The host's.
+        expected: String,
+    },
     /// The plugin's entry points have another layout than the host's. One line names
     /// the two plugin-api versions; `{:#}` adds abi_stable's full report.
     #[error(transparent)]
     Layout(LayoutMismatch),
+    /// The manifest and the library disagree on the plugin's name.
     #[error("the manifest says plugin {manifest:?} but the library calls itself {library:?}")]
-    NameMismatch { manifest: String, library: String },
+    NameMismatch {
+        /// The name in the manifest.
+        manifest: String,
+        /// The name the library's header gives.
+        library: String,
+    },
+    /// Two different builds of one plugin claim the same build time: which is newest
+    /// cannot be told.
     #[error("two builds claim plugin {name:?} with the same build time: {first} and {second}")]
     Duplicate {
+        /// The plugin.
         name: String,
+        /// One build's library.
         first: PathBuf,
+        /// The other's.
         second: PathBuf,
     },
+    /// `hotswap build --live-prefix` found a live function in the sources that the
+    /// plugin does not register.
     #[error("live function {function} is in the sources (hotswap build --live-prefix {prefix}) but not registered: list it in export_plugin!(…, live {{ {function} }})")]
-    LiveNotRegistered { function: String, prefix: String },
+    LiveNotRegistered {
+        /// The function's name.
+        function: String,
+        /// The prefix the build looked for.
+        prefix: String,
+    },
+    /// A lifecycle hook returned an error (its message).
     #[error("hook returned an error: {0}")]
     Hook(String),
+    /// A lifecycle hook panicked (the panic's message); caught at the boundary.
     #[error("hook panicked: {0}")]
     Panic(String),
+    /// A plugin imports one that is not loaded.
     #[error("plugin {plugin:?} imports {missing:?}, which is not loaded")]
-    UnknownDependency { plugin: String, missing: String },
+    UnknownDependency {
+        /// The importing plugin.
+        plugin: String,
+        /// The plugin it imports.
+        missing: String,
+    },
+    /// The plugins' imports form a cycle (`a -> b -> c -> a`).
     #[error("cyclic dependency: {0}")]
     Cycle(String),
+    /// A provider's version is outside the importer's requirement.
     #[error("plugin {plugin:?} requires {provider:?} {required}, but {provider:?} is {found}")]
     DependencyVersion {
+        /// The importing plugin.
         plugin: String,
+        /// The plugin it imports.
         provider: String,
+        /// The semver requirement.
         required: String,
+        /// The provider's version.
         found: String,
     },
+    /// An import's version requirement is not valid semver.
     #[error("plugin {plugin:?} has an invalid version requirement {required:?} on {provider:?}: {cause}")]
     BadVersionRequirement {
+        /// The importing plugin.
         plugin: String,
+        /// The plugin it imports.
         provider: String,
+        /// The requirement, as written.
         required: String,
+        /// Why it does not parse.
         cause: String,
     },
     /// The import's declared type is not the provider's export type. One line; a
     /// multi-line layout report only in `{:#}`.
     #[error(fmt = fmt_export_type)]
     ExportType {
+        /// The importing plugin.
         plugin: String,
+        /// The plugin it imports.
         provider: String,
+        /// abi_stable's layout report.
         detail: String,
     },
+    /// A plugin that says it is not reloadable imports one that is: a reload would
+    /// leave it calling replaced code.
     #[error("non-reloadable plugin {plugin:?} imports reloadable plugin {provider:?}: a reload would leave it calling replaced code")]
-    NotReloadableImport { plugin: String, provider: String },
+    NotReloadableImport {
+        /// The non-reloadable importer.
+        plugin: String,
+        /// The reloadable plugin it imports.
+        provider: String,
+    },
     /// The plugin was compiled with `panic = "abort"`: a panic in it would abort the
     /// host. Refused at load whatever its manifest says (`hotswap build
     /// --allow-panic-abort` only lets it be packaged, e.g. for a host that links it).
     #[error("{plugin} is built with panic = \"abort\": a panic in it would abort the host; rebuild it with panic = \"unwind\" (the default)")]
-    PanicAbort { plugin: String },
+    PanicAbort {
+        /// The plugin.
+        plugin: String,
+    },
+    /// A reload callback refused the new generation (its reason).
     #[error("vetoed by the reload callback: {0}")]
     Vetoed(String),
+    /// A lifecycle hook overran its deadline ([`Builder::hook_timeout`](crate::Builder::hook_timeout)).
     #[error("hook did not return within {limit:?} (ran {elapsed:?}); the reload was abandoned and the version is kept, never published, until the hook returns (Builder::hook_timeout)")]
-    HookTimeout { elapsed: Duration, limit: Duration },
+    HookTimeout {
+        /// How long it had run when the reload gave up.
+        elapsed: Duration,
+        /// The deadline.
+        limit: Duration,
+    },
+    /// The reload's hook thread could not be started or was lost.
     #[error("{0}")]
     HookThread(String),
 }
@@ -387,7 +482,9 @@ pub enum Error {
     /// The plugin directory cannot be read.
     #[error("cannot read plugin directory {dir}: {source}")]
     Dir {
+        /// The directory.
         dir: PathBuf,
+        /// Why it cannot be read.
         #[source]
         source: std::io::Error,
     },
@@ -403,6 +500,49 @@ pub enum Error {
         /// What is missing, with the builds there are.
         reason: String,
     },
+    /// The directory holds no plugin to load (no manifest, or none the whitelist keeps)
+    /// and the manager requires one ([`Builder::require_plugins`](crate::Builder::require_plugins)).
+    /// Nothing changed.
+    #[error(fmt = fmt_no_plugins)]
+    NoPlugins {
+        /// The plugin directory scanned.
+        dir: PathBuf,
+        /// Libraries in it without a manifest (built by `cargo build`, not packaged).
+        bare: Vec<PathBuf>,
+        /// Whether a whitelist was in force (it may have left out what is there).
+        whitelisted: bool,
+    },
+}
+
+/// `no plugin to load in plugins/ (a.so and b.so have no manifest): package plugins
+/// with `hotswap build ..``, in one line.
+fn fmt_no_plugins(
+    dir: &Path,
+    bare: &[PathBuf],
+    whitelisted: &bool,
+    f: &mut std::fmt::Formatter<'_>,
+) -> std::fmt::Result {
+    write!(f, "no plugin to load in {}", dir.display())?;
+    if *whitelisted {
+        f.write_str(" (after the whitelist)")?;
+    }
+    if !bare.is_empty() {
+        let names: Vec<String> = bare
+            .iter()
+            .map(|p| {
+                p.file_name()
+                    .unwrap_or(p.as_os_str())
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        let verb = if names.len() == 1 { "has" } else { "have" };
+        write!(f, "; {} {verb} no manifest", names.join(", "))?;
+    }
+    f.write_str(
+        ": package plugins with `hotswap build <plugin crate> <plugin dir>`, which writes \
+         the library and its manifest",
+    )
 }
 
 impl From<LoadError> for Error {
@@ -430,14 +570,21 @@ pub enum CallError {
     UnknownPlugin(String),
     /// The plugin has no typed function of that name.
     #[error("plugin {plugin:?} has no typed function {function:?}")]
-    UnknownFunction { plugin: String, function: String },
+    UnknownFunction {
+        /// The plugin.
+        plugin: String,
+        /// The function asked for.
+        function: String,
+    },
     /// The typed function exists, but its argument or result type is not the one asked
     /// for. Printed in one line naming both types
     /// (`world::version_number: the plugin returns u32, the host asked for u64`);
     /// `{:#}` adds abi_stable's report.
     #[error(fmt = fmt_signature)]
     Signature {
+        /// The plugin.
         plugin: String,
+        /// The typed function.
         function: String,
         /// What differs (boxed: a `CallError` stays small).
         mismatch: Box<SignatureMismatch>,
@@ -449,7 +596,12 @@ pub enum CallError {
         "cannot make a handle on {plugin}::{function} from inside a reload of the same \
          manager (a reload callback or extension_newer): make it before or after the reload"
     )]
-    InReload { plugin: String, function: String },
+    InReload {
+        /// The plugin.
+        plugin: String,
+        /// The typed function.
+        function: String,
+    },
     /// The plugin exports none of an interface's methods: it does not list the trait in
     /// `export_plugin!(.., interfaces { .. })`, or was built against another version of
     /// the interface crate.
@@ -457,7 +609,9 @@ pub enum CallError {
         "plugin {plugin:?} does not implement the interface {interface} (it exports no {function})"
     )]
     NotImplemented {
+        /// The plugin.
         plugin: String,
+        /// The interface (trait) name.
         interface: String,
         /// The interface's first method (`Pricing.quote`).
         function: String,
@@ -468,17 +622,25 @@ pub enum CallError {
     /// The function returned an error.
     #[error("{plugin} {version}: {function} failed: {message}")]
     Failed {
+        /// The plugin.
         plugin: String,
+        /// The version that ran the call.
         version: String,
+        /// The function called.
         function: String,
+        /// The plugin's error message.
         message: String,
     },
     /// The function panicked; the panic was caught at the boundary.
     #[error("{plugin} {version}: {function} panicked: {message}")]
     Panicked {
+        /// The plugin.
         plugin: String,
+        /// The version that ran the call.
         version: String,
+        /// The function called.
         function: String,
+        /// The panic's message.
         message: String,
     },
 }

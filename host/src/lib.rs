@@ -28,12 +28,14 @@
 //! ```
 //!
 //! See ARCHITECTURE.md for the map of modules and where each invariant is enforced.
+#![warn(missing_docs)]
 
 #[cfg(feature = "admin")]
 pub mod admin;
 mod callbacks;
 mod ctx;
 mod deps;
+mod empty_scan;
 mod error;
 mod func;
 mod generation;

@@ -8,13 +8,13 @@ use crate::hooks::HookThread;
 use crate::loader::{self, LoadEnv};
 use crate::reaper;
 use crate::report::{Outcome, PluginReport, ReloadReport};
-use crate::scan;
 use crate::shared::{ExtensionNewer, ReloadCallback, Shared};
 use crate::static_plugin::StaticPlugin;
 use crate::status::{RecordState, Records, Status, VersionState, VersionStatus, PINNED_REASON};
 use crate::trust::{Trust, TrustMode};
 use crate::vault::{ExtensionObj, Staging, Vault};
 use crate::version::{owned, Version};
+use crate::{empty_scan, scan};
 use abi_stable::std_types::RSlice;
 use abi_stable::StableAbi;
 use hotswap_abi::vtable::{ImportsFfi, VaultHandle};
@@ -46,9 +46,22 @@ pub struct Builder {
     hook_timeout: Duration,
     trust_mode: TrustMode,
     trusted_keys: Vec<TrustedKey>,
+    require_plugins: bool,
 }
 
 impl Builder {
+    /// Whether a load or reload that finds no plugin to load in the directory (no
+    /// manifest at all, only libraries without one, or none the whitelist keeps) fails
+    /// with [`Error::NoPlugins`], changing nothing, instead of going on with no plugins
+    /// and a warning. Default: `false` (warn). Either way, every library in the
+    /// directory that has no manifest is named in a warning saying how to package it
+    /// (`hotswap build`); beside plugins that do load it stays a warning, since a build
+    /// writes its library just before its manifest. Ignored in static mode.
+    pub fn require_plugins(mut self, require: bool) -> Builder {
+        self.require_plugins = require;
+        self
+    }
+
     /// The deadline of each lifecycle hook (`new`, `reloadable`, `export`, `import`,
     /// `on_load`, `on_init`). A hook that overruns fails its reload with
     /// [`LoadErrorKind::HookTimeout`] (plugin, version, step, elapsed), the reload lock
@@ -183,6 +196,7 @@ impl Builder {
                 hook_timeout: self.hook_timeout,
                 hook_timeouts: AtomicU64::new(0),
                 pins: Default::default(),
+                require_plugins: self.require_plugins,
             }),
         })
     }
@@ -294,6 +308,7 @@ impl PluginManager {
             hook_timeout: crate::hooks::DEFAULT_TIMEOUT,
             trust_mode: TrustMode::Strict,
             trusted_keys: Vec::new(),
+            require_plugins: false,
         }
     }
 
@@ -493,12 +508,16 @@ impl PluginManager {
         // Static mode has nothing to scan: its plugins are loaded below, once.
         let candidates = match &sh.static_plugins {
             Some(_) => Default::default(),
-            None => scan::chosen_builds(
-                dir,
-                sh.whitelist.as_ref(),
-                &sh.pins.lock().clone(),
-                &sh.trust,
-            )?,
+            None => {
+                let found = scan::chosen_builds(
+                    dir,
+                    sh.whitelist.as_ref(),
+                    &sh.pins.lock().clone(),
+                    &sh.trust,
+                )?;
+                empty_scan::check(dir, &found, sh.whitelist.as_ref(), sh.require_plugins)?;
+                found
+            }
         };
         let env = LoadEnv {
             private_dir: sh.private_dir.path(),
@@ -628,7 +647,11 @@ impl PluginManager {
         staging.commit(&sh.vault);
         let retired = sh.domain.publish(Arc::new(generation));
         sh.reaper.retire(retired);
-        sh.reloads.fetch_add(1, Ordering::Relaxed);
+        // A reload replaces a generation; the first load (from the empty generation 0)
+        // is not one, so `status().reloads` reads 1 after one reload.
+        if old.id() != 0 {
+            sh.reloads.fetch_add(1, Ordering::Relaxed);
+        }
         let report = ReloadReport {
             generation: id,
             previous_generation: old.id(),

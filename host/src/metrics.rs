@@ -17,8 +17,9 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// - `hotswap_reload_duration_seconds`: histogram of those that ran.
 /// - `hotswap_last_reload_timestamp_seconds`, `hotswap_last_reload_success`.
 /// - `hotswap_generation`: id of the generation serving.
-/// - `hotswap_generations_published_total`: reloads published since start, whatever
-///   started them (host code calling the manager directly included).
+/// - `hotswap_generations_published_total`: generations published since start, the
+///   first load included, whatever started them (host code calling the manager
+///   directly included); reloads alone are [`Status::reloads`](crate::Status::reloads).
 /// - `hotswap_versions_in_memory{state}`: `current`, `draining`, `stuck`, `closing`,
 ///   `pinned`.
 /// - `hotswap_versions_unloaded_total`: versions unloaded and verified unmapped.
@@ -130,7 +131,8 @@ pub fn render(trigger: &Trigger) -> String {
     let _ = writeln!(
         out,
         "hotswap_generations_published_total {}",
-        status.reloads
+        // Ids count publishes from 1: the id of the serving generation is their number.
+        status.generation
     );
 
     family(

@@ -54,6 +54,8 @@ pub(crate) struct Shared {
     pub(crate) hook_timeouts: AtomicU64,
     /// Plugins a rollback holds at an older build (see `scan::Pin`).
     pub(crate) pins: Mutex<HashMap<String, crate::scan::Pin>>,
+    /// A scan that finds no plugin fails the reload (`Builder::require_plugins`).
+    pub(crate) require_plugins: bool,
 }
 
 impl Services for Shared {

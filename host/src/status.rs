@@ -94,7 +94,8 @@ pub struct Status {
     pub versions: Vec<VersionStatus>,
     /// How readers are fenced: `membarrier`, or `fence (…why…)`.
     pub reclamation: String,
-    /// Reloads published since start.
+    /// Reloads published since start: generations that replaced another, so the first
+    /// load is not counted (one `load_plugins` and one `reload` give 1).
     pub reloads: u64,
     /// Lifecycle hooks that overran their deadline since start (each failed its reload).
     pub hook_timeouts: u64,

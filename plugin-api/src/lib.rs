@@ -47,6 +47,7 @@
 //! `no-heap-stats` leaves the allocation counting out (a few nanoseconds per
 //! allocation); `static` is set by a host that links plugins into its binary, never by
 //! a plugin.
+#![warn(missing_docs)]
 
 pub mod deps;
 #[doc(hidden)]
@@ -232,8 +233,41 @@ unsafe impl<T: Pod, const N: usize> Pod for [T; N] where [T; N]: abi_stable::Sta
 
 /// Exports a [`Plugin`] type (which must also be `Default`) as this crate's plugin.
 ///
-/// ```ignore
-/// export_plugin!(MyPlugin);
+/// Every part is optional, in this order (compiled, so it cannot rot):
+///
+/// ```no_run
+/// use hotswap_plugin_api::{export_plugin, Plugin, Result, Value};
+///
+/// mod pricing_api {
+///     // Usually an interface crate of its own, which the host depends on too.
+///     #[hotswap_plugin_api::interface]
+///     pub trait Pricing {
+///         fn quote(&self, sku: &str, qty: u32) -> Option<u64>;
+///     }
+/// }
+///
+/// #[derive(Default)]
+/// struct MyPlugin;
+/// impl Plugin for MyPlugin {}
+///
+/// impl MyPlugin {
+///     fn add(&self, x: u64) -> u64 { x + 1 }
+///     fn greet(&self, name: &str, times: u32) -> String { format!("hello {name} x{times}") }
+///     fn live_send_mail(&self, _args: &[Value]) -> Result<Value> { Ok(Value::Null) }
+/// }
+///
+/// impl pricing_api::Pricing for MyPlugin {
+///     fn quote(&self, sku: &str, qty: u32) -> Option<u64> {
+///         (sku == "apple").then_some(50 * u64::from(qty))
+///     }
+/// }
+///
+/// /// A live type: its data outlives the version that wrote it.
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// #[allow(non_camel_case_types)]
+/// struct Live_Mail { to: String }
+///
+/// // The least: `export_plugin!(MyPlugin);`. Everything:
 /// export_plugin!(MyPlugin,
 ///     // Typed functions for the host's fast path: `fn name(&self, a: A, ..) -> R`,
 ///     // up to four arguments (see below).
@@ -250,6 +284,7 @@ unsafe impl<T: Pod, const N: usize> Pod for [T; N] where [T; N]: abi_stable::Sta
 ///     // Names of live types this version restores (see `live::LiveData`).
 ///     live_types { Live_Mail },
 /// );
+/// # fn main() {}
 /// ```
 ///
 /// Typed functions may have up to four arguments: `&str`, `&[T]` and `&T`

@@ -23,6 +23,7 @@
 //! - [`prune`]: deleting old builds (`--keep`);
 //! - `build`: [`build()`] itself, the steps in order;
 //! - [`static_link`]: `--static-linking` (uses `metadata`, `error` and `sources` only).
+#![warn(missing_docs)]
 
 mod build;
 mod cargo_build;

@@ -14,20 +14,30 @@ pub enum MetadataError {
     /// cargo could not be started.
     #[error("cannot run `{program}` for cargo metadata")]
     Spawn {
+        /// The program that was run.
         program: String,
+        /// The underlying error.
         #[source]
         source: io::Error,
     },
     /// `cargo metadata` exited with an error.
     #[error("`cargo metadata` failed for {} ({status}): {stderr}", manifest.display())]
     Failed {
+        /// The package's `Cargo.toml`.
         manifest: PathBuf,
+        /// The exit status.
         status: ExitStatus,
+        /// What cargo printed on stderr.
         stderr: String,
     },
     /// `cargo metadata` printed something this command does not understand.
     #[error("cannot understand the output of `cargo metadata` for {}: {detail}", manifest.display())]
-    Format { manifest: PathBuf, detail: String },
+    Format {
+        /// The package's `Cargo.toml`.
+        manifest: PathBuf,
+        /// What was wrong.
+        detail: String,
+    },
 }
 
 impl MetadataError {

@@ -22,6 +22,7 @@
 //! another pid in `LISTEN_PID` (a descendant that inherited the environment) takes
 //! nothing. Without `LISTEN_FDS`, einhorn's `EINHORN_FDS` (space-separated descriptor
 //! numbers, as socketmaster sets it) is read instead. The names are in [`protocol`].
+#![warn(missing_docs)]
 
 mod listener;
 mod notify;

@@ -14,6 +14,7 @@
 //!
 //! The manifest is layered over [`safe_fs`] and [`signature`]; [`elf`] and
 //! [`signature`] stand alone.
+#![warn(missing_docs)]
 
 pub mod elf;
 mod manifest;

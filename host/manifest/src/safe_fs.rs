@@ -27,31 +27,56 @@ pub enum FileError {
     /// The file cannot be opened or read (missing, no permission, …).
     #[error("cannot read {}: {source}", path.display())]
     Io {
+        /// The file.
         path: PathBuf,
+        /// Why it cannot be read.
         #[source]
         source: std::io::Error,
     },
     /// A named pipe: reading it would wait for a writer.
     #[error("{} is a FIFO (named pipe), not a regular file: refused without reading it", path.display())]
-    Fifo { path: PathBuf },
+    Fifo {
+        /// The file.
+        path: PathBuf,
+    },
     /// A character device (`/dev/zero`, a tty, …).
     #[error("{} is a character device, not a regular file: refused without reading it", path.display())]
-    CharDevice { path: PathBuf },
+    CharDevice {
+        /// The file.
+        path: PathBuf,
+    },
     /// A block device.
     #[error("{} is a block device, not a regular file: refused without reading it", path.display())]
-    BlockDevice { path: PathBuf },
+    BlockDevice {
+        /// The file.
+        path: PathBuf,
+    },
     /// A unix socket.
     #[error("{} is a socket, not a regular file: refused without reading it", path.display())]
-    Socket { path: PathBuf },
+    Socket {
+        /// The file.
+        path: PathBuf,
+    },
     /// A directory.
     #[error("{} is a directory, not a regular file", path.display())]
-    Directory { path: PathBuf },
+    Directory {
+        /// The file.
+        path: PathBuf,
+    },
     /// A symbolic link, wherever it points.
     #[error("{} is a symbolic link: manifests and plugin files must be regular files in the plugin directory, not links (copy the file instead)", path.display())]
-    Symlink { path: PathBuf },
+    Symlink {
+        /// The file.
+        path: PathBuf,
+    },
     /// Larger than the limit for its kind of file.
     #[error("{} is larger than {limit} bytes: refused", path.display())]
-    TooLarge { path: PathBuf, limit: u64 },
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The limit, in bytes.
+        limit: u64,
+    },
 }
 
 impl FileError {

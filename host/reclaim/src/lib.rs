@@ -129,6 +129,7 @@
 //! is not needed in fence mode at all (the reader's `SeqCst` fence, after the load of
 //! the pointer it uses, acquires it); it is needed in membarrier mode, where that fence
 //! is only a compiler fence, which loom cannot model.
+#![warn(missing_docs)]
 
 mod barrier;
 mod records;

@@ -28,6 +28,7 @@
 //!
 //! The admin socket's line protocol is in [`protocol`]; [`request`] and
 //! [`signal_upgrade`] are its client side (`hotswap serve --upgrade`, `--status`).
+#![warn(missing_docs)]
 
 mod admin;
 mod backoff;

@@ -17,6 +17,7 @@
 //!
 //! [`Sealed`]: vtable::Sealed
 //! [`Value`]: value::Value
+#![warn(missing_docs)]
 
 pub mod header;
 pub mod value;

@@ -5,6 +5,7 @@
 //!
 //! `#[interface]`: makes a trait an interface a plugin implements and the host calls
 //! through a handle. Re-exported as `hotswap_plugin_api::interface`.
+#![warn(missing_docs)]
 
 mod interface;
 

@@ -234,6 +234,9 @@ impl Plugin for Probe {
                     .first()
                     .and_then(Value::as_str)
                     .ok_or_else(|| Error::msg("wait_for_file takes a path"))?;
+                // Says that this call is running (inside this version) before it waits,
+                // so a test knows without guessing how long a thread takes to get here.
+                let _ = std::fs::write(Path::new(path).with_extension("entered"), VERSION);
                 if !wait_for(Path::new(path), Duration::from_secs(60)) {
                     return Err(Error::msg(format!("{path} never appeared")));
                 }
