@@ -31,6 +31,8 @@
 
 #[cfg(feature = "admin")]
 pub mod admin;
+mod async_func;
+mod block_on;
 mod callbacks;
 mod ctx;
 mod deps;
@@ -52,6 +54,7 @@ pub mod signals;
 mod static_plugin;
 mod status;
 mod threads;
+mod timer;
 mod trigger;
 mod vault;
 mod verified;
@@ -59,6 +62,7 @@ mod version;
 #[cfg(feature = "watch")]
 pub mod watch;
 
+pub use async_func::{AsyncCall, AsyncFunc};
 pub use error::{
     CallError, Error, LayoutMismatch, LoadError, LoadErrorKind, SignatureMismatch, SignaturePart,
     Step,
