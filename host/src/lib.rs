@@ -74,7 +74,7 @@ pub use generation::Generation;
 pub use hotswap_manifest::elf::ElfError;
 pub use hotswap_manifest::safe_fs::{BadFileName, FileError};
 pub use hotswap_manifest::ManifestError;
-pub use hotswap_plugin_api::typed::{Arg, Args, Ret};
+pub use hotswap_plugin_api::typed::{Arg, Args, HostCopy, Ret};
 pub use hotswap_plugin_api::LiveData;
 pub use hotswap_plugin_api::{Pod, Value};
 pub use manager::{Builder, PluginInfo, PluginManager};
