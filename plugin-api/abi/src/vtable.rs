@@ -58,7 +58,9 @@ impl Sealed {
     /// The table this token goes into must be internally consistent: each function
     /// pointer is the glue `export_plugin!` generates for the layouts and plugin type
     /// the table announces next to it (a `TypedFn`'s `call` is `typed_call::<M>` for the
-    /// `M` whose argument list's and result's wire layouts are `arg` and `ret`; every vtable function
+    /// `M` whose argument list's and result's wire layouts are `arg` and `ret`, or
+    /// `async_call::<M>` for the async `M` whose argument's layout is `arg` and whose
+    /// future's (`AsyncRet` of the result's wire form) is `ret`; every vtable function
     /// is the glue of one plugin type `T`; a header's `layout` is `PluginVTable`'s and
     /// its `vtable` such a table). The host trusts a table that passed its layout check
     /// to be so; a mismatched one is undefined behaviour at the first call.
