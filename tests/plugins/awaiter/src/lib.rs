@@ -79,3 +79,12 @@ export_plugin!(Awaiter, typed { plain: fn(u64) -> u64 }, async {
     explode: fn(u64) -> u64,
     background: fn(Job) -> Result<u64, String>,
 });
+
+/// The benchmark's `raw-async` baseline: the same work as `ready` (x + 1, ready at the
+/// first poll) as an async-ffi future from a plain `extern "C"` function, which the
+/// benchmark finds with `dlsym` in a copy of the library it never unloads. Plugin
+/// authors never write these.
+#[no_mangle]
+pub extern "C" fn awaiter_raw_ready(x: u64) -> async_ffi::FfiFuture<u64> {
+    async_ffi::FfiFuture::new(async move { x + 1 })
+}
