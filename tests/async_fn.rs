@@ -216,7 +216,7 @@ fn no_async_call_fails_during_reloads_and_each_runs_on_the_version_it_started_on
         std::thread::spawn(move || {
             let mut n = 0u32;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 200 {
-                swap_to(&dir, if n % 2 == 0 { &v2 } else { &v1 });
+                swap_to(&dir, if n.is_multiple_of(2) { &v2 } else { &v1 });
                 m.reload(&Value::Null).expect("reload");
                 n += 1;
             }

@@ -151,9 +151,8 @@ fn build_plugin(root: &Path, crate_dir: &str, features: &str, out: &Path) -> Bui
     if !features.is_empty() {
         opts.cargo_args = vec!["--features".to_owned(), features.to_owned()];
     }
-    let built = build(&opts).unwrap_or_else(|e| {
-        panic!("building {crate_dir} (features {features:?}) failed: {e}")
-    });
+    let built = build(&opts)
+        .unwrap_or_else(|e| panic!("building {crate_dir} (features {features:?}) failed: {e}"));
     Build::of(built)
 }
 
@@ -532,7 +531,12 @@ fn main() {
         })
     };
     assert_eq!(
-        rt.block_on(async { (unsafe { raw_ready(41) }.await, ready.call(41).await.unwrap()) }),
+        rt.block_on(async {
+            (
+                unsafe { raw_ready(41) }.await,
+                ready.call(41).await.unwrap(),
+            )
+        }),
         (42, 42)
     );
 
