@@ -91,7 +91,7 @@ where
     fn start(&self, g: &Generation, arg: A) -> State<R::Wire> {
         let Some(slot) = g.typed.get(self.symbol) else {
             // An outer generation pinned before this handle was made.
-            return State::Failed(CallError::UnknownPlugin(self.plugin.to_string()));
+            return State::Failed(Box::new(CallError::UnknownPlugin(self.plugin.to_string())));
         };
         // SAFETY: `call` is either the TypedCall of an async function whose argument and
         // result layouts abi_stable found equal to `A`'s and `AsyncRet<R::Wire>`'s when
@@ -106,22 +106,27 @@ where
         // ignored by the stub); `err` is valid for writes; `arg` is moved in. The
         // instance stays live until the future is dropped: `Running` holds its version.
         let ret = unsafe { f(slot.instance, arg, err.as_mut_ptr()) };
-        if let Some(e) = g.typed_error(self.symbol) {
-            // The stub ran: it wrote nothing and returned no future.
-            return State::Failed(e.clone());
-        }
-        let version = &g.versions()[slot.plugin];
         if !ret.ok {
-            // SAFETY: a real function returned `!ok`, so it wrote the failure.
-            let failure = unsafe { err.assume_init() };
-            return State::Failed(version.call_error(&self.function, failure));
+            return State::Failed(Box::new(self.failed(g, slot.plugin, err)));
         }
         State::Running(Running {
             // SAFETY: `ok` means the function returned its future.
             fut: ManuallyDrop::new(unsafe { ret.value.assume_init() }),
-            version: version.clone(),
-            function: self.function.clone(),
+            version: g.versions()[slot.plugin].clone(),
+            call: slot.call,
         })
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn failed(&self, g: &Generation, plugin: usize, err: MaybeUninit<Failure>) -> CallError {
+        if let Some(e) = g.typed_error(self.symbol) {
+            // The stub ran: it wrote nothing and returned no future.
+            return e.clone();
+        }
+        // SAFETY: a real function returned `!ok`, so it wrote the failure.
+        let failure = unsafe { err.assume_init() };
+        g.versions()[plugin].call_error(&self.function, failure)
     }
 
     /// The plugin this handle calls into.
@@ -140,7 +145,27 @@ struct Running<W> {
     fut: ManuallyDrop<AsyncRet<W>>,
     /// Keeps the instance and the library alive while `fut` exists.
     version: Arc<Version>,
-    function: Arc<str>,
+    /// The function's entry point: names it in an error (no name is copied per call).
+    call: *const std::ffi::c_void,
+}
+
+// SAFETY: `call` is only compared, never called or dereferenced; the future is `Send`
+// and the version `Send + Sync`.
+unsafe impl<W> Send for Running<W> {}
+
+impl<W> Running<W> {
+    /// The error of a failed poll, naming the function (found by its entry point in
+    /// the version's table, which `version` keeps loaded).
+    fn error(&self, failure: Failure) -> CallError {
+        let name = self
+            .version
+            .vtable()
+            .typed
+            .iter()
+            .find(|f| f.call == self.call)
+            .map_or("?", |f| f.name.as_str());
+        self.version.call_error(name, failure)
+    }
 }
 
 impl<W> Drop for Running<W> {
@@ -153,7 +178,8 @@ impl<W> Drop for Running<W> {
 
 enum State<W> {
     Running(Running<W>),
-    Failed(CallError),
+    /// Boxed: the state, moved on every call, stays small.
+    Failed(Box<CallError>),
     Done,
 }
 
@@ -194,18 +220,15 @@ impl<R: Ret> Future for AsyncCall<R> {
                     // Copied while `r` holds the version whose code made it; the
                     // plugin-made value is dropped inside `from_wire`.
                     Ok(Poll::Ready(RResult::ROk(w))) => Ok(R::from_wire(w)),
-                    Ok(Poll::Ready(RResult::RErr(f))) => Err(r.version.call_error(&r.function, f)),
-                    Err(_) => Err(r.version.call_error(
-                        &r.function,
-                        Failure {
-                            kind: hotswap_abi::vtable::FailKind::Panic,
-                            message: "its future panicked across the boundary".into(),
-                        },
-                    )),
+                    Ok(Poll::Ready(RResult::RErr(f))) => Err(r.error(f)),
+                    Err(_) => Err(r.error(Failure {
+                        kind: hotswap_abi::vtable::FailKind::Panic,
+                        message: "its future panicked across the boundary".into(),
+                    })),
                 }
             }
             State::Failed(_) => match std::mem::replace(&mut this.state, State::Done) {
-                State::Failed(e) => Err(e),
+                State::Failed(e) => Err(*e),
                 _ => unreachable!("matched Failed"),
             },
             State::Done => panic!("AsyncCall polled after it completed"),
