@@ -52,6 +52,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 /// One async method, named by a marker type `export_plugin!` generates.
+#[doc(hidden)]
 pub trait AsyncMethod {
     /// The plugin type the method belongs to.
     type Plugin: crate::Plugin;
@@ -65,6 +66,7 @@ pub trait AsyncMethod {
 
 /// The plugin-made future of an async call, as the host receives it: `M`'s future,
 /// its result turned into its wire form, every panic caught.
+#[doc(hidden)]
 pub fn start<M: AsyncMethod>(
     plugin: &'static M::Plugin,
     arg: M::Arg,
@@ -80,6 +82,7 @@ where
 /// (`RErr` with the message), a panic in its drop is reported on stderr and stops there.
 /// What crosses the boundary must be such a future (async-ffi aborts the process on a
 /// panic in a drop).
+#[doc(hidden)]
 pub struct Guarded<F> {
     // ManuallyDrop: dropped in place, under `catch_unwind`, by `Drop`.
     inner: ManuallyDrop<F>,
