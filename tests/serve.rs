@@ -289,6 +289,8 @@ struct Reply {
     pid: u32,
     close: bool,
     body: String,
+    /// The plugin generation that answered (`X-Generation`), when the plugin did.
+    generation: Option<u64>,
 }
 
 /// Why a request failed; `received` counts response bytes seen before the failure.
@@ -353,6 +355,7 @@ fn exchange(conn: &mut impl ReadWrite, path: &str, close: bool) -> Result<Reply,
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| bad("no X-Pid".into()))?;
     let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+    let generation = header("x-generation").and_then(|v| v.parse().ok());
     while buf.len() < head_end + length {
         match conn.read(&mut chunk) {
             Ok(0) => return Err(bad("connection closed in the body".into())),
@@ -365,6 +368,7 @@ fn exchange(conn: &mut impl ReadWrite, path: &str, close: bool) -> Result<Reply,
         pid,
         close,
         body: String::from_utf8_lossy(&buf[head_end..head_end + length]).into_owned(),
+        generation,
     })
 }
 
@@ -829,6 +833,83 @@ fn sighup_to_the_demo_reloads_its_plugins_in_process() {
         (reply.pid, reply.body.as_str()),
         (pid, "hello from handlers v2\n")
     );
+    assert_eq!(serve.serving(1), vec![pid]);
+}
+
+#[test]
+fn a_hundred_sighup_reloads_under_load_fail_no_request() {
+    const RELOADS: u64 = 100;
+    let dir = tempdir();
+    let plugins = handlers_dir(dir.path());
+    let demo = demo_binary();
+    let (v1, v2) = (
+        common::build("demo/http/handlers", &[]),
+        common::build("demo/http/handlers", &["v2"]),
+    );
+    let mut serve = Serve::start(
+        dir,
+        &["--listen", "tcp://127.0.0.1:0"],
+        &[
+            demo.to_str().unwrap(),
+            "--plugins",
+            plugins.to_str().unwrap(),
+        ],
+    );
+    let pid = serve.serving(1)[0];
+    let addr = serve.tcp_addr();
+    let first = get(addr, "/version").generation.expect("X-Generation");
+    let load = Arc::new(Load {
+        cap: 5_000_000,
+        ..Load::default()
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|kind| {
+            let (load, stop) = (load.clone(), stop.clone());
+            std::thread::spawn(move || match kind {
+                0 => keepalive_client(addr, &load, &stop),
+                1 => fresh_client(addr, "/", "hello from handlers", &load, &stop),
+                // In flight (awaiting the host's timer in the plugin) across reloads.
+                _ => fresh_client(addr, "/sleep/20", "slept 20 ms", &load, &stop),
+            })
+        })
+        .collect();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for i in 1..=RELOADS {
+            // The other build, then SIGHUP; wait until a request sees the generation the
+            // reload published (a condition, not a time).
+            let (build, version) = if i % 2 == 1 { (&v2, "v2") } else { (&v1, "v1") };
+            common::clear(&plugins);
+            common::install(build, &plugins);
+            signal(pid, rustix::process::Signal::HUP);
+            let reply = wait_for("the reload's generation", Duration::from_secs(30), || {
+                let r = get(addr, "/version");
+                (r.generation? >= first + i).then_some(r)
+            });
+            assert_eq!(
+                reply.generation,
+                Some(first + i),
+                "one generation per reload"
+            );
+            assert_eq!(reply.body, format!("{version}\n"));
+            assert_eq!(reply.pid, pid, "reloaded in-process");
+        }
+    }));
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+    let (ok, failed) = (
+        load.ok.load(Ordering::Relaxed),
+        load.failed.load(Ordering::Relaxed),
+    );
+    println!("{RELOADS} in-process reloads under load: {ok} requests served, {failed} failed");
+    assert_eq!(failed, 0, "errors: {:?}", load.errors.lock().unwrap());
+    assert!(ok > 0);
+    assert_eq!(*load.pids.lock().unwrap(), HashSet::from([pid]));
     assert_eq!(serve.serving(1), vec![pid]);
 }
 

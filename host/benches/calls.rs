@@ -41,6 +41,14 @@
 //!   ratio of `alloc/counted` is against `alloc/uncounted`, each sample paired with one
 //!   of the uncounted build just before it.
 //!
+//! - `raw-async`, `async`: an async function that completes at once (`x + 1`), awaited
+//!   on a current-thread tokio runtime, the loop of calls inside one `block_on`: through
+//!   `manager.async_func::<u64, u64>("awaiter", "ready")` (tests/plugins/awaiter; pins
+//!   the generation to start the call, the future holds the version until it is done),
+//!   against the same async-ffi future made by `awaiter_raw_ready`, a `dlsym`'d
+//!   `extern "C"` function of a copy of the library that is never unloaded. `async` is
+//!   paired with and divided by `raw-async`.
+//!
 //! And with a plain loop (criterion is a poor fit for tail latency):
 //!
 //! - `reload`: `manager.reload(&Value::Null)` alternating between the two builds, so every
@@ -67,7 +75,7 @@
 
 use criterion::Criterion;
 use hotswap_build::{build, BuildOptions, BuildOutput};
-use hotswap_host::{Func, Interface, Outcome, PluginManager, Value};
+use hotswap_host::{AsyncFunc, Func, Interface, Outcome, PluginManager, Value};
 use probe_api::Shop;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -95,8 +103,11 @@ const TYPED_STR: &str = "typed-str";
 const INTERFACE: &str = "interface";
 const ALLOC_UNCOUNTED: &str = "alloc/uncounted";
 const ALLOC_COUNTED: &str = "alloc/counted";
+const RAW_ASYNC: &str = "raw-async";
+const ASYNC: &str = "async";
 
 type RawFn = unsafe extern "C" fn(u64) -> u64;
+type RawAsyncFn = unsafe extern "C" fn(u64) -> async_ffi::FfiFuture<u64>;
 type RawRepeatFn = unsafe extern "C" fn(*const u8, usize, u32, *mut u8, usize) -> usize;
 
 /// The string argument of the `*-str` lines: 16 bytes.
@@ -136,14 +147,17 @@ impl Build {
 }
 
 fn build_probe(root: &Path, features: &str, out: &Path) -> Build {
-    let mut opts = BuildOptions::new(root.join("tests/plugins/probe"), out);
+    build_plugin(root, "tests/plugins/probe", features, out)
+}
+
+fn build_plugin(root: &Path, crate_dir: &str, features: &str, out: &Path) -> Build {
+    let mut opts = BuildOptions::new(root.join(crate_dir), out);
     opts.target_dir = Some(root.join("target/hotswap-test-plugins"));
     if !features.is_empty() {
         opts.cargo_args = vec!["--features".to_owned(), features.to_owned()];
     }
-    let built = build(&opts).unwrap_or_else(|e| {
-        panic!("building the probe plugin (features {features:?}) failed: {e}")
-    });
+    let built = build(&opts)
+        .unwrap_or_else(|e| panic!("building {crate_dir} (features {features:?}) failed: {e}"));
     Build::of(built)
 }
 
@@ -240,6 +254,23 @@ impl Call for Dynamic<'_> {
     }
 }
 
+/// `calls` awaited calls of `f`, timed inside one `block_on` of a current-thread runtime.
+fn timed_async<F: std::future::Future<Output = u64>>(
+    rt: &tokio::runtime::Runtime,
+    calls: u64,
+    f: impl Fn(u64) -> F,
+) -> Duration {
+    rt.block_on(async {
+        // One untimed call: a thread's first call registers it with the host.
+        black_box(f(black_box(0)).await);
+        let start = Instant::now();
+        for i in 0..calls {
+            black_box(f(black_box(i)).await);
+        }
+        start.elapsed()
+    })
+}
+
 /// `calls` calls, timed.
 #[inline(always)]
 fn timed(calls: u64, f: &impl Call) -> Duration {
@@ -322,6 +353,26 @@ impl Samples {
     ) -> Duration {
         let base = on_threads(threads, calls, baseline);
         let elapsed = on_threads(threads, calls, f);
+        let ns = per_call(calls, base);
+        self.baselines
+            .borrow_mut()
+            .entry(line)
+            .or_default()
+            .push(ns);
+        self.record(line, calls, elapsed)
+    }
+
+    /// [`record_paired`](Self::record_paired) for lines timed by closures (the async
+    /// ones, which run inside a runtime).
+    fn record_paired_with(
+        &self,
+        line: &'static str,
+        calls: u64,
+        baseline: impl Fn(u64) -> Duration,
+        f: impl Fn(u64) -> Duration,
+    ) -> Duration {
+        let base = baseline(calls);
+        let elapsed = f(calls);
         let ns = per_call(calls, base);
         self.baselines
             .borrow_mut()
@@ -463,6 +514,53 @@ fn main() {
         "the no-heap-stats build does not"
     );
 
+    // Async calls: the awaiter plugin in a manager of its own, and its raw baseline from
+    // a copy that stays loaded (never unloaded) until the end.
+    eprintln!("building the awaiter plugin (not timed) ...");
+    let awaiter = build_plugin(&root, "tests/plugins/awaiter", "", &staged.join("awaiter"));
+    let awaiter_dir = work.path().join("awaiter");
+    std::fs::create_dir(&awaiter_dir).expect("create benchmark directory");
+    awaiter.copy_library(&awaiter_dir);
+    awaiter.copy_manifest(&awaiter_dir);
+    let awaiter_manager = PluginManager::new(&awaiter_dir).expect("plugin manager");
+    awaiter_manager
+        .load_plugins(&Value::Null)
+        .expect("load the awaiter plugin");
+    let ready: AsyncFunc<u64, u64> = awaiter_manager
+        .async_func("awaiter", "ready")
+        .expect("async handle on awaiter.ready");
+    let raw_awaiter_dir = work.path().join("raw-awaiter");
+    std::fs::create_dir(&raw_awaiter_dir).expect("create benchmark directory");
+    let raw_awaiter_path = awaiter.copy_library(&raw_awaiter_dir);
+    // SAFETY: the awaiter plugin is our own test library; loading it runs no code that
+    // makes assumptions about its loader.
+    let raw_awaiter =
+        unsafe { libloading::Library::new(&raw_awaiter_path) }.expect("dlopen awaiter");
+    // SAFETY: the awaiter plugin defines `awaiter_raw_ready` with this signature.
+    let raw_ready: RawAsyncFn = *unsafe { raw_awaiter.get::<RawAsyncFn>(b"awaiter_raw_ready\0") }
+        .expect("dlsym awaiter_raw_ready");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("current-thread runtime");
+    // SAFETY (both closures): `awaiter_raw_ready` returns a future its library, which
+    // stays loaded until the end of `main`, polls and drops.
+    let raw_async = |calls| timed_async(&rt, calls, |x| unsafe { raw_ready(x) });
+    let typed_async = |calls| {
+        timed_async(&rt, calls, |x| {
+            let call = ready.call(x);
+            async move { call.await.expect("async call") }
+        })
+    };
+    assert_eq!(
+        rt.block_on(async {
+            (
+                unsafe { raw_ready(41) }.await,
+                ready.call(41).await.unwrap(),
+            )
+        }),
+        (42, 42)
+    );
+
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let load_before = load_average();
     let samples = Samples::default();
@@ -508,6 +606,12 @@ fn main() {
         });
         group.bench_function(ALLOC_COUNTED, |b| {
             b.iter_custom(|n| samples.record_paired(ALLOC_COUNTED, n, 1, &uncounted, &counted))
+        });
+        group.bench_function(RAW_ASYNC, |b| {
+            b.iter_custom(|n| samples.record(RAW_ASYNC, n, raw_async(n)))
+        });
+        group.bench_function(ASYNC, |b| {
+            b.iter_custom(|n| samples.record_paired_with(ASYNC, n, raw_async, typed_async))
         });
         group.finish();
     }
@@ -605,6 +709,8 @@ fn main() {
     row(TYPED_STR, RAW_STR);
     row(ALLOC_UNCOUNTED, RAW);
     row(ALLOC_COUNTED, ALLOC_UNCOUNTED);
+    row(RAW_ASYNC, RAW);
+    row(ASYNC, RAW_ASYNC);
     println!(
         "{:<24} {:>8.2} ms / {:.2} ms",
         "reload p50 / p99",
@@ -629,7 +735,8 @@ fn main() {
          this run, recorded in-process; all-cores: {threads} threads calling at once, the \
          slowest thread's time per call; typed/all-cores is against raw/all-cores, \
          raw/all-cores against raw, typed-str against raw-str, alloc/counted against alloc/uncounted (the heap \
-         accounting's cost on the plugin's allocation path). paired: each sample of the line follows a sample of its baseline (raw; raw-str for typed-str; alloc/uncounted for alloc/counted) \
+         accounting's cost on the plugin's allocation path), async against raw-async (both awaited in one \
+         block_on of a current-thread runtime). paired: each sample of the line follows a sample of its baseline (raw; raw-str for typed-str; alloc/uncounted for alloc/counted; raw-async for async) \
          of the same calls on the same threads, and this is the median of their ratios, \
          which drifts in the machine's speed between lines do not move. Other load on \
          the machine inflates the medians (the all-cores ones most); the best samples \
@@ -657,4 +764,5 @@ fn main() {
         println!("load average (1 min) on {threads} cores: {before} before, {after} after.");
     }
     drop(raw_lib);
+    drop(raw_awaiter);
 }

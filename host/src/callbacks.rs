@@ -1,6 +1,6 @@
 //! The host's side of `HostVTable`: what plugin code calls back into (spawn, the
-//! DataBag, the extension, live functions, logs, and the per-thread registrations of
-//! [`crate::threads`]).
+//! DataBag, the extension, live functions, logs, the timer and background futures,
+//! and the per-thread registrations of [`crate::threads`]).
 //!
 //! Every function receives the `ctx` of the calling version, a [`VersionCtx`] the host
 //! keeps alive for as long as that version's file is mapped, so none reads freed
@@ -9,10 +9,13 @@
 //! registrations are still taken (their code is still mapped, and the reaper waits for
 //! them).
 
+use crate::block_on::block_on;
 use crate::ctx::VersionCtx;
 use crate::threads;
+use crate::timer;
 use crate::vault::ExtensionObj;
 use abi_stable::std_types::{RResult, RSlice, RStr};
+use async_ffi::FfiFuture;
 use hotswap_abi::vtable::{
     DtorFn, ExtensionCallback, ExtensionFfi, FailKind, Failure, FfiTask, HostHandle, HostVTable,
     StartFn,
@@ -39,6 +42,8 @@ pub(crate) static HOST_VTABLE: HostVTable = HostVTable {
     alloc_zeroed: host_alloc_zeroed,
     dealloc: host_dealloc,
     realloc: host_realloc,
+    sleep: host_sleep,
+    spawn_future: host_spawn_future,
 };
 
 /// The layout a plugin asks for, if it is one the global allocator may be given:
@@ -296,6 +301,37 @@ struct SendTask(FfiTask);
 // SAFETY: `hotswap_plugin_api::spawn` only accepts `Send` closures.
 unsafe impl Send for SendTask {}
 
+/// Runs `job` on a new host thread counted as a task of the version (status shows it;
+/// the version stays loaded until `job` returned and was dropped). When no thread can
+/// be started, `job` is dropped unrun, here (while the calling plugin code runs).
+fn spawn_tracked<J>(c: &VersionCtx, name: RStr<'_>, job: J) -> RResult<(), Failure>
+where
+    J: FnOnce() + Send + 'static,
+{
+    let version = match c.version() {
+        Some(v) if !c.is_freed() => v,
+        _ => return error("the version is being unloaded"),
+    };
+    let holds = c.holds.clone();
+    let thread_name = format!("{}:{}", c.label, name.as_str());
+    c.holds.task_started();
+    let spawned = std::thread::Builder::new()
+        .name(thread_name)
+        .spawn(move || {
+            job();
+            holds.task_ended();
+            // Dropping `version` here may free it: that only queues work for the reaper.
+            drop(version);
+        });
+    match spawned {
+        Ok(_) => RResult::ROk(()),
+        Err(e) => {
+            c.holds.task_ended();
+            error(format!("cannot start a thread: {e}"))
+        }
+    }
+}
+
 /// # Safety
 /// See [`HostVTable`]; `task` must be a task `hotswap_plugin_api::spawn` made.
 unsafe extern "C" fn host_spawn(
@@ -305,36 +341,70 @@ unsafe extern "C" fn host_spawn(
 ) -> RResult<(), Failure> {
     // SAFETY: called by plugin code with its own HostHandle.
     let c = unsafe { ctx(c) };
-    let version = match c.version() {
-        Some(v) if !c.is_freed() => v,
-        _ => {
-            // SAFETY: the task was not run; drop it once, as FfiTask requires.
-            unsafe { (task.drop)(task.data) };
-            return error("the version is being unloaded");
-        }
-    };
+    if c.version().is_none() || c.is_freed() {
+        // SAFETY: the task was not run; drop it once, as FfiTask requires.
+        unsafe { (task.drop)(task.data) };
+        return error("the version is being unloaded");
+    }
     let task = SendTask(task);
-    let holds = c.holds.clone();
-    let thread_name = format!("{}:{}", c.label, name.as_str());
-    c.holds.task_started();
-    let spawned = std::thread::Builder::new()
-        .name(thread_name)
-        .spawn(move || {
-            let task = task;
-            // SAFETY: run once, never dropped after; the plugin catches the task's panics.
-            unsafe { (task.0.run)(task.0.data) };
-            holds.task_ended();
-            // Dropping `version` here may free it: that only queues work for the reaper.
-            drop(version);
-        });
-    match spawned {
-        Ok(_) => RResult::ROk(()),
-        Err(e) => {
-            // The closure (and the task inside it) was dropped by the failed spawn
-            // without running: FfiTask's data leaks rather than being dropped twice.
-            c.holds.task_ended();
-            error(format!("cannot start a thread: {e}"))
+    spawn_tracked(c, name, move || {
+        let task = task;
+        // SAFETY: run once, never dropped after; the plugin catches the task's panics.
+        unsafe { (task.0.run)(task.0.data) };
+    })
+    // On a failed thread start the closure (and the task inside it) was dropped
+    // without running: FfiTask's data leaks rather than being dropped twice.
+}
+
+/// A background future of a plugin: dropped (plugin code) before the thread lets go of
+/// the version, whichever way the thread ends.
+struct Background(Option<FfiFuture<()>>);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        // Runs while the job's caller still holds the version (or, on a failed thread
+        // start, while plugin code that called `spawn_future` runs).
+        drop(self.0.take());
+    }
+}
+
+/// # Safety
+/// See [`HostVTable`]; `task` must be a future made by the calling version's code.
+unsafe extern "C" fn host_spawn_future(
+    c: *const c_void,
+    name: RStr<'_>,
+    task: FfiFuture<()>,
+) -> RResult<(), Failure> {
+    // SAFETY: called by plugin code with its own HostHandle.
+    let c = unsafe { ctx(c) };
+    let task = Background(Some(task));
+    spawn_tracked(c, name, move || {
+        let mut task = task;
+        if let Some(f) = task.0.as_mut() {
+            // The plugin's future catches its own panics; async-ffi turns any other
+            // into a panic of this poll, which stops here.
+            let run = std::panic::AssertUnwindSafe(|| block_on(f));
+            if std::panic::catch_unwind(run).is_err() {
+                tracing::error!(target: "hotswap::plugin", "a plugin's background future panicked");
+            }
         }
+        drop(task);
+    })
+}
+
+/// # Safety
+/// See [`HostVTable`].
+unsafe extern "C" fn host_sleep(c: *const c_void, nanos: u64) -> FfiFuture<()> {
+    // SAFETY: called by plugin code with its own HostHandle.
+    let c = unsafe { ctx(c) };
+    match c.version() {
+        Some(version) if !c.is_freed() => FfiFuture::new(timer::sleep(
+            std::time::Duration::from_nanos(nanos),
+            version,
+        )),
+        // A freed version's code (a thread it left running) gets a sleep that keeps no
+        // waker: nothing could keep its version alive until a wake.
+        _ => FfiFuture::new(std::future::ready(())),
     }
 }
 

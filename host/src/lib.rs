@@ -32,6 +32,8 @@
 
 #[cfg(feature = "admin")]
 pub mod admin;
+mod async_func;
+mod block_on;
 mod callbacks;
 mod ctx;
 mod deps;
@@ -55,6 +57,7 @@ pub mod signals;
 mod static_plugin;
 mod status;
 mod threads;
+mod timer;
 mod trigger;
 mod trust;
 mod vault;
@@ -63,6 +66,7 @@ mod version;
 #[cfg(feature = "watch")]
 pub mod watch;
 
+pub use async_func::{AsyncCall, AsyncFunc};
 pub use error::{
     CallError, Error, LayoutMismatch, LoadError, LoadErrorKind, SignatureMismatch, SignaturePart,
     Step,
@@ -76,7 +80,7 @@ pub use hotswap_manifest::safe_fs::Loose;
 pub use hotswap_manifest::safe_fs::{BadFileName, FileError};
 pub use hotswap_manifest::signature::{KeyId, SignatureError, TrustedKey};
 pub use hotswap_manifest::ManifestError;
-pub use hotswap_plugin_api::typed::{Arg, Args, Ret};
+pub use hotswap_plugin_api::typed::{Arg, Args, HostCopy, Ret};
 pub use hotswap_plugin_api::LiveData;
 pub use hotswap_plugin_api::{Pod, Value};
 pub use manager::{Builder, PluginInfo, PluginManager};

@@ -1,6 +1,7 @@
 //! [`PluginManager`]: loads the plugins of a directory, serves calls on the current
 //! generation, and swaps in new generations.
 
+use crate::async_func::AsyncFunc;
 use crate::error::{CallError, Error, LoadErrorKind, Step};
 use crate::func::{Func, HostCalls};
 use crate::generation::{Generation, Symbol};
@@ -17,10 +18,10 @@ use crate::version::{owned, Version};
 use crate::{empty_scan, scan};
 use abi_stable::std_types::RSlice;
 use abi_stable::StableAbi;
-use hotswap_abi::vtable::{ImportsFfi, VaultHandle};
+use hotswap_abi::vtable::{AsyncRet, ImportsFfi, VaultHandle};
 use hotswap_manifest::signature::TrustedKey;
 use hotswap_plugin_api::interface::{Binder, Interface};
-use hotswap_plugin_api::typed::{Args, Ret};
+use hotswap_plugin_api::typed::{Args, HostCopy, Ret};
 use hotswap_plugin_api::Value;
 use hotswap_reclaim::Domain;
 use parking_lot::Mutex;
@@ -763,43 +764,80 @@ impl PluginManager {
         plugin: &str,
         function: &str,
     ) -> Result<Func<A, R>, CallError> {
+        let index = self.register(Symbol {
+            plugin: plugin.to_owned(),
+            function: function.to_owned(),
+            arg: <A::Wire<'static> as StableAbi>::LAYOUT,
+            ret: <R::Wire as StableAbi>::LAYOUT,
+            arg_layouts: A::arg_layouts(),
+            result_layouts: R::result_layouts(),
+            types: (
+                std::any::TypeId::of::<A::Key>(),
+                std::any::TypeId::of::<R>(),
+            ),
+            stub: crate::func::unresolved::<A::Wire<'static>, R::Wire> as *const () as usize,
+        })?;
+        Ok(Func::new(self.shared.clone(), index, plugin, function))
+    }
+
+    /// A handle on the async function `function` of `plugin`
+    /// (`export_plugin!(.., async { function: fn(A) -> R })`), resolved like
+    /// [`func`](Self::func) and valid across reloads; see [`AsyncFunc`]. Its
+    /// [`call`](AsyncFunc::call) returns a future to await:
+    /// `manager.async_func::<Request, Response>("handlers", "handle")?.call(req).await`.
+    ///
+    /// Fails as [`func`](Self::func) does; a plugin function that is not async (or an
+    /// async one asked for with `func`) is a [`CallError::Signature`] on the result.
+    pub fn async_func<A, R>(
+        &self,
+        plugin: &str,
+        function: &str,
+    ) -> Result<AsyncFunc<A, R>, CallError>
+    where
+        A: HostCopy + StableAbi + Send + 'static,
+        R: Ret,
+        R::Wire: Send,
+    {
+        /// Tells an async handle's symbol from a typed one's of the same types.
+        struct Async<A>(A);
+        let index = self.register(Symbol {
+            plugin: plugin.to_owned(),
+            function: function.to_owned(),
+            arg: <A as StableAbi>::LAYOUT,
+            ret: <AsyncRet<R::Wire> as StableAbi>::LAYOUT,
+            arg_layouts: vec![<A as StableAbi>::LAYOUT],
+            result_layouts: None,
+            types: (
+                std::any::TypeId::of::<Async<A>>(),
+                std::any::TypeId::of::<R>(),
+            ),
+            stub: crate::func::unresolved::<A, AsyncRet<R::Wire>> as *const () as usize,
+        })?;
+        Ok(AsyncFunc::new(self.shared.clone(), index, plugin, function))
+    }
+
+    /// Registers a handle's symbol (or finds it registered), republishes the current
+    /// generation with it resolved if it is new, and returns its index; fails when
+    /// plugins are loaded and the current generation cannot resolve it.
+    fn register(&self, symbol: Symbol) -> Result<usize, CallError> {
         let sh = &*self.shared;
         // The reload lock is held by this very thread (a callback of the reload asks):
         // waiting for it would never end.
         if ReloadingHere::is(sh) {
             return Err(CallError::InReload {
-                plugin: plugin.to_owned(),
-                function: function.to_owned(),
+                plugin: symbol.plugin,
+                function: symbol.function,
             });
         }
         // Holding the reload lock makes the republish below one of the serialized swaps.
         let _lock = sh.reload_lock.lock();
         let mut symbols = sh.symbols.lock();
-        let (arg, ret) = (
-            <A::Wire<'static> as StableAbi>::LAYOUT,
-            <R::Wire as StableAbi>::LAYOUT,
-        );
-        let types = (
-            std::any::TypeId::of::<A::Key>(),
-            std::any::TypeId::of::<R>(),
-        );
-        let index = match symbols
-            .iter()
-            .position(|s| s.plugin == plugin && s.function == function && s.types == types)
-        {
+        let index = match symbols.iter().position(|s| {
+            s.plugin == symbol.plugin && s.function == symbol.function && s.types == symbol.types
+        }) {
             Some(i) => i,
             None => {
-                symbols.push(Symbol {
-                    plugin: plugin.to_owned(),
-                    function: function.to_owned(),
-                    arg,
-                    ret,
-                    arg_layouts: A::arg_layouts(),
-                    result_layouts: R::result_layouts(),
-                    types,
-                    stub: crate::func::unresolved::<A::Wire<'static>, R::Wire> as *const ()
-                        as usize,
-                });
+                symbols.push(symbol);
                 symbols.len() - 1
             }
         };
@@ -816,7 +854,7 @@ impl PluginManager {
                 return Err(e.clone());
             }
         }
-        Ok(Func::new(self.shared.clone(), index, plugin, function))
+        Ok(index)
     }
 
     /// A handle on `plugin`'s implementation of the interface trait `I`

@@ -4,12 +4,13 @@
 //! Every function here catches unwinding (DESIGN invariant 4): a panic becomes a
 //! [`Failure`] of kind `Panic` carrying the panic message.
 
+use crate::asyncfn::AsyncMethod;
 use crate::panic::{install_panic_hook, panic_message};
 use crate::typed::{Args, Ret};
 use crate::value::Value;
 use crate::vtable::{
-    ExportFfi, FailKind, Failure, HostHandle, ImportSpec, ImportsFfi, InstancePtr, TypedRet,
-    VaultHandle,
+    AsyncRet, ExportFfi, FailKind, Failure, HostHandle, ImportSpec, ImportsFfi, InstancePtr,
+    TypedRet, VaultHandle,
 };
 use crate::{Error, Plugin, Vault};
 use abi_stable::std_types::{RResult, RSlice, RStr, RVec};
@@ -224,6 +225,47 @@ pub unsafe extern "C" fn typed_call<'w, M: TypedMethod>(
         Ok(v) => TypedRet {
             ok: true,
             value: std::mem::MaybeUninit::new(v),
+        },
+        Err(payload) => {
+            let failure = Failure {
+                kind: FailKind::Panic,
+                message: panic_message(&*payload).into(),
+            };
+            // SAFETY: the host passes a pointer valid for writes (TypedCall contract).
+            unsafe { err.write(failure) };
+            TypedRet {
+                ok: false,
+                value: std::mem::MaybeUninit::uninit(),
+            }
+        }
+    }
+}
+
+/// The [`TypedCall`](crate::vtable::TypedCall) of async method `M`: takes `M::Arg` by
+/// value (moved into the plugin) and returns the plugin-made future
+/// ([`AsyncRet`]) of the wire form of `M::Ret`.
+///
+/// # Safety
+/// As [`typed_call`]'s; and the instance must stay live, with shared access only, until
+/// the returned future has been dropped (the future may borrow it): the host holds the
+/// version until then.
+pub unsafe extern "C" fn async_call<M: AsyncMethod>(
+    p: InstancePtr,
+    arg: M::Arg,
+    err: *mut Failure,
+) -> TypedRet<AsyncRet<<M::Ret as Ret>::Wire>>
+where
+    <M::Ret as Ret>::Wire: Send,
+{
+    // SAFETY: live instance, shared access, and live until the future is dropped
+    // (contract above), so the future may borrow it for as long as it exists.
+    let plugin: &'static M::Plugin = unsafe { instance::<M::Plugin>(p) };
+    match catch_unwind(AssertUnwindSafe(move || {
+        crate::asyncfn::start::<M>(plugin, arg)
+    })) {
+        Ok(fut) => TypedRet {
+            ok: true,
+            value: std::mem::MaybeUninit::new(fut),
         },
         Err(payload) => {
             let failure = Failure {

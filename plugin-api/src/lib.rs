@@ -49,6 +49,7 @@
 //! a plugin.
 #![warn(missing_docs)]
 
+pub mod asyncfn;
 pub mod deps;
 #[doc(hidden)]
 pub mod glue;
@@ -71,6 +72,7 @@ pub use hotswap_abi::value;
 pub use hotswap_abi::vtable;
 
 pub use abi_stable;
+pub use asyncfn::{sleep, spawn_async};
 pub use deps::{Export, Import, Imported, Imports};
 pub use host::{spawn, vault, SpawnError, Vault};
 pub use hotswap_plugin_macros::{interface, live_functions};
@@ -343,6 +345,46 @@ unsafe impl<T: Pod, const N: usize> Pod for [T; N] where [T; N]: abi_stable::Sta
 /// .call(("apple", 3, &opts))`, which returns `Ok(Ok(quote))`, `Ok(Err(PricingError))`, or
 /// `Err(CallError)` when the call itself failed (a panic, the plugin gone).
 ///
+/// Async functions go in an `async { .. }` clause after `typed`: `name: fn(Arg) -> R`
+/// for a method `async fn name(&self, arg: Arg) -> R` (or one returning
+/// `impl Future<Output = R> + Send + '_`). One argument, moved into the plugin: a
+/// `Pod`, `()`, or a struct of owned fields declared with [`typed_result!`]; the
+/// result as for typed functions. The future may borrow `&self` and await the host's
+/// [`sleep`] and [`spawn_async`] (not the plugin's own tokio: see the [`asyncfn`]
+/// module). The host awaits it with
+/// `manager.async_func::<Request, Response>("handlers", "handle")?.call(req).await`:
+///
+/// ```no_run
+/// use hotswap_plugin_api::abi_stable::{self, std_types::RString, StableAbi};
+/// use hotswap_plugin_api::{export_plugin, sleep, typed_result, Plugin};
+/// use std::time::Duration;
+///
+/// #[repr(C)]
+/// #[derive(StableAbi)]
+/// pub struct Request { pub path: RString, pub delay_ms: u64 }
+/// typed_result!(Request { path, delay_ms });
+///
+/// #[repr(C)]
+/// #[derive(StableAbi)]
+/// pub struct Response { pub status: u16, pub body: RString }
+/// typed_result!(Response { status, body });
+///
+/// #[derive(Default)]
+/// struct Handlers { greeting: String }
+/// impl Plugin for Handlers {}
+///
+/// impl Handlers {
+///     async fn handle(&self, req: Request) -> Response {
+///         sleep(Duration::from_millis(req.delay_ms)).await;
+///         let body = format!("{} {}", self.greeting, req.path.as_str());
+///         Response { status: 200, body: body.into() }
+///     }
+/// }
+///
+/// export_plugin!(Handlers, async { handle: fn(Request) -> Response });
+/// # fn main() {}
+/// ```
+///
 /// Call it once, at the crate root. The plugin's name and version are the crate's. It
 /// defines `pub static HOTSWAP_PLUGIN_HEADER` there: exported unmangled for a cdylib, and
 /// named by the glue `hotswap build --static-linking` generates into a host that links
@@ -352,6 +394,7 @@ macro_rules! export_plugin {
     ($plugin:ty
         $(, typed { $($fname:ident : fn($($arg:tt)*) -> $ret:ty),* $(,)? })?
         $(, interfaces { $($iface:path),* $(,)? })?
+        $(, async { $($aname:ident : fn($aarg:ty) -> $aret:ty),* $(,)? })?
         $(, live $live:tt)?
         $(, live_types { $($tname:ident),* $(,)? })?
         $(,)?) => {
@@ -371,6 +414,10 @@ macro_rules! export_plugin {
         pub static HOTSWAP_PLUGIN_HEADER: $crate::header::PluginHeader = {
             $($(
                 $crate::__hotswap_typed_marker!(@args $plugin, $fname, $ret, [] [a0 a1 a2 a3] $($arg)*);
+            )*)?
+
+            $($(
+                $crate::__hotswap_async_marker!($plugin, $aname, $aarg, $aret);
             )*)?
 
             $( $crate::__hotswap_live_markers!($plugin, $live); )?
@@ -395,6 +442,20 @@ macro_rules! export_plugin {
                             as $crate::abi_stable::StableAbi>::LAYOUT,
                         // SAFETY: `call` is `typed_call` of the marker whose `Args` and
                         // `Ret` have the wire forms whose layouts are `arg` and `ret`.
+                        sealed: unsafe { $crate::vtable::Sealed::new() },
+                    },
+                )*)?
+                $($(
+                    $crate::vtable::TypedFn {
+                        name: $crate::abi_stable::std_types::RStr::from_str(stringify!($aname)),
+                        call: $crate::glue::async_call::<$aname> as *const ::std::ffi::c_void,
+                        arg: <<$aname as $crate::asyncfn::AsyncMethod>::Arg
+                            as $crate::abi_stable::StableAbi>::LAYOUT,
+                        ret: <$crate::vtable::AsyncRet<<<$aname as $crate::asyncfn::AsyncMethod>::Ret
+                            as $crate::typed::Ret>::Wire>
+                            as $crate::abi_stable::StableAbi>::LAYOUT,
+                        // SAFETY: `call` is `async_call` of the marker whose `Arg` and the
+                        // future of whose `Ret`'s wire form have the layouts `arg` and `ret`.
                         sealed: unsafe { $crate::vtable::Sealed::new() },
                     },
                 )*)?
@@ -532,6 +593,28 @@ macro_rules! __hotswap_global_allocator {
 #[macro_export]
 macro_rules! __hotswap_global_allocator {
     () => {};
+}
+
+/// The marker type and `AsyncMethod` impl of one async function of `export_plugin!`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __hotswap_async_marker {
+    ($plugin:ty, $aname:ident, $aarg:ty, $aret:ty) => {
+        #[allow(non_camel_case_types)]
+        struct $aname;
+        impl $crate::asyncfn::AsyncMethod for $aname {
+            type Plugin = $plugin;
+            type Arg = $aarg;
+            type Ret = $aret;
+            #[inline]
+            fn call(
+                plugin: &$plugin,
+                arg: $aarg,
+            ) -> impl ::std::future::Future<Output = $aret> + ::std::marker::Send + '_ {
+                <$plugin>::$aname(plugin, arg)
+            }
+        }
+    };
 }
 
 /// Defines, in a plugin's cdylib, the C allocation functions that count the version's

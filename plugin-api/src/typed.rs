@@ -304,6 +304,10 @@ pub struct HostString {
     cap: usize,
 }
 
+// SAFETY: a `HostString` owns its block, as a `String` does (nothing else points at it),
+// so it may move to another thread (an async result does).
+unsafe impl Send for HostString {}
+
 // SAFETY: the text is handed over as a host block (`HostString`): allocated by the host's
 // global allocator with `Layout::array::<u8>(cap)` (the plugin's own `String` buffer
 // when its Rust heap is the host's, else a fresh host copy), holding `len` bytes of
@@ -362,6 +366,9 @@ pub struct HostVec<W> {
     /// 0 when nothing was allocated (no element, or zero-sized ones).
     cap: usize,
 }
+
+// SAFETY: a `HostVec` owns its block and the elements in it, as a `Vec` does.
+unsafe impl<W: Send> Send for HostVec<W> {}
 
 // SAFETY: the elements' wire forms are handed over in a host block (`HostVec`):
 // allocated by the host's global allocator as `Layout::array::<T::Wire>(cap)` (the

@@ -24,3 +24,4 @@ pub mod value;
 pub mod vtable;
 
 pub use abi_stable;
+pub use async_ffi;

@@ -13,6 +13,7 @@ use abi_stable::{
     type_layout::TypeLayout,
     StableAbi,
 };
+use async_ffi::FfiFuture;
 use std::ffi::{c_int, c_uint, c_ulong, c_void};
 
 /// The proof that whoever built a boundary table ([`PluginVTable`], [`TypedFn`],
@@ -57,7 +58,9 @@ impl Sealed {
     /// The table this token goes into must be internally consistent: each function
     /// pointer is the glue `export_plugin!` generates for the layouts and plugin type
     /// the table announces next to it (a `TypedFn`'s `call` is `typed_call::<M>` for the
-    /// `M` whose argument list's and result's wire layouts are `arg` and `ret`; every vtable function
+    /// `M` whose argument list's and result's wire layouts are `arg` and `ret`, or
+    /// `async_call::<M>` for the async `M` whose argument's layout is `arg` and whose
+    /// future's (`AsyncRet` of the result's wire form) is `ret`; every vtable function
     /// is the glue of one plugin type `T`; a header's `layout` is `PluginVTable`'s and
     /// its `vtable` such a table). The host trusts a table that passed its layout check
     /// to be so; a mismatched one is undefined behaviour at the first call.
@@ -183,6 +186,13 @@ pub struct TypedRet<R> {
 /// must be valid for writes, and `A`/`R` must be the types whose layouts the
 /// [`TypedFn`] announced.
 pub type TypedCall<A, R> = unsafe extern "C" fn(InstancePtr, A, *mut Failure) -> TypedRet<R>;
+
+/// What an async function's [`TypedCall`] returns inside its [`TypedRet`]: an
+/// async-ffi future made by the plugin, whose output is the result's wire form `T`, or
+/// the failure of a poll that panicked (caught in the plugin, with its message). The
+/// host keeps the plugin's version (its instance and library) alive until it has
+/// dropped this future.
+pub type AsyncRet<T> = FfiFuture<RResult<T, Failure>>;
 
 /// The arguments of a typed function of two arguments, as they cross the boundary in
 /// one `#[repr(C)]` value (one argument crosses as itself, so a `fn(u64) -> u64` keeps
@@ -379,6 +389,20 @@ pub struct HostVTable {
     /// the new block, or null (the old one untouched) when it fails.
     pub realloc:
         unsafe extern "C" fn(ptr: *mut u8, size: usize, align: usize, new_size: usize) -> *mut u8,
+    /// A future of the host's that completes `nanos` nanoseconds from now, served by a
+    /// timer thread of the host's (no async runtime needed). The waker a poll leaves
+    /// with it is dropped, or woken, while this version is still loaded: the timer keeps
+    /// the version alive until the future fires or is dropped. Once the version is
+    /// freed, the future is ready at once.
+    pub sleep: unsafe extern "C" fn(ctx: *const c_void, nanos: u64) -> FfiFuture<()>,
+    /// Runs `task` to completion on a host-tracked thread, like [`spawn`](Self::spawn):
+    /// the version stays loaded until the task is done and dropped (then status no
+    /// longer counts it). Fails (dropping the task) once the version is being freed.
+    pub spawn_future: unsafe extern "C" fn(
+        ctx: *const c_void,
+        name: RStr<'_>,
+        task: FfiFuture<()>,
+    ) -> RResult<(), Failure>,
     /// The plugin's `pthread_create`: the host counts the thread against the version,
     /// which is not closed while it runs. Returns what `pthread_create` returns.
     pub thread_create: unsafe extern "C" fn(

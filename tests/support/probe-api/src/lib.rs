@@ -121,3 +121,32 @@ pub trait Inventory {
     /// How many of `sku` are in stock.
     fn stock(&self, sku: &str) -> u64;
 }
+
+/// The argument of the awaiter plugin's async functions: owned fields, moved into the
+/// plugin (`typed_result!` makes it a `HostCopy`, which async arguments must be).
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq)]
+pub struct Job {
+    /// Echoed back.
+    pub id: u64,
+    /// When not empty, the future waits until the DataBag holds `true` under this key.
+    pub gate: RString,
+    /// Echoed back, prefixed with the plugin's version.
+    pub text: RString,
+}
+
+hotswap_plugin_api::typed_result!(Job { id, gate, text });
+
+/// What the awaiter's `handle` answers.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// The job's id.
+    pub id: u64,
+    /// Which awaiter version answered (1 or 2).
+    pub version: u32,
+    /// `v<version>:<text>`, made by the plugin.
+    pub text: RString,
+}
+
+hotswap_plugin_api::typed_result!(Answer { id, version, text });

@@ -1,0 +1,240 @@
+//! [`AsyncFunc`]: a handle on an async plugin function, and [`AsyncCall`], the future
+//! one call returns.
+
+use crate::error::CallError;
+use crate::generation::Generation;
+use crate::shared::Shared;
+use crate::version::Version;
+use abi_stable::std_types::RResult;
+use abi_stable::StableAbi;
+use hotswap_abi::vtable::{AsyncRet, Failure, TypedCall};
+use hotswap_plugin_api::typed::{HostCopy, Ret};
+use std::future::Future;
+use std::marker::PhantomData;
+use std::mem::{ManuallyDrop, MaybeUninit};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// A handle on an async plugin function (`export_plugin!(.., async { handle: fn(A) ->
+/// R })`), from [`PluginManager::async_func`](crate::PluginManager::async_func): `A`
+/// is the argument, moved into the plugin (a `Pod`, `()`, or a struct of owned fields
+/// declared with `typed_result!`), `R` the result (any
+/// [`Ret`](hotswap_plugin_api::typed::Ret)).
+///
+/// [`call`](Self::call) starts the call on the generation current at that moment and
+/// returns a future to await from any executor (tokio or another: the plugin's
+/// awaits of the host's timer need none). Until that future completes or is dropped,
+/// it keeps the plugin's version loaded (instance and library): a reload does not wait
+/// for it, later calls go to the new version, and the old one unloads after it. Its
+/// output is copied into a host-owned `R` before the future returns it.
+///
+/// Valid across reloads, like [`Func`](crate::Func); cheap to clone.
+pub struct AsyncFunc<A, R> {
+    shared: Arc<Shared>,
+    symbol: usize,
+    plugin: Arc<str>,
+    function: Arc<str>,
+    _signature: PhantomData<fn(A) -> R>,
+}
+
+impl<A, R> Clone for AsyncFunc<A, R> {
+    fn clone(&self) -> Self {
+        AsyncFunc {
+            shared: self.shared.clone(),
+            symbol: self.symbol,
+            plugin: self.plugin.clone(),
+            function: self.function.clone(),
+            _signature: PhantomData,
+        }
+    }
+}
+
+impl<A, R> AsyncFunc<A, R>
+where
+    A: HostCopy + StableAbi + Send + 'static,
+    R: Ret,
+    R::Wire: Send,
+{
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        symbol: usize,
+        plugin: &str,
+        function: &str,
+    ) -> AsyncFunc<A, R> {
+        AsyncFunc {
+            shared,
+            symbol,
+            plugin: plugin.into(),
+            function: function.into(),
+            _signature: PhantomData,
+        }
+    }
+
+    /// Starts the function on the current generation (or, nested in a call of this
+    /// manager, on that call's) and returns its future.
+    ///
+    /// The future's output is `Err` when the generation lacks the plugin or function
+    /// or has another signature for it, or when the plugin's code panicked (in the
+    /// method or in a poll of its future; caught in the plugin). What the function
+    /// returns, an `Err` of its own included, is the `Ok` value.
+    pub fn call(&self, arg: A) -> AsyncCall<R> {
+        let state = self
+            .shared
+            .domain
+            .with_pinned(move |g, _| self.start(g, arg));
+        AsyncCall { state }
+    }
+
+    /// Starts the call on a pinned generation: the plugin makes the future, and the
+    /// future takes the version with it before the pin ends.
+    fn start(&self, g: &Generation, arg: A) -> State<R::Wire> {
+        let Some(slot) = g.typed.get(self.symbol) else {
+            // An outer generation pinned before this handle was made.
+            return State::Failed(Box::new(CallError::UnknownPlugin(self.plugin.to_string())));
+        };
+        // SAFETY: `call` is either the TypedCall of an async function whose argument and
+        // result layouts abi_stable found equal to `A`'s and `AsyncRet<R::Wire>`'s when
+        // the generation was built, or `func::unresolved` for exactly these types.
+        let f: TypedCall<A, AsyncRet<R::Wire>> = unsafe {
+            std::mem::transmute::<*const std::ffi::c_void, TypedCall<A, AsyncRet<R::Wire>>>(
+                slot.call,
+            )
+        };
+        let mut err = MaybeUninit::<Failure>::uninit();
+        // SAFETY: the instance belongs to a version the pinned generation owns (or is
+        // ignored by the stub); `err` is valid for writes; `arg` is moved in. The
+        // instance stays live until the future is dropped: `Running` holds its version.
+        let ret = unsafe { f(slot.instance, arg, err.as_mut_ptr()) };
+        if !ret.ok {
+            return State::Failed(Box::new(self.failed(g, slot.plugin, err)));
+        }
+        State::Running(Running {
+            // SAFETY: `ok` means the function returned its future.
+            fut: ManuallyDrop::new(unsafe { ret.value.assume_init() }),
+            version: g.versions()[slot.plugin].clone(),
+            call: slot.call,
+        })
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn failed(&self, g: &Generation, plugin: usize, err: MaybeUninit<Failure>) -> CallError {
+        if let Some(e) = g.typed_error(self.symbol) {
+            // The stub ran: it wrote nothing and returned no future.
+            return e.clone();
+        }
+        // SAFETY: a real function returned `!ok`, so it wrote the failure.
+        let failure = unsafe { err.assume_init() };
+        g.versions()[plugin].call_error(&self.function, failure)
+    }
+
+    /// The plugin this handle calls into.
+    pub fn plugin(&self) -> &str {
+        &self.plugin
+    }
+
+    /// The function this handle calls.
+    pub fn function(&self) -> &str {
+        &self.function
+    }
+}
+
+/// A pending call: the plugin-made future and the version whose code it runs.
+struct Running<W> {
+    fut: ManuallyDrop<AsyncRet<W>>,
+    /// Keeps the instance and the library alive while `fut` exists.
+    version: Arc<Version>,
+    /// The function's entry point: names it in an error (no name is copied per call).
+    call: *const std::ffi::c_void,
+}
+
+// SAFETY: `call` is only compared, never called or dereferenced; the future is `Send`
+// and the version `Send + Sync`.
+unsafe impl<W> Send for Running<W> {}
+
+impl<W> Running<W> {
+    /// The error of a failed poll, naming the function (found by its entry point in
+    /// the version's table, which `version` keeps loaded).
+    fn error(&self, failure: Failure) -> CallError {
+        let name = self
+            .version
+            .vtable()
+            .typed
+            .iter()
+            .find(|f| f.call == self.call)
+            .map_or("?", |f| f.name.as_str());
+        self.version.call_error(name, failure)
+    }
+}
+
+impl<W> Drop for Running<W> {
+    fn drop(&mut self) {
+        // SAFETY: dropped once, here, and never used again. The plugin's code drops it
+        // while `version` (dropped after this, as a field) keeps that code loaded.
+        unsafe { ManuallyDrop::drop(&mut self.fut) };
+    }
+}
+
+enum State<W> {
+    Running(Running<W>),
+    /// Boxed: the state, moved on every call, stays small.
+    Failed(Box<CallError>),
+    Done,
+}
+
+/// The future of one async call ([`AsyncFunc::call`]): `Ok(R)` with a host-owned
+/// result, or `Err(CallError)` (see `call`). Dropping it before it completes drops
+/// the plugin's future, then lets its version go. `Send`, so it can be spawned on a
+/// multi-threaded runtime.
+#[must_use = "futures do nothing unless awaited"]
+pub struct AsyncCall<R: Ret> {
+    state: State<R::Wire>,
+}
+
+impl<R: Ret> AsyncCall<R> {
+    /// The id of the plugin version this call runs on; `None` if it failed to start
+    /// or has completed.
+    pub fn version_id(&self) -> Option<u64> {
+        match &self.state {
+            State::Running(r) => Some(r.version.id()),
+            _ => None,
+        }
+    }
+}
+
+impl<R: Ret> Future for AsyncCall<R> {
+    type Output = Result<R, CallError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let out = match &mut this.state {
+            State::Running(r) => {
+                // The plugin catches the panics of its poll; async-ffi turns any other
+                // into a panic of this poll, stopped here.
+                let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    Pin::new(&mut *r.fut).poll(cx)
+                }));
+                match polled {
+                    Ok(Poll::Pending) => return Poll::Pending,
+                    // Copied while `r` holds the version whose code made it; the
+                    // plugin-made value is dropped inside `from_wire`.
+                    Ok(Poll::Ready(RResult::ROk(w))) => Ok(R::from_wire(w)),
+                    Ok(Poll::Ready(RResult::RErr(f))) => Err(r.error(f)),
+                    Err(_) => Err(r.error(Failure {
+                        kind: hotswap_abi::vtable::FailKind::Panic,
+                        message: "its future panicked across the boundary".into(),
+                    })),
+                }
+            }
+            State::Failed(_) => match std::mem::replace(&mut this.state, State::Done) {
+                State::Failed(e) => Err(*e),
+                _ => unreachable!("matched Failed"),
+            },
+            State::Done => panic!("AsyncCall polled after it completed"),
+        };
+        // Drops the plugin's future, then the version (see `Running`).
+        this.state = State::Done;
+        Poll::Ready(out)
+    }
+}

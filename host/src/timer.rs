@@ -1,0 +1,253 @@
+//! The host's timer: what `hotswap_plugin_api::sleep` awaits. One thread per process,
+//! started at the first sleep, so a host without an async runtime serves it too (and a
+//! host with one does not need it current on the polling thread).
+//!
+//! The waker a sleep keeps may be plugin code (a clone made inside the plugin has the
+//! vtable of the plugin's copy of async-ffi), so it must be woken or dropped while its
+//! version is loaded. Each entry holds the version (`keep`) until it fired or its future
+//! was dropped, and the timer wakes under the entry's lock, which the future's drop
+//! takes too: a wake never overlaps the version's last moments. An entry whose future
+//! was forgotten (`mem::forget`) fires at its deadline and only then lets the version go.
+
+use parking_lot::{Condvar, Mutex};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// What keeps a version loaded (its `Arc<Version>`, type-erased).
+pub(crate) type Keep = Arc<dyn Send + Sync>;
+
+struct EntryState {
+    /// The deadline passed (or the future was dropped).
+    done: bool,
+    waker: Option<Waker>,
+    keep: Option<Keep>,
+}
+
+struct Entry {
+    deadline: Instant,
+    state: Mutex<EntryState>,
+}
+
+impl Entry {
+    /// Wakes and lets go of the version; the wake runs under the entry's lock (see the
+    /// module docs), the version is dropped after it.
+    fn fire(&self) {
+        let keep = {
+            let mut st = self.state.lock();
+            st.done = true;
+            if let Some(w) = st.waker.take() {
+                w.wake();
+            }
+            st.keep.take()
+        };
+        drop(keep);
+    }
+}
+
+/// An entry in the heap: ordered by deadline, then by arrival.
+struct Queued(Instant, u64, Arc<Entry>);
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        (self.0, self.1) == (other.0, other.1)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.0, self.1).cmp(&(other.0, other.1))
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    heap: BinaryHeap<Reverse<Queued>>,
+    seq: u64,
+}
+
+struct Timer {
+    queue: Mutex<Queue>,
+    changed: Condvar,
+}
+
+/// The process's timer, its thread started on first use; `None` if the thread could
+/// not be started (sleeps then complete at once rather than never).
+fn timer() -> Option<&'static Timer> {
+    static TIMER: OnceLock<Option<&'static Timer>> = OnceLock::new();
+    *TIMER.get_or_init(|| {
+        let t: &'static Timer = Box::leak(Box::new(Timer {
+            queue: Mutex::new(Queue::default()),
+            changed: Condvar::new(),
+        }));
+        std::thread::Builder::new()
+            .name("hotswap-timer".into())
+            .spawn(move || t.run())
+            .ok()
+            .map(|_| t)
+    })
+}
+
+impl Timer {
+    fn run(&self) {
+        let mut q = self.queue.lock();
+        loop {
+            let now = Instant::now();
+            match q.heap.peek() {
+                Some(Reverse(Queued(deadline, _, _))) if *deadline <= now => {
+                    let Some(Reverse(Queued(_, _, entry))) = q.heap.pop() else {
+                        continue;
+                    };
+                    // Not under the queue's lock: a wake may take its time, and the
+                    // woken task may sleep again at once.
+                    parking_lot::MutexGuard::unlocked(&mut q, || entry.fire());
+                }
+                Some(Reverse(Queued(deadline, _, _))) => {
+                    let deadline = *deadline;
+                    self.changed.wait_until(&mut q, deadline);
+                }
+                None => self.changed.wait(&mut q),
+            }
+        }
+    }
+
+    fn add(&self, entry: Arc<Entry>) {
+        let mut q = self.queue.lock();
+        q.seq += 1;
+        let seq = q.seq;
+        let earliest = q
+            .heap
+            .peek()
+            .is_none_or(|Reverse(Queued(d, _, _))| entry.deadline < *d);
+        q.heap.push(Reverse(Queued(entry.deadline, seq, entry)));
+        if earliest {
+            self.changed.notify_one();
+        }
+    }
+}
+
+/// A sleep of the host's timer: ready once its deadline passed. Registered with the
+/// timer at its first pending poll.
+pub(crate) struct Sleep {
+    entry: Arc<Entry>,
+    queued: bool,
+}
+
+/// Sleeps for `duration`; `keep` is held until the sleep fired or was dropped (see the
+/// module docs).
+pub(crate) fn sleep(duration: Duration, keep: Keep) -> Sleep {
+    // An overflowing deadline is as good as never: a century.
+    let deadline = Instant::now()
+        .checked_add(duration)
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 86_400));
+    Sleep {
+        entry: Arc::new(Entry {
+            deadline,
+            state: Mutex::new(EntryState {
+                done: false,
+                waker: None,
+                keep: Some(keep),
+            }),
+        }),
+        queued: false,
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.entry.deadline <= Instant::now() {
+            return Poll::Ready(());
+        }
+        {
+            let mut st = self.entry.state.lock();
+            if st.done {
+                return Poll::Ready(());
+            }
+            match &mut st.waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                slot => *slot = Some(cx.waker().clone()),
+            }
+        }
+        if !self.queued {
+            self.queued = true;
+            match timer() {
+                Some(t) => t.add(self.entry.clone()),
+                None => return Poll::Ready(()),
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        // Taken under the lock, so a wake running now has finished; dropped after it,
+        // on this thread, which runs the version's code (so it is still loaded).
+        let (waker, keep) = {
+            let mut st = self.entry.state.lock();
+            st.done = true;
+            (st.waker.take(), st.keep.take())
+        };
+        drop(waker);
+        drop(keep);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    struct Count(AtomicUsize, std::thread::Thread);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            self.1.unpark();
+        }
+    }
+
+    #[test]
+    fn a_sleep_wakes_once_and_lets_go_of_what_it_keeps() {
+        let keep: Keep = Arc::new(());
+        let weak = Arc::downgrade(&keep);
+        let count = Arc::new(Count(AtomicUsize::new(0), std::thread::current()));
+        let waker = Waker::from(count.clone());
+        let mut s = sleep(Duration::from_millis(5), keep);
+        let mut cx = Context::from_waker(&waker);
+        while Pin::new(&mut s).poll(&mut cx).is_pending() {
+            std::thread::park();
+        }
+        // Ready: the timer fired (or the deadline passed before it did).
+        drop(s);
+        assert!(weak.upgrade().is_none(), "the keep-alive is released");
+        assert!(count.0.load(Ordering::SeqCst) <= 1);
+    }
+
+    #[test]
+    fn a_dropped_sleep_drops_its_waker_and_keep_alive_at_once() {
+        let keep: Keep = Arc::new(());
+        let weak = Arc::downgrade(&keep);
+        let count = Arc::new(Count(AtomicUsize::new(0), std::thread::current()));
+        let waker = Waker::from(count.clone());
+        let mut s = sleep(Duration::from_secs(3600), keep);
+        assert!(Pin::new(&mut s)
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending());
+        assert_eq!(Arc::strong_count(&count), 3, "the sleep holds a clone");
+        drop(s);
+        assert!(weak.upgrade().is_none());
+        assert_eq!(Arc::strong_count(&count), 2, "the clone was dropped");
+    }
+}

@@ -1,0 +1,90 @@
+//! Async functions for `tests/async_fn.rs` and the benchmark: each future awaits only
+//! what the host provides (`sleep`, `spawn_async`, the DataBag), never a runtime of
+//! its own.
+
+use hotswap_plugin_api::{export_plugin, sleep, spawn_async, vault, Plugin, Value};
+use probe_api::{Answer, Job};
+use std::time::Duration;
+
+const VERSION: u32 = if cfg!(feature = "v2") { 2 } else { 1 };
+
+#[derive(Default)]
+struct Awaiter;
+
+impl Plugin for Awaiter {}
+
+/// Waits, on the host's timer, until the DataBag holds `true` under `key` (the test's
+/// condition; the sleep only spaces the checks).
+async fn wait_for_gate(key: &str) {
+    if key.is_empty() {
+        return;
+    }
+    loop {
+        let open = vault().ok().and_then(|v| v.get(key)) == Some(Value::Bool(true));
+        if open {
+            return;
+        }
+        sleep(Duration::from_millis(1)).await;
+    }
+}
+
+impl Awaiter {
+    /// Answers a job once its gate is open.
+    async fn handle(&self, job: Job) -> Answer {
+        wait_for_gate(job.gate.as_str()).await;
+        Answer {
+            id: job.id,
+            version: VERSION,
+            text: format!("v{VERSION}:{}", job.text).into(),
+        }
+    }
+
+    /// Completes at once (the benchmark's async row).
+    async fn ready(&self, x: u64) -> u64 {
+        x + 1
+    }
+
+    /// Panics in a poll after the first one returned pending, when `x > 0`.
+    async fn explode(&self, x: u64) -> u64 {
+        sleep(Duration::from_millis(1)).await;
+        if x > 0 {
+            panic!("exploded after a sleep: {x}");
+        }
+        x
+    }
+
+    /// Starts a background future that, once the job's gate is open, writes `true`
+    /// under the job's text; returns the job's id at once.
+    async fn background(&self, job: Job) -> Result<u64, String> {
+        let id = job.id;
+        spawn_async("gated", async move {
+            wait_for_gate(job.gate.as_str()).await;
+            if let Ok(v) = vault() {
+                let _ = v.set(job.text.as_str(), true);
+            }
+        })
+        .map_err(|e| e.to_string())?;
+        Ok(id)
+    }
+
+    /// A typed (not async) function, for the mismatch test.
+    fn plain(&self, x: u64) -> u64 {
+        x
+    }
+}
+
+export_plugin!(Awaiter, typed { plain: fn(u64) -> u64 }, async {
+    handle: fn(Job) -> Answer,
+    ready: fn(u64) -> u64,
+    explode: fn(u64) -> u64,
+    background: fn(Job) -> Result<u64, String>,
+});
+
+/// The benchmark's `raw-async` baseline: the same work as `ready` (x + 1, ready at the
+/// first poll) as an async-ffi future from a plain `extern "C"` function, which the
+/// benchmark finds with `dlsym` in a copy of the library it never unloads. Plugin
+/// authors never write these.
+#[no_mangle]
+pub extern "C" fn awaiter_raw_ready(x: u64) -> async_ffi::FfiFuture<u64> {
+    async_ffi::FfiFuture::new(async move { x + 1 })
+}
