@@ -90,6 +90,7 @@ const RAW_STR: &str = "raw-str";
 const TYPED_STR: &str = "typed-str";
 const ALLOC_UNCOUNTED: &str = "alloc/uncounted";
 const ALLOC_COUNTED: &str = "alloc/counted";
+const BATCH: &str = "typed/batch";
 
 type RawFn = unsafe extern "C" fn(u64) -> u64;
 type RawRepeatFn = unsafe extern "C" fn(*const u8, usize, u32, *mut u8, usize) -> usize;
@@ -147,6 +148,15 @@ fn build_probe(root: &Path, features: &str, out: &Path) -> Build {
 /// lines differ only by the path, not by the compiler's inlining choice for the harness.
 trait Call: Sync {
     fn call(&self, x: u64) -> u64;
+
+    /// `calls` calls (`black_box` on every argument and result); a line that batches
+    /// its calls overrides it.
+    #[inline(always)]
+    fn run(&self, calls: u64) {
+        for i in 0..calls {
+            black_box(self.call(black_box(i)));
+        }
+    }
 }
 
 /// The baseline: a `dlsym`'d `extern "C"` function pointer.
@@ -168,6 +178,31 @@ impl Call for Typed {
     #[inline(always)]
     fn call(&self, x: u64) -> u64 {
         self.0.call(x).expect("typed call")
+    }
+}
+
+/// The batch API: the same typed handle, every call of a loop under one pin
+/// (`PluginManager::pinned`).
+struct Batch<'a> {
+    manager: &'a PluginManager,
+    func: Func<u64, u64>,
+}
+
+impl Call for Batch<'_> {
+    #[inline(always)]
+    fn call(&self, x: u64) -> u64 {
+        self.manager
+            .pinned(|p| p.call(&self.func, x))
+            .expect("typed call")
+    }
+
+    #[inline(always)]
+    fn run(&self, calls: u64) {
+        self.manager.pinned(|p| {
+            for i in 0..calls {
+                black_box(p.call(&self.func, black_box(i)).expect("typed call"));
+            }
+        })
     }
 }
 
@@ -225,13 +260,162 @@ impl Call for Dynamic<'_> {
     }
 }
 
+/// Calls each counted line makes under callgrind.
+const COUNTED_CALLS: u64 = 100_000;
+
+/// Set (to the plugin directory) in the copy of this benchmark that runs under
+/// callgrind: it then only makes the counted calls.
+const COUNT_DIR_ENV: &str = "HOTSWAP_BENCH_COUNT_DIR";
+/// The raw library's path, for that copy.
+const COUNT_RAW_ENV: &str = "HOTSWAP_BENCH_COUNT_RAW";
+/// Set to skip the timings (criterion and reloads) and only count instructions.
+const INSTRUCTIONS_ONLY_ENV: &str = "HOTSWAP_BENCH_INSTRUCTIONS_ONLY";
+
+// One function per counted line, never inlined, so callgrind collects only inside them
+// (`--toggle-collect`) and its annotator gives each one's total, callees included. Each
+// runs the very loop the timed lines run (`Call::run`), whose few instructions of its
+// own every line includes.
+#[inline(never)]
+fn count_raw(f: &Raw) {
+    f.run(COUNTED_CALLS)
+}
+#[inline(never)]
+fn count_typed(f: &Typed) {
+    f.run(COUNTED_CALLS)
+}
+#[inline(never)]
+fn count_batch(f: &Batch) {
+    f.run(COUNTED_CALLS)
+}
+#[inline(never)]
+fn count_invoke(f: &Dynamic) {
+    f.run(COUNTED_CALLS)
+}
+
+/// The counted lines and the function that makes each one's calls.
+const COUNTED: [(&str, &str); 4] = [
+    (RAW, "count_raw"),
+    (TYPED, "count_typed"),
+    (BATCH, "count_batch"),
+    (INVOKE, "count_invoke"),
+];
+
+/// The copy under callgrind: loads the plugin directory `dir` and makes each counted
+/// line's calls once (after one uncounted call each: a thread's first call registers it).
+fn count_child(dir: &Path, raw_path: &Path) {
+    let manager = PluginManager::new(dir).expect("plugin manager");
+    manager
+        .load_plugins(&Value::Null)
+        .expect("load the probe plugin");
+    let func = manager
+        .func::<u64, u64>("probe", "add_one")
+        .expect("typed handle on probe.add_one");
+    // SAFETY: as in `main`: our own test library, and `probe_raw_add_one` has this type.
+    let raw_lib = unsafe { libloading::Library::new(raw_path) }.expect("dlopen probe");
+    // SAFETY: as above.
+    let raw_fn: RawFn =
+        *unsafe { raw_lib.get::<RawFn>(b"probe_raw_add_one\0") }.expect("dlsym probe_raw_add_one");
+    let raw = Raw(raw_fn);
+    let typed = Typed(func.clone());
+    let batch = Batch {
+        manager: &manager,
+        func,
+    };
+    let args = [Value::from(1i64), Value::from(2i64)];
+    let dynamic = Dynamic {
+        manager: &manager,
+        args: &args,
+    };
+    assert_eq!(raw.call(1) + typed.call(1) + batch.call(1) + dynamic.call(0), 9);
+    count_raw(&raw);
+    count_typed(&typed);
+    count_batch(&batch);
+    count_invoke(&dynamic);
+    println!("reclamation: {}", manager.status().reclamation);
+    drop(raw_lib);
+}
+
+/// Instructions per call of each counted line, counted by callgrind (valgrind) in a
+/// copy of this benchmark (`count_child`) on `dir`; and the reclamation mode that copy
+/// ran in. `Err` says why there are none (no valgrind, a failed run).
+fn count_instructions(
+    dir: &Path,
+    raw_path: &Path,
+    out: &Path,
+) -> Result<(Vec<(&'static str, f64)>, String), String> {
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let out_file = out.join("callgrind.out");
+    let run = std::process::Command::new("valgrind")
+        .arg("--tool=callgrind")
+        .arg("--collect-atstart=no")
+        .arg("--toggle-collect=*count_*")
+        .arg(format!("--callgrind-out-file={}", out_file.display()))
+        .arg(&exe)
+        .env(COUNT_DIR_ENV, dir)
+        .env(COUNT_RAW_ENV, raw_path)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("valgrind not run ({e})"))?;
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    if !run.status.success() {
+        return Err(format!(
+            "valgrind failed ({}): {}",
+            run.status,
+            String::from_utf8_lossy(&run.stderr).lines().last().unwrap_or("")
+        ));
+    }
+    let mode = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("reclamation: "))
+        .unwrap_or("unknown")
+        .to_owned();
+    // Each counted function's inclusive total, from callgrind's own annotator.
+    let annotate = std::process::Command::new("callgrind_annotate")
+        .args(["--inclusive=yes", "--threshold=100"])
+        .arg(&out_file)
+        .output()
+        .map_err(|e| format!("callgrind_annotate not run ({e})"))?;
+    let report = String::from_utf8_lossy(&annotate.stdout);
+    let mut lines = Vec::new();
+    for (line, function) in COUNTED {
+        let needle = format!(":calls::{function} [");
+        let total: u64 = report
+            .lines()
+            .find(|l| l.contains(&needle))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.replace(',', "").parse().ok())
+            .ok_or_else(|| format!("callgrind_annotate lists no {function}"))?;
+        lines.push((line, total as f64 / COUNTED_CALLS as f64));
+    }
+    Ok((lines, mode))
+}
+
+/// The instruction counts' table (or why there is none).
+fn print_instructions(counted: &Result<(Vec<(&'static str, f64)>, String), String>) {
+    match counted {
+        Ok((lines, mode)) => {
+            let raw = lines
+                .iter()
+                .find(|(l, _)| *l == RAW)
+                .map_or(f64::NAN, |(_, n)| *n);
+            println!();
+            println!(
+                "instructions per call (callgrind, {COUNTED_CALLS} calls a line, the loop's \
+                 own instructions included; reclamation: {mode})"
+            );
+            for (line, n) in lines {
+                println!("{line:<18} {n:>8.1} {:>8.2}x", n / raw);
+            }
+        }
+        Err(why) => println!("instructions per call: not counted: {why}"),
+    }
+}
+
 /// `calls` calls, timed.
 #[inline(always)]
 fn timed(calls: u64, f: &impl Call) -> Duration {
     let start = Instant::now();
-    for i in 0..calls {
-        black_box(f.call(black_box(i)));
-    }
+    f.run(calls);
     start.elapsed()
 }
 
@@ -355,6 +539,13 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn main() {
+    if let (Some(dir), Some(raw)) = (
+        std::env::var_os(COUNT_DIR_ENV),
+        std::env::var_os(COUNT_RAW_ENV),
+    ) {
+        count_child(Path::new(&dir), Path::new(&raw));
+        return;
+    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .canonicalize()
@@ -373,6 +564,23 @@ fn main() {
     let v1 = build_probe(&root, "", &staged.join("v1"));
     let v2 = build_probe(&root, "v2", &staged.join("v2"));
     let uncounted_build = build_probe(&root, "no-heap-stats", &staged.join("uncounted"));
+
+    // Instructions per call, counted by callgrind in a copy of this benchmark that loads
+    // v1 from a directory of its own.
+    let count_dir = work.path().join("count");
+    let count_out = work.path().join("callgrind");
+    for d in [&count_dir, &count_out] {
+        std::fs::create_dir(d).expect("create benchmark directory");
+    }
+    v1.copy_library(&count_dir);
+    v1.copy_manifest(&count_dir);
+    let count_raw_path = v1.copy_library(&raw_dir);
+    eprintln!("counting instructions per call under callgrind ...");
+    let instructions = count_instructions(&count_dir, &count_raw_path, &count_out);
+    if std::env::var_os(INSTRUCTIONS_ONLY_ENV).is_some() {
+        print_instructions(&instructions);
+        return;
+    }
 
     // Both libraries sit in the plugin directory; which manifest is there says which
     // build is the newest (the only) one.
@@ -417,6 +625,11 @@ fn main() {
         args: &args,
     };
     assert_eq!(dynamic.call(0), 3);
+    let batch = Batch {
+        manager: &manager,
+        func: func.clone(),
+    };
+    assert_eq!(batch.call(41), 42);
 
     // The same plugin without the heap accounting, in a manager of its own.
     let uncounted_dir = work.path().join("uncounted");
@@ -463,6 +676,9 @@ fn main() {
         });
         group.bench_function(TYPED, |b| {
             b.iter_custom(|n| samples.record_paired(TYPED, n, 1, &raw, &typed))
+        });
+        group.bench_function(BATCH, |b| {
+            b.iter_custom(|n| samples.record_paired(BATCH, n, 1, &raw, &batch))
         });
         group.bench_function(RAW_ALL, |b| {
             b.iter_custom(|n| samples.record(RAW_ALL, n, on_threads(threads, n, &raw)))
@@ -573,6 +789,7 @@ fn main() {
     );
     row(RAW, RAW);
     row(TYPED, RAW);
+    row(BATCH, RAW);
     row(RAW_ALL, RAW);
     row(TYPED_ALL, RAW_ALL);
     row(INVOKE, RAW);
@@ -628,6 +845,7 @@ fn main() {
         status.unloaded,
         status.versions.len()
     );
+    print_instructions(&instructions);
     if let (Some(before), Some(after)) = (load_before, load_average()) {
         println!("load average (1 min) on {threads} cores: {before} before, {after} after.");
     }

@@ -34,7 +34,7 @@ pub(crate) unsafe extern "C" fn unresolved<A, R>(
     clippy::boxed_local,
     reason = "the box is what leaves the pinned section; this takes the error out of it"
 )]
-fn unbox(e: Box<CallError>) -> CallError {
+pub(crate) fn unbox(e: Box<CallError>) -> CallError {
     *e
 }
 
@@ -123,7 +123,7 @@ impl<A: Args, R: Ret> Func<A, R> {
     /// pinned section (and of its cold paths) fits in two registers for small `R`:
     /// a `CallError` by value would send every call's result through the stack.
     #[inline(always)]
-    fn call_in<'w>(
+    pub(crate) fn call_in<'w>(
         &self,
         g: &Generation,
         pinned: Pinned,
@@ -196,6 +196,11 @@ impl<A: Args, R: Ret> Func<A, R> {
             Some(e) => e.clone(),
             None => CallError::UnknownPlugin(self.plugin.to_string()),
         })
+    }
+
+    /// The manager this handle belongs to (its symbol indexes that manager's tables).
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
     }
 
     /// The plugin this handle calls into.

@@ -31,6 +31,7 @@
 
 #[cfg(feature = "admin")]
 pub mod admin;
+mod batch;
 mod callbacks;
 mod ctx;
 mod deps;
@@ -63,6 +64,7 @@ pub use error::{
     CallError, Error, LayoutMismatch, LoadError, LoadErrorKind, SignatureMismatch, SignaturePart,
     Step,
 };
+pub use batch::PinnedCalls;
 pub use func::Func;
 pub use generation::Generation;
 // The manifest and plugin-file types that appear in `LoadErrorKind`; everything else of

@@ -1,6 +1,7 @@
 //! [`PluginManager`]: loads the plugins of a directory, serves calls on the current
 //! generation, and swaps in new generations.
 
+use crate::batch::PinnedCalls;
 use crate::error::{CallError, Error, LoadErrorKind, Step};
 use crate::func::Func;
 use crate::generation::{Generation, Symbol};
@@ -547,6 +548,20 @@ impl PluginManager {
             "published generation"
         );
         Ok(report)
+    }
+
+    /// Runs `f` with the current generation pinned: every typed call made through the
+    /// [`PinnedCalls`] it receives runs on that generation, paying for the pin once for
+    /// the whole batch (`p.call(&func, x)` in a loop costs about what a raw `extern "C"`
+    /// call does; README, Performance). Nested inside a pin of this manager on this
+    /// thread (a call, another `pinned`), it reuses that pin's generation.
+    ///
+    /// Keep `f` short: the pinned generation, and every version it holds, stays in
+    /// memory until `f` returns, however many reloads publish meanwhile.
+    #[inline(always)]
+    pub fn pinned<T>(&self, f: impl FnOnce(&PinnedCalls<'_>) -> T) -> T {
+        let sh = &*self.shared;
+        sh.domain.with(|g| f(&PinnedCalls::new(sh, g)))
     }
 
     /// Calls `function` of `plugin` by name with stable values; the result is host-owned.
