@@ -326,7 +326,10 @@ fn count_child(dir: &Path, raw_path: &Path) {
         manager: &manager,
         args: &args,
     };
-    assert_eq!(raw.call(1) + typed.call(1) + batch.call(1) + dynamic.call(0), 9);
+    assert_eq!(
+        raw.call(1) + typed.call(1) + batch.call(1) + dynamic.call(0),
+        9
+    );
     count_raw(&raw);
     count_typed(&typed);
     count_batch(&batch);
@@ -361,8 +364,14 @@ fn count_instructions(
         return Err(format!(
             "valgrind failed ({}): {}",
             run.status,
-            String::from_utf8_lossy(&run.stderr).lines().last().unwrap_or("")
+            String::from_utf8_lossy(&run.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
         ));
+    }
+    if let Some(keep) = std::env::var_os("HOTSWAP_BENCH_KEEP_CALLGRIND") {
+        let _ = std::fs::copy(&out_file, keep);
     }
     let mode = stdout
         .lines()

@@ -166,27 +166,23 @@ impl<A: Args, R: Ret> Func<A, R> {
             // generation (and so the version whose code made it) is pinned.
             return Ok(R::from_wire(unsafe { ret.value.assume_init() }));
         }
-        self.failed(g, slot.plugin, err)
+        // Only the error, not a whole `Result`, comes back from the cold function: with
+        // a constant discriminant on both ways in, the compiler joins them without
+        // testing it again.
+        Err(self.failed(g, slot.plugin, err))
     }
 
     #[cold]
     #[inline(never)]
-    fn failed(
-        &self,
-        g: &Generation,
-        plugin: usize,
-        err: MaybeUninit<Failure>,
-    ) -> Result<R, Box<CallError>> {
+    fn failed(&self, g: &Generation, plugin: usize, err: MaybeUninit<Failure>) -> Box<CallError> {
         if g.typed_error(self.symbol).is_some() {
             // The stub ran: it wrote nothing to `err`.
-            return Err(self.unresolved(g));
+            return self.unresolved(g);
         }
         // SAFETY: a real typed function returned `!ok`, so it wrote the failure.
         let failure = unsafe { err.assume_init() };
         // The failure's message is plugin-made: copied out here, dropped while pinned.
-        Err(Box::new(
-            g.versions()[plugin].call_error(&self.function, failure),
-        ))
+        Box::new(g.versions()[plugin].call_error(&self.function, failure))
     }
 
     #[cold]

@@ -44,6 +44,7 @@ mod loader;
 mod manager;
 pub mod maps;
 pub mod metrics;
+mod names;
 mod panic_abort;
 mod reaper;
 mod report;
@@ -60,11 +61,11 @@ mod version;
 #[cfg(feature = "watch")]
 pub mod watch;
 
+pub use batch::PinnedCalls;
 pub use error::{
     CallError, Error, LayoutMismatch, LoadError, LoadErrorKind, SignatureMismatch, SignaturePart,
     Step,
 };
-pub use batch::PinnedCalls;
 pub use func::Func;
 pub use generation::Generation;
 // The manifest and plugin-file types that appear in `LoadErrorKind`; everything else of

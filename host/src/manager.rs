@@ -571,10 +571,9 @@ impl PluginManager {
         function: &str,
         args: &[Value],
     ) -> Result<Value, CallError> {
-        self.shared.domain.with(|g| {
-            g.find(plugin)
-                .ok_or_else(|| CallError::UnknownPlugin(plugin.to_owned()))?
-                .invoke(function, args)
+        self.shared.domain.with(|g| match g.find(plugin) {
+            Some(v) => v.invoke(function, args),
+            None => Err(unknown_plugin(plugin)),
         })
     }
 
@@ -824,6 +823,13 @@ const STATIC_RELOAD: &str = "static plugins are linked into the host binary and 
 /// Runs `on_load` (with the resolved imports) then `on_init` on the fresh versions,
 /// providers first, on the reload's hook thread, each under the deadline. Nothing is
 /// published yet, so they have exclusive access.
+/// `CallError::UnknownPlugin`, off the inlined path of a call by name.
+#[cold]
+#[inline(never)]
+fn unknown_plugin(plugin: &str) -> CallError {
+    CallError::UnknownPlugin(plugin.to_owned())
+}
+
 fn run_hooks(
     hooks: &mut HookThread,
     ordered: &[Arc<Version>],
