@@ -28,6 +28,15 @@ use std::marker::PhantomData;
 /// let escaped = manager.pinned(|p| p);
 /// # }
 /// ```
+///
+/// ```compile_fail
+/// # fn f(manager: &hotswap_host::PluginManager) {
+/// // Nor reach another thread, whose calls its pin does not cover.
+/// manager.pinned(|p| std::thread::scope(|s| {
+///     s.spawn(|| p.generation().id());
+/// }));
+/// # }
+/// ```
 pub struct PinnedCalls<'g> {
     shared: &'g Shared,
     generation: &'g Generation,
