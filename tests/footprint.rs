@@ -102,6 +102,7 @@ fn memory_held_per_reload_does_not_grow() {
         reload(i);
     }
     let after_warmup = LIVE.load(Ordering::Relaxed);
+    let footprint_after_warmup = m.footprint();
     let unloaded_before = m.status().unloaded;
     for i in 0..RELOADS {
         reload(50 + i);
@@ -130,4 +131,59 @@ fn memory_held_per_reload_does_not_grow() {
         per_version <= PLUGIN_LEFT_PER_VERSION,
         "each unloaded version left {per_version} heap bytes (at most {PLUGIN_LEFT_PER_VERSION})"
     );
+
+    // Counted by the manager, not the allocator: every per-version structure is where it
+    // was after the warm-up (one version loaded, one record, one private copy, the one
+    // handle's symbol, the two files checked).
+    let footprint = m.footprint();
+    println!("footprint after the warm-up {footprint_after_warmup:?}, after {RELOADS} more {footprint:?}");
+    assert_eq!(footprint, footprint_after_warmup);
+    assert_eq!(
+        (
+            footprint.records,
+            footprint.private_copies,
+            footprint.typed_symbols,
+            footprint.verified_files
+        ),
+        (1, 1, 1, 2)
+    );
+
+    // Each library written afresh before its reload, as new builds are: every load is a
+    // file the host has not checked, and what it remembers of checked files stops at its
+    // bound while the rest stays as it was.
+    drop(reload);
+    let mut current = &v1;
+    for i in 0..VERIFIED_BOUND + 16 {
+        let next = if std::ptr::eq(current, &v1) { &v2 } else { &v1 };
+        std::fs::remove_file(manifest_of(current)).unwrap();
+        let library = dir.path().join(&next.manifest.file);
+        std::fs::remove_file(&library).unwrap();
+        std::fs::copy(&next.library, &library).unwrap();
+        std::fs::copy(&next.manifest_path, manifest_of(next)).unwrap();
+        current = next;
+        m.reload(&Value::Null).unwrap();
+        assert_eq!(f.call(1).unwrap(), 2);
+        assert!(
+            m.collect(Duration::from_secs(30)),
+            "fresh reload {i}: collect timed out"
+        );
+    }
+    let footprint = m.footprint();
+    println!(
+        "footprint after {} fresh files: {footprint:?}",
+        VERIFIED_BOUND + 16
+    );
+    assert_eq!(
+        (
+            footprint.records,
+            footprint.private_copies,
+            footprint.typed_symbols
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(footprint.verified_files, VERIFIED_BOUND);
+    assert_eq!(m.status().versions.len(), 1);
 }
+
+/// How many checked files a manager remembers (`host/src/verified.rs`).
+const VERIFIED_BOUND: usize = 64;

@@ -268,8 +268,9 @@ const COUNTED_CALLS: u64 = 100_000;
 const COUNT_DIR_ENV: &str = "HOTSWAP_BENCH_COUNT_DIR";
 /// The raw library's path, for that copy.
 const COUNT_RAW_ENV: &str = "HOTSWAP_BENCH_COUNT_RAW";
-/// Set to skip the timings (criterion and reloads) and only count instructions.
-const INSTRUCTIONS_ONLY_ENV: &str = "HOTSWAP_BENCH_INSTRUCTIONS_ONLY";
+/// `instructions`: only count instructions (no timings); `reloads`: only time reloads
+/// (no calls timed or counted). For working on one of them; unset for the full run.
+const ONLY_ENV: &str = "HOTSWAP_BENCH_ONLY";
 
 // One function per counted line, never inlined, so callgrind collects only inside them
 // (`--toggle-collect`) and its annotator gives each one's total, callees included. Each
@@ -584,9 +585,14 @@ fn main() {
     v1.copy_library(&count_dir);
     v1.copy_manifest(&count_dir);
     let count_raw_path = v1.copy_library(&raw_dir);
-    eprintln!("counting instructions per call under callgrind ...");
-    let instructions = count_instructions(&count_dir, &count_raw_path, &count_out);
-    if std::env::var_os(INSTRUCTIONS_ONLY_ENV).is_some() {
+    let only = std::env::var(ONLY_ENV).ok();
+    let instructions = if only.as_deref() == Some("reloads") {
+        Err(format!("{ONLY_ENV}=reloads"))
+    } else {
+        eprintln!("counting instructions per call under callgrind ...");
+        count_instructions(&count_dir, &count_raw_path, &count_out)
+    };
+    if only.as_deref() == Some("instructions") {
         print_instructions(&instructions);
         return;
     }
@@ -674,7 +680,7 @@ fn main() {
         .sample_size(SAMPLE_SIZE)
         .nresamples(20_000)
         .configure_from_args();
-    {
+    if only.is_none() {
         let mut group = criterion.benchmark_group("calls");
         group
             .warm_up_time(Duration::from_secs(1))

@@ -80,7 +80,7 @@ pub use manager::{Builder, PluginInfo, PluginManager};
 pub use report::{Outcome, PluginReport, ReloadReport};
 pub use shared::ReloadCallback;
 pub use static_plugin::StaticPlugin;
-pub use status::{HeapStatus, Status, VersionState, VersionStatus};
+pub use status::{Footprint, HeapStatus, Status, VersionState, VersionStatus};
 pub use trigger::{LastReload, ReloadOutcome, ReloadStats, Source, Trigger};
 pub use vault::Vault;
 pub use version::Version;

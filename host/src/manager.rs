@@ -12,7 +12,9 @@ use crate::report::{Outcome, PluginReport, ReloadReport};
 use crate::scan;
 use crate::shared::{ExtensionNewer, ReloadCallback, Shared};
 use crate::static_plugin::StaticPlugin;
-use crate::status::{RecordState, Records, Status, VersionState, VersionStatus, PINNED_REASON};
+use crate::status::{
+    Footprint, RecordState, Records, Status, VersionState, VersionStatus, PINNED_REASON,
+};
 use crate::vault::{ExtensionObj, Staging, Vault};
 use crate::version::{owned, Version};
 use abi_stable::std_types::RSlice;
@@ -714,6 +716,20 @@ impl PluginManager {
             }
         }
         Ok(Func::new(self.shared.clone(), index, plugin, function))
+    }
+
+    /// How many of each per-version and per-reload structure this manager holds now
+    /// (see [`Footprint`]); none grows with the number of reloads. Takes a few short
+    /// locks and reads the private directory: not for a hot path.
+    pub fn footprint(&self) -> Footprint {
+        let sh = &*self.shared;
+        Footprint {
+            records: sh.records.list.lock().len(),
+            verified_files: sh.verified.len(),
+            typed_symbols: sh.symbols.lock().len(),
+            private_copies: std::fs::read_dir(sh.private_dir.path())
+                .map_or(0, |entries| entries.count()),
+        }
     }
 
     /// Every version still in memory (current, draining, pinned) and the reclamation mode.
