@@ -66,30 +66,57 @@ pub(crate) fn load(
     // the old handle, and the build directory may be rewritten while we run.
     let private_path = env.private_dir.join(format!("{id}-{}", m.file));
     // Never block on, or follow a link from, the plugin directory.
-    let (bytes, identity) = hotswap_manifest::safe_fs::read_regular_identified(&source, None)
-        .map_err(|e| fail(Step::Copy, e.into()))?;
-    // The same file, unchanged, with the same manifest checksum, passed these checks
-    // before (see `verified`): they are functions of its bytes alone.
-    if !identity.is_some_and(|i| env.verified.contains(&i, &m.sha256)) {
-        let actual = sha256_hex(&bytes);
-        if actual != m.sha256 {
-            return Err(fail(
-                Step::Copy,
-                LoadErrorKind::Checksum {
-                    expected: m.sha256.clone(),
-                    actual,
-                },
-            ));
+    let file =
+        hotswap_manifest::safe_fs::open_regular(&source).map_err(|e| fail(Step::Copy, e.into()))?;
+    // The same file, unchanged, with the same manifest checksum, passed the checks
+    // before (see `verified`): they are functions of its bytes alone, so it is copied
+    // (inside the kernel, never read into this process) and not checked again, provided
+    // it stays unchanged during the copy. Otherwise it is read, checked and written.
+    let to_check = if env.verified.contains(&file.identity(), &m.sha256) {
+        match file.copy_to(&private_path) {
+            Ok(Some(_)) => None,
+            // Changed while it was copied: read again from the start, and checked.
+            Ok(None) => {
+                let _ = std::fs::remove_file(&private_path);
+                Some(
+                    hotswap_manifest::safe_fs::open_regular(&source)
+                        .map_err(|e| fail(Step::Copy, e.into()))?,
+                )
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&private_path);
+                return Err(fail(Step::Copy, e.into()));
+            }
         }
-        hotswap_manifest::elf::validate(&bytes).map_err(|e| fail(Step::Validate, e.into()))?;
-        // A panic = "abort" build would abort the host at its first panic: never opened.
-        crate::panic_abort::check(&bytes, m).map_err(|kind| fail(Step::Validate, kind))?;
-        if let Some(i) = identity {
-            env.verified.insert(i, &m.sha256);
+    } else {
+        Some(file)
+    };
+    if let Some(file) = to_check {
+        let (bytes, identity) = file
+            .read_all(None)
+            .map_err(|e| fail(Step::Copy, e.into()))?;
+        if !identity.is_some_and(|i| env.verified.contains(&i, &m.sha256)) {
+            let actual = sha256_hex(&bytes);
+            if actual != m.sha256 {
+                return Err(fail(
+                    Step::Copy,
+                    LoadErrorKind::Checksum {
+                        expected: m.sha256.clone(),
+                        actual,
+                    },
+                ));
+            }
+            hotswap_manifest::elf::validate(&bytes).map_err(|e| fail(Step::Validate, e.into()))?;
+            // A panic = "abort" build would abort the host at its first panic: never
+            // opened.
+            crate::panic_abort::check(&bytes, m).map_err(|kind| fail(Step::Validate, kind))?;
+            if let Some(i) = identity {
+                env.verified.insert(i, &m.sha256);
+            }
         }
+        // Map exactly the bytes we checked.
+        std::fs::write(&private_path, &bytes).map_err(|e| fail(Step::Copy, e.into()))?;
     }
-    // Map exactly the bytes we checked.
-    std::fs::write(&private_path, &bytes).map_err(|e| fail(Step::Copy, e.into()))?;
     let remove_copy = RemoveOnDrop(&private_path);
 
     #[cfg(unix)]
