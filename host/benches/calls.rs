@@ -19,6 +19,8 @@
 //! - `typed/1-thread`: `Func<u64, u64>::call` on a handle from
 //!   `manager.func::<u64, u64>("probe", "add_one")`, the fast path, held by value as a
 //!   caller holds it (as `raw` holds its function pointer).
+//! - `typed/batch`: the same handle, every call of a sample's loop made under one pin
+//!   (`manager.pinned(|p| for .. { p.call(&func, x) })`, the batch API).
 //! - `raw/all-cores`, `typed/all-cores`: the same calls made by every core at once
 //!   (`available_parallelism` threads started together on a barrier, each making the
 //!   same number of calls); the time per call is the slowest thread's.
@@ -47,6 +49,17 @@
 //!   it as checked and does not hash and parse it again.
 //! - `reload, new file`: the same, with each library written afresh (`fs::copy` over
 //!   it) before its reload, as a new build would be: hashed and parsed in full.
+//!
+//! And without a clock, in a copy of this benchmark run under valgrind's callgrind
+//! (`--toggle-collect` on one function per line, totals from `callgrind_annotate`):
+//!
+//! - instructions per call of `raw`, `typed/1-thread`, `typed/batch` and `invoke_func`,
+//!   each over [`COUNTED_CALLS`] calls of the very loop the timed lines run (whose own
+//!   few instructions every line includes): a figure other load on the machine does not
+//!   move. Without valgrind the table says so and the rest runs as usual.
+//!
+//! `HOTSWAP_BENCH_ONLY=instructions` runs only the count, `HOTSWAP_BENCH_ONLY=reloads`
+//! only the reload timings (for working on one of them).
 //!
 //! `cargo test --benches` runs it in criterion's test mode: every benchmark once, four
 //! reloads, and numbers that mean nothing.
@@ -339,14 +352,14 @@ fn count_child(dir: &Path, raw_path: &Path) {
     drop(raw_lib);
 }
 
+/// Instructions per call by line, and the reclamation mode they were counted in; or why
+/// there are none.
+type Counted = Result<(Vec<(&'static str, f64)>, String), String>;
+
 /// Instructions per call of each counted line, counted by callgrind (valgrind) in a
 /// copy of this benchmark (`count_child`) on `dir`; and the reclamation mode that copy
 /// ran in. `Err` says why there are none (no valgrind, a failed run).
-fn count_instructions(
-    dir: &Path,
-    raw_path: &Path,
-    out: &Path,
-) -> Result<(Vec<(&'static str, f64)>, String), String> {
+fn count_instructions(dir: &Path, raw_path: &Path, out: &Path) -> Counted {
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let out_file = out.join("callgrind.out");
     let run = std::process::Command::new("valgrind")
@@ -401,7 +414,7 @@ fn count_instructions(
 }
 
 /// The instruction counts' table (or why there is none).
-fn print_instructions(counted: &Result<(Vec<(&'static str, f64)>, String), String>) {
+fn print_instructions(counted: &Counted) {
     match counted {
         Ok((lines, mode)) => {
             let raw = lines
