@@ -40,13 +40,13 @@ fn a_batch_stays_on_its_generation_while_a_reload_publishes() {
         let batch = s.spawn(move || {
             m.pinned(|p| {
                 let generation = p.generation().id();
-                assert_eq!(p.call(&version, ()).unwrap(), "v1");
+                assert_eq!(p.call(version, ()).unwrap(), "v1");
                 pinned_tx.send(()).unwrap();
                 // The reload is published while this closure runs.
                 reloaded_rx.recv().unwrap();
-                assert_eq!(p.call(&version, ()).unwrap(), "v1");
+                assert_eq!(p.call(version, ()).unwrap(), "v1");
                 assert_eq!(p.generation().id(), generation);
-                let sum: u64 = (0..1000u64).map(|x| p.call(&add_one, x).unwrap()).sum();
+                let sum: u64 = (0..1000u64).map(|x| p.call(add_one, x).unwrap()).sum();
                 assert_eq!(sum, (1..=1000u64).sum::<u64>());
                 // Nested calls of the same manager reuse the pinned generation: a plain
                 // typed call, a call by name, another `pinned`.
@@ -57,7 +57,7 @@ fn a_batch_stays_on_its_generation_while_a_reload_publishes() {
                 );
                 m.pinned(|inner| {
                     assert_eq!(inner.generation().id(), generation);
-                    assert_eq!(inner.call(&version, ()).unwrap(), "v1");
+                    assert_eq!(inner.call(version, ()).unwrap(), "v1");
                 });
                 generation
             })
