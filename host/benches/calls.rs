@@ -88,8 +88,11 @@ use std::time::{Duration, Instant};
 /// Samples criterion takes per benchmark (set on the group, so command-line options
 /// cannot change it and the table knows which recorded samples are the measured ones).
 const SAMPLE_SIZE: usize = 20;
-/// Reloads timed for the reload percentiles.
+/// Reloads timed for the reload percentiles (`HOTSWAP_BENCH_RELOADS` overrides it, for
+/// a long run that shows whether memory grows per reload).
 const RELOADS: usize = 200;
+/// Reloads after which the resident set is taken as the baseline of its growth.
+const RSS_AFTER: usize = 10;
 /// Reloads run first and not counted.
 const WARMUP_RELOADS: usize = 6;
 
@@ -551,6 +554,13 @@ fn load_average() -> Option<String> {
     text.split_whitespace().next().map(str::to_owned)
 }
 
+/// This process's resident set in KiB (Linux: `VmRSS` of `/proc/self/status`).
+fn resident_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Nearest-rank percentile of sorted durations.
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
@@ -738,12 +748,19 @@ fn main() {
     let cli_args: Vec<String> = std::env::args().collect();
     let measuring =
         cli_args.iter().any(|a| a == "--bench") && !cli_args.iter().any(|a| a == "--test");
+    let reloads_wanted = std::env::var("HOTSWAP_BENCH_RELOADS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(RELOADS);
     let (warmup_reloads, timed_reloads) = if measuring {
-        (WARMUP_RELOADS, RELOADS)
+        (WARMUP_RELOADS, reloads_wanted.max(RSS_AFTER + 1))
     } else {
         (0, 4)
     };
     let mut not_collected = 0;
+    // The resident set after the first RSS_AFTER reloads of the known files, and after
+    // the last of them.
+    let mut rss = (None, None);
     let mut next_is_v2 = true;
     // Two runs: the same two files alternating (after the first load of each, the host
     // knows them as checked and skips hashing and parsing them again), then each
@@ -781,6 +798,12 @@ fn main() {
             if !manager.collect(Duration::from_secs(5)) {
                 not_collected += 1;
             }
+            if !fresh && i + 1 == RSS_AFTER {
+                rss.0 = resident_kib();
+            }
+        }
+        if !fresh {
+            rss.1 = resident_kib();
         }
         reloads.sort();
         reloads
@@ -843,6 +866,14 @@ fn main() {
         ms(percentile(&fresh_reloads, 50.0)),
         ms(percentile(&fresh_reloads, 99.0)),
     );
+    if let (Some(early), Some(late)) = rss {
+        println!(
+            "{:<24} {early} KiB after {RSS_AFTER} reloads, {late} KiB after {} ({:+} KiB)",
+            "resident set",
+            warmup_reloads + timed_reloads,
+            late as i64 - early as i64
+        );
+    }
     println!();
     println!(
         "ns/call: median (and best) of the {SAMPLE_SIZE} samples criterion measured in \

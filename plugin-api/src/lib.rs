@@ -49,6 +49,7 @@
 //! a plugin.
 
 pub mod deps;
+mod forever;
 #[doc(hidden)]
 pub mod glue;
 #[doc(hidden)]
