@@ -59,7 +59,11 @@
 //!   move. Without valgrind the table says so and the rest runs as usual.
 //!
 //! `HOTSWAP_BENCH_ONLY=instructions` runs only the count, `HOTSWAP_BENCH_ONLY=reloads`
-//! only the reload timings (for working on one of them).
+//! only the reload timings (for working on one of them). `HOTSWAP_BENCH_RELOADS=N`
+//! times N reloads of each kind instead of [`RELOADS`]; the resident set (`VmRSS`) is
+//! printed after the first [`RSS_AFTER`] reloads and after the last of the known-file
+//! run, so `HOTSWAP_BENCH_ONLY=reloads HOTSWAP_BENCH_RELOADS=10000` shows what 10,000
+//! reloads leave in memory.
 //!
 //! `cargo test --benches` runs it in criterion's test mode: every benchmark once, four
 //! reloads, and numbers that mean nothing.
