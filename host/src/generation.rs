@@ -4,7 +4,7 @@
 //! with one pointer swap (see `hotswap_reclaim::Domain`).
 
 use crate::error::{CallError, SignatureMismatch, SignaturePart};
-use crate::names::NameKey;
+use crate::names::{BuildNameHasher, NameKey};
 use crate::vault::ExtensionObj;
 use crate::version::Version;
 use abi_stable::abi_stability::abi_checking::{
@@ -56,14 +56,14 @@ const SCAN_UP_TO: usize = 8;
 pub struct Generation {
     pub(crate) id: u64,
     pub(crate) plugins: Vec<Arc<Version>>,
-    index: HashMap<String, usize>,
+    index: HashMap<String, usize, BuildNameHasher>,
     /// The key of each version's name, in `plugins` order: what a lookup by name scans.
     names: Vec<NameKey>,
     pub(crate) typed: Vec<TypedSlot>,
     typed_errors: HashMap<usize, CallError>,
     pub(crate) extension: Option<Arc<ExtensionObj>>,
     /// Live function name -> index of the version that registers it.
-    live: HashMap<String, usize>,
+    live: HashMap<String, usize, BuildNameHasher>,
 }
 
 // SAFETY: TypedSlot's pointers point into versions this generation owns (through
@@ -159,12 +159,12 @@ impl Generation {
         Generation {
             id: 0,
             plugins: Vec::new(),
-            index: HashMap::new(),
+            index: HashMap::default(),
             names: Vec::new(),
             typed: Vec::new(),
             typed_errors: HashMap::new(),
             extension: None,
-            live: HashMap::new(),
+            live: HashMap::default(),
         }
     }
 

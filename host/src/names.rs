@@ -70,9 +70,75 @@ fn le32(b: &[u8]) -> u32 {
     u32::from_le_bytes(w)
 }
 
+/// A hasher for names, for the index of a generation of many plugins and the live
+/// function table: a multiply-rotate over 8 bytes at a time (as rustc's FxHash does),
+/// several times cheaper than std's SipHash on short strings. The names come from the
+/// host's own plugin directory and plugins (trusted, per the trust model), so the flood
+/// resistance SipHash buys is not needed here.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct NameHasher(u64);
+
+/// What makes [`NameHasher`]s for a `HashMap`.
+pub(crate) type BuildNameHasher = std::hash::BuildHasherDefault<NameHasher>;
+
+const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl NameHasher {
+    #[inline(always)]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(SEED);
+    }
+}
+
+impl std::hash::Hasher for NameHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(le64(c));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, b: u8) {
+        self.add(u64::from(b));
+    }
+
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::NameKey;
+
+    #[test]
+    fn a_map_with_the_name_hasher_finds_every_name() {
+        let mut m: std::collections::HashMap<String, usize, super::BuildNameHasher> =
+            Default::default();
+        let names: Vec<String> = (0..500).map(|i| format!("plugin-{i}")).collect();
+        for (i, n) in names.iter().enumerate() {
+            m.insert(n.clone(), i);
+        }
+        for (i, n) in names.iter().enumerate() {
+            assert_eq!(m.get(n.as_str()), Some(&i));
+        }
+        assert_eq!(m.get("plugin-500"), None);
+        assert_eq!(m.get(""), None);
+    }
 
     fn same(a: &str, b: &str) -> bool {
         NameKey::of(a).is(b, || a == b)
