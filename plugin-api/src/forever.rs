@@ -8,7 +8,9 @@
 //! 1.5 MB over 10,000 reloads. While [`capture`] runs its closure, the allocation
 //! functions of `heap.rs` take blocks from [`ARENA`], a static of this library, instead
 //! (until it is full; then from the heap as usual). `free` of such a block does nothing
-//! and `realloc` moves it to the heap.
+//! and `realloc` moves it to the heap. A plugin built with `no-heap-stats` (glibc's
+//! allocator, not `heap.rs`) or with a `#[global_allocator]` of its own that does not
+//! call `malloc` still leaves those blocks on the heap.
 //!
 //! Why that is sound: the arena is never reused, so no part of it is handed out twice;
 //! it is zeroed memory (`.bss`), so a `calloc` from it is zeroed too; and it is unmapped
