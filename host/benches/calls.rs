@@ -19,6 +19,8 @@
 //! - `typed/1-thread`: `Func<u64, u64>::call` on a handle from
 //!   `manager.func::<u64, u64>("probe", "add_one")`, the fast path, held by value as a
 //!   caller holds it (as `raw` holds its function pointer).
+//! - `typed/batch`: the same handle, every call of a sample's loop made under one pin
+//!   (`manager.pinned(|p| for .. { p.call(&func, x) })`, the batch API).
 //! - `raw/all-cores`, `typed/all-cores`: the same calls made by every core at once
 //!   (`available_parallelism` threads started together on a barrier, each making the
 //!   same number of calls); the time per call is the slowest thread's.
@@ -59,6 +61,21 @@
 //! - `reload, new file`: the same, with each library written afresh (`fs::copy` over
 //!   it) before its reload, as a new build would be: hashed and parsed in full.
 //!
+//! And without a clock, in a copy of this benchmark run under valgrind's callgrind
+//! (`--toggle-collect` on one function per line, totals from `callgrind_annotate`):
+//!
+//! - instructions per call of `raw`, `typed/1-thread`, `typed/batch` and `invoke_func`,
+//!   each over [`COUNTED_CALLS`] calls of the very loop the timed lines run (whose own
+//!   few instructions every line includes): a figure other load on the machine does not
+//!   move. Without valgrind the table says so and the rest runs as usual.
+//!
+//! `HOTSWAP_BENCH_ONLY=instructions` runs only the count, `HOTSWAP_BENCH_ONLY=reloads`
+//! only the reload timings (for working on one of them). `HOTSWAP_BENCH_RELOADS=N`
+//! times N reloads of each kind instead of [`RELOADS`]; the resident set (`VmRSS`) is
+//! printed after the first [`RSS_AFTER`] reloads and after the last of the known-file
+//! run, so `HOTSWAP_BENCH_ONLY=reloads HOTSWAP_BENCH_RELOADS=10000` shows what 10,000
+//! reloads leave in memory.
+//!
 //! `cargo test --benches` runs it in criterion's test mode: every benchmark once, four
 //! reloads, and numbers that mean nothing.
 //!
@@ -87,8 +104,11 @@ use std::time::{Duration, Instant};
 /// Samples criterion takes per benchmark (set on the group, so command-line options
 /// cannot change it and the table knows which recorded samples are the measured ones).
 const SAMPLE_SIZE: usize = 20;
-/// Reloads timed for the reload percentiles.
+/// Reloads timed for the reload percentiles (`HOTSWAP_BENCH_RELOADS` overrides it, for
+/// a long run that shows whether memory grows per reload).
 const RELOADS: usize = 200;
+/// Reloads after which the resident set is taken as the baseline of its growth.
+const RSS_AFTER: usize = 10;
 /// Reloads run first and not counted.
 const WARMUP_RELOADS: usize = 6;
 
@@ -105,6 +125,7 @@ const ALLOC_UNCOUNTED: &str = "alloc/uncounted";
 const ALLOC_COUNTED: &str = "alloc/counted";
 const RAW_ASYNC: &str = "raw-async";
 const ASYNC: &str = "async";
+const BATCH: &str = "typed/batch";
 
 type RawFn = unsafe extern "C" fn(u64) -> u64;
 type RawAsyncFn = unsafe extern "C" fn(u64) -> async_ffi::FfiFuture<u64>;
@@ -166,6 +187,15 @@ fn build_plugin(root: &Path, crate_dir: &str, features: &str, out: &Path) -> Bui
 /// lines differ only by the path, not by the compiler's inlining choice for the harness.
 trait Call: Sync {
     fn call(&self, x: u64) -> u64;
+
+    /// `calls` calls (`black_box` on every argument and result); a line that batches
+    /// its calls overrides it.
+    #[inline(always)]
+    fn run(&self, calls: u64) {
+        for i in 0..calls {
+            black_box(self.call(black_box(i)));
+        }
+    }
 }
 
 /// The baseline: a `dlsym`'d `extern "C"` function pointer.
@@ -187,6 +217,31 @@ impl Call for Typed {
     #[inline(always)]
     fn call(&self, x: u64) -> u64 {
         self.0.call(x).expect("typed call")
+    }
+}
+
+/// The batch API: the same typed handle, every call of a loop under one pin
+/// (`PluginManager::pinned`).
+struct Batch<'a> {
+    manager: &'a PluginManager,
+    func: Func<u64, u64>,
+}
+
+impl Call for Batch<'_> {
+    #[inline(always)]
+    fn call(&self, x: u64) -> u64 {
+        self.manager
+            .pinned(|p| p.call(&self.func, x))
+            .expect("typed call")
+    }
+
+    #[inline(always)]
+    fn run(&self, calls: u64) {
+        self.manager.pinned(|p| {
+            for i in 0..calls {
+                black_box(p.call(&self.func, black_box(i)).expect("typed call"));
+            }
+        })
     }
 }
 
@@ -271,13 +326,172 @@ fn timed_async<F: std::future::Future<Output = u64>>(
     })
 }
 
+/// Calls each counted line makes under callgrind.
+const COUNTED_CALLS: u64 = 100_000;
+
+/// Set (to the plugin directory) in the copy of this benchmark that runs under
+/// callgrind: it then only makes the counted calls.
+const COUNT_DIR_ENV: &str = "HOTSWAP_BENCH_COUNT_DIR";
+/// The raw library's path, for that copy.
+const COUNT_RAW_ENV: &str = "HOTSWAP_BENCH_COUNT_RAW";
+/// `instructions`: only count instructions (no timings); `reloads`: only time reloads
+/// (no calls timed or counted). For working on one of them; unset for the full run.
+const ONLY_ENV: &str = "HOTSWAP_BENCH_ONLY";
+
+// One function per counted line, never inlined, so callgrind collects only inside them
+// (`--toggle-collect`) and its annotator gives each one's total, callees included. Each
+// runs the very loop the timed lines run (`Call::run`), whose few instructions of its
+// own every line includes.
+#[inline(never)]
+fn count_raw(f: &Raw) {
+    f.run(COUNTED_CALLS)
+}
+#[inline(never)]
+fn count_typed(f: &Typed) {
+    f.run(COUNTED_CALLS)
+}
+#[inline(never)]
+fn count_batch(f: &Batch) {
+    f.run(COUNTED_CALLS)
+}
+#[inline(never)]
+fn count_invoke(f: &Dynamic) {
+    f.run(COUNTED_CALLS)
+}
+
+/// The counted lines and the function that makes each one's calls.
+const COUNTED: [(&str, &str); 4] = [
+    (RAW, "count_raw"),
+    (TYPED, "count_typed"),
+    (BATCH, "count_batch"),
+    (INVOKE, "count_invoke"),
+];
+
+/// The copy under callgrind: loads the plugin directory `dir` and makes each counted
+/// line's calls once (after one uncounted call each: a thread's first call registers it).
+fn count_child(dir: &Path, raw_path: &Path) {
+    let manager = PluginManager::new(dir).expect("plugin manager");
+    manager
+        .load_plugins(&Value::Null)
+        .expect("load the probe plugin");
+    let func = manager
+        .func::<u64, u64>("probe", "add_one")
+        .expect("typed handle on probe.add_one");
+    // SAFETY: as in `main`: our own test library, and `probe_raw_add_one` has this type.
+    let raw_lib = unsafe { libloading::Library::new(raw_path) }.expect("dlopen probe");
+    // SAFETY: as above.
+    let raw_fn: RawFn =
+        *unsafe { raw_lib.get::<RawFn>(b"probe_raw_add_one\0") }.expect("dlsym probe_raw_add_one");
+    let raw = Raw(raw_fn);
+    let typed = Typed(func.clone());
+    let batch = Batch {
+        manager: &manager,
+        func,
+    };
+    let args = [Value::from(1i64), Value::from(2i64)];
+    let dynamic = Dynamic {
+        manager: &manager,
+        args: &args,
+    };
+    assert_eq!(
+        raw.call(1) + typed.call(1) + batch.call(1) + dynamic.call(0),
+        9
+    );
+    count_raw(&raw);
+    count_typed(&typed);
+    count_batch(&batch);
+    count_invoke(&dynamic);
+    println!("reclamation: {}", manager.status().reclamation);
+    drop(raw_lib);
+}
+
+/// Instructions per call by line, and the reclamation mode they were counted in; or why
+/// there are none.
+type Counted = Result<(Vec<(&'static str, f64)>, String), String>;
+
+/// Instructions per call of each counted line, counted by callgrind (valgrind) in a
+/// copy of this benchmark (`count_child`) on `dir`; and the reclamation mode that copy
+/// ran in. `Err` says why there are none (no valgrind, a failed run).
+fn count_instructions(dir: &Path, raw_path: &Path, out: &Path) -> Counted {
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let out_file = out.join("callgrind.out");
+    let run = std::process::Command::new("valgrind")
+        .arg("--tool=callgrind")
+        .arg("--collect-atstart=no")
+        .arg("--toggle-collect=*count_*")
+        .arg(format!("--callgrind-out-file={}", out_file.display()))
+        .arg(&exe)
+        .env(COUNT_DIR_ENV, dir)
+        .env(COUNT_RAW_ENV, raw_path)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("valgrind not run ({e})"))?;
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    if !run.status.success() {
+        return Err(format!(
+            "valgrind failed ({}): {}",
+            run.status,
+            String::from_utf8_lossy(&run.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        ));
+    }
+    if let Some(keep) = std::env::var_os("HOTSWAP_BENCH_KEEP_CALLGRIND") {
+        let _ = std::fs::copy(&out_file, keep);
+    }
+    let mode = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("reclamation: "))
+        .unwrap_or("unknown")
+        .to_owned();
+    // Each counted function's inclusive total, from callgrind's own annotator.
+    let annotate = std::process::Command::new("callgrind_annotate")
+        .args(["--inclusive=yes", "--threshold=100"])
+        .arg(&out_file)
+        .output()
+        .map_err(|e| format!("callgrind_annotate not run ({e})"))?;
+    let report = String::from_utf8_lossy(&annotate.stdout);
+    let mut lines = Vec::new();
+    for (line, function) in COUNTED {
+        let needle = format!(":calls::{function} [");
+        let total: u64 = report
+            .lines()
+            .find(|l| l.contains(&needle))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.replace(',', "").parse().ok())
+            .ok_or_else(|| format!("callgrind_annotate lists no {function}"))?;
+        lines.push((line, total as f64 / COUNTED_CALLS as f64));
+    }
+    Ok((lines, mode))
+}
+
+/// The instruction counts' table (or why there is none).
+fn print_instructions(counted: &Counted) {
+    match counted {
+        Ok((lines, mode)) => {
+            let raw = lines
+                .iter()
+                .find(|(l, _)| *l == RAW)
+                .map_or(f64::NAN, |(_, n)| *n);
+            println!();
+            println!(
+                "instructions per call (callgrind, {COUNTED_CALLS} calls a line, the loop's \
+                 own instructions included; reclamation: {mode})"
+            );
+            for (line, n) in lines {
+                println!("{line:<18} {n:>8.1} {:>8.2}x", n / raw);
+            }
+        }
+        Err(why) => println!("instructions per call: not counted: {why}"),
+    }
+}
+
 /// `calls` calls, timed.
 #[inline(always)]
 fn timed(calls: u64, f: &impl Call) -> Duration {
     let start = Instant::now();
-    for i in 0..calls {
-        black_box(f.call(black_box(i)));
-    }
+    f.run(calls);
     start.elapsed()
 }
 
@@ -410,6 +624,13 @@ fn load_average() -> Option<String> {
     text.split_whitespace().next().map(str::to_owned)
 }
 
+/// This process's resident set in KiB (Linux: `VmRSS` of `/proc/self/status`).
+fn resident_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Nearest-rank percentile of sorted durations.
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
@@ -421,6 +642,13 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn main() {
+    if let (Some(dir), Some(raw)) = (
+        std::env::var_os(COUNT_DIR_ENV),
+        std::env::var_os(COUNT_RAW_ENV),
+    ) {
+        count_child(Path::new(&dir), Path::new(&raw));
+        return;
+    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .canonicalize()
@@ -439,6 +667,28 @@ fn main() {
     let v1 = build_probe(&root, "", &staged.join("v1"));
     let v2 = build_probe(&root, "v2", &staged.join("v2"));
     let uncounted_build = build_probe(&root, "no-heap-stats", &staged.join("uncounted"));
+
+    // Instructions per call, counted by callgrind in a copy of this benchmark that loads
+    // v1 from a directory of its own.
+    let count_dir = work.path().join("count");
+    let count_out = work.path().join("callgrind");
+    for d in [&count_dir, &count_out] {
+        std::fs::create_dir(d).expect("create benchmark directory");
+    }
+    v1.copy_library(&count_dir);
+    v1.copy_manifest(&count_dir);
+    let count_raw_path = v1.copy_library(&raw_dir);
+    let only = std::env::var(ONLY_ENV).ok();
+    let instructions = if only.as_deref() == Some("reloads") {
+        Err(format!("{ONLY_ENV}=reloads"))
+    } else {
+        eprintln!("counting instructions per call under callgrind ...");
+        count_instructions(&count_dir, &count_raw_path, &count_out)
+    };
+    if only.as_deref() == Some("instructions") {
+        print_instructions(&instructions);
+        return;
+    }
 
     // Both libraries sit in the plugin directory; which manifest is there says which
     // build is the newest (the only) one.
@@ -489,6 +739,11 @@ fn main() {
         args: &args,
     };
     assert_eq!(dynamic.call(0), 3);
+    let batch = Batch {
+        manager: &manager,
+        func: func.clone(),
+    };
+    assert_eq!(batch.call(41), 42);
 
     // The same plugin without the heap accounting, in a manager of its own.
     let uncounted_dir = work.path().join("uncounted");
@@ -571,7 +826,7 @@ fn main() {
         .sample_size(SAMPLE_SIZE)
         .nresamples(20_000)
         .configure_from_args();
-    {
+    if only.is_none() {
         let mut group = criterion.benchmark_group("calls");
         group
             .warm_up_time(Duration::from_secs(1))
@@ -582,6 +837,9 @@ fn main() {
         });
         group.bench_function(TYPED, |b| {
             b.iter_custom(|n| samples.record_paired(TYPED, n, 1, &raw, &typed))
+        });
+        group.bench_function(BATCH, |b| {
+            b.iter_custom(|n| samples.record_paired(BATCH, n, 1, &raw, &batch))
         });
         group.bench_function(RAW_ALL, |b| {
             b.iter_custom(|n| samples.record(RAW_ALL, n, on_threads(threads, n, &raw)))
@@ -622,12 +880,19 @@ fn main() {
     let cli_args: Vec<String> = std::env::args().collect();
     let measuring =
         cli_args.iter().any(|a| a == "--bench") && !cli_args.iter().any(|a| a == "--test");
+    let reloads_wanted = std::env::var("HOTSWAP_BENCH_RELOADS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(RELOADS);
     let (warmup_reloads, timed_reloads) = if measuring {
-        (WARMUP_RELOADS, RELOADS)
+        (WARMUP_RELOADS, reloads_wanted.max(RSS_AFTER + 1))
     } else {
         (0, 4)
     };
     let mut not_collected = 0;
+    // The resident set after the first RSS_AFTER reloads of the known files, and after
+    // the last of them.
+    let mut rss = (None, None);
     let mut next_is_v2 = true;
     // Two runs: the same two files alternating (after the first load of each, the host
     // knows them as checked and skips hashing and parsing them again), then each
@@ -665,6 +930,12 @@ fn main() {
             if !manager.collect(Duration::from_secs(5)) {
                 not_collected += 1;
             }
+            if !fresh && i + 1 == RSS_AFTER {
+                rss.0 = resident_kib();
+            }
+        }
+        if !fresh {
+            rss.1 = resident_kib();
         }
         reloads.sort();
         reloads
@@ -701,6 +972,7 @@ fn main() {
     );
     row(RAW, RAW);
     row(TYPED, RAW);
+    row(BATCH, RAW);
     row(RAW_ALL, RAW);
     row(TYPED_ALL, RAW_ALL);
     row(INTERFACE, RAW);
@@ -729,6 +1001,14 @@ fn main() {
         ms(percentile(&fresh_reloads, 50.0)),
         ms(percentile(&fresh_reloads, 99.0)),
     );
+    if let (Some(early), Some(late)) = rss {
+        println!(
+            "{:<24} {early} KiB after {RSS_AFTER} reloads, {late} KiB after {} ({:+} KiB)",
+            "resident set",
+            warmup_reloads + timed_reloads,
+            late as i64 - early as i64
+        );
+    }
     println!();
     println!(
         "ns/call: median (and best) of the {SAMPLE_SIZE} samples criterion measured in \
@@ -760,6 +1040,7 @@ fn main() {
         status.unloaded,
         status.versions.len()
     );
+    print_instructions(&instructions);
     if let (Some(before), Some(after)) = (load_before, load_average()) {
         println!("load average (1 min) on {threads} cores: {before} before, {after} after.");
     }

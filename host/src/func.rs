@@ -34,7 +34,7 @@ pub(crate) unsafe extern "C" fn unresolved<A, R>(
     clippy::boxed_local,
     reason = "the box is what leaves the pinned section; this takes the error out of it"
 )]
-fn unbox(e: Box<CallError>) -> CallError {
+pub(crate) fn unbox(e: Box<CallError>) -> CallError {
     *e
 }
 
@@ -123,7 +123,7 @@ impl<A: Args, R: Ret> Func<A, R> {
     /// pinned section (and of its cold paths) fits in two registers for small `R`:
     /// a `CallError` by value would send every call's result through the stack.
     #[inline(always)]
-    fn call_in<'w>(
+    pub(crate) fn call_in<'w>(
         &self,
         g: &Generation,
         pinned: Pinned,
@@ -166,27 +166,23 @@ impl<A: Args, R: Ret> Func<A, R> {
             // generation (and so the version whose code made it) is pinned.
             return Ok(R::from_wire(unsafe { ret.value.assume_init() }));
         }
-        self.failed(g, slot.plugin, err)
+        // Only the error, not a whole `Result`, comes back from the cold function: with
+        // a constant discriminant on both ways in, the compiler joins them without
+        // testing it again.
+        Err(self.failed(g, slot.plugin, err))
     }
 
     #[cold]
     #[inline(never)]
-    fn failed(
-        &self,
-        g: &Generation,
-        plugin: usize,
-        err: MaybeUninit<Failure>,
-    ) -> Result<R, Box<CallError>> {
+    fn failed(&self, g: &Generation, plugin: usize, err: MaybeUninit<Failure>) -> Box<CallError> {
         if g.typed_error(self.symbol).is_some() {
             // The stub ran: it wrote nothing to `err`.
-            return Err(self.unresolved(g));
+            return self.unresolved(g);
         }
         // SAFETY: a real typed function returned `!ok`, so it wrote the failure.
         let failure = unsafe { err.assume_init() };
         // The failure's message is plugin-made: copied out here, dropped while pinned.
-        Err(Box::new(
-            g.versions()[plugin].call_error(&self.function, failure),
-        ))
+        Box::new(g.versions()[plugin].call_error(&self.function, failure))
     }
 
     #[cold]
@@ -196,6 +192,11 @@ impl<A: Args, R: Ret> Func<A, R> {
             Some(e) => e.clone(),
             None => CallError::UnknownPlugin(self.plugin.to_string()),
         })
+    }
+
+    /// The manager this handle belongs to (its symbol indexes that manager's tables).
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
     }
 
     /// The plugin this handle calls into.

@@ -4,6 +4,7 @@
 //! with one pointer swap (see `hotswap_reclaim::Domain`).
 
 use crate::error::{CallError, SignatureMismatch, SignaturePart};
+use crate::names::{BuildNameHasher, NameKey};
 use crate::vault::ExtensionObj;
 use crate::version::Version;
 use abi_stable::abi_stability::abi_checking::{
@@ -55,12 +56,14 @@ const SCAN_UP_TO: usize = 8;
 pub struct Generation {
     pub(crate) id: u64,
     pub(crate) plugins: Vec<Arc<Version>>,
-    index: HashMap<String, usize>,
+    index: HashMap<String, usize, BuildNameHasher>,
+    /// The key of each version's name, in `plugins` order: what a lookup by name scans.
+    names: Vec<NameKey>,
     pub(crate) typed: Vec<TypedSlot>,
     typed_errors: HashMap<usize, CallError>,
     pub(crate) extension: Option<Arc<ExtensionObj>>,
     /// Live function name -> index of the version that registers it.
-    live: HashMap<String, usize>,
+    live: HashMap<String, usize, BuildNameHasher>,
 }
 
 // SAFETY: TypedSlot's pointers point into versions this generation owns (through
@@ -142,17 +145,26 @@ fn ret_mismatch(s: &Symbol, found: &'static TypeLayout, detail: String) -> Signa
     mismatch(SignaturePart::Result, s.ret, found, detail)
 }
 
+/// Two names longer than a [`NameKey`] holds, compared in full (rare: off the inlined
+/// scan).
+#[cold]
+#[inline(never)]
+fn long_names_equal(a: &str, b: &str) -> bool {
+    a == b
+}
+
 impl Generation {
     /// The empty generation served before the first load.
     pub(crate) fn empty() -> Generation {
         Generation {
             id: 0,
             plugins: Vec::new(),
-            index: HashMap::new(),
+            index: HashMap::default(),
+            names: Vec::new(),
             typed: Vec::new(),
             typed_errors: HashMap::new(),
             extension: None,
-            live: HashMap::new(),
+            live: HashMap::default(),
         }
     }
 
@@ -168,6 +180,7 @@ impl Generation {
             .enumerate()
             .map(|(i, v)| (v.name().to_owned(), i))
             .collect();
+        let names = plugins.iter().map(|v| NameKey::of(v.name())).collect();
         // A later plugin (in dependency order) wins a live name registered twice.
         let live = plugins
             .iter()
@@ -183,6 +196,7 @@ impl Generation {
             id,
             plugins,
             index,
+            names,
             typed: Vec::with_capacity(symbols.len()),
             typed_errors: HashMap::new(),
             extension,
@@ -253,20 +267,31 @@ impl Generation {
     }
 
     /// The version of plugin `name`.
+    #[inline(always)]
     pub fn find(&self, name: &str) -> Option<&Arc<Version>> {
         self.find_indexed(name).map(|(_, v)| v)
     }
 
+    #[inline(always)]
     fn find_indexed(&self, name: &str) -> Option<(usize, &Arc<Version>)> {
-        // A host has a handful of plugins: comparing names (length first) beats hashing
-        // one, which alone took about a third of a call by name. Many plugins: the index.
+        // A host has a handful of plugins: comparing keys (length and two words, no
+        // `memcmp`, no pointer chase to the version's record) beats hashing the name,
+        // which alone took about a third of a call by name. Many plugins: the index.
         if self.plugins.len() <= SCAN_UP_TO {
-            return self
-                .plugins
-                .iter()
-                .enumerate()
-                .find(|(_, v)| v.name() == name);
+            for (i, (k, v)) in self.names.iter().zip(&self.plugins).enumerate() {
+                if k.is(name, || long_names_equal(v.name(), name)) {
+                    return Some((i, v));
+                }
+            }
+            return None;
         }
+        self.find_hashed(name)
+    }
+
+    /// The lookup of a generation of many plugins, out of line so the scan of a few
+    /// inlines into a call by name without the hashing's registers and stack.
+    #[inline(never)]
+    fn find_hashed(&self, name: &str) -> Option<(usize, &Arc<Version>)> {
         self.index.get(name).map(|&i| (i, &self.plugins[i]))
     }
 

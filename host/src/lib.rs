@@ -33,6 +33,7 @@
 #[cfg(feature = "admin")]
 pub mod admin;
 mod async_func;
+mod batch;
 mod block_on;
 mod callbacks;
 mod ctx;
@@ -47,6 +48,7 @@ mod loader;
 mod manager;
 pub mod maps;
 pub mod metrics;
+mod names;
 mod panic_abort;
 mod plugin_log;
 mod reaper;
@@ -67,6 +69,7 @@ mod version;
 pub mod watch;
 
 pub use async_func::{AsyncCall, AsyncFunc};
+pub use batch::PinnedCalls;
 pub use error::{
     CallError, Error, LayoutMismatch, LoadError, LoadErrorKind, SignatureMismatch, SignaturePart,
     Step,
@@ -88,7 +91,7 @@ pub use report::{Outcome, PluginReport, ReloadReport};
 pub use scan::BuildInfo;
 pub use shared::ReloadCallback;
 pub use static_plugin::StaticPlugin;
-pub use status::{HeapStatus, Status, VersionState, VersionStatus};
+pub use status::{Footprint, HeapStatus, Status, VersionState, VersionStatus};
 pub use trigger::{LastReload, ReloadOutcome, ReloadStats, Source, Trigger};
 pub use trust::{TrustMode, TrustStatus};
 pub use vault::Vault;

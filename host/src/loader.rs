@@ -25,7 +25,6 @@ use abi_stable::library::AbiHeader;
 use abi_stable::StableAbi;
 use hotswap_abi::header::{self, PluginHeader};
 use hotswap_abi::vtable::PluginVTable;
-use hotswap_manifest::safe_fs::FileIdentity;
 use hotswap_manifest::sha256_hex;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,30 +70,53 @@ pub(crate) fn load(
     let private_path = env.private_dir.join(format!("{id}-{}", m.file));
     // Never block on, or follow a link from, the plugin directory; only what the trust
     // checks accept.
-    let (bytes, identity) =
-        read_trusted(&source, env.trust).map_err(|(step, kind)| fail(step, kind))?;
-    // The same file, unchanged, with the same manifest checksum, passed these checks
-    // before (see `verified`): they are functions of its bytes alone.
-    if !identity.is_some_and(|i| env.verified.contains(&i, &m.sha256)) {
-        let actual = sha256_hex(&bytes);
-        if actual != m.sha256 {
-            return Err(fail(
-                Step::Copy,
-                LoadErrorKind::Checksum {
-                    expected: m.sha256.clone(),
-                    actual,
-                },
-            ));
+    let file = open_trusted(&source, env.trust).map_err(|(step, kind)| fail(step, kind))?;
+    // The same file, unchanged, with the same manifest checksum, passed the checks
+    // before (see `verified`): they are functions of its bytes alone, so it is copied
+    // (inside the kernel, never read into this process) and not checked again, provided
+    // it stays unchanged during the copy. Otherwise it is read, checked and written.
+    let to_check = if env.verified.contains(&file.identity(), &m.sha256) {
+        match file.copy_to(&private_path) {
+            Ok(Some(_)) => None,
+            // Changed while it was copied: read again from the start, and checked.
+            Ok(None) => {
+                let _ = std::fs::remove_file(&private_path);
+                Some(open_trusted(&source, env.trust).map_err(|(step, kind)| fail(step, kind))?)
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&private_path);
+                return Err(fail(Step::Copy, e.into()));
+            }
         }
-        hotswap_manifest::elf::validate(&bytes).map_err(|e| fail(Step::Validate, e.into()))?;
-        // A panic = "abort" build would abort the host at its first panic: never opened.
-        crate::panic_abort::check(&bytes, m).map_err(|kind| fail(Step::Validate, kind))?;
-        if let Some(i) = identity {
-            env.verified.insert(i, &m.sha256);
+    } else {
+        Some(file)
+    };
+    if let Some(file) = to_check {
+        let (bytes, identity) = file
+            .read_all(None)
+            .map_err(|e| fail(Step::Copy, e.into()))?;
+        if !identity.is_some_and(|i| env.verified.contains(&i, &m.sha256)) {
+            let actual = sha256_hex(&bytes);
+            if actual != m.sha256 {
+                return Err(fail(
+                    Step::Copy,
+                    LoadErrorKind::Checksum {
+                        expected: m.sha256.clone(),
+                        actual,
+                    },
+                ));
+            }
+            hotswap_manifest::elf::validate(&bytes).map_err(|e| fail(Step::Validate, e.into()))?;
+            // A panic = "abort" build would abort the host at its first panic: never
+            // opened.
+            crate::panic_abort::check(&bytes, m).map_err(|kind| fail(Step::Validate, kind))?;
+            if let Some(i) = identity {
+                env.verified.insert(i, &m.sha256);
+            }
         }
+        // Map exactly the bytes we checked.
+        std::fs::write(&private_path, &bytes).map_err(|e| fail(Step::Copy, e.into()))?;
     }
-    // Map exactly the bytes we checked.
-    std::fs::write(&private_path, &bytes).map_err(|e| fail(Step::Copy, e.into()))?;
     let remove_copy = RemoveOnDrop(&private_path);
 
     #[cfg(unix)]
@@ -163,20 +185,20 @@ pub(crate) fn load(
     }
 }
 
-/// Reads the plugin file `source` without blocking on it or following a link
+/// Opens the plugin file `source` without blocking on it or following a link
 /// (`safe_fs`), and refuses it at [`Step::Trust`] if `trust` does (owner and mode, as
-/// `fstat` of the very descriptor read says). These checks run on every load: the
+/// `fstat` of the very descriptor opened says). These checks run on every load: the
 /// `verified` cache only skips checks of the bytes.
-fn read_trusted(
+fn open_trusted(
     source: &Path,
     trust: &Trust,
-) -> Result<(Vec<u8>, Option<FileIdentity>), (Step, LoadErrorKind)> {
-    let read = hotswap_manifest::safe_fs::read_regular_checked(source, None)
-        .map_err(|e| (Step::Copy, e.into()))?;
+) -> Result<hotswap_manifest::safe_fs::OpenRegular, (Step, LoadErrorKind)> {
+    let file =
+        hotswap_manifest::safe_fs::open_regular(source).map_err(|e| (Step::Copy, e.into()))?;
     trust
-        .check_file(source, &read.access)
+        .check_file(source, &file.access())
         .map_err(|kind| (Step::Trust, kind))?;
-    Ok((read.bytes, read.identity))
+    Ok(file)
 }
 
 /// Loads a plugin linked into the host binary: the same header checks, instance and

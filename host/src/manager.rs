@@ -2,6 +2,7 @@
 //! generation, and swaps in new generations.
 
 use crate::async_func::AsyncFunc;
+use crate::batch::PinnedCalls;
 use crate::error::{CallError, Error, LoadErrorKind, Step};
 use crate::func::{Func, HostCalls};
 use crate::generation::{Generation, Symbol};
@@ -11,7 +12,9 @@ use crate::reaper;
 use crate::report::{Outcome, PluginReport, ReloadReport};
 use crate::shared::{ExtensionNewer, ReloadCallback, Shared};
 use crate::static_plugin::StaticPlugin;
-use crate::status::{RecordState, Records, Status, VersionState, VersionStatus, PINNED_REASON};
+use crate::status::{
+    Footprint, RecordState, Records, Status, VersionState, VersionStatus, PINNED_REASON,
+};
 use crate::trust::{Trust, TrustMode};
 use crate::vault::{ExtensionObj, Staging, Vault};
 use crate::version::{owned, Version};
@@ -667,6 +670,20 @@ impl PluginManager {
         Ok(report)
     }
 
+    /// Runs `f` with the current generation pinned: every typed call made through the
+    /// [`PinnedCalls`] it receives runs on that generation, paying for the pin once for
+    /// the whole batch (`p.call(&func, x)` in a loop costs about what a raw `extern "C"`
+    /// call does; README, Performance). Nested inside a pin of this manager on this
+    /// thread (a call, another `pinned`), it reuses that pin's generation.
+    ///
+    /// Keep `f` short: the pinned generation, and every version it holds, stays in
+    /// memory until `f` returns, however many reloads publish meanwhile.
+    #[inline(always)]
+    pub fn pinned<T>(&self, f: impl FnOnce(&PinnedCalls<'_>) -> T) -> T {
+        let sh = &*self.shared;
+        sh.domain.with(|g| f(&PinnedCalls::new(sh, g)))
+    }
+
     /// Calls `function` of `plugin` by name with stable values; the result is host-owned.
     pub fn invoke_func(
         &self,
@@ -674,10 +691,9 @@ impl PluginManager {
         function: &str,
         args: &[Value],
     ) -> Result<Value, CallError> {
-        self.shared.domain.with(|g| {
-            g.find(plugin)
-                .ok_or_else(|| CallError::UnknownPlugin(plugin.to_owned()))?
-                .invoke(function, args)
+        self.shared.domain.with(|g| match g.find(plugin) {
+            Some(v) => v.invoke(function, args),
+            None => Err(unknown_plugin(plugin)),
         })
     }
 
@@ -907,6 +923,20 @@ impl PluginManager {
         })
     }
 
+    /// How many of each per-version and per-reload structure this manager holds now
+    /// (see [`Footprint`]); none grows with the number of reloads. Takes a few short
+    /// locks and reads the private directory: not for a hot path.
+    pub fn footprint(&self) -> Footprint {
+        let sh = &*self.shared;
+        Footprint {
+            records: sh.records.list.lock().len(),
+            verified_files: sh.verified.len(),
+            typed_symbols: sh.symbols.lock().len(),
+            private_copies: std::fs::read_dir(sh.private_dir.path())
+                .map_or(0, |entries| entries.count()),
+        }
+    }
+
     /// Every version still in memory (current, draining, pinned) and the reclamation mode.
     pub fn status(&self) -> Status {
         let sh = &*self.shared;
@@ -1015,6 +1045,13 @@ const STATIC_RELOAD: &str = "static plugins are linked into the host binary and 
 /// Runs `on_load` (with the resolved imports) then `on_init` on the fresh versions,
 /// providers first, on the reload's hook thread, each under the deadline. Nothing is
 /// published yet, so they have exclusive access.
+/// `CallError::UnknownPlugin`, off the inlined path of a call by name.
+#[cold]
+#[inline(never)]
+fn unknown_plugin(plugin: &str) -> CallError {
+    CallError::UnknownPlugin(plugin.to_owned())
+}
+
 fn run_hooks(
     hooks: &mut HookThread,
     ordered: &[Arc<Version>],

@@ -85,6 +85,25 @@ pub struct HeapStatus {
     pub blocks: i64,
 }
 
+/// How many of each structure a manager keeps per version or per reload, right now, from
+/// [`PluginManager::footprint`](crate::PluginManager::footprint): counted by the manager
+/// itself, not by an allocator, so a test can assert that none grows with the number of
+/// reloads (`tests/footprint.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Footprint {
+    /// Version records kept for `status()`: loaded versions, versions not yet closed,
+    /// and closed ones glibc keeps mapped. A record goes when its version is unloaded
+    /// (the `unloaded` count and `unloaded_heap` sum keep what is left of it).
+    pub records: usize,
+    /// Plugin files remembered as already checked (at most 64, oldest forgotten first).
+    pub verified_files: usize,
+    /// Typed-function symbols registered: one per distinct handle, never per reload.
+    pub typed_symbols: usize,
+    /// Private copies of plugin files on disk (one per version not yet closed).
+    pub private_copies: usize,
+}
+
 /// A snapshot of the host, from [`PluginManager::status`](crate::PluginManager::status).
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {

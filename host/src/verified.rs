@@ -49,7 +49,6 @@ impl Verified {
     }
 
     /// How many files are remembered.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.seen.lock().len()
     }

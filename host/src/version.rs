@@ -156,6 +156,8 @@ impl Version {
         }
     }
 
+    #[cold]
+    #[inline(never)]
     pub(crate) fn call_error(&self, function: &str, f: Failure) -> CallError {
         let (plugin, version) = (self.record.name.clone(), self.record.version.clone());
         let (function, message) = (function.to_owned(), f.message.as_str().to_owned());
@@ -185,12 +187,13 @@ impl Version {
             .ok_or_else(|| CallError::UnknownLive(name.to_owned()))?;
         // SAFETY: live instance, shared access (live functions take `&self`).
         match unsafe { (f.call)(self.instance, RSlice::from_slice(args)) } {
-            RResult::ROk(v) => Ok(v.clone()),
+            RResult::ROk(v) => Ok(host_owned(v)),
             RResult::RErr(e) => Err(self.call_error(name, e)),
         }
     }
 
     /// Calls `invoke_func`; the result is copied into host memory before returning.
+    #[inline]
     pub fn invoke(&self, function: &str, args: &[Value]) -> Result<Value, CallError> {
         let vt = self.vtable();
         // SAFETY: the instance is live while `self` is, and invoke_func takes shared access.
@@ -202,6 +205,17 @@ impl Version {
             RResult::ROk(v) => Ok(v.clone()),
             RResult::RErr(f) => Err(self.call_error(function, f)),
         }
+    }
+}
+
+/// `v`, made by plugin code, as a host-owned value: a scalar as it is (it owns nothing
+/// of the plugin), anything else cloned by host code and the plugin-made value dropped
+/// here (its drop runs the plugin's own code, while its library is loaded).
+#[inline(always)]
+fn host_owned(v: Value) -> Value {
+    match v {
+        Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) => v,
+        _ => v.clone(),
     }
 }
 

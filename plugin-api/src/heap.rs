@@ -27,13 +27,17 @@
 //!
 //! Nothing is reclaimed at unload, on purpose: the host cannot tell a leak from a block
 //! that is still in use elsewhere (state the version handed its successor, a string a
-//! caller kept), and freeing the latter would turn a leak into a use-after-free.
+//! caller kept), and freeing the latter would turn a leak into a use-after-free. The
+//! one exception is made at allocation, not at unload: what `tracing` allocates for the
+//! log bridge's global subscriber, which it never frees, comes from a static arena of
+//! the library and is neither counted nor left behind (`forever.rs`).
 //!
 //! Cost: a few nanoseconds per allocation (the thread pointer, hashed to a counter no
 //! other thread writes, a plain load-and-store on it, and `malloc_usable_size`);
 //! measured by `cargo bench -p hotswap-host --bench calls` (`alloc/*` lines). The
 //! `no-heap-stats` feature leaves these functions out.
 
+use crate::forever;
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
@@ -200,8 +204,27 @@ unsafe fn allocated(p: *mut c_void) -> *mut c_void {
 /// As glibc's.
 #[inline]
 pub unsafe fn malloc(size: usize) -> *mut c_void {
+    if forever::capturing() {
+        return forever_or(size, || {
+            // SAFETY: as below.
+            unsafe { allocated(__libc_malloc(size)) }
+        });
+    }
     // SAFETY: glibc's function; what it returns is a fresh block or null.
     unsafe { allocated(__libc_malloc(size)) }
+}
+
+/// A block from the `forever` arena (not counted: it leaves with the library), or, when
+/// the arena is full, what `heap` gives.
+#[cold]
+#[inline(never)]
+fn forever_or(size: usize, heap: impl FnOnce() -> *mut c_void) -> *mut c_void {
+    let p = forever::alloc(size);
+    if p.is_null() {
+        heap()
+    } else {
+        p
+    }
 }
 
 /// `calloc` of this plugin.
@@ -210,6 +233,15 @@ pub unsafe fn malloc(size: usize) -> *mut c_void {
 /// As glibc's.
 #[inline]
 pub unsafe fn calloc(n: usize, size: usize) -> *mut c_void {
+    if forever::capturing() {
+        if let Some(total) = n.checked_mul(size) {
+            // The arena is zeroed and never reused: its blocks are zeroed.
+            return forever_or(total, || {
+                // SAFETY: as below.
+                unsafe { allocated(__libc_calloc(n, size)) }
+            });
+        }
+    }
     // SAFETY: as in `malloc`.
     unsafe { allocated(__libc_calloc(n, size)) }
 }
@@ -220,6 +252,10 @@ pub unsafe fn calloc(n: usize, size: usize) -> *mut c_void {
 /// As glibc's: `p` is null or a live block of glibc's allocator.
 #[inline]
 pub unsafe fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
+    if forever::contains(p) {
+        // SAFETY: `p` is a live block of the arena (the caller's contract).
+        return unsafe { realloc_forever(p, size) };
+    }
     // SAFETY: upheld by the caller; read before glibc may free it.
     let before = unsafe { usable(p) };
     // SAFETY: glibc's function with the caller's arguments.
@@ -235,6 +271,35 @@ pub unsafe fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     // SAFETY: `q` is the live block glibc just returned.
     let after = unsafe { usable(q) };
     count(after - before, if p.is_null() { 1 } else { 0 });
+    q
+}
+
+/// `realloc` of a block of the `forever` arena: a new block (from the heap, or the arena
+/// while capturing) with the old contents; the old block is left as it is (it is
+/// never reused).
+///
+/// # Safety
+/// `p` is a block of the arena.
+#[cold]
+#[inline(never)]
+unsafe fn realloc_forever(p: *mut c_void, size: usize) -> *mut c_void {
+    if size == 0 {
+        // What glibc does: `realloc(p, 0)` frees `p` (a no-op here) and returns null.
+        return std::ptr::null_mut();
+    }
+    // SAFETY: plain allocation.
+    let q = unsafe { malloc(size) };
+    if !q.is_null() {
+        // SAFETY: `p` holds `size_of(p)` bytes (the caller's contract), `q` at least
+        // `size`; they do not overlap (`q` is fresh).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                p.cast::<u8>(),
+                q.cast::<u8>(),
+                forever::size_of(p).min(size),
+            )
+        };
+    }
     q
 }
 
@@ -260,7 +325,8 @@ pub unsafe fn reallocarray(p: *mut c_void, n: usize, size: usize) -> *mut c_void
 /// As glibc's: `p` is null or a live block of glibc's allocator.
 #[inline]
 pub unsafe fn free(p: *mut c_void) {
-    if p.is_null() {
+    // A block of the `forever` arena is never reused: nothing to do.
+    if p.is_null() || forever::contains(p) {
         return;
     }
     // SAFETY: upheld by the caller; read before the block goes back.
@@ -275,6 +341,12 @@ pub unsafe fn free(p: *mut c_void) {
 /// As glibc's.
 #[inline]
 pub unsafe fn memalign(align: usize, size: usize) -> *mut c_void {
+    if forever::capturing() && align.is_power_of_two() && align <= forever::ALIGN {
+        return forever_or(size, || {
+            // SAFETY: as below.
+            unsafe { allocated(__libc_memalign(align, size)) }
+        });
+    }
     // SAFETY: glibc's function (it checks `align` itself).
     unsafe { allocated(__libc_memalign(align, size)) }
 }
@@ -380,6 +452,47 @@ mod tests {
         }
         let after = usage();
         assert_eq!((after.bytes, after.blocks), (before.bytes, before.blocks));
+    }
+
+    #[test]
+    fn blocks_allocated_while_capturing_live_in_the_library_and_move_out_on_realloc() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let before = usage();
+        // SAFETY: plain C allocation calls on blocks this test owns.
+        unsafe {
+            let (a, b, c, d) = crate::forever::capture(|| {
+                (malloc(40), calloc(3, 8), memalign(16, 24), memalign(64, 24))
+            });
+            for p in [a, b, c] {
+                assert!(crate::forever::contains(p), "from the arena");
+                assert_eq!(p as usize % crate::forever::ALIGN, 0);
+            }
+            assert!(
+                !crate::forever::contains(d),
+                "a larger alignment comes from glibc"
+            );
+            assert!(std::slice::from_raw_parts(b.cast::<u8>(), 24)
+                .iter()
+                .all(|&x| x == 0));
+            // Arena blocks are not counted; the heap block is.
+            assert_eq!(usage().blocks - before.blocks, 1);
+            a.cast::<u8>().write_bytes(7, 40);
+            // realloc moves the block to the heap with its contents.
+            let a2 = realloc(a, 100);
+            assert!(!crate::forever::contains(a2));
+            assert!(std::slice::from_raw_parts(a2.cast::<u8>(), 40)
+                .iter()
+                .all(|&x| x == 7));
+            assert!(realloc(b, 0).is_null());
+            free(c);
+            free(d);
+            free(a2);
+            // Outside `capture`, allocations come from glibc again.
+            let e = malloc(8);
+            assert!(!crate::forever::contains(e));
+            free(e);
+        }
+        assert_eq!(usage(), before);
     }
 
     #[test]

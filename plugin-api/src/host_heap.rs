@@ -9,8 +9,11 @@
 //!
 //! Before the host's first call into the library (`new`) the allocator is not known
 //! yet: what Rust code allocates then (a static constructor) comes from a small arena
-//! inside the library, [`ARENA`] bytes, never handed to the host and never freed. A
-//! constructor that allocates more than that gets an allocation failure.
+//! inside the library, [`ARENA`] bytes, never handed to the host and never freed (nor
+//! counted: it goes with the library). A constructor that allocates more than that gets
+//! an allocation failure. So does what the library allocates forever while the log
+//! bridge installs its subscriber (`forever.rs`: tracing's global dispatcher), so that
+//! an unloaded version leaves nothing of it on the host's heap.
 //!
 //! Left out when the plugin is linked into the host (`static`: the host's allocator is
 //! the plugin's already) and with the `own-allocator` feature, for a plugin that sets a
@@ -122,37 +125,42 @@ pub struct HostHeap;
 unsafe impl GlobalAlloc for HostHeap {
     #[inline]
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let p = match host() {
-            // SAFETY: any pair is valid for the host's `alloc`.
-            Some(h) => unsafe { (h.alloc)(l.size(), l.align()) },
-            None => early_alloc(l),
-        };
-        if !p.is_null() {
-            count(l.size(), 1);
+        match host() {
+            Some(h) if !crate::forever::capturing() => {
+                // SAFETY: any pair is valid for the host's `alloc`.
+                let p = unsafe { (h.alloc)(l.size(), l.align()) };
+                if !p.is_null() {
+                    count(l.size(), 1);
+                }
+                p
+            }
+            // Not counted: arena blocks go with the library.
+            _ => early_alloc(l),
         }
-        p
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        let p = match host() {
-            // SAFETY: as in `alloc`.
-            Some(h) => unsafe { (h.alloc_zeroed)(l.size(), l.align()) },
+        match host() {
+            Some(h) if !crate::forever::capturing() => {
+                // SAFETY: as in `alloc`.
+                let p = unsafe { (h.alloc_zeroed)(l.size(), l.align()) };
+                if !p.is_null() {
+                    count(l.size(), 1);
+                }
+                p
+            }
             // The arena is zeroed and never reused.
-            None => early_alloc(l),
-        };
-        if !p.is_null() {
-            count(l.size(), 1);
+            _ => early_alloc(l),
         }
-        p
     }
 
     #[inline]
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        count(l.size(), -1);
         if early(p) {
             return;
         }
+        count(l.size(), -1);
         // Not in the arena, so the host's allocator made it, which means the host
         // attached before (and stays attached).
         if let Some(h) = host() {

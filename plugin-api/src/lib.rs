@@ -51,6 +51,7 @@
 
 pub mod asyncfn;
 pub mod deps;
+mod forever;
 #[doc(hidden)]
 pub mod glue;
 #[doc(hidden)]

@@ -184,5 +184,8 @@ pub(crate) fn install(host: HostHandle) {
         _ => tracing::level_filters::LevelFilter::TRACE,
     };
     // Fails only if already set (a second instance from the same file): keep the first.
-    let _ = tracing::subscriber::set_global_default(Bridge { host, max });
+    // tracing never frees what it allocates for a global default: in this library's own
+    // memory, it goes with the library instead of staying on the heap (`forever`).
+    let _ =
+        crate::forever::capture(|| tracing::subscriber::set_global_default(Bridge { host, max }));
 }

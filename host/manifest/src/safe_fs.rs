@@ -282,10 +282,36 @@ pub fn read_regular_identified(
     path: &Path,
     limit: Option<u64>,
 ) -> Result<(Vec<u8>, Option<FileIdentity>), FileError> {
-    read_regular_inner(path, limit).map(|r| (r.bytes, r.identity))
+    open_regular(path)?.read_all(limit)
 }
 
 fn read_regular_inner(path: &Path, limit: Option<u64>) -> Result<ReadFile, FileError> {
+    let file = open_regular(path)?;
+    let access = file.access();
+    let (bytes, identity) = file.read_all(limit)?;
+    Ok(ReadFile {
+        bytes,
+        identity,
+        access,
+    })
+}
+
+/// A regular file of the plugin directory, opened without blocking and without
+/// following a link (as [`read_regular`] opens it), with its identity when opened.
+#[derive(Debug)]
+pub struct OpenRegular {
+    file: std::fs::File,
+    path: PathBuf,
+    before: FileIdentity,
+    access: Access,
+}
+
+/// Opens `path` as [`read_regular`] does, without reading it.
+///
+/// # Errors
+///
+/// As [`read_regular`]: anything but a regular file, a link, or an I/O error.
+pub fn open_regular(path: &Path) -> Result<OpenRegular, FileError> {
     let io = |source: std::io::Error| FileError::Io {
         path: path.to_owned(),
         source,
@@ -314,38 +340,99 @@ fn read_regular_inner(path: &Path, limit: Option<u64>) -> Result<ReadFile, FileE
         path,
         Kind::from(rustix::fs::FileType::from_raw_mode(stat.st_mode)),
     )?;
-    let before = FileIdentity::of(&stat);
-    let access = Access::of(&stat);
-    // A regular file: reads never block, O_NONBLOCK or not.
-    let file = std::fs::File::from(fd);
-    let mut bytes = Vec::new();
-    match limit {
-        Some(limit) => {
-            (&file)
-                .take(limit.saturating_add(1))
-                .read_to_end(&mut bytes)
-                .map_err(io)?;
-            if bytes.len() as u64 > limit {
-                return Err(FileError::TooLarge {
-                    path: path.to_owned(),
-                    limit,
-                });
-            }
-        }
-        None => {
-            (&file).read_to_end(&mut bytes).map_err(io)?;
+    Ok(OpenRegular {
+        // A regular file: reads never block, O_NONBLOCK or not.
+        file: std::fs::File::from(fd),
+        path: path.to_owned(),
+        before: FileIdentity::of(&stat),
+        access: Access::of(&stat),
+    })
+}
+
+impl OpenRegular {
+    /// The file's identity when it was opened.
+    pub fn identity(&self) -> FileIdentity {
+        self.before
+    }
+
+    /// Owner and permissions of the file opened (from `fstat` of the descriptor, not a
+    /// second look at the path).
+    pub fn access(&self) -> Access {
+        self.access
+    }
+
+    fn io(&self, source: std::io::Error) -> FileError {
+        FileError::Io {
+            path: self.path.clone(),
+            source,
         }
     }
-    let after = rustix::fs::fstat(&file).map(|s| FileIdentity::of(&s));
-    let identity = match after {
-        Ok(after) if after == before => Some(before),
-        _ => None,
-    };
-    Ok(ReadFile {
-        bytes,
-        identity,
-        access,
-    })
+
+    /// The identity now if it is still the one at open (nothing wrote the file since).
+    fn unchanged(&self) -> Option<FileIdentity> {
+        match rustix::fs::fstat(&self.file).map(|s| FileIdentity::of(&s)) {
+            Ok(after) if after == self.before => Some(self.before),
+            _ => None,
+        }
+    }
+
+    /// Reads the whole file (refusing more than `limit` bytes), with its identity if it
+    /// did not change while it was read (`None` if it did: the bytes may then be a mix
+    /// of two versions).
+    ///
+    /// # Errors
+    ///
+    /// [`FileError::TooLarge`] past `limit`, or an I/O error.
+    pub fn read_all(
+        self,
+        limit: Option<u64>,
+    ) -> Result<(Vec<u8>, Option<FileIdentity>), FileError> {
+        let mut bytes = Vec::new();
+        match limit {
+            Some(limit) => {
+                (&self.file)
+                    .take(limit.saturating_add(1))
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| self.io(e))?;
+                if bytes.len() as u64 > limit {
+                    return Err(FileError::TooLarge {
+                        path: self.path.clone(),
+                        limit,
+                    });
+                }
+            }
+            None => {
+                (&self.file)
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| self.io(e))?;
+            }
+        }
+        let identity = self.unchanged();
+        Ok((bytes, identity))
+    }
+
+    /// Copies the whole file to a new file `to` (which must not exist), inside the
+    /// kernel where it can (`copy_file_range`: no buffer in this process), and returns
+    /// its identity if it did not change during the copy (`None` if it did: `to` may
+    /// then hold a mix of two versions, and the caller should not use it).
+    ///
+    /// # Errors
+    ///
+    /// An I/O error creating or writing `to` (which may then be left partly written),
+    /// or reading this file.
+    pub fn copy_to(self, to: &Path) -> Result<Option<FileIdentity>, FileError> {
+        let to_io = |source: std::io::Error| FileError::Io {
+            path: to.to_owned(),
+            source,
+        };
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(to)
+            .map_err(to_io)?;
+        std::io::copy(&mut &self.file, &mut out).map_err(|e| self.io(e))?;
+        Ok(self.unchanged())
+    }
 }
 
 /// What a directory entry is.

@@ -110,9 +110,13 @@ local! {
 /// This thread's current record.
 #[inline(always)]
 pub(crate) fn local() -> &'static ThreadRecord {
+    // The closure returns the raw pointer, not the reference: a reference would let
+    // the compiler fold `with`'s access check into a null test of the loaded pointer
+    // (two instructions on every pin).
+    let rec = LOCAL.with(|l| l.load(Ordering::Relaxed));
     // SAFETY: `LOCAL` only ever holds pointers to `'static` records (the statics, or
     // leaked registered ones).
-    LOCAL.with(|l| unsafe { &*l.load(Ordering::Relaxed) })
+    unsafe { &*rec }
 }
 
 fn set_local(rec: &'static ThreadRecord) {
