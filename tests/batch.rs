@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{build, clear, install, plugin_dir};
+use common::{build, clear, install};
 use hotswap_host::{CallError, Func, PluginManager, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -14,11 +14,7 @@ use std::time::Duration;
 const PROBE: &str = "tests/plugins/probe";
 
 fn probe_v1() -> (tempfile::TempDir, PluginManager) {
-    let dir = plugin_dir();
-    install(&build(PROBE, &[]), dir.path());
-    let m = PluginManager::new(dir.path()).unwrap();
-    m.load_plugins(&Value::Null).unwrap();
-    (dir, m)
+    common::loaded(PROBE, &[])
 }
 
 /// Puts the other build in the directory and reloads.

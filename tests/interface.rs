@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{build, clear, install, plugin_dir};
+use common::{build, clear, install};
 use hotswap_host::{CallError, Interface, PluginManager, SignaturePart, Value};
 use probe_api::{Inventory, PricingError, Quote, QuoteOpts, Shop};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,11 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 const PROBE: &str = "tests/plugins/probe";
 
 fn probe_v1() -> (tempfile::TempDir, PluginManager) {
-    let dir = plugin_dir();
-    install(&build(PROBE, &[]), dir.path());
-    let m = PluginManager::new(dir.path()).unwrap();
-    m.load_plugins(&Value::Null).unwrap();
-    (dir, m)
+    common::loaded(PROBE, &[])
 }
 
 fn swap_to(dir: &std::path::Path, m: &PluginManager, features: &[&str]) {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{build, clear, install, plugin_dir};
+use common::{build, clear, install};
 use hotswap_host::{CallError, Func, PluginManager, SignaturePart, Value};
 use probe_api::{OtherError, OtherOpts, PricingError, Quote, QuoteOpts, Receipt};
 use std::sync::Barrier;
@@ -15,11 +15,7 @@ const PROBE: &str = "tests/plugins/probe";
 type QuoteFn = Func<(&'static str, u32, &'static QuoteOpts), Result<Quote, PricingError>>;
 
 fn probe_v1() -> (tempfile::TempDir, PluginManager) {
-    let dir = plugin_dir();
-    install(&build(PROBE, &[]), dir.path());
-    let m = PluginManager::new(dir.path()).unwrap();
-    m.load_plugins(&Value::Null).unwrap();
-    (dir, m)
+    common::loaded(PROBE, &[])
 }
 
 fn opts(discount_pct: u32) -> QuoteOpts {

@@ -163,9 +163,22 @@ impl Builder {
     }
 
     /// Makes the manager. Nothing is loaded until [`PluginManager::load_plugins`].
+    /// First it removes, in the temporary directory, the private directories (the
+    /// copies of loaded libraries) that managers of processes now gone left behind:
+    /// those named `hotswap-<pid>-…`, owned by this user, whose process no longer exists.
     ///
     /// Fails when the private directory for loaded copies cannot be created.
     pub fn build(self) -> Result<PluginManager, Error> {
+        // Copies left by managers of processes that died (killed, crashed) before they
+        // could remove theirs.
+        let swept = crate::stale::sweep(&std::env::temp_dir());
+        if swept.removed + swept.failed > 0 {
+            tracing::info!(
+                removed = swept.removed,
+                failed = swept.failed,
+                "removed the private directories of hotswap processes that are gone"
+            );
+        }
         let private_dir = tempfile::Builder::new()
             .prefix(&format!("hotswap-{}-", std::process::id()))
             .tempdir()

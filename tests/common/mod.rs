@@ -212,3 +212,16 @@ pub fn assert_memcheck_clean(what: &str, stderr: &str) {
         );
     }
 }
+
+/// A plugin directory holding `crate_dir` built with `features`, and a manager that
+/// loaded it.
+pub fn loaded(
+    crate_dir: &str,
+    features: &[&str],
+) -> (tempfile::TempDir, hotswap_host::PluginManager) {
+    let dir = plugin_dir();
+    install(&build(crate_dir, features), dir.path());
+    let m = hotswap_host::PluginManager::new(dir.path()).unwrap();
+    m.load_plugins(&hotswap_host::Value::Null).unwrap();
+    (dir, m)
+}
