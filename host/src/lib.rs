@@ -21,6 +21,8 @@
 //! let hello = manager.invoke_func("world", "greet", &[])?;        // by name, stable values
 //! let version = manager.func::<(), u32>("world", "version_number")?; // typed fast path
 //! assert_eq!(version.call(())?, 1);
+//! // Many calls on one pinned generation, the pin paid once (the batch API).
+//! let total = manager.pinned(|p| (0..1000).map(|_| p.call(&version, ()).unwrap_or(0)).sum::<u32>());
 //! // ... `hotswap build` a new version into plugins/, then:
 //! let report = manager.reload(&Value::Null)?; // loads what changed, swaps atomically
 //! println!("{report}\n{:#?}", manager.status());
