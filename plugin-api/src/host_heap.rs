@@ -10,10 +10,13 @@
 //! Before the host's first call into the library (`new`) the allocator is not known
 //! yet: what Rust code allocates then (a static constructor) comes from a small arena
 //! inside the library, [`ARENA`] bytes, never handed to the host and never freed (nor
-//! counted: it goes with the library). A constructor that allocates more than that gets
-//! an allocation failure. So does what the library allocates forever while the log
-//! bridge installs its subscriber (`forever.rs`: tracing's global dispatcher), so that
-//! an unloaded version leaves nothing of it on the host's heap.
+//! counted: it goes with the library). What is allocated past that comes from the
+//! system allocator instead, and then for good: such a library (one whose code runs
+//! before or without the host, called through `dlsym`) never moves to the host's
+//! allocator, and its `String` results are copied. What the library allocates forever
+//! while the log bridge installs its subscriber (`forever.rs`: tracing's global
+//! dispatcher) comes from the arena too, so that an unloaded version leaves nothing of
+//! it on the host's heap.
 //!
 //! Left out when the plugin is linked into the host (`static`: the host's allocator is
 //! the plugin's already) and with the `own-allocator` feature, for a plugin that sets a
@@ -23,10 +26,21 @@
 use crate::vtable::HostVTable;
 use std::alloc::{GlobalAlloc, Layout};
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 
 /// The host's callbacks, set by [`attach`] before any other plugin code runs.
 static HOST: AtomicPtr<HostVTable> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Where this library's Rust heap is: [`UNATTACHED`] until the host's first call, then
+/// [`HOSTS`] for good; or [`SYSTEM`] for good if the early arena ran out before the
+/// host attached (code of the library called without the host, say through `dlsym`).
+/// It only moves forward, so a block's origin is known from when it was made: from
+/// the arena by its address, else from the host's allocator in `HOSTS` and from the
+/// system allocator in `SYSTEM` (the two never both happen in one library).
+static MODE: AtomicU8 = AtomicU8::new(UNATTACHED);
+const UNATTACHED: u8 = 0;
+const HOSTS: u8 = 1;
+const SYSTEM: u8 = 2;
 
 /// Size of the arena for allocations made before the host's first call.
 pub const ARENA: usize = 64 * 1024;
@@ -50,6 +64,55 @@ static EARLY: Arena = Arena {
 /// allocation the host's call makes.
 pub(crate) fn attach(vtable: &'static HostVTable) {
     HOST.store(std::ptr::from_ref(vtable).cast_mut(), Ordering::Release);
+    // Stays `SYSTEM` if the library already allocates from there.
+    let _ = MODE.compare_exchange(UNATTACHED, HOSTS, Ordering::AcqRel, Ordering::Acquire);
+}
+
+/// The current [`MODE`].
+#[inline(always)]
+fn mode() -> u8 {
+    MODE.load(Ordering::Acquire)
+}
+
+/// A block of the early arena, or once it is full (still unattached), the system
+/// allocator's from now on: the library then never moves to the host's.
+#[cold]
+fn unattached_alloc(l: Layout, zeroed: bool) -> *mut u8 {
+    let p = early_alloc(l);
+    if !p.is_null() {
+        return p;
+    }
+    match MODE.compare_exchange(UNATTACHED, SYSTEM, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) | Err(SYSTEM) => system_alloc(l, zeroed),
+        // The host attached meanwhile.
+        Err(_) => match host() {
+            // SAFETY: any pair is valid for the host's allocator.
+            Some(h) if zeroed => unsafe { counted((h.alloc_zeroed)(l.size(), l.align()), l) },
+            // SAFETY: as above.
+            Some(h) => unsafe { counted((h.alloc)(l.size(), l.align()), l) },
+            None => std::ptr::null_mut(),
+        },
+    }
+}
+
+/// A block of the system allocator (the plugin's own `malloc`, counted there).
+fn system_alloc(l: Layout, zeroed: bool) -> *mut u8 {
+    if zeroed {
+        // SAFETY: GlobalAlloc's contract, forwarded (a non-empty layout).
+        unsafe { std::alloc::System.alloc_zeroed(l) }
+    } else {
+        // SAFETY: as above.
+        unsafe { std::alloc::System.alloc(l) }
+    }
+}
+
+/// Counts `p`, a block of the host's allocator of layout `l` (or null), and returns it.
+#[inline(always)]
+fn counted(p: *mut u8, l: Layout) -> *mut u8 {
+    if !p.is_null() {
+        count(l.size(), 1);
+    }
+    p
 }
 
 #[inline(always)]
@@ -104,7 +167,7 @@ pub(crate) fn is_hosts(p: *const u8) -> bool {
     } else if cfg!(feature = "own-allocator") {
         false
     } else {
-        !early(p)
+        mode() == HOSTS && !early(p)
     }
 }
 
@@ -120,38 +183,44 @@ pub(crate) fn hand_over(size: usize) {
 pub struct HostHeap;
 
 // SAFETY: every block comes from the host's allocator with the caller's layout (which
-// the host checks) or from the arena (never reused, never freed), and goes back to
-// where it came from: `early` tells them apart by address.
+// the host checks), from the arena (never reused, never freed), or from the system
+// allocator, and goes back to where it came from: the arena's by address, the others by
+// `MODE`, which never lets one library use both (see there).
 unsafe impl GlobalAlloc for HostHeap {
     #[inline]
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        match host() {
-            Some(h) if !crate::forever::capturing() => {
+        match (mode(), host()) {
+            (HOSTS, Some(h)) if !crate::forever::capturing() => {
                 // SAFETY: any pair is valid for the host's `alloc`.
-                let p = unsafe { (h.alloc)(l.size(), l.align()) };
-                if !p.is_null() {
-                    count(l.size(), 1);
-                }
-                p
+                counted(unsafe { (h.alloc)(l.size(), l.align()) }, l)
             }
-            // Not counted: arena blocks go with the library.
-            _ => early_alloc(l),
+            (SYSTEM, _) => system_alloc(l, false),
+            // Not counted: arena blocks go with the library. (A full arena while the
+            // log bridge installs: the host's allocator after all.)
+            (HOSTS, Some(h)) => match early_alloc(l) {
+                // SAFETY: as above.
+                p if p.is_null() => counted(unsafe { (h.alloc)(l.size(), l.align()) }, l),
+                p => p,
+            },
+            _ => unattached_alloc(l, false),
         }
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        match host() {
-            Some(h) if !crate::forever::capturing() => {
+        match (mode(), host()) {
+            (HOSTS, Some(h)) if !crate::forever::capturing() => {
                 // SAFETY: as in `alloc`.
-                let p = unsafe { (h.alloc_zeroed)(l.size(), l.align()) };
-                if !p.is_null() {
-                    count(l.size(), 1);
-                }
-                p
+                counted(unsafe { (h.alloc_zeroed)(l.size(), l.align()) }, l)
             }
+            (SYSTEM, _) => system_alloc(l, true),
             // The arena is zeroed and never reused.
-            _ => early_alloc(l),
+            (HOSTS, Some(h)) => match early_alloc(l) {
+                // SAFETY: as above.
+                p if p.is_null() => counted(unsafe { (h.alloc_zeroed)(l.size(), l.align()) }, l),
+                p => p,
+            },
+            _ => unattached_alloc(l, true),
         }
     }
 
@@ -160,44 +229,46 @@ unsafe impl GlobalAlloc for HostHeap {
         if early(p) {
             return;
         }
-        count(l.size(), -1);
-        // Not in the arena, so the host's allocator made it, which means the host
-        // attached before (and stays attached).
-        if let Some(h) = host() {
-            // SAFETY: `p` is a live block of the host's allocator with layout `l`
-            // (GlobalAlloc's contract).
-            unsafe { (h.dealloc)(p, l.size(), l.align()) }
+        match (mode(), host()) {
+            (HOSTS, Some(h)) => {
+                count(l.size(), -1);
+                // SAFETY: not in the arena and the mode is `HOSTS`, so the host's
+                // allocator made `p`, with layout `l` (GlobalAlloc's contract).
+                unsafe { (h.dealloc)(p, l.size(), l.align()) }
+            }
+            // SAFETY: not in the arena and not the host's: the system allocator's.
+            _ => unsafe { std::alloc::System.dealloc(p, l) },
         }
     }
 
     #[inline]
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
-        match host() {
-            Some(h) if !early(p) => {
-                // SAFETY: as in `dealloc`; `new_size` is checked by the host.
-                let q = unsafe { (h.realloc)(p, l.size(), l.align(), new_size) };
-                if !q.is_null() {
-                    count(l.size(), -1);
-                    count(new_size, 1);
+        if !early(p) {
+            return match (mode(), host()) {
+                (HOSTS, Some(h)) => {
+                    // SAFETY: as in `dealloc`; `new_size` is checked by the host.
+                    let q = unsafe { (h.realloc)(p, l.size(), l.align(), new_size) };
+                    if !q.is_null() {
+                        count(l.size(), -1);
+                        count(new_size, 1);
+                    }
+                    q
                 }
-                q
-            }
-            _ => {
-                // An arena block (or, before the host attached, any block): move it.
-                let Ok(nl) = Layout::from_size_align(new_size, l.align()) else {
-                    return std::ptr::null_mut();
-                };
-                // SAFETY: `nl` is valid; GlobalAlloc's contract makes it non-empty.
-                let q = unsafe { self.alloc(nl) };
-                if !q.is_null() {
-                    // SAFETY: both blocks are live and at least this long; distinct.
-                    unsafe { std::ptr::copy_nonoverlapping(p, q, l.size().min(new_size)) };
-                    // SAFETY: `p` is live with layout `l`.
-                    unsafe { self.dealloc(p, l) };
-                }
-                q
-            }
+                // SAFETY: as in `dealloc`: the system allocator's block.
+                _ => unsafe { std::alloc::System.realloc(p, l, new_size) },
+            };
         }
+        // An arena block: move it wherever new blocks go now.
+        let Ok(nl) = Layout::from_size_align(new_size, l.align()) else {
+            return std::ptr::null_mut();
+        };
+        // SAFETY: `nl` is valid; GlobalAlloc's contract makes it non-empty.
+        let q = unsafe { self.alloc(nl) };
+        if !q.is_null() {
+            // SAFETY: both blocks are live and at least this long; distinct.
+            unsafe { std::ptr::copy_nonoverlapping(p, q, l.size().min(new_size)) };
+        }
+        q
     }
 }
 
@@ -226,4 +297,38 @@ pub(crate) fn copy_to_host_aligned(bytes: &[u8], align: usize) -> *mut u8 {
     // SAFETY: `p` is a fresh block of `bytes.len()` bytes.
     unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len()) };
     p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The only test of this binary that touches the allocator's state (`MODE`, the arena).
+    #[test]
+    fn a_library_used_without_the_host_falls_back_to_the_system_allocator_for_good() {
+        assert_eq!(mode(), UNATTACHED);
+        let l = Layout::from_size_align(1024, 8).unwrap();
+        // More than the arena holds: the first blocks from the arena, the rest from the
+        // system allocator, none failing.
+        let blocks: Vec<*mut u8> = (0..2 * ARENA / 1024)
+            // SAFETY: a valid, non-empty layout.
+            .map(|_| unsafe { HostHeap.alloc(l) })
+            .collect();
+        assert!(blocks.iter().all(|p| !p.is_null()));
+        assert!(early(blocks[0]));
+        assert!(!early(*blocks.last().unwrap()));
+        assert_eq!(mode(), SYSTEM);
+        assert!(blocks.iter().all(|&p| !is_hosts(p)));
+        // SAFETY: blocks of `HostHeap` with layout `l`, each freed once; the first is
+        // grown (moved out of the arena) before.
+        unsafe {
+            let grown = HostHeap.realloc(blocks[0], l, 4096);
+            assert!(!grown.is_null() && !early(grown));
+            HostHeap.dealloc(grown, Layout::from_size_align(4096, 8).unwrap());
+            for &p in &blocks[1..] {
+                HostHeap.dealloc(p, l);
+            }
+        }
+        assert_eq!(mode(), SYSTEM);
+    }
 }
