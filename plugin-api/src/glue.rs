@@ -221,7 +221,18 @@ pub unsafe extern "C" fn typed_call<'w, M: TypedMethod>(
     // SAFETY: live instance, shared access (TypedCall contract).
     let plugin = unsafe { instance::<M::Plugin>(p) };
     let run = move || M::call(plugin, <M::Args as Args>::receive(args)).into_wire();
-    match catch_unwind(AssertUnwindSafe(run)) {
+    // SAFETY: `err` is valid for writes (TypedCall contract).
+    unsafe { typed_ret(catch_unwind(AssertUnwindSafe(run)), err) }
+}
+
+/// What a typed entry point returns for its body's outcome: the value, or `!ok` with
+/// the panic written to `err` as a [`Failure`].
+///
+/// # Safety
+/// `err` must be valid for writes (the host's pointer, TypedCall contract).
+#[inline(always)]
+unsafe fn typed_ret<T>(outcome: std::thread::Result<T>, err: *mut Failure) -> TypedRet<T> {
+    match outcome {
         Ok(v) => TypedRet {
             ok: true,
             value: std::mem::MaybeUninit::new(v),
@@ -260,26 +271,9 @@ where
     // SAFETY: live instance, shared access, and live until the future is dropped
     // (contract above), so the future may borrow it for as long as it exists.
     let plugin: &'static M::Plugin = unsafe { instance::<M::Plugin>(p) };
-    match catch_unwind(AssertUnwindSafe(move || {
-        crate::asyncfn::start::<M>(plugin, arg)
-    })) {
-        Ok(fut) => TypedRet {
-            ok: true,
-            value: std::mem::MaybeUninit::new(fut),
-        },
-        Err(payload) => {
-            let failure = Failure {
-                kind: FailKind::Panic,
-                message: panic_message(&*payload).into(),
-            };
-            // SAFETY: the host passes a pointer valid for writes (TypedCall contract).
-            unsafe { err.write(failure) };
-            TypedRet {
-                ok: false,
-                value: std::mem::MaybeUninit::uninit(),
-            }
-        }
-    }
+    let run = move || crate::asyncfn::start::<M>(plugin, arg);
+    // SAFETY: `err` is valid for writes (TypedCall contract).
+    unsafe { typed_ret(catch_unwind(AssertUnwindSafe(run)), err) }
 }
 
 /// One live method, named by a marker type `export_plugin!` generates.
