@@ -169,32 +169,54 @@ fn parse_prometheus(text: &str) -> HashMap<String, f64> {
             "duplicate series {line:?}"
         );
     }
-    // Histograms: cumulative buckets, +Inf equals _count.
+    // Histograms, each series (its labels but `le`): cumulative buckets, +Inf equals
+    // _count, and a _sum.
+    let le = regex::Regex::new(r#"(^|,)le="([^"]*)""#).unwrap();
     for (family, t) in &types {
         if t != "histogram" {
             continue;
         }
-        let mut buckets: Vec<(f64, f64)> = samples
-            .iter()
-            .filter_map(|(k, v)| {
-                let le = k.strip_prefix(&format!("{family}_bucket{{le=\""))?;
-                let le = le.strip_suffix("\"}")?;
-                let bound = if le == "+Inf" {
-                    f64::INFINITY
+        let mut series: HashMap<String, Vec<(f64, f64)>> = HashMap::new();
+        for (k, v) in &samples {
+            let Some(labels) = k.strip_prefix(&format!("{family}_bucket{{")) else {
+                continue;
+            };
+            let labels = labels.strip_suffix('}').expect("closed label set");
+            let c = le.captures(labels).expect("a bucket has an le label");
+            let bound = match &c[2] {
+                "+Inf" => f64::INFINITY,
+                b => b.parse().expect("le is a number"),
+            };
+            let rest = le.replace(labels, "").trim_start_matches(',').to_owned();
+            series.entry(rest).or_default().push((bound, *v));
+        }
+        assert!(!series.is_empty(), "{family} has no buckets");
+        for (labels, mut buckets) in series {
+            buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+            assert!(
+                buckets.windows(2).all(|w| w[0].1 <= w[1].1),
+                "{family}{{{labels}}} buckets not cumulative"
+            );
+            let inf = buckets.last().expect("a +Inf bucket");
+            assert_eq!(
+                inf.0,
+                f64::INFINITY,
+                "{family}{{{labels}}} has no +Inf bucket"
+            );
+            let suffix = |s: &str| {
+                if labels.is_empty() {
+                    format!("{family}_{s}")
                 } else {
-                    le.parse().ok()?
-                };
-                Some((bound, *v))
-            })
-            .collect();
-        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-        assert!(
-            buckets.windows(2).all(|w| w[0].1 <= w[1].1),
-            "{family} buckets not cumulative"
-        );
-        let inf = buckets.last().expect("a +Inf bucket").1;
-        assert_eq!(Some(&inf), samples.get(&format!("{family}_count")));
-        assert!(samples.contains_key(&format!("{family}_sum")));
+                    format!("{family}_{s}{{{labels}}}")
+                }
+            };
+            assert_eq!(
+                Some(&inf.1),
+                samples.get(&suffix("count")),
+                "{family}{{{labels}}}"
+            );
+            assert!(samples.contains_key(&suffix("sum")), "{family}{{{labels}}}");
+        }
     }
     samples
 }
@@ -437,6 +459,18 @@ fn admin_endpoint_reloads_and_reports_status_and_metrics() {
     assert!(m
         .keys()
         .any(|k| k.starts_with("hotswap_plugin_info{plugin=\"probe\"")));
+    // The reload loaded probe; the call above by name is counted on its version.
+    assert_eq!(
+        m[r#"hotswap_plugin_reloads_total{plugin="probe",outcome="loaded"}"#],
+        1.0
+    );
+    assert_eq!(
+        m[r#"hotswap_calls_total{plugin="probe",version="0.1.0",kind="by_name"}"#],
+        1.0
+    );
+    assert!(
+        m.contains_key(r#"hotswap_call_duration_seconds_count{plugin="probe",version="0.1.0"}"#)
+    );
 
     // The CLI, against the same endpoint.
     let (code, out, err) = hotswap(&["status", "--admin", &host.admin_arg()], &[]);

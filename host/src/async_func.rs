@@ -1,6 +1,7 @@
 //! [`AsyncFunc`]: a handle on an async plugin function, and [`AsyncCall`], the future
 //! one call returns.
 
+use crate::call_stats::Kind;
 use crate::error::CallError;
 use crate::generation::Generation;
 use crate::shared::Shared;
@@ -93,6 +94,10 @@ where
             // An outer generation pinned before this handle was made.
             return State::Failed(Box::new(CallError::UnknownPlugin(self.plugin.to_string())));
         };
+        if let Some(stats) = slot.stats() {
+            // Counted when it starts; not timed (its time is the caller's awaiting).
+            stats.count(Kind::Async);
+        }
         // SAFETY: `call` is either the TypedCall of an async function whose argument and
         // result layouts abi_stable found equal to `A`'s and `AsyncRet<R::Wire>`'s when
         // the generation was built, or `func::unresolved` for exactly these types.

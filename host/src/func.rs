@@ -1,7 +1,8 @@
 //! [`Func`]: the typed fast path.
 
+use crate::call_stats::{CallCounters, Kind};
 use crate::error::CallError;
-use crate::generation::Generation;
+use crate::generation::{Generation, TypedSlot};
 use crate::shared::Shared;
 use hotswap_abi::vtable::{Failure, InstancePtr, TypedCall, TypedRet};
 use hotswap_plugin_api::typed::{Args, Ret};
@@ -9,6 +10,7 @@ use hotswap_reclaim::Pinned;
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// What an unresolved slot of a `Func<A, R>` calls: reports failure without touching
 /// `err`; the caller then finds the reason in the generation's `typed_errors`.
@@ -145,6 +147,38 @@ impl<A: Args, R: Ret> Func<A, R> {
                 None => return Err(self.unresolved(g)),
             },
         };
+        if let Some(stats) = slot.stats() {
+            if stats.count(Kind::Typed) {
+                return self.call_timed(g, slot, stats, arg);
+            }
+        }
+        self.call_slot(g, slot, arg)
+    }
+
+    /// A call counted to be timed, off the inlined fast path.
+    #[cold]
+    #[inline(never)]
+    fn call_timed<'w>(
+        &self,
+        g: &Generation,
+        slot: &TypedSlot,
+        stats: &CallCounters,
+        arg: A::Lent<'w>,
+    ) -> Result<R, Box<CallError>> {
+        let start = Instant::now();
+        let r = self.call_slot(g, slot, arg);
+        stats.timed(start.elapsed());
+        r
+    }
+
+    /// The call through `slot`, a slot of the pinned generation `g` for this handle.
+    #[inline(always)]
+    fn call_slot<'w>(
+        &self,
+        g: &Generation,
+        slot: &TypedSlot,
+        arg: A::Lent<'w>,
+    ) -> Result<R, Box<CallError>> {
         // SAFETY: `call` is either the TypedCall of a function whose argument and result
         // wire layouts abi_stable found equal to those of A's and R's wire forms when the
         // generation was built, or `unresolved` for them (slots are built for this

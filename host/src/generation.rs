@@ -3,6 +3,7 @@
 //! The host serves exactly one; a reload builds the next beside it and publishes it
 //! with one pointer swap (see `hotswap_reclaim::Domain`).
 
+use crate::call_stats::CallCounters;
 use crate::error::{CallError, SignatureMismatch, SignaturePart};
 use crate::names::{BuildNameHasher, NameKey};
 use crate::vault::ExtensionObj;
@@ -47,6 +48,20 @@ pub(crate) struct TypedSlot {
     pub instance: InstancePtr,
     /// Index of the version in `plugins`.
     pub plugin: usize,
+    /// The version's call counters (in its record, which the version holds); null when
+    /// call metrics are off or the slot is unresolved.
+    stats: *const CallCounters,
+}
+
+impl TypedSlot {
+    /// The call counters of the slot's version, if it counts calls.
+    #[inline(always)]
+    pub fn stats(&self) -> Option<&CallCounters> {
+        // SAFETY: non-null, `stats` points into the record of a version the generation
+        // holding this slot owns (`plugins`), and the slot is borrowed from that
+        // generation, so the record outlives the borrow.
+        unsafe { self.stats.as_ref() }
+    }
 }
 
 /// Up to this many plugins, a lookup by name compares names instead of hashing.
@@ -210,6 +225,7 @@ impl Generation {
                         call: s.stub as *const c_void,
                         instance: InstancePtr(std::ptr::null_mut()),
                         plugin: usize::MAX,
+                        stats: std::ptr::null(),
                     });
                     g.typed_errors.insert(i, e);
                 }
@@ -253,6 +269,11 @@ impl Generation {
             call: f.call,
             instance: v.instance(),
             plugin: i,
+            stats: v
+                .record
+                .calls
+                .as_ref()
+                .map_or(std::ptr::null(), |c| c as *const CallCounters),
         })
     }
 

@@ -37,6 +37,7 @@ pub mod admin;
 mod async_func;
 mod batch;
 mod block_on;
+mod call_stats;
 mod callbacks;
 mod ctx;
 mod deps;
@@ -73,6 +74,7 @@ pub mod watch;
 
 pub use async_func::{AsyncCall, AsyncFunc};
 pub use batch::PinnedCalls;
+pub use call_stats::{CallMetrics, Latency, LATENCY_BUCKETS};
 pub use error::{
     CallError, Error, LayoutMismatch, LoadError, LoadErrorKind, SignatureMismatch, SignaturePart,
     Step,

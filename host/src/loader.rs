@@ -334,6 +334,7 @@ unsafe fn instantiate(
         holds: holds.clone(),
         keep_alive: parking_lot::Mutex::new(None),
         heap: parking_lot::Mutex::new(HeapSource::new(vt.heap)),
+        calls: env.records.counters(),
     });
     let ctx = VersionCtx::new(
         format!("{name}#{id}"),

@@ -3,6 +3,7 @@
 
 use crate::async_func::AsyncFunc;
 use crate::batch::PinnedCalls;
+use crate::call_stats::CallMetrics;
 use crate::error::{CallError, Error, LoadErrorKind, Step};
 use crate::func::{Func, HostCalls};
 use crate::generation::{Generation, Symbol};
@@ -51,9 +52,34 @@ pub struct Builder {
     trust_mode: TrustMode,
     trusted_keys: Vec<TrustedKey>,
     require_plugins: bool,
+    call_metrics: bool,
+    call_sampling: u32,
 }
 
+/// One call in this many (per thread and version) is timed by default.
+const DEFAULT_CALL_SAMPLING: u32 = 1024;
+
 impl Builder {
+    /// Whether calls are counted for [`PluginManager::call_metrics`] and `/metrics`
+    /// (calls by kind, failures, panics, a sampled latency histogram, per plugin and
+    /// crate version). Default: on. Counting writes only a cache line of the calling
+    /// thread's own (no shared write); off, a call skips it after one test, and
+    /// `call_metrics` is empty. `cargo bench -p hotswap-host --bench calls` measures
+    /// both (README, Performance).
+    pub fn call_metrics(mut self, on: bool) -> Builder {
+        self.call_metrics = on;
+        self
+    }
+
+    /// Times one call in `n` (rounded up to a power of two; per thread and version, the
+    /// first call included) for the call-latency histogram, when call metrics are on.
+    /// Default: 1024: reading the clock costs about ten typed calls, so timing every
+    /// call would cost a typed call several times its price. `1` times every call.
+    pub fn call_latency_sampling(mut self, n: u32) -> Builder {
+        self.call_sampling = n.max(1);
+        self
+    }
+
     /// Whether a load or reload that finds no plugin to load in the directory (no
     /// manifest at all, only libraries without one, or none the whitelist keeps) fails
     /// with [`Error::NoPlugins`], changing nothing, instead of going on with no plugins
@@ -186,7 +212,9 @@ impl Builder {
                 dir: std::env::temp_dir(),
                 source,
             })?;
-        let records = Arc::new(Records::default());
+        let records = Arc::new(Records::new(
+            self.call_metrics.then_some(self.call_sampling),
+        ));
         let reaper = reaper::start(records.clone(), self.free_delay, self.logger.clone());
         // A thread asked for attention at its next pin destroys the per-thread values of
         // drained versions there (see `threads`).
@@ -326,6 +354,8 @@ impl PluginManager {
             trust_mode: TrustMode::Strict,
             trusted_keys: Vec::new(),
             require_plugins: false,
+            call_metrics: true,
+            call_sampling: DEFAULT_CALL_SAMPLING,
         }
     }
 
@@ -948,6 +978,15 @@ impl PluginManager {
             private_copies: std::fs::read_dir(sh.private_dir.path())
                 .map_or(0, |entries| entries.count()),
         }
+    }
+
+    /// The call figures of every plugin version since start, one entry per (plugin,
+    /// crate version): the loads of that version in memory and the unloaded ones summed
+    /// (the unloaded ones of the 256 most recent label sets). Empty with
+    /// [`Builder::call_metrics`] off. A scrape sums each thread's counters: it never
+    /// blocks a call. `/metrics` serves them as `hotswap_calls_total` and friends.
+    pub fn call_metrics(&self) -> Vec<CallMetrics> {
+        self.shared.records.call_metrics()
     }
 
     /// Every version still in memory (current, draining, pinned) and the reclamation mode.

@@ -1,8 +1,9 @@
 //! The host's metrics in the Prometheus text exposition format (version 0.0.4), as
 //! `GET /metrics` serves them. Built from [`Trigger::stats`] and
-//! [`PluginManager::status`](crate::PluginManager::status) when asked: nothing is
-//! counted on the call path, so there are no per-call or per-panic counters.
+//! [`PluginManager::status`](crate::PluginManager::status) and
+//! [`PluginManager::call_metrics`](crate::PluginManager::call_metrics) when asked.
 
+use crate::call_stats::CallMetrics;
 use crate::status::VersionState;
 use crate::trigger::{ReloadOutcome, Source, Trigger, DURATION_BUCKETS};
 use std::fmt::Write;
@@ -35,6 +36,16 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 ///   `permissive` (the plugin directory's owner and mode checks), `signatures` is
 ///   `required` (trusted keys configured) or `not_required`.
 /// - `hotswap_trusted_keys`: how many signing keys the host trusts.
+/// - `hotswap_plugin_reloads_total{plugin,outcome}`: what the reloads through the
+///   trigger did to each plugin (`loaded`, `unchanged`, `not_reloadable`, `removed`,
+///   `rebound`, or `failure` when loading it failed the reload).
+/// - `hotswap_calls_total{plugin,version,kind}`: calls each plugin version served,
+///   `kind` `typed`, `async`, `by_name` or `live`; `hotswap_call_failures_total` and
+///   `hotswap_call_panics_total{plugin,version}`: those that returned a `CallError`
+///   (panics included), and the panics; `hotswap_call_duration_seconds{plugin,version}`:
+///   histogram of the sampled synchronous calls (see
+///   [`Builder::call_latency_sampling`](crate::Builder::call_latency_sampling)). Absent
+///   with call metrics off.
 pub fn render(trigger: &Trigger) -> String {
     let stats = trigger.stats();
     let manager = trigger.manager();
@@ -282,7 +293,101 @@ pub fn render(trigger: &Trigger) -> String {
         "hotswap_trusted_keys {}",
         status.trust.trusted_keys.len()
     );
+
+    family(
+        &mut out,
+        "hotswap_plugin_reloads_total",
+        "counter",
+        "What the reloads that ran did to each plugin, by outcome.",
+    );
+    for (plugin, outcome, n) in &stats.plugins {
+        let _ = writeln!(
+            out,
+            "hotswap_plugin_reloads_total{{plugin=\"{}\",outcome=\"{outcome}\"}} {n}",
+            escape(plugin)
+        );
+    }
+
+    calls(&mut out, &manager.call_metrics());
     out
+}
+
+/// The call metrics families, one series per plugin version (and kind).
+fn calls(out: &mut String, metrics: &[CallMetrics]) {
+    if metrics.is_empty() {
+        return;
+    }
+    let labels = |m: &CallMetrics| {
+        format!(
+            "plugin=\"{}\",version=\"{}\"",
+            escape(&m.plugin),
+            escape(&m.version)
+        )
+    };
+    family(
+        out,
+        "hotswap_calls_total",
+        "counter",
+        "Calls each plugin version served, by how they reached it.",
+    );
+    for m in metrics {
+        let l = labels(m);
+        for (kind, n) in [
+            ("typed", m.typed_calls),
+            ("async", m.async_calls),
+            ("by_name", m.by_name_calls),
+            ("live", m.live_calls),
+        ] {
+            let _ = writeln!(out, "hotswap_calls_total{{{l},kind=\"{kind}\"}} {n}");
+        }
+    }
+    for (name, help, pick) in [
+        (
+            "hotswap_call_failures_total",
+            "Calls that returned an error from the version (a panic, a failure), by version.",
+            (|m: &CallMetrics| m.failures) as fn(&CallMetrics) -> u64,
+        ),
+        (
+            "hotswap_call_panics_total",
+            "Calls that panicked in the plugin (caught there), by version.",
+            |m: &CallMetrics| m.panics,
+        ),
+    ] {
+        family(out, name, "counter", help);
+        for m in metrics {
+            let _ = writeln!(out, "{name}{{{}}} {}", labels(m), pick(m));
+        }
+    }
+    family(
+        out,
+        "hotswap_call_duration_seconds",
+        "histogram",
+        "Wall time of sampled synchronous calls (one in the sampling rate per thread), by version.",
+    );
+    for m in metrics {
+        let l = labels(m);
+        for (bound, n) in &m.latency.buckets {
+            let _ = writeln!(
+                out,
+                "hotswap_call_duration_seconds_bucket{{{l},le=\"{bound}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "hotswap_call_duration_seconds_bucket{{{l},le=\"+Inf\"}} {}",
+            m.latency.count
+        );
+        let _ = writeln!(
+            out,
+            "hotswap_call_duration_seconds_sum{{{l}}} {}",
+            m.latency.sum_seconds
+        );
+        let _ = writeln!(
+            out,
+            "hotswap_call_duration_seconds_count{{{l}}} {}",
+            m.latency.count
+        );
+    }
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {

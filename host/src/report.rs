@@ -21,6 +21,19 @@ pub enum Outcome {
     Rebound,
 }
 
+impl Outcome {
+    /// The label value: `loaded`, `unchanged`, `not_reloadable`, `removed`, `rebound`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Loaded => "loaded",
+            Outcome::Unchanged => "unchanged",
+            Outcome::NotReloadable => "not_reloadable",
+            Outcome::Removed => "removed",
+            Outcome::Rebound => "rebound",
+        }
+    }
+}
+
 /// One plugin's line in a [`ReloadReport`].
 #[derive(Debug, Clone, Serialize)]
 pub struct PluginReport {

@@ -1,7 +1,9 @@
 //! What is in memory: every version still loaded or still mapped, and why.
 
+use crate::call_stats::{CallCounters, CallMetrics, CallTotals};
 use parking_lot::Mutex;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -171,6 +173,9 @@ pub(crate) struct VersionRecord {
     pub keep_alive: Mutex<Option<Box<dyn std::any::Any + Send + Sync>>>,
     /// Where its heap figure comes from (see [`HeapSource`]).
     pub heap: Mutex<HeapSource>,
+    /// Its call counters; `None` with call metrics off. Typed slots point into them,
+    /// so they live as long as the record, which outlives the version.
+    pub calls: Option<CallCounters>,
 }
 
 /// Where a record's heap figure comes from.
@@ -232,6 +237,11 @@ impl VersionRecord {
     }
 }
 
+/// Label sets (plugin, crate version) whose unloaded versions' call counts are kept;
+/// past it, the oldest set is forgotten, so a host that loads ever new crate versions
+/// keeps bounded memory.
+const RETIRED_LABELS: usize = 256;
+
 /// All records of a manager, shared with its reaper.
 #[derive(Debug, Default)]
 pub(crate) struct Records {
@@ -239,9 +249,69 @@ pub(crate) struct Records {
     pub unloaded: Mutex<u64>,
     /// Heap left allocated by unloaded versions, summed (`Status::unloaded_heap`).
     pub unloaded_heap: Mutex<HeapStatus>,
+    /// One call in this many is timed; `None`: call metrics off.
+    pub call_sampling: Option<u32>,
+    /// Call counts of unloaded versions, by (plugin, crate version), oldest first.
+    /// Locked only under `list`'s lock, so a scrape never counts a version twice.
+    retired: Mutex<Vec<(String, String, CallTotals)>>,
 }
 
 impl Records {
+    /// Records whose versions count calls, timing one in `call_sampling` (`None`: off).
+    pub fn new(call_sampling: Option<u32>) -> Records {
+        Records {
+            call_sampling,
+            ..Records::default()
+        }
+    }
+
+    /// The call counters of a new version's record.
+    pub fn counters(&self) -> Option<CallCounters> {
+        self.call_sampling.map(CallCounters::new)
+    }
+
+    /// The call figures of every (plugin, crate version): the versions in memory and the
+    /// unloaded ones, summed, in order of plugin and version.
+    pub fn call_metrics(&self) -> Vec<CallMetrics> {
+        let list = self.list.lock();
+        let mut sums: BTreeMap<(String, String), CallTotals> = BTreeMap::new();
+        for (plugin, version, t) in self.retired.lock().iter() {
+            sums.entry((plugin.clone(), version.clone()))
+                .or_default()
+                .add(t);
+        }
+        for r in list.iter() {
+            if let Some(c) = &r.calls {
+                sums.entry((r.name.clone(), r.version.clone()))
+                    .or_default()
+                    .add(&c.totals());
+            }
+        }
+        drop(list);
+        sums.into_iter()
+            .map(|((plugin, version), t)| t.to_metrics(&plugin, &version))
+            .collect()
+    }
+
+    /// Moves `r`'s call counts to the retired sums (called with `list` locked).
+    fn retire_calls(&self, r: &VersionRecord) {
+        let Some(c) = &r.calls else { return };
+        let totals = c.totals();
+        let mut retired = self.retired.lock();
+        match retired
+            .iter_mut()
+            .find(|(p, v, _)| *p == r.name && *v == r.version)
+        {
+            Some((_, _, t)) => t.add(&totals),
+            None => {
+                if retired.len() == RETIRED_LABELS {
+                    retired.remove(0);
+                }
+                retired.push((r.name.clone(), r.version.clone(), totals));
+            }
+        }
+    }
+
     pub fn add(&self, r: Arc<VersionRecord>) {
         self.list.lock().push(r);
     }
@@ -257,7 +327,9 @@ impl Records {
                 sum.bytes += h.bytes.max(0);
                 sum.blocks += h.blocks.max(0);
             }
-            self.list.lock().retain(|x| !Arc::ptr_eq(x, r));
+            let mut list = self.list.lock();
+            self.retire_calls(r);
+            list.retain(|x| !Arc::ptr_eq(x, r));
         }
     }
 }

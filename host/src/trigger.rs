@@ -105,6 +105,11 @@ pub struct ReloadStats {
     pub duration_sum_seconds: f64,
     /// When the last reload that ran ended and how; `None` before the first.
     pub last: Option<LastReload>,
+    /// `(plugin, outcome, count)`, sorted: what the reloads that ran did to each plugin.
+    /// The outcome is a successful reload's [`Outcome`](crate::Outcome) for the plugin
+    /// (`loaded`, `unchanged`, ..., [`Outcome::as_str`](crate::Outcome::as_str)), or
+    /// `failure` for a reload that failed loading that plugin.
+    pub plugins: Vec<(String, &'static str, u64)>,
 }
 
 /// The last reload a [`Trigger`] ran (refusals not included).
@@ -127,6 +132,7 @@ struct Stats {
     count: u64,
     sum: f64,
     last: Option<LastReload>,
+    plugins: Vec<(String, &'static str, u64)>,
 }
 
 impl Stats {
@@ -142,6 +148,18 @@ impl Stats {
         }
         if outcome == ReloadOutcome::Refused {
             return;
+        }
+        match result {
+            Ok(report) => {
+                for p in &report.plugins {
+                    self.count_plugin(&p.plugin, p.outcome.as_str());
+                }
+            }
+            Err(e) => {
+                if let Some(plugin) = e.as_load().and_then(|l| l.plugin.as_deref()) {
+                    self.count_plugin(plugin, "failure");
+                }
+            }
         }
         let secs = took.as_secs_f64();
         for (bucket, bound) in self.buckets.iter_mut().zip(DURATION_BUCKETS) {
@@ -160,6 +178,19 @@ impl Stats {
             error: result.as_ref().err().map(ToString::to_string),
             unix_time,
         });
+    }
+}
+
+impl Stats {
+    fn count_plugin(&mut self, plugin: &str, outcome: &'static str) {
+        match self
+            .plugins
+            .iter_mut()
+            .find(|(p, o, _)| p == plugin && *o == outcome)
+        {
+            Some((_, _, n)) => *n += 1,
+            None => self.plugins.push((plugin.to_owned(), outcome, 1)),
+        }
     }
 }
 
@@ -293,6 +324,11 @@ impl Trigger {
             duration_count: s.count,
             duration_sum_seconds: s.sum,
             last: s.last.clone(),
+            plugins: {
+                let mut p = s.plugins.clone();
+                p.sort();
+                p
+            },
         }
     }
 }

@@ -8,6 +8,7 @@
 //! `Arc<Lib>` goes, the reaper closes the library once no thread holds per-thread state
 //! of it ([`crate::threads`]). Neither ever happens on a caller's thread.
 
+use crate::call_stats::Kind;
 use crate::ctx::VersionCtx;
 use crate::error::{CallError, LoadError, LoadErrorKind, Step};
 use crate::library::{ExportObj, FreeJob, Jobs, Keep, Lib, VtPtr};
@@ -16,6 +17,7 @@ use abi_stable::std_types::{RResult, RSlice};
 use hotswap_abi::vtable::{FailKind, Failure, InstancePtr, PluginVTable, TypedFn};
 use hotswap_plugin_api::Value;
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 /// A dependency as the host keeps it.
 #[derive(Debug, Clone)]
@@ -158,7 +160,11 @@ impl Version {
 
     #[cold]
     #[inline(never)]
+    /// A call's failure as a host-owned error; counted in the version's call metrics.
     pub(crate) fn call_error(&self, function: &str, f: Failure) -> CallError {
+        if let Some(c) = &self.record.calls {
+            c.failed(f.kind == FailKind::Panic);
+        }
         let (plugin, version) = (self.record.name.clone(), self.record.version.clone());
         let (function, message) = (function.to_owned(), f.message.as_str().to_owned());
         match f.kind {
@@ -179,6 +185,10 @@ impl Version {
 
     /// Calls the live function `name` of this version.
     pub(crate) fn call_live(&self, name: &str, args: &[Value]) -> Result<Value, CallError> {
+        self.counted(Kind::Live, || self.call_live_uncounted(name, args))
+    }
+
+    fn call_live_uncounted(&self, name: &str, args: &[Value]) -> Result<Value, CallError> {
         let f = self
             .vtable()
             .live
@@ -195,6 +205,25 @@ impl Version {
     /// Calls `invoke_func`; the result is copied into host memory before returning.
     #[inline]
     pub fn invoke(&self, function: &str, args: &[Value]) -> Result<Value, CallError> {
+        self.counted(Kind::ByName, || self.invoke_uncounted(function, args))
+    }
+
+    /// Runs the call `f`, counted (and timed if sampled) as a call of `kind`.
+    #[inline(always)]
+    fn counted<T>(&self, kind: Kind, f: impl FnOnce() -> T) -> T {
+        match &self.record.calls {
+            Some(c) if c.count(kind) => {
+                let start = Instant::now();
+                let r = f();
+                c.timed(start.elapsed());
+                r
+            }
+            _ => f(),
+        }
+    }
+
+    #[inline(always)]
+    fn invoke_uncounted(&self, function: &str, args: &[Value]) -> Result<Value, CallError> {
         let vt = self.vtable();
         // SAFETY: the instance is live while `self` is, and invoke_func takes shared access.
         let r =
