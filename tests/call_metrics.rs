@@ -1,4 +1,4 @@
-//! Call metrics: every call counted per plugin version (typed, by name, live), failures
+//! Call metrics: every call counted per plugin version (typed, batched, by name), failures
 //! and panics, the sampled latency histogram, kept across reloads and unloads, on
 //! `/metrics` with plugin-labelled reload counts; off when the builder says so.
 
@@ -12,6 +12,7 @@ use std::time::Duration;
 const PROBE: &str = "tests/plugins/probe";
 const THREADS: usize = 4;
 const CALLS: u64 = 5_000;
+const BATCH: u64 = 1_000;
 
 fn probe(m: &PluginManager) -> CallMetrics {
     let all = m.call_metrics();
@@ -71,16 +72,30 @@ fn every_call_is_counted_per_version_with_failures_panics_and_latency() {
     ));
     // Calls that reach no version are not a version's.
     assert!(m.invoke_func("nope", "add", &[]).is_err());
+    // A batch: counted (once it ends, all at once), not timed.
+    let add_one = m.func::<u64, u64>("probe", "add_one").unwrap();
+    let version = m.func::<(), u32>("probe", "version_number").unwrap();
+    let batched = m.pinned(|p| {
+        for x in 0..BATCH {
+            assert_eq!(p.call(&add_one, x).unwrap(), x + 1);
+            if x % 100 == 0 {
+                p.call(&version, ()).unwrap();
+            }
+        }
+        probe(&m).typed_calls
+    });
+    assert!(batched <= THREADS as u64 * CALLS + 1 + BATCH);
 
     let p = probe(&m);
     assert_eq!((p.plugin.as_str(), p.version.as_str()), ("probe", "0.1.0"));
-    let typed = THREADS as u64 * CALLS + 1;
+    let timed_typed = THREADS as u64 * CALLS + 1;
+    let typed = timed_typed + BATCH + BATCH / 100;
     let by_name = THREADS as u64 + 2;
     assert_eq!((p.typed_calls, p.by_name_calls), (typed, by_name));
     assert_eq!((p.async_calls, p.live_calls), (0, 0));
     assert_eq!((p.failures, p.panics), (3, 2));
     // Sampling 1: every synchronous call timed, each in one bucket.
-    assert_eq!(p.latency.count, typed + by_name);
+    assert_eq!(p.latency.count, timed_typed + by_name);
     assert!(p.latency.buckets.windows(2).all(|w| w[0].1 <= w[1].1));
     assert!(p.latency.buckets.last().unwrap().1 <= p.latency.count);
     assert!(p.latency.sum_seconds > 0.0);
@@ -94,7 +109,7 @@ fn every_call_is_counted_per_version_with_failures_panics_and_latency() {
     assert_eq!(probe(&m).typed_calls, typed, "v1's calls kept after unload");
     calls_from_threads(&m);
     let p = probe(&m);
-    assert_eq!(p.typed_calls, 2 * typed - 1);
+    assert_eq!(p.typed_calls, typed + THREADS as u64 * CALLS);
     assert_eq!(p.by_name_calls, by_name + THREADS as u64);
     assert_eq!((p.failures, p.panics), (3, 2));
 }

@@ -19,6 +19,9 @@
 //! - `typed/1-thread`: `Func<u64, u64>::call` on a handle from
 //!   `manager.func::<u64, u64>("probe", "add_one")`, the fast path, held by value as a
 //!   caller holds it (as `raw` holds its function pointer).
+//! - `typed/no-metrics`: the same call on a second manager built with
+//!   `Builder::call_metrics(false)`: what counting calls costs is `typed/1-thread` over
+//!   this line (printed as "call metrics cost").
 //! - `typed/batch`: the same handle, every call of a sample's loop made under one pin
 //!   (`manager.pinned(|p| for .. { p.call(&func, x) })`, the batch API).
 //! - `raw/all-cores`, `typed/all-cores`: the same calls made by every core at once
@@ -64,7 +67,8 @@
 //! And without a clock, in a copy of this benchmark run under valgrind's callgrind
 //! (`--toggle-collect` on one function per line, totals from `callgrind_annotate`):
 //!
-//! - instructions per call of `raw`, `typed/1-thread`, `typed/batch` and `invoke_func`,
+//! - instructions per call of `raw`, `typed/1-thread`, `typed/no-metrics`, `typed/batch`
+//!   and `invoke_func`,
 //!   each over [`COUNTED_CALLS`] calls of the very loop the timed lines run (whose own
 //!   few instructions every line includes): a figure other load on the machine does not
 //!   move. Without valgrind the table says so and the rest runs as usual.
@@ -126,6 +130,7 @@ const ALLOC_COUNTED: &str = "alloc/counted";
 const RAW_ASYNC: &str = "raw-async";
 const ASYNC: &str = "async";
 const BATCH: &str = "typed/batch";
+const TYPED_QUIET: &str = "typed/no-metrics";
 
 type RawFn = unsafe extern "C" fn(u64) -> u64;
 type RawAsyncFn = unsafe extern "C" fn(u64) -> async_ffi::FfiFuture<u64>;
@@ -351,6 +356,11 @@ fn count_typed(f: &Typed) {
     f.run(COUNTED_CALLS)
 }
 #[inline(never)]
+fn count_typed_quiet(f: &Typed) {
+    // `black_box`: the same code as `count_typed` would be folded into one function.
+    f.run(black_box(COUNTED_CALLS))
+}
+#[inline(never)]
 fn count_batch(f: &Batch) {
     f.run(COUNTED_CALLS)
 }
@@ -360,9 +370,10 @@ fn count_invoke(f: &Dynamic) {
 }
 
 /// The counted lines and the function that makes each one's calls.
-const COUNTED: [(&str, &str); 4] = [
+const COUNTED: [(&str, &str); 5] = [
     (RAW, "count_raw"),
     (TYPED, "count_typed"),
+    (TYPED_QUIET, "count_typed_quiet"),
     (BATCH, "count_batch"),
     (INVOKE, "count_invoke"),
 ];
@@ -388,21 +399,39 @@ fn count_child(dir: &Path, raw_path: &Path) {
         manager: &manager,
         func,
     };
+    let quiet_manager = quiet(dir);
+    let typed_quiet = Typed(
+        quiet_manager
+            .func::<u64, u64>("probe", "add_one")
+            .expect("typed handle on probe.add_one"),
+    );
     let args = [Value::from(1i64), Value::from(2i64)];
     let dynamic = Dynamic {
         manager: &manager,
         args: &args,
     };
     assert_eq!(
-        raw.call(1) + typed.call(1) + batch.call(1) + dynamic.call(0),
-        9
+        raw.call(1) + typed.call(1) + typed_quiet.call(1) + batch.call(1) + dynamic.call(0),
+        11
     );
     count_raw(&raw);
     count_typed(&typed);
+    count_typed_quiet(&typed_quiet);
     count_batch(&batch);
     count_invoke(&dynamic);
     println!("reclamation: {}", manager.status().reclamation);
     drop(raw_lib);
+}
+
+/// A second manager on the plugin directory `dir` (its own private copy), with call
+/// metrics off: the `typed/no-metrics` line's.
+fn quiet(dir: &Path) -> PluginManager {
+    let m = PluginManager::builder(dir)
+        .call_metrics(false)
+        .build()
+        .expect("plugin manager");
+    m.load_plugins(&Value::Null).expect("load the probe plugin");
+    m
 }
 
 /// Instructions per call by line, and the reclamation mode they were counted in; or why
@@ -716,6 +745,13 @@ fn main() {
     let raw = Raw(raw_fn);
     assert_eq!(raw.call(41), 42);
     let typed = Typed(func.clone());
+    let quiet_manager = quiet(&plugins);
+    let typed_quiet = Typed(
+        quiet_manager
+            .func::<u64, u64>("probe", "add_one")
+            .expect("typed handle on probe.add_one"),
+    );
+    assert_eq!(typed_quiet.call(41), 42);
     // SAFETY: the probe plugin defines `probe_raw_repeat` as this signature.
     let raw_repeat: RawRepeatFn = *unsafe { raw_lib.get::<RawRepeatFn>(b"probe_raw_repeat\0") }
         .expect("dlsym probe_raw_repeat");
@@ -837,6 +873,9 @@ fn main() {
         });
         group.bench_function(TYPED, |b| {
             b.iter_custom(|n| samples.record_paired(TYPED, n, 1, &raw, &typed))
+        });
+        group.bench_function(TYPED_QUIET, |b| {
+            b.iter_custom(|n| samples.record_paired(TYPED_QUIET, n, 1, &raw, &typed_quiet))
         });
         group.bench_function(BATCH, |b| {
             b.iter_custom(|n| samples.record_paired(BATCH, n, 1, &raw, &batch))
@@ -972,6 +1011,7 @@ fn main() {
     );
     row(RAW, RAW);
     row(TYPED, RAW);
+    row(TYPED_QUIET, RAW);
     row(BATCH, RAW);
     row(RAW_ALL, RAW);
     row(TYPED_ALL, RAW_ALL);
@@ -983,6 +1023,19 @@ fn main() {
     row(ALLOC_COUNTED, ALLOC_UNCOUNTED);
     row(RAW_ASYNC, RAW);
     row(ASYNC, RAW_ASYNC);
+    if let (Some((on, _)), Some((off, _)), Some(p_on), Some(p_off)) = (
+        samples.stats(TYPED),
+        samples.stats(TYPED_QUIET),
+        samples.paired_ratio(TYPED),
+        samples.paired_ratio(TYPED_QUIET),
+    ) {
+        println!(
+            "{:<24} {:>8.2}x medians, {:.2}x paired ratios (typed/1-thread over typed/no-metrics)",
+            "call metrics cost",
+            on / off,
+            p_on / p_off
+        );
+    }
     println!(
         "{:<24} {:>8.2} ms / {:.2} ms",
         "reload p50 / p99",

@@ -1,11 +1,13 @@
 //! [`PinnedCalls`]: many typed calls on one pinned generation (the batch API).
 
+use crate::call_stats::{CallCounters, Kind};
 use crate::error::CallError;
 use crate::func::{unbox, Func};
 use crate::generation::Generation;
 use crate::shared::Shared;
 use hotswap_plugin_api::typed::{Args, Ret};
 use hotswap_reclaim::Pinned;
+use std::cell::Cell;
 use std::marker::PhantomData;
 
 /// A generation pinned for the length of a closure, from
@@ -40,6 +42,10 @@ use std::marker::PhantomData;
 pub struct PinnedCalls<'g> {
     shared: &'g Shared,
     generation: &'g Generation,
+    /// Calls made and not yet counted, and the counters of the version they went to:
+    /// counted when another version is called and at the end, so a loop of calls keeps
+    /// the tally in a register instead of writing memory each call.
+    tally: Cell<(Option<&'g CallCounters>, u64)>,
     /// Not `Send`/`Sync`: the pin is this thread's hazard slot.
     _this_thread: PhantomData<*const ()>,
 }
@@ -49,6 +55,7 @@ impl<'g> PinnedCalls<'g> {
         PinnedCalls {
             shared,
             generation,
+            tally: Cell::new((None, 0)),
             _this_thread: PhantomData,
         }
     }
@@ -71,12 +78,42 @@ impl<'g> PinnedCalls<'g> {
         }
         // `Outer`: the handle may have been made after the pin, so its slot is looked up
         // with a bounds check (the pinned generation's table may be shorter).
-        func.call_in(self.generation, Pinned::Outer, arg)
-            .map_err(unbox)
+        let slot = func.slot(self.generation, Pinned::Outer).map_err(unbox)?;
+        if let Some(stats) = slot.stats() {
+            // Values in and out, not `&self`: the tally's address never escapes.
+            self.tally.set(match self.tally.get() {
+                (Some(last), n) if std::ptr::eq(last, stats) => (Some(last), n + 1),
+                other => switch(other, stats),
+            });
+        }
+        func.call_slot(self.generation, slot, arg).map_err(unbox)
     }
 
     /// The pinned generation (its id, versions, extension).
     pub fn generation(&self) -> &'g Generation {
         self.generation
     }
+}
+
+impl Drop for PinnedCalls<'_> {
+    fn drop(&mut self) {
+        // Still inside the pin: the counters are those of a version it holds.
+        if let (Some(stats), n) = self.tally.get() {
+            stats.add(Kind::Typed, n);
+        }
+    }
+}
+
+/// Counts the tally `(last, n)` and starts one for `stats`: a batch calling another
+/// version (or its first call).
+#[cold]
+#[inline(never)]
+fn switch<'g>(
+    (last, n): (Option<&'g CallCounters>, u64),
+    stats: &'g CallCounters,
+) -> (Option<&'g CallCounters>, u64) {
+    if let Some(last) = last {
+        last.add(Kind::Typed, n);
+    }
+    (Some(stats), 1)
 }

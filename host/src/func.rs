@@ -131,7 +131,23 @@ impl<A: Args, R: Ret> Func<A, R> {
         pinned: Pinned,
         arg: A::Lent<'w>,
     ) -> Result<R, Box<CallError>> {
-        let slot = match pinned {
+        let slot = self.slot(g, pinned)?;
+        if let Some(stats) = slot.stats() {
+            if stats.count(Kind::Typed) {
+                return self.call_timed(g, slot, stats, arg);
+            }
+        }
+        self.call_slot(g, slot, arg)
+    }
+
+    /// This handle's slot in the pinned generation `g`.
+    #[inline(always)]
+    pub(crate) fn slot<'g>(
+        &self,
+        g: &'g Generation,
+        pinned: Pinned,
+    ) -> Result<&'g TypedSlot, Box<CallError>> {
+        Ok(match pinned {
             Pinned::Fresh => {
                 debug_assert!(self.symbol < g.typed.len(), "typed table covers the handle");
                 // SAFETY: `g` was current after this call began, so after this handle
@@ -146,13 +162,7 @@ impl<A: Args, R: Ret> Func<A, R> {
                 Some(slot) => slot,
                 None => return Err(self.unresolved(g)),
             },
-        };
-        if let Some(stats) = slot.stats() {
-            if stats.count(Kind::Typed) {
-                return self.call_timed(g, slot, stats, arg);
-            }
-        }
-        self.call_slot(g, slot, arg)
+        })
     }
 
     /// A call counted to be timed, off the inlined fast path.
@@ -171,9 +181,10 @@ impl<A: Args, R: Ret> Func<A, R> {
         r
     }
 
-    /// The call through `slot`, a slot of the pinned generation `g` for this handle.
+    /// The call through `slot`, a slot of the pinned generation `g` for this handle,
+    /// uncounted.
     #[inline(always)]
-    fn call_slot<'w>(
+    pub(crate) fn call_slot<'w>(
         &self,
         g: &Generation,
         slot: &TypedSlot,
