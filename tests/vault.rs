@@ -154,6 +154,15 @@ fn live_data_made_by_v1_runs_on_v2s_live_function_after_a_reload() {
         m.call_live("nope", &[]),
         Err(CallError::UnknownLive("nope".into()))
     );
+    // Live calls are counted on the version that served them (v1's kept after its
+    // unload), the one a plugin made through the host included; "nope" reached none.
+    let live: u64 = m
+        .call_metrics()
+        .iter()
+        .filter(|c| c.plugin == "jobs")
+        .map(|c| c.live_calls)
+        .sum();
+    assert_eq!(live, 4);
 }
 
 #[test]
