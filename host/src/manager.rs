@@ -206,6 +206,8 @@ impl Builder {
                 reaper,
                 records,
                 verified: Default::default(),
+                spares: Default::default(),
+                layouts: Default::default(),
                 trust: Trust::new(self.trust_mode, self.trusted_keys),
                 symbols: Mutex::new(Vec::new()),
                 private_dir,
@@ -540,6 +542,8 @@ impl PluginManager {
             private_dir: sh.private_dir.path(),
             jobs: &sh.jobs,
             verified: &sh.verified,
+            spares: &sh.spares,
+            layouts: &sh.layouts,
             trust: &sh.trust,
             records: &sh.records,
             manager: Arc::downgrade(&(self.shared.clone() as Arc<dyn crate::ctx::Services>)),
@@ -635,7 +639,7 @@ impl PluginManager {
         let extension = sh.extension_newer.as_ref().map(|f| Arc::new(f()));
         run_hooks(&mut hooks, &ordered, &fresh, data, id, extension.as_ref())?;
         let symbols = sh.symbols.lock().clone();
-        let generation = Generation::new(id, ordered, &symbols, extension);
+        let generation = Generation::new(id, ordered, &symbols, extension, &sh.layouts);
         let configured: Option<Veto<'_>> = sh.reload_callback.as_deref().map(|f| f as Veto<'_>);
         for cb in configured.into_iter().chain(callback) {
             if let Err(why) = cb(&generation, &old) {
@@ -872,7 +876,7 @@ impl PluginManager {
         };
         let current = sh.domain.load_arc();
         let current = if current.typed.len() <= index {
-            let g = Arc::new(current.with_symbols(&symbols));
+            let g = Arc::new(current.with_symbols(&symbols, &sh.layouts));
             sh.reaper.retire(sh.domain.publish(g.clone()));
             g
         } else {
@@ -945,8 +949,12 @@ impl PluginManager {
             records: sh.records.list.lock().len(),
             verified_files: sh.verified.len(),
             typed_symbols: sh.symbols.lock().len(),
+            // The spares are files of the same directory.
             private_copies: std::fs::read_dir(sh.private_dir.path())
-                .map_or(0, |entries| entries.count()),
+                .map_or(0, |entries| entries.count())
+                .saturating_sub(sh.spares.len()),
+            spare_copies: sh.spares.len(),
+            checked_layouts: sh.layouts.len(),
         }
     }
 
