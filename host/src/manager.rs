@@ -208,6 +208,7 @@ impl Builder {
                 verified: Default::default(),
                 spares: Default::default(),
                 layouts: Default::default(),
+                next_hooks: Default::default(),
                 trust: Trust::new(self.trust_mode, self.trusted_keys),
                 symbols: Mutex::new(Vec::new()),
                 private_dir,
@@ -492,7 +493,13 @@ impl PluginManager {
         callback: Option<Veto<'_>>,
         timeout: Duration,
     ) -> Result<ReloadReport, Error> {
-        let result = self.swap_inner(dir, data, callback, timeout);
+        let sh = &*self.shared;
+        // The reload's hooks run on a thread of its own, under the deadline; it ends
+        // with the reload (or, stuck in a hook, when that hook returns), once it started
+        // the next reload's (see `hooks`).
+        let mut hooks = HookThread::take_or_start(&sh.next_hooks, HOOK_THREAD, timeout);
+        let result = self.swap_inner(dir, data, callback, &mut hooks);
+        hooks.hand_on(&sh.next_hooks, HOOK_THREAD);
         if let Err(Error::Load(e)) = &result {
             if matches!(e.kind, LoadErrorKind::HookTimeout { .. }) {
                 self.shared.hook_timeouts.fetch_add(1, Ordering::Relaxed);
@@ -506,13 +513,10 @@ impl PluginManager {
         dir: &Path,
         data: &Value,
         callback: Option<Veto<'_>>,
-        timeout: Duration,
+        hooks: &mut HookThread,
     ) -> Result<ReloadReport, Error> {
         let started = Instant::now();
         let sh = &*self.shared;
-        // The reload's hooks run on a thread of its own, under the deadline; it ends
-        // with the reload (or, stuck in a hook, when that hook returns).
-        let mut hooks = HookThread::start("hotswap-hooks".into(), timeout);
         // DataBag writes of this reload's versions: committed with the swap, or
         // discarded with the reload (on every early return below).
         let staging = Arc::new(Staging::new());
@@ -574,7 +578,7 @@ impl PluginManager {
                 }
                 _ => {
                     let t = Instant::now();
-                    let v = loader::load(candidate, &env, &mut hooks)?;
+                    let v = loader::load(candidate, &env, hooks)?;
                     lines.push(line(&v, Outcome::Loaded, current, t.elapsed()));
                     fresh.insert(v.id());
                     next.push(v);
@@ -584,7 +588,7 @@ impl PluginManager {
         let wanted = |p: &&StaticPlugin| sh.whitelist.as_ref().is_none_or(|w| w.contains(p.name()));
         for plugin in sh.static_plugins.iter().flatten().filter(wanted) {
             let t = Instant::now();
-            let v = loader::load_static(plugin, &env, &mut hooks)?;
+            let v = loader::load_static(plugin, &env, hooks)?;
             lines.push(line(&v, Outcome::Loaded, None, t.elapsed()));
             fresh.insert(v.id());
             next.push(v);
@@ -624,7 +628,7 @@ impl PluginManager {
                 let name = next[i].name().to_owned();
                 let candidate = &candidates[&name];
                 let t = Instant::now();
-                let v = loader::load(candidate, &env, &mut hooks)?;
+                let v = loader::load(candidate, &env, hooks)?;
                 if let Some(l) = lines.iter_mut().find(|l| l.plugin == name) {
                     l.outcome = Outcome::Rebound;
                     l.build_id = v.record.build_id.clone();
@@ -637,7 +641,7 @@ impl PluginManager {
         let ordered = crate::deps::order(next)?;
         let id = old.id() + 1;
         let extension = sh.extension_newer.as_ref().map(|f| Arc::new(f()));
-        run_hooks(&mut hooks, &ordered, &fresh, data, id, extension.as_ref())?;
+        run_hooks(hooks, &ordered, &fresh, data, id, extension.as_ref())?;
         let symbols = sh.symbols.lock().clone();
         let generation = Generation::new(id, ordered, &symbols, extension, &sh.layouts);
         let configured: Option<Veto<'_>> = sh.reload_callback.as_deref().map(|f| f as Veto<'_>);
@@ -667,15 +671,19 @@ impl PluginManager {
         // The reload's DataBag writes land with the swap, all at once.
         staging.commit(&sh.vault);
         let retired = sh.domain.publish(Arc::new(generation));
+        // The reaper's reference is then the last one (unless a call still runs on it),
+        // so the old generation is dropped there, not on the reload's path.
+        let previous = old.id();
+        drop(old);
         sh.reaper.retire(retired);
         // A reload replaces a generation; the first load (from the empty generation 0)
         // is not one, so `status().reloads` reads 1 after one reload.
-        if old.id() != 0 {
+        if previous != 0 {
             sh.reloads.fetch_add(1, Ordering::Relaxed);
         }
         let report = ReloadReport {
             generation: id,
-            previous_generation: old.id(),
+            previous_generation: previous,
             plugins: lines,
             duration: started.elapsed(),
         };
@@ -1066,6 +1074,9 @@ const STATIC_RELOAD: &str = "static plugins are linked into the host binary and 
 /// Runs `on_load` (with the resolved imports) then `on_init` on the fresh versions,
 /// providers first, on the reload's hook thread, each under the deadline. Nothing is
 /// published yet, so they have exclusive access.
+/// The name of a reload's hook thread.
+const HOOK_THREAD: &str = "hotswap-hooks";
+
 /// `CallError::UnknownPlugin`, off the inlined path of a call by name.
 #[cold]
 #[inline(never)]

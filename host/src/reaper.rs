@@ -318,7 +318,7 @@ impl Reaper {
                         match (&mapped, keep_as) {
                             // Closed and surely unmapped: a later load of the same file
                             // may reuse the copy (see `spare`).
-                            (Some(false), Some(k)) => k.spares.put(k.source, path.clone()),
+                            (Some(false), Some(k)) => k.spares.put(k.source, path),
                             _ => {
                                 if let Err(e) = std::fs::remove_file(path) {
                                     tracing::debug!("cannot delete {}: {e}", path.display());

@@ -51,6 +51,8 @@ pub(crate) struct Shared {
     pub(crate) spares: Arc<Spares>,
     /// Layout checks already passed (see `layouts`).
     pub(crate) layouts: CheckedLayouts,
+    /// The next reload's hook thread, started by the last one's (see `hooks`).
+    pub(crate) next_hooks: crate::hooks::NextHooks,
     /// Owner, mode and signature checks of what is loaded (see `trust`).
     pub(crate) trust: Trust,
     pub(crate) symbols: Mutex<Vec<Symbol>>,

@@ -19,6 +19,7 @@ use hotswap_manifest::safe_fs::FileIdentity;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// How many spare copies one manager keeps at most.
@@ -35,6 +36,8 @@ pub(crate) struct Source {
 #[derive(Debug, Default)]
 pub(crate) struct Spares {
     kept: Mutex<VecDeque<(Source, PathBuf)>>,
+    /// Numbers the spares' file names.
+    named: AtomicU64,
 }
 
 impl Spares {
@@ -62,13 +65,25 @@ impl Spares {
     }
 
     /// Keeps `path`, the private copy of `source` whose library is closed and unmapped,
-    /// for a later [`take`](Self::take); deletes the oldest copy past [`SPARES`] (and a
-    /// copy of the same source already kept, which holds the same bytes).
-    pub fn put(&self, source: Source, path: PathBuf) {
+    /// for a later [`take`](Self::take), renamed to `spare-<n>-<name>` beside it (the
+    /// version's own path is gone, as for a deleted copy); deletes the oldest copy past
+    /// [`SPARES`], and a copy of the same bytes (the same checksum) already kept, whose
+    /// file was rewritten since or is the same one. A copy that cannot be renamed is
+    /// deleted.
+    pub fn put(&self, source: Source, path: &Path) {
+        let n = self.named.fetch_add(1, Ordering::Relaxed);
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let spare = path.with_file_name(format!("spare-{n}-{name}"));
+        if let Err(e) = std::fs::rename(path, &spare) {
+            tracing::debug!("cannot keep {}: {e}", path.display());
+            let _ = std::fs::remove_file(path);
+            return;
+        }
+        let path = spare;
         let dropped: Vec<PathBuf> = {
             let mut kept = self.kept.lock();
             let mut dropped = Vec::new();
-            if let Some(i) = kept.iter().position(|(s, _)| *s == source) {
+            if let Some(i) = kept.iter().position(|(s, _)| s.sha256 == source.sha256) {
                 dropped.extend(kept.remove(i).map(|(_, p)| p));
             }
             kept.push_back((source, path));
@@ -123,7 +138,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spares = Spares::default();
         let (a, a_copy) = source_of(dir.path(), "a", "sha-a");
-        spares.put(a.clone(), a_copy.clone());
+        spares.put(a.clone(), &a_copy);
+        assert!(!a_copy.exists(), "renamed to a spare's name");
         let other_sha = Source {
             sha256: "another manifest".into(),
             ..a.clone()
@@ -131,26 +147,31 @@ mod tests {
         let to = dir.path().join("1-a");
         assert!(!spares.take(&other_sha, &to), "same file, another checksum");
         assert!(spares.take(&a, &to));
-        assert!(to.exists() && !a_copy.exists(), "renamed, not copied");
+        assert_eq!(std::fs::read(&to).unwrap(), b"a", "renamed, not copied");
         assert!(!spares.take(&a, &dir.path().join("2-a")), "taken once");
 
         let mut copies = Vec::new();
         for i in 0..SPARES + 2 {
-            let (s, c) = source_of(dir.path(), &format!("f{i}"), "sha");
-            spares.put(s.clone(), c.clone());
-            copies.push((s, c));
+            let (s, c) = source_of(dir.path(), &format!("f{i}"), &format!("sha-{i}"));
+            spares.put(s.clone(), &c);
+            copies.push(s);
         }
         assert_eq!(spares.len(), SPARES);
-        for (s, c) in &copies[..2] {
-            assert!(!c.exists(), "the oldest copies were deleted");
+        let files = || std::fs::read_dir(dir.path()).unwrap().count();
+        // The sources, the one taken, and the spares kept: the oldest were deleted.
+        assert_eq!(files(), 1 + (SPARES + 2) + 1 + SPARES);
+        for s in &copies[..2] {
             assert!(!spares.take(s, &dir.path().join("x")));
         }
-        // A second copy of one source replaces the first (same bytes).
-        let (s, c) = &copies[SPARES + 1];
+        // A second copy of the same bytes replaces the first (same checksum).
         let again = dir.path().join("again");
         std::fs::write(&again, b"x").unwrap();
-        spares.put(s.clone(), again.clone());
-        assert!(!c.exists() && again.exists());
+        let rewritten = Source {
+            identity: a.identity,
+            ..copies[SPARES + 1].clone()
+        };
+        spares.put(rewritten, &again);
         assert_eq!(spares.len(), SPARES);
+        assert_eq!(files(), 1 + (SPARES + 2) + 1 + SPARES);
     }
 }

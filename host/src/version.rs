@@ -200,9 +200,10 @@ impl Version {
         let r =
             unsafe { (vt.invoke_func)(self.instance, function.into(), RSlice::from_slice(args)) };
         match r {
-            // `clone` rebuilds every allocation with the host's code; the plugin-made
-            // value is dropped right here, while its library is still loaded.
-            RResult::ROk(v) => Ok(v.clone()),
+            // A scalar owns nothing of the plugin and is returned as it is; anything
+            // else is rebuilt by host code (`clone`) and the plugin-made value dropped
+            // right here, while its library is still loaded (`host_owned`).
+            RResult::ROk(v) => Ok(host_owned(v)),
             RResult::RErr(f) => Err(self.call_error(function, f)),
         }
     }
