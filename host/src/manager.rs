@@ -1092,6 +1092,16 @@ fn run_hooks(
     id: u64,
     extension: Option<&Arc<ExtensionObj>>,
 ) -> Result<(), Box<crate::error::LoadError>> {
+    // One fresh version (the usual reload): its `on_load` and `on_init` follow each
+    // other with nothing between, so they run as one job, one round trip to the hook
+    // thread instead of two, each hook under its own deadline.
+    if let [v] = ordered
+        .iter()
+        .filter(|v| fresh.contains(&v.id()))
+        .collect::<Vec<_>>()[..]
+    {
+        return load_and_init(hooks, v, ordered, data, id, extension);
+    }
     for v in ordered.iter().filter(|v| fresh.contains(&v.id())) {
         let (providers, entries) = crate::deps::resolve(v, ordered)?;
         let _ = v.providers.set(providers.clone());
@@ -1136,6 +1146,57 @@ fn run_hooks(
         finish(v, Step::OnInit, r)?;
     }
     Ok(())
+}
+
+/// `on_load` then `on_init` of `v`, the one fresh version of the reload, in one job
+/// (as [`run_hooks`] runs them for many, in two).
+fn load_and_init(
+    hooks: &mut HookThread,
+    v: &Arc<Version>,
+    ordered: &[Arc<Version>],
+    data: &Value,
+    id: u64,
+    extension: Option<&Arc<ExtensionObj>>,
+) -> Result<(), Box<crate::error::LoadError>> {
+    let (providers, entries) = crate::deps::resolve(v, ordered)?;
+    let _ = v.providers.set(providers.clone());
+    let entries = SendEntries(entries);
+    let vault = VaultHandle {
+        generation: id,
+        host: crate::callbacks::handle(&v.ctx),
+    };
+    let (job_v, data, ext) = (v.clone(), data.clone(), extension.cloned());
+    let r = hooks.run(
+        Step::OnLoad,
+        move |progress| {
+            // The providers the entries point into stay loaded: `job_v` holds them.
+            let entries = entries;
+            let imports = ImportsFfi {
+                entries: RSlice::from_slice(&entries.0),
+            };
+            crate::callbacks::initializing(ext.as_ref(), || {
+                // SAFETY: the version is fresh and unpublished: no call runs on it,
+                // so the exclusive access on_load needs holds. `imports` outlives
+                // the call; `job_v` keeps the library open.
+                owned(unsafe { (job_v.vtable().on_load)(job_v.instance(), &data, &imports) })
+            })
+            .map_err(|f| (Step::OnLoad, f))?;
+            progress.step(Step::OnInit);
+            crate::callbacks::initializing(ext.as_ref(), || {
+                // SAFETY: as above, for on_init.
+                owned(unsafe { (job_v.vtable().on_init)(job_v.instance(), &vault) })
+            })
+            .map_err(|f| (Step::OnInit, f))
+        },
+        drop,
+    );
+    drop(providers);
+    match r {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err((step, f))) => finish(v, step, Ok(Err(f))),
+        // The overrun's step is the one the job was in.
+        Err(e) => finish(v, Step::OnLoad, Err(e)),
+    }
 }
 
 /// A hook job's answer as the reload's error, if it failed or overran.
