@@ -147,14 +147,18 @@ fn memory_held_per_reload_does_not_grow() {
     let footprint = m.footprint();
     println!("footprint after the warm-up {footprint_after_warmup:?}, after {RELOADS} more {footprint:?}");
     assert_eq!(footprint, footprint_after_warmup);
+    // The other build's copy is kept as a spare (its version is unloaded), and two
+    // files' layout checks (the vtable and the one handle's) are remembered.
     assert_eq!(
         (
             footprint.records,
             footprint.private_copies,
+            footprint.spare_copies,
             footprint.typed_symbols,
-            footprint.verified_files
+            footprint.verified_files,
+            footprint.checked_layouts
         ),
-        (1, 1, 1, 2)
+        (1, 1, 1, 1, 2, 4)
     );
 
     // Each library written afresh before its reload, as new builds are: every load is a
@@ -190,7 +194,88 @@ fn memory_held_per_reload_does_not_grow() {
         (1, 1, 1)
     );
     assert_eq!(footprint.verified_files, VERIFIED_BOUND);
+    assert!(footprint.spare_copies <= SPARE_BOUND, "{footprint:?}");
+    // The two builds' bytes, whatever file holds them: the same checksums.
+    assert_eq!(footprint.checked_layouts, 4);
     assert_eq!(m.status().versions.len(), 1);
+}
+
+/// How many spare private copies a manager keeps (`host/src/spare.rs`).
+const SPARE_BOUND: usize = 4;
+
+/// Loading a file again reuses the private copy of its unloaded version (renamed, not
+/// copied: the same inode) and runs that file's code; a copy whose library is still
+/// open is never reused (`dlopen` would return the open library), so a version still
+/// pinned gets a copy of its own.
+#[test]
+fn a_file_loaded_again_reuses_the_copy_of_its_unloaded_version_never_an_open_one() {
+    use std::os::unix::fs::MetadataExt;
+    let v1 = build("tests/plugins/probe", &[]);
+    let v2 = build("tests/plugins/probe", &["v2"]);
+    let dir = plugin_dir();
+    for b in [&v1, &v2] {
+        std::fs::copy(&b.library, dir.path().join(&b.manifest.file)).unwrap();
+    }
+    let manifest_of = |b: &common::Build| dir.path().join(b.manifest_path.file_name().unwrap());
+    std::fs::copy(&v1.manifest_path, manifest_of(&v1)).unwrap();
+    let m = PluginManager::new(dir.path()).unwrap();
+    m.load_plugins(&Value::Null).unwrap();
+    let f = m.func::<u64, u64>("probe", "add_one").unwrap();
+    let version = || m.invoke_func("probe", "version", &[]).unwrap();
+    // The inodes of the private copies mapped now.
+    let mapped = || -> Vec<u64> {
+        hotswap_host::maps::mapped_under(m.private_dir())
+            .iter()
+            .map(|p| std::fs::metadata(p).unwrap().ino())
+            .collect()
+    };
+    let mut current = &v1;
+    let mut switch = || {
+        let next = if std::ptr::eq(current, &v1) { &v2 } else { &v1 };
+        std::fs::remove_file(manifest_of(current)).unwrap();
+        std::fs::copy(&next.manifest_path, manifest_of(next)).unwrap();
+        current = next;
+        let report = m.reload(&Value::Null).unwrap();
+        assert_eq!(
+            report.plugin("probe").map(|p| p.outcome),
+            Some(Outcome::Loaded)
+        );
+    };
+    let first_v1 = mapped();
+    assert_eq!(first_v1.len(), 1);
+    switch();
+    assert!(m.collect(Duration::from_secs(30)));
+    assert_eq!(version(), Value::from("v2"));
+    let first_v2 = mapped();
+    let footprint = m.footprint();
+    assert_eq!((footprint.private_copies, footprint.spare_copies), (1, 1));
+    switch();
+    assert!(m.collect(Duration::from_secs(30)));
+    assert_eq!(version(), Value::from("v1"));
+    assert_eq!(f.call(41).unwrap(), 42);
+    assert_eq!(mapped(), first_v1, "v1 runs from its first copy again");
+
+    m.with_generation(|g| {
+        // `g` keeps this v1 loaded through two reloads: its copy is not a spare, and
+        // the v1 loaded again is a library of its own, from a copy of its own.
+        // (Calls on this thread run on `g` until the closure returns.)
+        switch();
+        switch();
+        let pinned = g.find("probe").unwrap();
+        assert_eq!(pinned.invoke("version", &[]).unwrap(), Value::from("v1"));
+        let now = mapped();
+        assert!(now.contains(&first_v1[0]), "the pinned v1 is still mapped");
+        assert!(
+            now.iter().any(|i| *i != first_v1[0] && *i != first_v2[0]),
+            "the new v1 runs from a new copy: {now:?}, v1 {first_v1:?}, v2 {first_v2:?}"
+        );
+    });
+    assert!(m.collect(Duration::from_secs(30)));
+    assert_eq!(version(), Value::from("v1"));
+    assert_eq!(f.call(1).unwrap(), 2);
+    assert_eq!(m.status().versions.len(), 1);
+    assert_eq!(mapped().len(), 1);
+    assert!(m.footprint().spare_copies <= SPARE_BOUND);
 }
 
 /// How many checked files a manager remembers (`host/src/verified.rs`).

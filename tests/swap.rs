@@ -431,9 +431,11 @@ fn a_retired_version_is_freed_only_after_its_last_call_returns_then_unmapped() {
         Some(false),
         "v1 was unmapped"
     );
+    // Deleted, or renamed to one of the few spares a later load of the same file
+    // reuses (host/src/spare.rs): its own path is gone either way.
     assert!(
         !Path::new(&private[0]).exists(),
-        "its private copy was deleted"
+        "its private copy was deleted or kept as a spare"
     );
     assert!(m.status().versions.iter().all(|v| v.id != v1_path.id));
 }
@@ -560,8 +562,17 @@ fn a_thousand_reloads_leave_one_mapped_file() {
     );
     assert!(pinned.is_empty(), "no version stays pinned: {pinned:?}");
     assert_eq!(status.unloaded, 1000);
+    // The copies of unloaded versions are deleted, but for the spares kept for a
+    // reload of the same file (host/src/spare.rs): at most one per build's bytes.
     let private_files = std::fs::read_dir(m.private_dir()).unwrap().count();
-    assert_eq!(private_files, 1, "private copies are deleted on unload");
+    let footprint = m.footprint();
+    assert_eq!(footprint.private_copies, 1);
+    assert!(footprint.spare_copies <= 2, "{footprint:?}");
+    assert_eq!(
+        private_files,
+        1 + footprint.spare_copies,
+        "private copies are deleted on unload, but for the spares"
+    );
     let rss_after = rss_kib();
     println!("RSS before {rss_before} KiB, after 1000 reloads {rss_after} KiB");
     // Reload i installs v2 for even i: the 1000th (i = 999) installed v1.

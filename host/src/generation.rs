@@ -5,6 +5,7 @@
 
 use crate::call_stats::CallCounters;
 use crate::error::{CallError, SignatureMismatch, SignaturePart};
+use crate::layouts::{Check, CheckedLayouts};
 use crate::names::{BuildNameHasher, NameKey};
 use crate::vault::ExtensionObj;
 use crate::version::Version;
@@ -183,12 +184,14 @@ impl Generation {
         }
     }
 
-    /// Builds a generation from versions already in dependency order.
+    /// Builds a generation from versions already in dependency order; the layouts of
+    /// `symbols` are checked against each plugin's unless `checked` saw them pass.
     pub(crate) fn new(
         id: u64,
         plugins: Vec<Arc<Version>>,
         symbols: &[Symbol],
         extension: Option<Arc<ExtensionObj>>,
+        checked: &CheckedLayouts,
     ) -> Generation {
         let index = plugins
             .iter()
@@ -218,7 +221,7 @@ impl Generation {
             live,
         };
         for (i, s) in symbols.iter().enumerate() {
-            match g.resolve(s) {
+            match g.resolve(s, checked) {
                 Ok(slot) => g.typed.push(slot),
                 Err(e) => {
                     g.typed.push(TypedSlot {
@@ -235,16 +238,17 @@ impl Generation {
     }
 
     /// The same versions with a longer symbol table (a handle was added).
-    pub(crate) fn with_symbols(&self, symbols: &[Symbol]) -> Generation {
+    pub(crate) fn with_symbols(&self, symbols: &[Symbol], checked: &CheckedLayouts) -> Generation {
         Generation::new(
             self.id,
             self.plugins.clone(),
             symbols,
             self.extension.clone(),
+            checked,
         )
     }
 
-    fn resolve(&self, s: &Symbol) -> Result<TypedSlot, CallError> {
+    fn resolve(&self, s: &Symbol, checked: &CheckedLayouts) -> Result<TypedSlot, CallError> {
         let (i, v) = self
             .find_indexed(&s.plugin)
             .ok_or_else(|| CallError::UnknownPlugin(s.plugin.clone()))?;
@@ -259,12 +263,20 @@ impl Generation {
             function: s.function.clone(),
             mismatch: Box::new(mismatch),
         };
-        if let Err(detail) = check_layout(s.arg, f.arg) {
-            return Err(signature(arg_mismatch(s, f.arg, detail)));
-        }
-        if let Err(detail) = check_layout(s.ret, f.ret) {
-            return Err(signature(ret_mismatch(s, f.ret, detail)));
-        }
+        let check = Check {
+            sha256: &v.record.sha256,
+            function: &s.function,
+            host: [s.arg, s.ret],
+        };
+        checked.check(&check, || {
+            if let Err(detail) = check_layout(s.arg, f.arg) {
+                return Err(signature(arg_mismatch(s, f.arg, detail)));
+            }
+            if let Err(detail) = check_layout(s.ret, f.ret) {
+                return Err(signature(ret_mismatch(s, f.ret, detail)));
+            }
+            Ok(())
+        })?;
         Ok(TypedSlot {
             call: f.call,
             instance: v.instance(),

@@ -7,6 +7,7 @@
 //! see it, so neither file imports the other.
 
 use crate::ctx::VersionCtx;
+use crate::spare::KeepAs;
 use crate::status::VersionRecord;
 use hotswap_abi::vtable::{InstancePtr, PluginVTable};
 use parking_lot::Mutex;
@@ -49,14 +50,18 @@ pub(crate) struct Lib {
     /// Providers a dependent was bound to: released after its library is closed.
     providers: Mutex<Vec<Keep>>,
     jobs: Jobs,
+    keep_as: Option<KeepAs>,
 }
 
 impl Lib {
+    /// The library of a version; `keep_as`: where its private copy goes once the
+    /// library is closed and unmapped (`None`: deleted).
     pub fn new(
         library: Option<libloading::Library>,
         record: Arc<VersionRecord>,
         ctx: Arc<VersionCtx>,
         jobs: Jobs,
+        keep_as: Option<KeepAs>,
     ) -> Arc<Lib> {
         Arc::new(Lib {
             library,
@@ -64,6 +69,7 @@ impl Lib {
             ctx,
             providers: Mutex::new(Vec::new()),
             jobs,
+            keep_as,
         })
     }
 
@@ -80,6 +86,7 @@ impl Drop for Lib {
             record: self.record.clone(),
             ctx: self.ctx.clone(),
             providers: std::mem::take(&mut *self.providers.lock()),
+            keep_as: self.keep_as.take(),
         });
     }
 }
@@ -117,6 +124,8 @@ pub(crate) struct CloseJob {
     pub record: Arc<VersionRecord>,
     pub ctx: Arc<VersionCtx>,
     pub providers: Vec<Keep>,
+    /// Where the private copy goes once the library is unmapped (`None`: deleted).
+    pub keep_as: Option<KeepAs>,
 }
 
 /// Work for the reaper.

@@ -12,8 +12,10 @@ use crate::ctx::VersionCtx;
 use crate::error::{LoadError, LoadErrorKind, Step};
 use crate::generation::check_layout;
 use crate::hooks::{HookFailure, HookThread};
+use crate::layouts::{Check, CheckedLayouts};
 use crate::library::{ExportObj, Jobs, Lib, VtPtr};
 use crate::scan::Candidate;
+use crate::spare::{KeepAs, Source, Spares};
 use crate::static_plugin::StaticPlugin;
 use crate::status::{HeapSource, RecordState, Records, VersionRecord};
 use crate::threads::Holds;
@@ -39,6 +41,10 @@ pub(crate) struct LoadEnv<'a> {
     pub jobs: &'a Jobs,
     /// Plugin files already checked, whose checks a load of the same file skips.
     pub verified: &'a Verified,
+    /// Private copies of unloaded versions, reused for a file already checked.
+    pub spares: &'a Arc<Spares>,
+    /// Layout checks already passed, not run again.
+    pub layouts: &'a CheckedLayouts,
     /// The owner and mode checks every plugin file passes before it is read.
     pub trust: &'a Trust,
     pub records: &'a Records,
@@ -72,20 +78,39 @@ pub(crate) fn load(
     // checks accept.
     let file = open_trusted(&source, env.trust).map_err(|(step, kind)| fail(step, kind))?;
     // The same file, unchanged, with the same manifest checksum, passed the checks
-    // before (see `verified`): they are functions of its bytes alone, so it is copied
-    // (inside the kernel, never read into this process) and not checked again, provided
-    // it stays unchanged during the copy. Otherwise it is read, checked and written.
-    let to_check = if env.verified.contains(&file.identity(), &m.sha256) {
-        match file.copy_to(&private_path) {
-            Ok(Some(_)) => None,
-            // Changed while it was copied: read again from the start, and checked.
-            Ok(None) => {
-                let _ = std::fs::remove_file(&private_path);
-                Some(open_trusted(&source, env.trust).map_err(|(step, kind)| fail(step, kind))?)
-            }
-            Err(e) => {
-                let _ = std::fs::remove_file(&private_path);
-                return Err(fail(Step::Copy, e.into()));
+    // before (see `verified`): they are functions of its bytes alone, so it is not
+    // checked again; the private copy of an unloaded version of it is reused (see
+    // `spare`), or else it is copied (inside the kernel, never read into this process),
+    // provided it stays unchanged during the copy. Otherwise it is read, checked and
+    // written.
+    let known = Source {
+        identity: file.identity(),
+        sha256: m.sha256.clone(),
+    };
+    // The file the private copy holds the bytes of, once they are known to be its.
+    let mut copy_of: Option<Source> = None;
+    let to_check = if env.verified.contains(&known.identity, &known.sha256) {
+        if env.spares.take(&known, &private_path) {
+            copy_of = Some(known);
+            None
+        } else {
+            match file.copy_to(&private_path) {
+                Ok(Some(_)) => {
+                    copy_of = Some(known);
+                    None
+                }
+                // Changed while it was copied: read again from the start, and checked.
+                Ok(None) => {
+                    let _ = std::fs::remove_file(&private_path);
+                    Some(
+                        open_trusted(&source, env.trust)
+                            .map_err(|(step, kind)| fail(step, kind))?,
+                    )
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_file(&private_path);
+                    return Err(fail(Step::Copy, e.into()));
+                }
             }
         }
     } else {
@@ -114,6 +139,10 @@ pub(crate) fn load(
                 env.verified.insert(i, &m.sha256);
             }
         }
+        copy_of = identity.map(|identity| Source {
+            identity,
+            sha256: m.sha256.clone(),
+        });
         // Map exactly the bytes we checked.
         std::fs::write(&private_path, &bytes).map_err(|e| fail(Step::Copy, e.into()))?;
     }
@@ -143,7 +172,8 @@ pub(crate) fn load(
     let library = unsafe { libloading::Library::new(&private_path) }
         .map_err(|e| fail(Step::Open, LoadErrorKind::Open(e.to_string())))?;
 
-    let vtable = check_header(&library).map_err(|(step, kind)| fail(step, kind))?;
+    let vtable =
+        check_header(&library, env.layouts, &m.sha256).map_err(|(step, kind)| fail(step, kind))?;
     // SAFETY: check_header verified the layout of the table `vtable` points to; it lives
     // in `library`, which the Version keeps open.
     let vt: &PluginVTable = unsafe { &*vtable };
@@ -170,6 +200,7 @@ pub(crate) fn load(
         file: source.clone(),
         private_path: Some(private_path.clone()),
         sha256: m.sha256.clone(),
+        copy_of,
     };
     // SAFETY: `vtable` passed check_header and points into `library`, handed over too.
     unsafe {
@@ -224,7 +255,7 @@ pub(crate) fn load_static(
     let id = NEXT_VERSION_ID.fetch_add(1, Ordering::Relaxed);
     // SAFETY: the pointer comes from a `&'static PluginHeader`: a complete, live header.
     let vtable =
-        unsafe { check_header_at(plugin.header) }.map_err(|(step, kind)| fail(step, kind))?;
+        unsafe { check_header_at(plugin.header, None) }.map_err(|(step, kind)| fail(step, kind))?;
     // SAFETY: check_header_at verified its layout; it is static data of this binary.
     let vt: &PluginVTable = unsafe { &*vtable };
     check_live(
@@ -241,6 +272,7 @@ pub(crate) fn load_static(
         file: file.clone(),
         private_path: None,
         sha256: String::new(),
+        copy_of: None,
     };
     // SAFETY: `vtable` passed the header checks and is `'static` (linked in).
     unsafe { instantiate(origin, None, vtable, None, env, hooks, &fail) }
@@ -262,6 +294,9 @@ struct Origin {
     /// The private copy that was dlopened; `None` for a statically linked plugin.
     private_path: Option<PathBuf>,
     sha256: String,
+    /// The file the private copy holds the bytes of, when they are known to be the
+    /// bytes of that file as it is now (the copy can then be reused: `spare`).
+    copy_of: Option<Source>,
 }
 
 /// Every live function found in the sources (`names`) must be registered by the plugin.
@@ -318,6 +353,7 @@ unsafe fn instantiate(
         file,
         private_path,
         sha256,
+        copy_of,
     } = origin;
     let holds = Arc::new(Holds::default());
     holds.on_change(env.jobs.poker());
@@ -348,7 +384,17 @@ unsafe fn instantiate(
     // goes, the reaper closes it and deletes the copy, also when a hook below fails.
     std::mem::forget(remove_copy);
     env.records.add(record.clone());
-    let lib = Lib::new(library, record.clone(), ctx.clone(), env.jobs.clone());
+    let keep_as = copy_of.map(|source| KeepAs {
+        spares: env.spares.clone(),
+        source,
+    });
+    let lib = Lib::new(
+        library,
+        record.clone(),
+        ctx.clone(),
+        env.jobs.clone(),
+        keep_as,
+    );
     let job_lib = lib.clone();
     let late_lib = lib.clone();
     let handle = crate::callbacks::handle(&ctx);
@@ -493,9 +539,12 @@ pub(crate) fn hook_failure(
     }
 }
 
-/// Checks the plugin header and returns its vtable.
+/// Checks the plugin header and returns its vtable; the vtable's layout check is
+/// skipped if `layouts` saw it pass for a file of checksum `sha256` (see `layouts`).
 fn check_header(
     library: &libloading::Library,
+    layouts: &CheckedLayouts,
+    sha256: &str,
 ) -> Result<*const PluginVTable, (Step, LoadErrorKind)> {
     let symbol = format!("{}\0", header::HEADER_SYMBOL);
     // SAFETY: the symbol is a static `PluginHeader` in hotswap plugins; we only take its
@@ -507,11 +556,12 @@ fn check_header(
         }
     };
     // SAFETY: the address of the exported header symbol of a complete shared object.
-    unsafe { check_header_at(ptr) }
+    unsafe { check_header_at(ptr, Some((layouts, sha256))) }
 }
 
 /// Checks the header at `ptr` (magic, ABI version, abi_stable version, vtable layout)
-/// and returns its vtable.
+/// and returns its vtable. With `remembered`, the vtable's layout check is skipped if
+/// it passed before for a file of that checksum, and remembered if it passes.
 ///
 /// # Safety
 /// `ptr` must point to at least the frozen prefix of a `PluginHeader` (magic,
@@ -519,6 +569,7 @@ fn check_header(
 /// once the prefix says it has our layout.
 unsafe fn check_header_at(
     ptr: *const PluginHeader,
+    remembered: Option<(&CheckedLayouts, &str)>,
 ) -> Result<*const PluginVTable, (Step, LoadErrorKind)> {
     // SAFETY: `ptr` points to at least the frozen prefix of a PluginHeader (magic,
     // abi_major, abi_minor), upheld by the caller (for a file, the ELF check already
@@ -571,8 +622,21 @@ unsafe fn check_header_at(
             },
         ));
     }
-    check_layout(<PluginVTable as StableAbi>::LAYOUT, header.layout)
-        .map_err(|e| crate::error::layout_mismatch(header, e))?;
+    let expected = <PluginVTable as StableAbi>::LAYOUT;
+    let check = || {
+        check_layout(expected, header.layout).map_err(|e| crate::error::layout_mismatch(header, e))
+    };
+    match remembered {
+        Some((layouts, sha256)) => layouts.check(
+            &Check {
+                sha256,
+                function: "",
+                host: [expected, expected],
+            },
+            check,
+        )?,
+        None => check()?,
+    }
     Ok(header.vtable as *const PluginVTable)
 }
 

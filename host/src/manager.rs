@@ -234,6 +234,9 @@ impl Builder {
                 reaper,
                 records,
                 verified: Default::default(),
+                spares: Default::default(),
+                layouts: Default::default(),
+                next_hooks: Default::default(),
                 trust: Trust::new(self.trust_mode, self.trusted_keys),
                 symbols: Mutex::new(Vec::new()),
                 private_dir,
@@ -520,7 +523,13 @@ impl PluginManager {
         callback: Option<Veto<'_>>,
         timeout: Duration,
     ) -> Result<ReloadReport, Error> {
-        let result = self.swap_inner(dir, data, callback, timeout);
+        let sh = &*self.shared;
+        // The reload's hooks run on a thread of its own, under the deadline; it ends
+        // with the reload (or, stuck in a hook, when that hook returns), once it started
+        // the next reload's (see `hooks`).
+        let mut hooks = HookThread::take_or_start(&sh.next_hooks, HOOK_THREAD, timeout);
+        let result = self.swap_inner(dir, data, callback, &mut hooks);
+        hooks.hand_on(&sh.next_hooks, HOOK_THREAD);
         if let Err(Error::Load(e)) = &result {
             if matches!(e.kind, LoadErrorKind::HookTimeout { .. }) {
                 self.shared.hook_timeouts.fetch_add(1, Ordering::Relaxed);
@@ -534,13 +543,10 @@ impl PluginManager {
         dir: &Path,
         data: &Value,
         callback: Option<Veto<'_>>,
-        timeout: Duration,
+        hooks: &mut HookThread,
     ) -> Result<ReloadReport, Error> {
         let started = Instant::now();
         let sh = &*self.shared;
-        // The reload's hooks run on a thread of its own, under the deadline; it ends
-        // with the reload (or, stuck in a hook, when that hook returns).
-        let mut hooks = HookThread::start("hotswap-hooks".into(), timeout);
         // DataBag writes of this reload's versions: committed with the swap, or
         // discarded with the reload (on every early return below).
         let staging = Arc::new(Staging::new());
@@ -570,6 +576,8 @@ impl PluginManager {
             private_dir: sh.private_dir.path(),
             jobs: &sh.jobs,
             verified: &sh.verified,
+            spares: &sh.spares,
+            layouts: &sh.layouts,
             trust: &sh.trust,
             records: &sh.records,
             manager: Arc::downgrade(&(self.shared.clone() as Arc<dyn crate::ctx::Services>)),
@@ -600,7 +608,7 @@ impl PluginManager {
                 }
                 _ => {
                     let t = Instant::now();
-                    let v = loader::load(candidate, &env, &mut hooks)?;
+                    let v = loader::load(candidate, &env, hooks)?;
                     lines.push(line(&v, Outcome::Loaded, current, t.elapsed()));
                     fresh.insert(v.id());
                     next.push(v);
@@ -610,7 +618,7 @@ impl PluginManager {
         let wanted = |p: &&StaticPlugin| sh.whitelist.as_ref().is_none_or(|w| w.contains(p.name()));
         for plugin in sh.static_plugins.iter().flatten().filter(wanted) {
             let t = Instant::now();
-            let v = loader::load_static(plugin, &env, &mut hooks)?;
+            let v = loader::load_static(plugin, &env, hooks)?;
             lines.push(line(&v, Outcome::Loaded, None, t.elapsed()));
             fresh.insert(v.id());
             next.push(v);
@@ -650,7 +658,7 @@ impl PluginManager {
                 let name = next[i].name().to_owned();
                 let candidate = &candidates[&name];
                 let t = Instant::now();
-                let v = loader::load(candidate, &env, &mut hooks)?;
+                let v = loader::load(candidate, &env, hooks)?;
                 if let Some(l) = lines.iter_mut().find(|l| l.plugin == name) {
                     l.outcome = Outcome::Rebound;
                     l.build_id = v.record.build_id.clone();
@@ -663,9 +671,9 @@ impl PluginManager {
         let ordered = crate::deps::order(next)?;
         let id = old.id() + 1;
         let extension = sh.extension_newer.as_ref().map(|f| Arc::new(f()));
-        run_hooks(&mut hooks, &ordered, &fresh, data, id, extension.as_ref())?;
+        run_hooks(hooks, &ordered, &fresh, data, id, extension.as_ref())?;
         let symbols = sh.symbols.lock().clone();
-        let generation = Generation::new(id, ordered, &symbols, extension);
+        let generation = Generation::new(id, ordered, &symbols, extension, &sh.layouts);
         let configured: Option<Veto<'_>> = sh.reload_callback.as_deref().map(|f| f as Veto<'_>);
         for cb in configured.into_iter().chain(callback) {
             if let Err(why) = cb(&generation, &old) {
@@ -693,15 +701,19 @@ impl PluginManager {
         // The reload's DataBag writes land with the swap, all at once.
         staging.commit(&sh.vault);
         let retired = sh.domain.publish(Arc::new(generation));
+        // The reaper's reference is then the last one (unless a call still runs on it),
+        // so the old generation is dropped there, not on the reload's path.
+        let previous = old.id();
+        drop(old);
         sh.reaper.retire(retired);
         // A reload replaces a generation; the first load (from the empty generation 0)
         // is not one, so `status().reloads` reads 1 after one reload.
-        if old.id() != 0 {
+        if previous != 0 {
             sh.reloads.fetch_add(1, Ordering::Relaxed);
         }
         let report = ReloadReport {
             generation: id,
-            previous_generation: old.id(),
+            previous_generation: previous,
             plugins: lines,
             duration: started.elapsed(),
         };
@@ -902,7 +914,7 @@ impl PluginManager {
         };
         let current = sh.domain.load_arc();
         let current = if current.typed.len() <= index {
-            let g = Arc::new(current.with_symbols(&symbols));
+            let g = Arc::new(current.with_symbols(&symbols, &sh.layouts));
             sh.reaper.retire(sh.domain.publish(g.clone()));
             g
         } else {
@@ -975,8 +987,12 @@ impl PluginManager {
             records: sh.records.list.lock().len(),
             verified_files: sh.verified.len(),
             typed_symbols: sh.symbols.lock().len(),
+            // The spares are files of the same directory.
             private_copies: std::fs::read_dir(sh.private_dir.path())
-                .map_or(0, |entries| entries.count()),
+                .map_or(0, |entries| entries.count())
+                .saturating_sub(sh.spares.len()),
+            spare_copies: sh.spares.len(),
+            checked_layouts: sh.layouts.len(),
         }
     }
 
@@ -1097,6 +1113,9 @@ const STATIC_RELOAD: &str = "static plugins are linked into the host binary and 
 /// Runs `on_load` (with the resolved imports) then `on_init` on the fresh versions,
 /// providers first, on the reload's hook thread, each under the deadline. Nothing is
 /// published yet, so they have exclusive access.
+/// The name of a reload's hook thread.
+const HOOK_THREAD: &str = "hotswap-hooks";
+
 /// `CallError::UnknownPlugin`, off the inlined path of a call by name.
 #[cold]
 #[inline(never)]
@@ -1112,6 +1131,16 @@ fn run_hooks(
     id: u64,
     extension: Option<&Arc<ExtensionObj>>,
 ) -> Result<(), Box<crate::error::LoadError>> {
+    // One fresh version (the usual reload): its `on_load` and `on_init` follow each
+    // other with nothing between, so they run as one job, one round trip to the hook
+    // thread instead of two, each hook under its own deadline.
+    if let [v] = ordered
+        .iter()
+        .filter(|v| fresh.contains(&v.id()))
+        .collect::<Vec<_>>()[..]
+    {
+        return load_and_init(hooks, v, ordered, data, id, extension);
+    }
     for v in ordered.iter().filter(|v| fresh.contains(&v.id())) {
         let (providers, entries) = crate::deps::resolve(v, ordered)?;
         let _ = v.providers.set(providers.clone());
@@ -1156,6 +1185,57 @@ fn run_hooks(
         finish(v, Step::OnInit, r)?;
     }
     Ok(())
+}
+
+/// `on_load` then `on_init` of `v`, the one fresh version of the reload, in one job
+/// (as [`run_hooks`] runs them for many, in two).
+fn load_and_init(
+    hooks: &mut HookThread,
+    v: &Arc<Version>,
+    ordered: &[Arc<Version>],
+    data: &Value,
+    id: u64,
+    extension: Option<&Arc<ExtensionObj>>,
+) -> Result<(), Box<crate::error::LoadError>> {
+    let (providers, entries) = crate::deps::resolve(v, ordered)?;
+    let _ = v.providers.set(providers.clone());
+    let entries = SendEntries(entries);
+    let vault = VaultHandle {
+        generation: id,
+        host: crate::callbacks::handle(&v.ctx),
+    };
+    let (job_v, data, ext) = (v.clone(), data.clone(), extension.cloned());
+    let r = hooks.run(
+        Step::OnLoad,
+        move |progress| {
+            // The providers the entries point into stay loaded: `job_v` holds them.
+            let entries = entries;
+            let imports = ImportsFfi {
+                entries: RSlice::from_slice(&entries.0),
+            };
+            crate::callbacks::initializing(ext.as_ref(), || {
+                // SAFETY: the version is fresh and unpublished: no call runs on it,
+                // so the exclusive access on_load needs holds. `imports` outlives
+                // the call; `job_v` keeps the library open.
+                owned(unsafe { (job_v.vtable().on_load)(job_v.instance(), &data, &imports) })
+            })
+            .map_err(|f| (Step::OnLoad, f))?;
+            progress.step(Step::OnInit);
+            crate::callbacks::initializing(ext.as_ref(), || {
+                // SAFETY: as above, for on_init.
+                owned(unsafe { (job_v.vtable().on_init)(job_v.instance(), &vault) })
+            })
+            .map_err(|f| (Step::OnInit, f))
+        },
+        drop,
+    );
+    drop(providers);
+    match r {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err((step, f))) => finish(v, step, Ok(Err(f))),
+        // The overrun's step is the one the job was in.
+        Err(e) => finish(v, Step::OnLoad, Err(e)),
+    }
 }
 
 /// A hook job's answer as the reload's error, if it failed or overran.

@@ -299,6 +299,7 @@ impl Reaper {
             record,
             ctx,
             providers,
+            keep_as,
         } = job;
         // No thread has a value of the version's keys left: deleting them loses no
         // destructor, and glibc never calls one into unmapped code.
@@ -313,11 +314,18 @@ impl Reaper {
                 }
                 match &record.private_path {
                     Some(path) => {
-                        let mapped = crate::maps::is_mapped(path).unwrap_or(false);
-                        if let Err(e) = std::fs::remove_file(path) {
-                            tracing::debug!("cannot delete {}: {e}", path.display());
+                        let mapped = crate::maps::is_mapped(path);
+                        match (&mapped, keep_as) {
+                            // Closed and surely unmapped: a later load of the same file
+                            // may reuse the copy (see `spare`).
+                            (Some(false), Some(k)) => k.spares.put(k.source, path),
+                            _ => {
+                                if let Err(e) = std::fs::remove_file(path) {
+                                    tracing::debug!("cannot delete {}: {e}", path.display());
+                                }
+                            }
                         }
-                        mapped
+                        mapped.unwrap_or(false)
                     }
                     None => false,
                 }

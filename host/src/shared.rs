@@ -4,8 +4,10 @@
 use crate::ctx::Services;
 use crate::error::CallError;
 use crate::generation::{Generation, Symbol};
+use crate::layouts::CheckedLayouts;
 use crate::library::Jobs;
 use crate::reaper::ReaperHandle;
+use crate::spare::Spares;
 use crate::static_plugin::StaticPlugin;
 use crate::status::Records;
 use crate::trust::Trust;
@@ -44,6 +46,13 @@ pub(crate) struct Shared {
     pub(crate) records: Arc<Records>,
     /// Plugin files already checked (see `verified`).
     pub(crate) verified: Verified,
+    /// Private copies of unloaded versions, kept for a reload of the same file (see
+    /// `spare`).
+    pub(crate) spares: Arc<Spares>,
+    /// Layout checks already passed (see `layouts`).
+    pub(crate) layouts: CheckedLayouts,
+    /// The next reload's hook thread, started by the last one's (see `hooks`).
+    pub(crate) next_hooks: crate::hooks::NextHooks,
     /// Owner, mode and signature checks of what is loaded (see `trust`).
     pub(crate) trust: Trust,
     pub(crate) symbols: Mutex<Vec<Symbol>>,

@@ -104,6 +104,12 @@ pub struct Footprint {
     pub typed_symbols: usize,
     /// Private copies of plugin files on disk (one per version not yet closed).
     pub private_copies: usize,
+    /// Private copies of unloaded versions kept to be reused by a load of the same
+    /// checked file instead of copying it again (at most 4, oldest deleted first).
+    pub spare_copies: usize,
+    /// Layout checks remembered as passed, by file checksum (at most 256, oldest
+    /// forgotten first).
+    pub checked_layouts: usize,
 }
 
 /// A snapshot of the host, from [`PluginManager::status`](crate::PluginManager::status).

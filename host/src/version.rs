@@ -229,9 +229,10 @@ impl Version {
         let r =
             unsafe { (vt.invoke_func)(self.instance, function.into(), RSlice::from_slice(args)) };
         match r {
-            // `clone` rebuilds every allocation with the host's code; the plugin-made
-            // value is dropped right here, while its library is still loaded.
-            RResult::ROk(v) => Ok(v.clone()),
+            // A scalar owns nothing of the plugin and is returned as it is; anything
+            // else is rebuilt by host code (`clone`) and the plugin-made value dropped
+            // right here, while its library is still loaded (`host_owned`).
+            RResult::ROk(v) => Ok(host_owned(v)),
             RResult::RErr(f) => Err(self.call_error(function, f)),
         }
     }
@@ -244,8 +245,16 @@ impl Version {
 fn host_owned(v: Value) -> Value {
     match v {
         Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) => v,
-        _ => v.clone(),
+        _ => rebuilt(v),
     }
+}
+
+/// `v` rebuilt by host code, and the plugin-made `v` dropped: out of line, so a call
+/// by name answering a scalar carries neither the clone's nor the drop's code.
+#[cold]
+#[inline(never)]
+fn rebuilt(v: Value) -> Value {
+    v.clone()
 }
 
 impl Drop for Version {
