@@ -156,9 +156,10 @@ fn memory_held_per_reload_does_not_grow() {
             footprint.spare_copies,
             footprint.typed_symbols,
             footprint.verified_files,
-            footprint.checked_layouts
+            footprint.checked_layouts,
+            footprint.call_metric_labels
         ),
-        (1, 1, 1, 1, 2, 4)
+        (1, 1, 1, 1, 2, 4, 1)
     );
 
     // Each library written afresh before its reload, as new builds are: every load is a

@@ -993,6 +993,7 @@ impl PluginManager {
                 .saturating_sub(sh.spares.len()),
             spare_copies: sh.spares.len(),
             checked_layouts: sh.layouts.len(),
+            call_metric_labels: sh.records.retired_labels(),
         }
     }
 

@@ -110,6 +110,9 @@ pub struct Footprint {
     /// Layout checks remembered as passed, by file checksum (at most 256, oldest
     /// forgotten first).
     pub checked_layouts: usize,
+    /// (plugin, crate version) label sets whose unloaded versions' call counts are kept
+    /// for the call metrics (at most 256, oldest forgotten first).
+    pub call_metric_labels: usize,
 }
 
 /// A snapshot of the host, from [`PluginManager::status`](crate::PluginManager::status).
@@ -297,6 +300,11 @@ impl Records {
         sums.into_iter()
             .map(|((plugin, version), t)| t.to_metrics(&plugin, &version))
             .collect()
+    }
+
+    /// Label sets with retired call counts kept (`Footprint::call_metric_labels`).
+    pub fn retired_labels(&self) -> usize {
+        self.retired.lock().len()
     }
 
     /// Moves `r`'s call counts to the retired sums (called with `list` locked).
