@@ -227,10 +227,15 @@ fn build_files(dir: &Path) -> Result<(PathBuf, Vec<PathBuf>), String> {
     ))
 }
 
-fn copy_into(file: &Path, dir: &Path) -> Result<PathBuf, String> {
-    let to = dir.join(file.file_name().ok_or("a built file has a name")?);
-    std::fs::copy(file, &to).map_err(|e| format!("copy to {}: {e}", to.display()))?;
-    Ok(to)
+/// Hard-links a build's files into `dir`, the manifest last; returns the links.
+fn install((manifest, rest): &(PathBuf, Vec<PathBuf>), dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut links = Vec::new();
+    for file in rest.iter().chain(std::iter::once(manifest)) {
+        let to = dir.join(file.file_name().ok_or("a built file has a name")?);
+        std::fs::hard_link(file, &to).map_err(|e| format!("link {}: {e}", to.display()))?;
+        links.push(to);
+    }
+    Ok(links)
 }
 
 /// Nearest-rank percentile of sorted durations, in ms.
@@ -284,15 +289,12 @@ pub(crate) fn run() -> Result<(), String> {
     println!("== building the handlers plugin, v1 and v2 (not timed)");
     super::hotswap_build(&handlers, &v1, &[])?;
     super::hotswap_build(&handlers, &v2, &["--features", "v2"])?;
-    // Both libraries sit in the plugin directory; which manifest is there says which
-    // build is the one to load (as the benchmark's reloads do): nothing is hashed
-    // twice, so the reloads measure the swap, not file copies.
-    let (m1, files1) = build_files(&v1)?;
-    let (m2, files2) = build_files(&v2)?;
-    for f in files1.iter().chain(&files2) {
-        copy_into(f, &plugins)?;
-    }
-    let mut installed = copy_into(&m1, &plugins)?;
+    // A reload's deploy: the other build's files hard-linked in (library first, manifest
+    // last, as the builder writes them) after the current build's are removed. Linked,
+    // not copied: the host knows each file from its first load and does not hash it
+    // again, so the reloads measure the swap, not file copies.
+    let builds = [build_files(&v1)?, build_files(&v2)?];
+    let mut installed = install(&builds[0], &plugins)?;
 
     // A free loopback port (the demo binds it right after).
     let addr = std::net::TcpListener::bind("127.0.0.1:0")
@@ -355,9 +357,15 @@ pub(crate) fn run() -> Result<(), String> {
             );
             let start = Instant::now();
             for i in 1..=opts.reloads {
-                let (next, version) = if i % 2 == 1 { (&m2, "v2") } else { (&m1, "v1") };
-                std::fs::remove_file(&installed).map_err(|e| e.to_string())?;
-                installed = copy_into(next, &plugins)?;
+                let (next, version) = if i % 2 == 1 {
+                    (&builds[1], "v2")
+                } else {
+                    (&builds[0], "v1")
+                };
+                for f in &installed {
+                    std::fs::remove_file(f).map_err(|e| format!("{}: {e}", f.display()))?;
+                }
+                installed = install(next, &plugins)?;
                 rustix::process::kill_process(pid, rustix::process::Signal::HUP)
                     .map_err(|e| format!("SIGHUP: {e}"))?;
                 let a = wait_generation(addr, first + i)?;
