@@ -125,12 +125,14 @@ where
         // SAFETY: `ok` means the function returned its future.
         let mut fut = ManuallyDrop::new(unsafe { ret.value.assume_init() });
         let mut cx = Context::from_waker(Waker::noop());
-        match poll_plugin(&mut fut, &mut cx) {
-            Poll::Pending => State::Running(Running {
+        match poll_plugin(&mut fut, &mut cx, version, slot.call) {
+            // Boxed: the pending state is the rare one, and the state moved on every
+            // call stays a few words.
+            Poll::Pending => State::Running(Box::new(Running {
                 fut,
                 version: version.clone(),
                 call: slot.call,
-            }),
+            })),
             Poll::Ready(out) => {
                 // SAFETY: dropped once, here, while the pinned generation keeps the code
                 // that drops it loaded; never used again.
@@ -141,7 +143,7 @@ where
                         out: R::from_wire(w),
                         version: version.id(),
                     },
-                    Err(f) => State::Failed(Box::new(call_error(version, slot.call, f))),
+                    Err(e) => State::Failed(e),
                 }
             }
         }
@@ -183,22 +185,35 @@ struct Running<W> {
 // and the version `Send + Sync`.
 unsafe impl<W> Send for Running<W> {}
 
-/// Polls the plugin's future once: its output, or the failure of a poll that panicked
+/// Polls the plugin's future once: its output, or the error of a poll that panicked
 /// (caught in the plugin; async-ffi turns any other panic into one of this poll, stopped
-/// here).
+/// here), naming the function of `version` whose entry point is `call`. The result is
+/// small (a `Box` for the error) and made inside the `catch_unwind`, so the plugin's
+/// output is not moved through the stack on its way out.
 #[inline(always)]
-fn poll_plugin<W>(fut: &mut AsyncRet<W>, cx: &mut Context<'_>) -> Poll<Result<W, Failure>> {
+fn poll_plugin<W>(
+    fut: &mut AsyncRet<W>,
+    cx: &mut Context<'_>,
+    version: &Version,
+    call: *const std::ffi::c_void,
+) -> Poll<Result<W, Box<CallError>>> {
     let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        Pin::new(&mut *fut).poll(cx)
+        match Pin::new(&mut *fut).poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(RResult::ROk(w)) => Poll::Ready(Ok(w)),
+            Poll::Ready(RResult::RErr(f)) => Poll::Ready(Err(call_error(version, call, f))),
+        }
     }));
     match polled {
-        Ok(Poll::Pending) => Poll::Pending,
-        Ok(Poll::Ready(RResult::ROk(w))) => Poll::Ready(Ok(w)),
-        Ok(Poll::Ready(RResult::RErr(f))) => Poll::Ready(Err(f)),
-        Err(_) => Poll::Ready(Err(Failure {
-            kind: hotswap_abi::vtable::FailKind::Panic,
-            message: "its future panicked across the boundary".into(),
-        })),
+        Ok(p) => p,
+        Err(_) => Poll::Ready(Err(call_error(
+            version,
+            call,
+            Failure {
+                kind: hotswap_abi::vtable::FailKind::Panic,
+                message: "its future panicked across the boundary".into(),
+            },
+        ))),
     }
 }
 
@@ -206,14 +221,18 @@ fn poll_plugin<W>(fut: &mut AsyncRet<W>, cx: &mut Context<'_>) -> Poll<Result<W,
 /// the version's table (no name is copied per call).
 #[cold]
 #[inline(never)]
-fn call_error(version: &Version, call: *const std::ffi::c_void, failure: Failure) -> CallError {
+fn call_error(
+    version: &Version,
+    call: *const std::ffi::c_void,
+    failure: Failure,
+) -> Box<CallError> {
     let name = version
         .vtable()
         .typed
         .iter()
         .find(|f| f.call == call)
         .map_or("?", |f| f.name.as_str());
-    version.call_error(name, failure)
+    Box::new(version.call_error(name, failure))
 }
 
 impl<W> Drop for Running<W> {
@@ -226,7 +245,7 @@ impl<W> Drop for Running<W> {
 
 enum State<R: Ret> {
     /// Pending at its first poll: the plugin's future and the version it runs on.
-    Running(Running<R::Wire>),
+    Running(Box<Running<R::Wire>>),
     /// Completed at its first poll, inside `call`: the host-owned output, and the id of
     /// the version that made it.
     Ready {
@@ -270,12 +289,12 @@ impl<R: Ret> Future for AsyncCall<R> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         let out = match &mut this.state {
-            State::Running(r) => match poll_plugin(&mut r.fut, cx) {
+            State::Running(r) => match poll_plugin(&mut r.fut, cx, &r.version, r.call) {
                 Poll::Pending => return Poll::Pending,
                 // Copied while `r` holds the version whose code made it; the plugin-made
                 // value is dropped inside `from_wire`.
                 Poll::Ready(Ok(w)) => Ok(R::from_wire(w)),
-                Poll::Ready(Err(f)) => Err(call_error(&r.version, r.call, f)),
+                Poll::Ready(Err(e)) => Err(*e),
             },
             State::Ready { .. } | State::Failed(_) => {
                 match std::mem::replace(&mut this.state, State::Done) {
