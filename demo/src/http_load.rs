@@ -10,9 +10,12 @@
 //! Builds the handlers plugin twice with the real `hotswap build` (v1, and v2 with the
 //! `v2` feature), starts the demo binary beside this one on a loopback port, and runs
 //! `--connections` keep-alive clients (`GET /`, one request at a time each, as `wrk`
-//! does) through three phases: a warm-up, `--steady` requests with no reload, then
-//! `--reloads` in-process reloads (the other build's manifest swapped in, SIGHUP, and
-//! the next reload only once `/version` answers from the generation it published).
+//! does): after a warm-up, `--reloads` in-process reloads (the other build's files
+//! linked in, SIGHUP, and the reload window closes once `/version` answers from the
+//! generation it published), each after a steady window with no reload of at least
+//! `--steady / --reloads` requests and as many as the reload windows so far averaged.
+//! Steady and reload windows alternate, so other load on the machine falls on both
+//! alike (as the benchmark pairs its samples).
 //! Prints p50/p99/p99.9/max latency of each phase, their ratio, and every failed
 //! request; exits non-zero if any request failed. Loopback only; every loop is bounded
 //! by a request count or by the reloads, and the demo is stopped at the end.
@@ -345,18 +348,26 @@ pub(crate) fn run() -> Result<(), String> {
             while count(WARMING) < WARMUP && seen.failed.load(Ordering::Relaxed) == 0 {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            phase.store(STEADY, Ordering::Release);
-            println!("== steady: {} requests, no reload", opts.steady);
-            while count(STEADY) < opts.steady && seen.failed.load(Ordering::Relaxed) == 0 {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            phase.store(RELOADING, Ordering::Release);
             println!(
-                "== {} in-process reloads (SIGHUP) under the same load",
-                opts.reloads
+                "== {} in-process reloads (SIGHUP), each after a window of at least {} \
+                 requests with no reload",
+                opts.reloads,
+                opts.steady / opts.reloads.max(1)
             );
-            let start = Instant::now();
+            let mut reloading = Duration::ZERO;
             for i in 1..=opts.reloads {
+                // A steady window, then a reload window, in turn: other load on the
+                // machine falls on both alike. A steady window is as long (in requests)
+                // as the reload window before it, and at least its share of --steady.
+                let window =
+                    (opts.steady / opts.reloads.max(1)).max(count(RELOADING) / (i - 1).max(1));
+                let until = count(STEADY) + window;
+                phase.store(STEADY, Ordering::Release);
+                while count(STEADY) < until && seen.failed.load(Ordering::Relaxed) == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                phase.store(RELOADING, Ordering::Release);
+                let start = Instant::now();
                 let (next, version) = if i % 2 == 1 {
                     (&builds[1], "v2")
                 } else {
@@ -377,8 +388,9 @@ pub(crate) fn run() -> Result<(), String> {
                         first + i
                     ));
                 }
+                reloading += start.elapsed();
             }
-            Ok((start.elapsed(), opts.reloads))
+            Ok((reloading, opts.reloads))
         })();
         phase.store(STOP, Ordering::Release);
         result

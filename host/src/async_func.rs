@@ -259,8 +259,8 @@ enum State<R: Ret> {
 
 /// The future of one async call ([`AsyncFunc::call`]): `Ok(R)` with a host-owned
 /// result, or `Err(CallError)` (see `call`). Dropping it before it completes drops
-/// the plugin's future, then lets its version go. `Send`, so it can be spawned on a
-/// multi-threaded runtime.
+/// the plugin's future, then lets its version go. `Send` when `R` is, so it can be
+/// spawned on a multi-threaded runtime.
 #[must_use = "futures do nothing unless awaited"]
 pub struct AsyncCall<R: Ret> {
     state: State<R>,
