@@ -10,7 +10,8 @@ use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::sync::Arc;
 
-/// What an unresolved slot of a `Func<A, R>` calls: reports failure without touching
+/// What an unresolved slot of an `AsyncFunc<A, R>` calls (a `Func`'s calls
+/// `Args::stub`, in its list's calling convention): reports failure without touching
 /// `err`; the caller then finds the reason in the generation's `typed_errors`.
 ///
 /// # Safety
