@@ -3,7 +3,8 @@
 //! stays in status until they complete (or are dropped) and then unloads (checked in
 //! /proc/self/maps); no call fails during reloads; a panic in a poll is a `CallError`;
 //! the host's timer and background futures work without a runtime; a non-async
-//! function asked for as async is refused in one line.
+//! function asked for as async is refused in one line; a future that completes at
+//! once (run inside `call`) holds nothing of its version.
 //!
 //! Every wait here is on a condition (a DataBag gate the test opens, a future's
 //! completion), never on time.
@@ -177,6 +178,41 @@ fn a_dropped_pending_future_frees_its_version() {
     );
     assert_ne!(versions[0].0, old_id);
     assert_eq!(maps::mapped_under(m.private_dir()).len(), 1);
+}
+
+#[test]
+fn a_future_ready_at_once_holds_nothing_of_its_version() {
+    let (v1, v2) = (build(AWAITER, &[]), build(AWAITER, &["v2"]));
+    let (dir, m) = loaded(&v1);
+    let ready: AsyncFunc<u64, u64> = m.async_func("awaiter", "ready").unwrap();
+    let old_id = current_id(&m);
+    // Made, and run to completion inside `call`, on the old version; never polled yet.
+    let calls: Vec<_> = (0..100).map(|i| ready.call(i)).collect();
+    assert!(calls.iter().all(|c| c.version_id() == Some(old_id)));
+
+    swap_to(dir.path(), &v2);
+    m.reload(&Value::Null).unwrap();
+    // Nothing holds the old version: it unloads with the futures still unawaited.
+    assert!(m.collect(Duration::from_secs(60)));
+    let versions = awaiter_versions(&m);
+    assert_eq!(
+        versions.len(),
+        1,
+        "only the new version is left: {versions:?}"
+    );
+    assert_ne!(versions[0].0, old_id);
+    assert_eq!(maps::mapped_under(m.private_dir()).len(), 1);
+    // Their outputs are the host's, read after the library that made them is gone.
+    for (i, mut call) in calls.into_iter().enumerate() {
+        match poll_once(&mut call) {
+            Poll::Ready(Ok(n)) => assert_eq!(n, i as u64 + 1),
+            other => panic!(
+                "call {i}: {:?}",
+                other.map(|r| r.map_err(|e| e.to_string()))
+            ),
+        }
+        assert_eq!(call.version_id(), None, "its output was taken");
+    }
 }
 
 #[test]

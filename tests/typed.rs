@@ -252,3 +252,27 @@ fn a_string_made_before_the_host_attached_is_copied_not_adopted() {
     assert_eq!(w.join(" "), "early bird words host");
     assert!(words.call(()).unwrap().is_empty());
 }
+
+#[test]
+fn handles_of_two_to_four_arguments_answer_before_their_plugin_is_loaded() {
+    // Made before any load: each slot is the stub of its own calling convention (one
+    // parameter per argument), called and answering `UnknownPlugin`; then the loaded
+    // function, through the same handles.
+    let dir = common::plugin_dir();
+    let m = PluginManager::new(dir.path()).unwrap();
+    let repeat: Func<(&str, u32), String> = m.func("probe", "repeat").unwrap();
+    let quote: QuoteFn = m.func("probe", "quote").unwrap();
+    let sum4: Func<(u64, u64, u32, u8), u64> = m.func("probe", "sum4").unwrap();
+    let o = opts(0);
+    for _ in 0..100 {
+        let unknown = |e: CallError| matches!(e, CallError::UnknownPlugin(p) if p == "probe");
+        assert!(repeat.call(("ab", 3)).is_err_and(unknown));
+        assert!(quote.call(("apple", 1, &o)).is_err_and(unknown));
+        assert!(sum4.call((1, 2, 3, 4)).is_err_and(unknown));
+    }
+    install(&build(PROBE, &[]), dir.path());
+    m.load_plugins(&Value::Null).unwrap();
+    assert_eq!(repeat.call(("ab", 3)).unwrap(), "ababab");
+    assert!(quote.call(("apple", 1, &o)).unwrap().is_ok());
+    assert_eq!(sum4.call((1, 2, 3, 4)).unwrap(), 10);
+}

@@ -9,8 +9,9 @@
 //! - Routes (`routes.rs`): `GET /`, `GET /version`, `POST|PUT /echo`, `GET
 //!   /sleep/<ms>` (the plugin awaits the host's timer), everything else the plugin's
 //!   404. Every answer carries `X-Pid`; plugin answers `X-Generation`.
-//! - SIGHUP: reloads the plugins in-process (`PluginManager::reload`); no request
-//!   fails, requests in flight finish on the version they started on.
+//! - SIGHUP: reloads the plugins in-process (`PluginManager::reload`, on a thread of
+//!   its own at a lower CPU priority); no request fails, requests in flight finish on
+//!   the version they started on.
 //! - SIGTERM, SIGINT, SIGQUIT: drains. Stops accepting at once (the supervisor's new
 //!   process accepts from the same socket), answers with `Connection: close` from then
 //!   on, gives idle keep-alive connections [`DRAIN_IDLE_GRACE`] to send one more
@@ -24,7 +25,7 @@
 
 mod routes;
 
-use hotswap_host::{PluginManager, Value};
+use hotswap_host::{PluginManager, ReloadReport, Value};
 use hotswap_listen::{self as listen, Listener};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -37,7 +38,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{oneshot, watch, Semaphore};
 
 /// A keep-alive connection that sends no request head for this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -117,15 +118,11 @@ async fn run() -> Result<(), String> {
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         listeners.push(Listener::Tcp(l));
     }
-    let manager = PluginManager::new(&args.plugins).map_err(|e| e.to_string())?;
-    let report = manager
-        .load_plugins(&Value::Null)
-        .map_err(|e| format!("loading plugins from {}: {e}", args.plugins.display()))?;
-    tracing::info!("plugins loaded:\n{report}");
+    let (manager, reloader) = start_reloader(args.plugins.clone()).await?;
     let handlers = Handlers::new(&manager).map_err(|e| format!("the handlers plugin: {e}"))?;
     let pid = std::process::id();
     let app = Arc::new(App {
-        manager: Arc::new(manager),
+        manager,
         handlers,
         draining: AtomicBool::new(false),
         served: AtomicU64::new(0),
@@ -134,7 +131,7 @@ async fn run() -> Result<(), String> {
     let router = routes::router(app.clone());
     // `true` once the stop signal came.
     let (drain_tx, drain) = watch::channel(false);
-    start_signals(&app, drain_tx)?;
+    start_signals(&app, reloader, drain_tx)?;
     // Every connection holds a receiver: `closed()` of the sender says all are gone.
     let (open_tx, open) = watch::channel(());
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -181,9 +178,66 @@ async fn run() -> Result<(), String> {
     Ok(())
 }
 
-/// SIGHUP reloads (on a blocking thread: a reload runs plugin hooks); SIGTERM,
+/// The nice value of the reload thread (and of the hook threads a reload starts, which
+/// inherit it): 10, a tenth of a serving thread's CPU share when both want a core.
+const RELOAD_NICE: i32 = 10;
+
+/// What the reload thread answers a reload request with.
+type Reloaded = Result<ReloadReport, hotswap_host::Error>;
+
+/// A request to the reload thread, answered on its channel.
+type ReloadRequest = oneshot::Sender<Reloaded>;
+
+/// Starts the thread that runs every reload: one thread of its own, at a lower CPU
+/// priority ([`RELOAD_NICE`]), so on a busy machine the requests served while a reload
+/// builds the next generation get the cores first (a reload is background work: no
+/// call waits for it). The manager is made, and the first load run, on that thread
+/// too, so the manager's reaper thread (which frees and closes replaced versions)
+/// inherits the lower priority; the timer plugin code sleeps on is started by the first
+/// sleep, on a serving thread, and keeps the normal one.
+async fn start_reloader(
+    plugins: PathBuf,
+) -> Result<(Arc<PluginManager>, std::sync::mpsc::Sender<ReloadRequest>), String> {
+    let (tx, rx) = std::sync::mpsc::channel::<ReloadRequest>();
+    let (made_tx, made) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("reload".into())
+        .spawn(move || {
+            // On Linux the nice value is per thread: this one (and what it starts) only.
+            let me = rustix::thread::gettid();
+            if let Err(e) = rustix::process::setpriority_process(Some(me), RELOAD_NICE) {
+                tracing::warn!("reload thread keeps the default priority: {e}");
+            }
+            let manager = match PluginManager::new(&plugins) {
+                Ok(m) => Arc::new(m),
+                Err(e) => return drop(made_tx.send(Err(e.to_string()))),
+            };
+            match manager.load_plugins(&Value::Null) {
+                Ok(report) => tracing::info!("plugins loaded:\n{report}"),
+                Err(e) => {
+                    let why = format!("loading plugins from {}: {e}", plugins.display());
+                    return drop(made_tx.send(Err(why)));
+                }
+            }
+            let _ = made_tx.send(Ok(manager.clone()));
+            for done in rx {
+                let _ = done.send(manager.reload(&Value::Null));
+            }
+        })
+        .map_err(|e| format!("reload thread: {e}"))?;
+    let manager = made
+        .await
+        .map_err(|_| "the reload thread died while loading".to_owned())??;
+    Ok((manager, tx))
+}
+
+/// SIGHUP reloads (on the reload thread: a reload runs plugin hooks); SIGTERM,
 /// SIGINT, SIGQUIT start the drain.
-fn start_signals(app: &Arc<App>, drain: watch::Sender<bool>) -> Result<(), String> {
+fn start_signals(
+    app: &Arc<App>,
+    reloader: std::sync::mpsc::Sender<ReloadRequest>,
+    drain: watch::Sender<bool>,
+) -> Result<(), String> {
     let install = |kind: SignalKind| signal(kind).map_err(|e| format!("signal handler: {e}"));
     let mut hup = install(SignalKind::hangup())?;
     let mut term = install(SignalKind::terminate())?;
@@ -194,11 +248,15 @@ fn start_signals(app: &Arc<App>, drain: watch::Sender<bool>) -> Result<(), Strin
         loop {
             let name = tokio::select! {
                 _ = hup.recv() => {
-                    let m = app.manager.clone();
-                    match tokio::task::spawn_blocking(move || m.reload(&Value::Null)).await {
-                        Ok(Ok(report)) => tracing::info!("SIGHUP: plugins reloaded:\n{report}"),
-                        Ok(Err(e)) => tracing::error!("SIGHUP: reload failed, still serving: {e}"),
-                        Err(e) => tracing::error!("SIGHUP: the reload thread failed: {e}"),
+                    let (done, reloaded) = oneshot::channel();
+                    let outcome = match reloader.send(done) {
+                        Ok(()) => reloaded.await.ok(),
+                        Err(_) => None,
+                    };
+                    match outcome {
+                        Some(Ok(report)) => tracing::info!("SIGHUP: plugins reloaded:\n{report}"),
+                        Some(Err(e)) => tracing::error!("SIGHUP: reload failed, still serving: {e}"),
+                        None => tracing::error!("SIGHUP: the reload thread is gone"),
                     }
                     continue;
                 }

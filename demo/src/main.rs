@@ -24,8 +24,9 @@ fn main() -> ExitCode {
         "trine" => trine::run(),
         "livex" => livex::livex(),
         "extension" => livex::extension(),
+        "http-load" => http_load::run(),
         other => Err(format!(
-            "unknown demo {other:?}; available: hello, trine, livex, extension"
+            "unknown demo {other:?}; available: hello, trine, livex, extension, http-load"
         )),
     };
     match result {
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
     }
 }
 
+mod http_load;
 mod livex;
 mod serve;
 mod trine;

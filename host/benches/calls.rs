@@ -67,14 +67,16 @@
 //! And without a clock, in a copy of this benchmark run under valgrind's callgrind
 //! (`--toggle-collect` on one function per line, totals from `callgrind_annotate`):
 //!
-//! - instructions per call of `raw`, `typed/1-thread`, `typed/no-metrics`, `typed/batch`
-//!   and `invoke_func`,
-//!   each over [`COUNTED_CALLS`] calls of the very loop the timed lines run (whose own
-//!   few instructions every line includes): a figure other load on the machine does not
-//!   move. Without valgrind the table says so and the rest runs as usual.
+//! - instructions per call of `raw`, `typed/1-thread`, `typed/no-metrics`, `typed/batch`,
+//!   `invoke_func`, `raw-str`, `typed-str`, `raw-async` and `async`, each over
+//!   [`COUNTED_CALLS`] calls of the very loop the timed lines run (whose own few
+//!   instructions every line includes), `typed-str` against `raw-str` and `async`
+//!   against `raw-async`: a figure other load on the machine does not move. Without
+//!   valgrind the table says so and the rest runs as usual.
 //!
 //! `HOTSWAP_BENCH_ONLY=instructions` runs only the count, `HOTSWAP_BENCH_ONLY=reloads`
-//! only the reload timings (for working on one of them). `HOTSWAP_BENCH_RELOADS=N`
+//! only the reload timings, `HOTSWAP_BENCH_ONLY=<line>` (`typed-str`, `async`, ...) the
+//! count, that line and its baseline, and the reloads (for working on one of them). `HOTSWAP_BENCH_RELOADS=N`
 //! times N reloads of each kind instead of [`RELOADS`]; the resident set (`VmRSS`) is
 //! printed after the first [`RSS_AFTER`] reloads and after the last of the known-file
 //! run, so `HOTSWAP_BENCH_ONLY=reloads HOTSWAP_BENCH_RELOADS=10000` shows what 10,000
@@ -331,6 +333,20 @@ fn timed_async<F: std::future::Future<Output = u64>>(
     })
 }
 
+/// The loop of [`timed_async`], untimed (for the instruction counts).
+#[inline(always)]
+fn awaited<F: std::future::Future<Output = u64>>(
+    rt: &tokio::runtime::Runtime,
+    calls: u64,
+    f: impl Fn(u64) -> F,
+) {
+    rt.block_on(async {
+        for i in 0..calls {
+            black_box(f(black_box(i)).await);
+        }
+    })
+}
+
 /// Calls each counted line makes under callgrind.
 const COUNTED_CALLS: u64 = 100_000;
 
@@ -339,8 +355,13 @@ const COUNTED_CALLS: u64 = 100_000;
 const COUNT_DIR_ENV: &str = "HOTSWAP_BENCH_COUNT_DIR";
 /// The raw library's path, for that copy.
 const COUNT_RAW_ENV: &str = "HOTSWAP_BENCH_COUNT_RAW";
+/// The awaiter plugin's directory, and its raw copy's path, for that copy.
+const COUNT_AWAITER_ENV: &str = "HOTSWAP_BENCH_COUNT_AWAITER";
+const COUNT_RAW_AWAITER_ENV: &str = "HOTSWAP_BENCH_COUNT_RAW_AWAITER";
 /// `instructions`: only count instructions (no timings); `reloads`: only time reloads
-/// (no calls timed or counted). For working on one of them; unset for the full run.
+/// (no calls timed or counted); the name of a line (`typed-str`): time that line and
+/// its baseline only, then the reloads. For working on one of them; unset for the full
+/// run.
 const ONLY_ENV: &str = "HOTSWAP_BENCH_ONLY";
 
 // One function per counted line, never inlined, so callgrind collects only inside them
@@ -368,19 +389,55 @@ fn count_batch(f: &Batch) {
 fn count_invoke(f: &Dynamic) {
     f.run(COUNTED_CALLS)
 }
+#[inline(never)]
+fn count_raw_str(f: &RawStr) {
+    f.run(COUNTED_CALLS)
+}
+#[inline(never)]
+fn count_typed_str(f: &TypedStr) {
+    f.run(COUNTED_CALLS)
+}
+#[inline(never)]
+fn count_raw_async(rt: &tokio::runtime::Runtime, f: RawAsyncFn) {
+    // SAFETY: `awaiter_raw_ready` returns a future its library, loaded until the end of
+    // `count_child`, polls and drops.
+    awaited(rt, COUNTED_CALLS, |x| unsafe { f(x) })
+}
+#[inline(never)]
+fn count_async(rt: &tokio::runtime::Runtime, f: &AsyncFunc<u64, u64>) {
+    awaited(rt, COUNTED_CALLS, |x| {
+        let call = f.call(x);
+        async move { call.await.expect("async call") }
+    })
+}
 
 /// The counted lines and the function that makes each one's calls.
-const COUNTED: [(&str, &str); 5] = [
+const COUNTED: [(&str, &str); 9] = [
     (RAW, "count_raw"),
     (TYPED, "count_typed"),
     (TYPED_QUIET, "count_typed_quiet"),
     (BATCH, "count_batch"),
     (INVOKE, "count_invoke"),
+    (RAW_STR, "count_raw_str"),
+    (TYPED_STR, "count_typed_str"),
+    (RAW_ASYNC, "count_raw_async"),
+    (ASYNC, "count_async"),
 ];
+
+/// The baseline a line's ratio is against.
+fn baseline_of(line: &str) -> &'static str {
+    match line {
+        TYPED_STR => RAW_STR,
+        ASYNC => RAW_ASYNC,
+        TYPED_ALL => RAW_ALL,
+        ALLOC_COUNTED => ALLOC_UNCOUNTED,
+        _ => RAW,
+    }
+}
 
 /// The copy under callgrind: loads the plugin directory `dir` and makes each counted
 /// line's calls once (after one uncounted call each: a thread's first call registers it).
-fn count_child(dir: &Path, raw_path: &Path) {
+fn count_child(dir: &Path, raw_path: &Path, awaiter_dir: &Path, raw_awaiter_path: &Path) {
     let manager = PluginManager::new(dir).expect("plugin manager");
     manager
         .load_plugins(&Value::Null)
@@ -414,13 +471,50 @@ fn count_child(dir: &Path, raw_path: &Path) {
         raw.call(1) + typed.call(1) + typed_quiet.call(1) + batch.call(1) + dynamic.call(0),
         11
     );
+    // SAFETY: as above; `probe_raw_repeat` has this type.
+    let raw_repeat: RawRepeatFn = *unsafe { raw_lib.get::<RawRepeatFn>(b"probe_raw_repeat\0") }
+        .expect("dlsym probe_raw_repeat");
+    let raw_str = RawStr(raw_repeat);
+    let typed_str = TypedStr(
+        manager
+            .func::<(&str, u32), String>("probe", "repeat")
+            .expect("typed handle on probe.repeat"),
+    );
+    assert_eq!(raw_str.call(0) + typed_str.call(0), 64);
+    let awaiter_manager = PluginManager::new(awaiter_dir).expect("plugin manager");
+    awaiter_manager
+        .load_plugins(&Value::Null)
+        .expect("load the awaiter plugin");
+    let ready: AsyncFunc<u64, u64> = awaiter_manager
+        .async_func("awaiter", "ready")
+        .expect("async handle on awaiter.ready");
+    // SAFETY: as for the probe: our own test library.
+    let raw_awaiter =
+        unsafe { libloading::Library::new(raw_awaiter_path) }.expect("dlopen awaiter");
+    // SAFETY: the awaiter plugin defines `awaiter_raw_ready` with this signature.
+    let raw_ready: RawAsyncFn = *unsafe { raw_awaiter.get::<RawAsyncFn>(b"awaiter_raw_ready\0") }
+        .expect("dlsym awaiter_raw_ready");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("current-thread runtime");
+    awaited(&rt, 1, |x| {
+        let call = ready.call(x);
+        // SAFETY: as in `count_raw_async`.
+        let raw = unsafe { raw_ready(x) };
+        async move { call.await.expect("async call") + raw.await }
+    });
     count_raw(&raw);
     count_typed(&typed);
     count_typed_quiet(&typed_quiet);
     count_batch(&batch);
     count_invoke(&dynamic);
+    count_raw_str(&raw_str);
+    count_typed_str(&typed_str);
+    count_raw_async(&rt, raw_ready);
+    count_async(&rt, &ready);
     println!("reclamation: {}", manager.status().reclamation);
     drop(raw_lib);
+    drop(raw_awaiter);
 }
 
 /// A second manager on the plugin directory `dir` (its own private copy), with call
@@ -441,7 +535,13 @@ type Counted = Result<(Vec<(&'static str, f64)>, String), String>;
 /// Instructions per call of each counted line, counted by callgrind (valgrind) in a
 /// copy of this benchmark (`count_child`) on `dir`; and the reclamation mode that copy
 /// ran in. `Err` says why there are none (no valgrind, a failed run).
-fn count_instructions(dir: &Path, raw_path: &Path, out: &Path) -> Counted {
+fn count_instructions(
+    dir: &Path,
+    raw_path: &Path,
+    awaiter_dir: &Path,
+    raw_awaiter_path: &Path,
+    out: &Path,
+) -> Counted {
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let out_file = out.join("callgrind.out");
     let run = std::process::Command::new("valgrind")
@@ -452,6 +552,8 @@ fn count_instructions(dir: &Path, raw_path: &Path, out: &Path) -> Counted {
         .arg(&exe)
         .env(COUNT_DIR_ENV, dir)
         .env(COUNT_RAW_ENV, raw_path)
+        .env(COUNT_AWAITER_ENV, awaiter_dir)
+        .env(COUNT_RAW_AWAITER_ENV, raw_awaiter_path)
         .stdin(std::process::Stdio::null())
         .output()
         .map_err(|e| format!("valgrind not run ({e})"))?;
@@ -499,17 +601,20 @@ fn count_instructions(dir: &Path, raw_path: &Path, out: &Path) -> Counted {
 fn print_instructions(counted: &Counted) {
     match counted {
         Ok((lines, mode)) => {
-            let raw = lines
-                .iter()
-                .find(|(l, _)| *l == RAW)
-                .map_or(f64::NAN, |(_, n)| *n);
+            let of = |line: &str| {
+                lines
+                    .iter()
+                    .find(|(l, _)| *l == line)
+                    .map_or(f64::NAN, |(_, n)| *n)
+            };
             println!();
             println!(
                 "instructions per call (callgrind, {COUNTED_CALLS} calls a line, the loop's \
-                 own instructions included; reclamation: {mode})"
+                 own instructions included; ratios against raw, typed-str against raw-str, \
+                 async against raw-async; reclamation: {mode})"
             );
             for (line, n) in lines {
-                println!("{line:<18} {n:>8.1} {:>8.2}x", n / raw);
+                println!("{line:<18} {n:>8.1} {:>8.2}x", n / of(baseline_of(line)));
             }
         }
         Err(why) => println!("instructions per call: not counted: {why}"),
@@ -671,11 +776,18 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn main() {
-    if let (Some(dir), Some(raw)) = (
+    if let (Some(dir), Some(raw), Some(awaiter), Some(raw_awaiter)) = (
         std::env::var_os(COUNT_DIR_ENV),
         std::env::var_os(COUNT_RAW_ENV),
+        std::env::var_os(COUNT_AWAITER_ENV),
+        std::env::var_os(COUNT_RAW_AWAITER_ENV),
     ) {
-        count_child(Path::new(&dir), Path::new(&raw));
+        count_child(
+            Path::new(&dir),
+            Path::new(&raw),
+            Path::new(&awaiter),
+            Path::new(&raw_awaiter),
+        );
         return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -696,6 +808,12 @@ fn main() {
     let v1 = build_probe(&root, "", &staged.join("v1"));
     let v2 = build_probe(&root, "v2", &staged.join("v2"));
     let uncounted_build = build_probe(&root, "no-heap-stats", &staged.join("uncounted"));
+    eprintln!("building the awaiter plugin (not timed) ...");
+    let awaiter = build_plugin(&root, "tests/plugins/awaiter", "", &staged.join("awaiter"));
+    let awaiter_dir = work.path().join("awaiter");
+    std::fs::create_dir(&awaiter_dir).expect("create benchmark directory");
+    awaiter.copy_library(&awaiter_dir);
+    awaiter.copy_manifest(&awaiter_dir);
 
     // Instructions per call, counted by callgrind in a copy of this benchmark that loads
     // v1 from a directory of its own.
@@ -707,12 +825,23 @@ fn main() {
     v1.copy_library(&count_dir);
     v1.copy_manifest(&count_dir);
     let count_raw_path = v1.copy_library(&raw_dir);
+    let count_awaiter_dir = work.path().join("count-awaiter");
+    std::fs::create_dir(&count_awaiter_dir).expect("create benchmark directory");
+    awaiter.copy_library(&count_awaiter_dir);
+    awaiter.copy_manifest(&count_awaiter_dir);
+    let count_raw_awaiter_path = awaiter.copy_library(&count_out);
     let only = std::env::var(ONLY_ENV).ok();
     let instructions = if only.as_deref() == Some("reloads") {
         Err(format!("{ONLY_ENV}=reloads"))
     } else {
         eprintln!("counting instructions per call under callgrind ...");
-        count_instructions(&count_dir, &count_raw_path, &count_out)
+        count_instructions(
+            &count_dir,
+            &count_raw_path,
+            &count_awaiter_dir,
+            &count_raw_awaiter_path,
+            &count_out,
+        )
     };
     if only.as_deref() == Some("instructions") {
         print_instructions(&instructions);
@@ -807,12 +936,6 @@ fn main() {
 
     // Async calls: the awaiter plugin in a manager of its own, and its raw baseline from
     // a copy that stays loaded (never unloaded) until the end.
-    eprintln!("building the awaiter plugin (not timed) ...");
-    let awaiter = build_plugin(&root, "tests/plugins/awaiter", "", &staged.join("awaiter"));
-    let awaiter_dir = work.path().join("awaiter");
-    std::fs::create_dir(&awaiter_dir).expect("create benchmark directory");
-    awaiter.copy_library(&awaiter_dir);
-    awaiter.copy_manifest(&awaiter_dir);
     let awaiter_manager = PluginManager::new(&awaiter_dir).expect("plugin manager");
     awaiter_manager
         .load_plugins(&Value::Null)
@@ -862,54 +985,87 @@ fn main() {
         .sample_size(SAMPLE_SIZE)
         .nresamples(20_000)
         .configure_from_args();
-    if only.is_none() {
+    // One line and its baseline (`HOTSWAP_BENCH_ONLY=typed-str`), or every line.
+    let wanted = |line: &str| match only.as_deref() {
+        None => true,
+        Some(one) => one == line || baseline_of(one) == line,
+    };
+    if only.as_deref() != Some("reloads") {
         let mut group = criterion.benchmark_group("calls");
         group
             .warm_up_time(Duration::from_secs(1))
             .measurement_time(Duration::from_secs(2))
             .sample_size(SAMPLE_SIZE);
-        group.bench_function(RAW, |b| {
-            b.iter_custom(|n| samples.record(RAW, n, on_threads(1, n, &raw)))
-        });
-        group.bench_function(TYPED, |b| {
-            b.iter_custom(|n| samples.record_paired(TYPED, n, 1, &raw, &typed))
-        });
-        group.bench_function(TYPED_QUIET, |b| {
-            b.iter_custom(|n| samples.record_paired(TYPED_QUIET, n, 1, &raw, &typed_quiet))
-        });
-        group.bench_function(BATCH, |b| {
-            b.iter_custom(|n| samples.record_paired(BATCH, n, 1, &raw, &batch))
-        });
-        group.bench_function(RAW_ALL, |b| {
-            b.iter_custom(|n| samples.record(RAW_ALL, n, on_threads(threads, n, &raw)))
-        });
-        group.bench_function(TYPED_ALL, |b| {
-            b.iter_custom(|n| samples.record_paired(TYPED_ALL, n, threads, &raw, &typed))
-        });
-        group.bench_function(INTERFACE, |b| {
-            b.iter_custom(|n| samples.record_paired(INTERFACE, n, 1, &raw, &iface))
-        });
-        group.bench_function(INVOKE, |b| {
-            b.iter_custom(|n| samples.record_paired(INVOKE, n, 1, &raw, &dynamic))
-        });
-        group.bench_function(RAW_STR, |b| {
-            b.iter_custom(|n| samples.record(RAW_STR, n, on_threads(1, n, &raw_str)))
-        });
-        group.bench_function(TYPED_STR, |b| {
-            b.iter_custom(|n| samples.record_paired(TYPED_STR, n, 1, &raw_str, &typed_str))
-        });
-        group.bench_function(ALLOC_UNCOUNTED, |b| {
-            b.iter_custom(|n| samples.record(ALLOC_UNCOUNTED, n, on_threads(1, n, &uncounted)))
-        });
-        group.bench_function(ALLOC_COUNTED, |b| {
-            b.iter_custom(|n| samples.record_paired(ALLOC_COUNTED, n, 1, &uncounted, &counted))
-        });
-        group.bench_function(RAW_ASYNC, |b| {
-            b.iter_custom(|n| samples.record(RAW_ASYNC, n, raw_async(n)))
-        });
-        group.bench_function(ASYNC, |b| {
-            b.iter_custom(|n| samples.record_paired_with(ASYNC, n, raw_async, typed_async))
-        });
+        if wanted(RAW) {
+            group.bench_function(RAW, |b| {
+                b.iter_custom(|n| samples.record(RAW, n, on_threads(1, n, &raw)))
+            });
+        }
+        if wanted(TYPED) {
+            group.bench_function(TYPED, |b| {
+                b.iter_custom(|n| samples.record_paired(TYPED, n, 1, &raw, &typed))
+            });
+        }
+        if wanted(TYPED_QUIET) {
+            group.bench_function(TYPED_QUIET, |b| {
+                b.iter_custom(|n| samples.record_paired(TYPED_QUIET, n, 1, &raw, &typed_quiet))
+            });
+        }
+        if wanted(BATCH) {
+            group.bench_function(BATCH, |b| {
+                b.iter_custom(|n| samples.record_paired(BATCH, n, 1, &raw, &batch))
+            });
+        }
+        if wanted(RAW_ALL) {
+            group.bench_function(RAW_ALL, |b| {
+                b.iter_custom(|n| samples.record(RAW_ALL, n, on_threads(threads, n, &raw)))
+            });
+        }
+        if wanted(TYPED_ALL) {
+            group.bench_function(TYPED_ALL, |b| {
+                b.iter_custom(|n| samples.record_paired(TYPED_ALL, n, threads, &raw, &typed))
+            });
+        }
+        if wanted(INTERFACE) {
+            group.bench_function(INTERFACE, |b| {
+                b.iter_custom(|n| samples.record_paired(INTERFACE, n, 1, &raw, &iface))
+            });
+        }
+        if wanted(INVOKE) {
+            group.bench_function(INVOKE, |b| {
+                b.iter_custom(|n| samples.record_paired(INVOKE, n, 1, &raw, &dynamic))
+            });
+        }
+        if wanted(RAW_STR) {
+            group.bench_function(RAW_STR, |b| {
+                b.iter_custom(|n| samples.record(RAW_STR, n, on_threads(1, n, &raw_str)))
+            });
+        }
+        if wanted(TYPED_STR) {
+            group.bench_function(TYPED_STR, |b| {
+                b.iter_custom(|n| samples.record_paired(TYPED_STR, n, 1, &raw_str, &typed_str))
+            });
+        }
+        if wanted(ALLOC_UNCOUNTED) {
+            group.bench_function(ALLOC_UNCOUNTED, |b| {
+                b.iter_custom(|n| samples.record(ALLOC_UNCOUNTED, n, on_threads(1, n, &uncounted)))
+            });
+        }
+        if wanted(ALLOC_COUNTED) {
+            group.bench_function(ALLOC_COUNTED, |b| {
+                b.iter_custom(|n| samples.record_paired(ALLOC_COUNTED, n, 1, &uncounted, &counted))
+            });
+        }
+        if wanted(RAW_ASYNC) {
+            group.bench_function(RAW_ASYNC, |b| {
+                b.iter_custom(|n| samples.record(RAW_ASYNC, n, raw_async(n)))
+            });
+        }
+        if wanted(ASYNC) {
+            group.bench_function(ASYNC, |b| {
+                b.iter_custom(|n| samples.record_paired_with(ASYNC, n, raw_async, typed_async))
+            });
+        }
         group.finish();
     }
 

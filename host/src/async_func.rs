@@ -15,7 +15,7 @@ use std::marker::PhantomData;
 use std::mem::{ManuallyDrop, MaybeUninit};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 /// A handle on an async plugin function (`export_plugin!(.., async { handle: fn(A) ->
 /// R })`), from [`PluginManager::async_func`](crate::PluginManager::async_func): `A`
@@ -79,6 +79,11 @@ where
     /// or has another signature for it, or when the plugin's code panicked (in the
     /// method or in a poll of its future; caught in the plugin). What the function
     /// returns, an `Err` of its own included, is the `Ok` value.
+    ///
+    /// The call runs up to its first pending await inside `call` (polled once there, on
+    /// the pinned generation, with a waker that does nothing): a function that completes
+    /// at once is done when `call` returns, and awaiting the future only hands its
+    /// output over.
     pub fn call(&self, arg: A) -> AsyncCall<R> {
         let state = self
             .shared
@@ -87,9 +92,15 @@ where
         AsyncCall { state }
     }
 
-    /// Starts the call on a pinned generation: the plugin makes the future, and the
-    /// future takes the version with it before the pin ends.
-    fn start(&self, g: &Generation, arg: A) -> State<R::Wire> {
+    /// Starts the call on a pinned generation: the plugin makes the future, which is
+    /// polled once here, inside the pin, with a waker that does nothing. One that is
+    /// ready (most handlers) is done: its output is made host-owned and its future
+    /// dropped while the generation is pinned, and the version's refcount is never
+    /// touched. One that is pending takes the version with it before the pin ends; the
+    /// first poll of the `AsyncCall` polls it again with the caller's waker (a future
+    /// must expect a poll it was not woken for, and wakes the waker of its latest poll).
+    #[inline]
+    fn start(&self, g: &Generation, arg: A) -> State<R> {
         let Some(slot) = g.typed.get(self.symbol) else {
             // An outer generation pinned before this handle was made.
             return State::Failed(Box::new(CallError::UnknownPlugin(self.plugin.to_string())));
@@ -109,17 +120,38 @@ where
         let mut err = MaybeUninit::<Failure>::uninit();
         // SAFETY: the instance belongs to a version the pinned generation owns (or is
         // ignored by the stub); `err` is valid for writes; `arg` is moved in. The
-        // instance stays live until the future is dropped: `Running` holds its version.
+        // instance stays live until the future is dropped: it is dropped inside this pin
+        // or `Running` holds its version.
         let ret = unsafe { f(slot.instance, arg, err.as_mut_ptr()) };
         if !ret.ok {
             return State::Failed(Box::new(self.failed(g, slot.plugin, err)));
         }
-        State::Running(Running {
-            // SAFETY: `ok` means the function returned its future.
-            fut: ManuallyDrop::new(unsafe { ret.value.assume_init() }),
-            version: g.versions()[slot.plugin].clone(),
-            call: slot.call,
-        })
+        let version = &g.versions()[slot.plugin];
+        // SAFETY: `ok` means the function returned its future.
+        let mut fut = ManuallyDrop::new(unsafe { ret.value.assume_init() });
+        let mut cx = Context::from_waker(Waker::noop());
+        match poll_plugin(&mut fut, &mut cx, version, slot.call) {
+            // Boxed: the pending state is the rare one, and the state moved on every
+            // call stays a few words.
+            Poll::Pending => State::Running(Box::new(Running {
+                fut,
+                version: version.clone(),
+                call: slot.call,
+            })),
+            Poll::Ready(out) => {
+                // SAFETY: dropped once, here, while the pinned generation keeps the code
+                // that drops it loaded; never used again.
+                unsafe { ManuallyDrop::drop(&mut fut) };
+                match out {
+                    // Copied while the generation holds the version whose code made it.
+                    Ok(w) => State::Ready {
+                        out: R::from_wire(w),
+                        version: version.id(),
+                    },
+                    Err(e) => State::Failed(e),
+                }
+            }
+        }
     }
 
     #[cold]
@@ -158,19 +190,54 @@ struct Running<W> {
 // and the version `Send + Sync`.
 unsafe impl<W> Send for Running<W> {}
 
-impl<W> Running<W> {
-    /// The error of a failed poll, naming the function (found by its entry point in
-    /// the version's table, which `version` keeps loaded).
-    fn error(&self, failure: Failure) -> CallError {
-        let name = self
-            .version
-            .vtable()
-            .typed
-            .iter()
-            .find(|f| f.call == self.call)
-            .map_or("?", |f| f.name.as_str());
-        self.version.call_error(name, failure)
+/// Polls the plugin's future once: its output, or the error of a poll that panicked
+/// (caught in the plugin; async-ffi turns any other panic into one of this poll, stopped
+/// here), naming the function of `version` whose entry point is `call`. The result is
+/// small (a `Box` for the error) and made inside the `catch_unwind`, so the plugin's
+/// output is not moved through the stack on its way out.
+#[inline(always)]
+fn poll_plugin<W>(
+    fut: &mut AsyncRet<W>,
+    cx: &mut Context<'_>,
+    version: &Version,
+    call: *const std::ffi::c_void,
+) -> Poll<Result<W, Box<CallError>>> {
+    let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        match Pin::new(&mut *fut).poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(RResult::ROk(w)) => Poll::Ready(Ok(w)),
+            Poll::Ready(RResult::RErr(f)) => Poll::Ready(Err(call_error(version, call, f))),
+        }
+    }));
+    match polled {
+        Ok(p) => p,
+        Err(_) => Poll::Ready(Err(call_error(
+            version,
+            call,
+            Failure {
+                kind: hotswap_abi::vtable::FailKind::Panic,
+                message: "its future panicked across the boundary".into(),
+            },
+        ))),
     }
+}
+
+/// The error of a failed poll of the function whose entry point is `call`, named from
+/// the version's table (no name is copied per call).
+#[cold]
+#[inline(never)]
+fn call_error(
+    version: &Version,
+    call: *const std::ffi::c_void,
+    failure: Failure,
+) -> Box<CallError> {
+    let name = version
+        .vtable()
+        .typed
+        .iter()
+        .find(|f| f.call == call)
+        .map_or("?", |f| f.name.as_str());
+    Box::new(version.call_error(name, failure))
 }
 
 impl<W> Drop for Running<W> {
@@ -181,8 +248,15 @@ impl<W> Drop for Running<W> {
     }
 }
 
-enum State<W> {
-    Running(Running<W>),
+enum State<R: Ret> {
+    /// Pending at its first poll: the plugin's future and the version it runs on.
+    Running(Box<Running<R::Wire>>),
+    /// Completed at its first poll, inside `call`: the host-owned output, and the id of
+    /// the version that made it.
+    Ready {
+        out: R,
+        version: u64,
+    },
     /// Boxed: the state, moved on every call, stays small.
     Failed(Box<CallError>),
     Done,
@@ -190,19 +264,25 @@ enum State<W> {
 
 /// The future of one async call ([`AsyncFunc::call`]): `Ok(R)` with a host-owned
 /// result, or `Err(CallError)` (see `call`). Dropping it before it completes drops
-/// the plugin's future, then lets its version go. `Send`, so it can be spawned on a
-/// multi-threaded runtime.
+/// the plugin's future, then lets its version go. `Send` when `R` is, so it can be
+/// spawned on a multi-threaded runtime.
 #[must_use = "futures do nothing unless awaited"]
 pub struct AsyncCall<R: Ret> {
-    state: State<R::Wire>,
+    state: State<R>,
 }
 
+// Nothing is pinned through an `AsyncCall`: its output is only moved out, and the
+// plugin's future lives in async-ffi's box.
+impl<R: Ret> Unpin for AsyncCall<R> {}
+
 impl<R: Ret> AsyncCall<R> {
-    /// The id of the plugin version this call runs on; `None` if it failed to start
-    /// or has completed.
+    /// The id of the plugin version this call runs on (or ran on, when it completed
+    /// inside [`AsyncFunc::call`]); `None` if it failed to start or its output was
+    /// taken.
     pub fn version_id(&self) -> Option<u64> {
         match &self.state {
             State::Running(r) => Some(r.version.id()),
+            State::Ready { version, .. } => Some(*version),
             _ => None,
         }
     }
@@ -214,28 +294,20 @@ impl<R: Ret> Future for AsyncCall<R> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         let out = match &mut this.state {
-            State::Running(r) => {
-                // The plugin catches the panics of its poll; async-ffi turns any other
-                // into a panic of this poll, stopped here.
-                let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    Pin::new(&mut *r.fut).poll(cx)
-                }));
-                match polled {
-                    Ok(Poll::Pending) => return Poll::Pending,
-                    // Copied while `r` holds the version whose code made it; the
-                    // plugin-made value is dropped inside `from_wire`.
-                    Ok(Poll::Ready(RResult::ROk(w))) => Ok(R::from_wire(w)),
-                    Ok(Poll::Ready(RResult::RErr(f))) => Err(r.error(f)),
-                    Err(_) => Err(r.error(Failure {
-                        kind: hotswap_abi::vtable::FailKind::Panic,
-                        message: "its future panicked across the boundary".into(),
-                    })),
+            State::Running(r) => match poll_plugin(&mut r.fut, cx, &r.version, r.call) {
+                Poll::Pending => return Poll::Pending,
+                // Copied while `r` holds the version whose code made it; the plugin-made
+                // value is dropped inside `from_wire`.
+                Poll::Ready(Ok(w)) => Ok(R::from_wire(w)),
+                Poll::Ready(Err(e)) => Err(*e),
+            },
+            State::Ready { .. } | State::Failed(_) => {
+                match std::mem::replace(&mut this.state, State::Done) {
+                    State::Ready { out, .. } => return Poll::Ready(Ok(out)),
+                    State::Failed(e) => return Poll::Ready(Err(*e)),
+                    _ => unreachable!("matched Ready or Failed"),
                 }
             }
-            State::Failed(_) => match std::mem::replace(&mut this.state, State::Done) {
-                State::Failed(e) => Err(*e),
-                _ => unreachable!("matched Failed"),
-            },
             State::Done => panic!("AsyncCall polled after it completed"),
         };
         // Drops the plugin's future, then the version (see `Running`).

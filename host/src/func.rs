@@ -4,7 +4,7 @@ use crate::call_stats::{CallCounters, Kind};
 use crate::error::CallError;
 use crate::generation::{Generation, TypedSlot};
 use crate::shared::Shared;
-use hotswap_abi::vtable::{Failure, InstancePtr, TypedCall, TypedRet};
+use hotswap_abi::vtable::{Failure, InstancePtr, TypedRet};
 use hotswap_plugin_api::typed::{Args, Ret};
 use hotswap_reclaim::Pinned;
 use std::marker::PhantomData;
@@ -12,7 +12,8 @@ use std::mem::MaybeUninit;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// What an unresolved slot of a `Func<A, R>` calls: reports failure without touching
+/// What an unresolved slot of an `AsyncFunc<A, R>` calls (a `Func`'s calls
+/// `Args::stub`, in its list's calling convention): reports failure without touching
 /// `err`; the caller then finds the reason in the generation's `typed_errors`.
 ///
 /// # Safety
@@ -190,21 +191,17 @@ impl<A: Args, R: Ret> Func<A, R> {
         slot: &TypedSlot,
         arg: A::Lent<'w>,
     ) -> Result<R, Box<CallError>> {
-        // SAFETY: `call` is either the TypedCall of a function whose argument and result
-        // wire layouts abi_stable found equal to those of A's and R's wire forms when the
-        // generation was built, or `unresolved` for them (slots are built for this
-        // handle's own A and R); lifetimes do not change a function's ABI; a data
-        // pointer and a fn pointer have the same size.
-        let f: TypedCall<A::Wire<'w>, R::Wire> = unsafe {
-            std::mem::transmute::<*const std::ffi::c_void, TypedCall<A::Wire<'w>, R::Wire>>(
-                slot.call,
-            )
-        };
         let mut err = MaybeUninit::<Failure>::uninit();
-        // SAFETY: the instance belongs to a version the pinned generation owns (or is
-        // ignored by the stub); `err` is valid for writes; the wire arguments borrow
-        // from `arg`, which outlives the call.
-        let ret = unsafe { f(slot.instance, A::lend(arg), err.as_mut_ptr()) };
+        // SAFETY: `call` is either the entry point of a function whose argument and
+        // result wire layouts abi_stable found equal to those of A's and R's wire forms
+        // when the generation was built, or `A::stub::<R::Wire>()` (slots are built for
+        // this handle's own A and R); lifetimes do not change a function's ABI. The
+        // instance belongs to a version the pinned generation owns (or is ignored by the
+        // stub); `err` is valid for writes; the wire arguments borrow from `arg`, which
+        // outlives the call.
+        let ret = unsafe {
+            A::invoke::<R::Wire>(slot.call, slot.instance, A::lend(arg), err.as_mut_ptr())
+        };
         if ret.ok {
             // SAFETY: `ok` means the function returned the value. `from_wire` copies it
             // into a host-owned value and drops the plugin-made one here, while the

@@ -35,16 +35,18 @@ pub(crate) struct Symbol {
     /// `TypeId`s of the argument and result: a handle's identity (two `LAYOUT` consts
     /// of one type need not share an address).
     pub types: (std::any::TypeId, std::any::TypeId),
-    /// Address of `func::unresolved::<A, R>`: what an unresolved slot calls, so the
-    /// hot path needs no null check (the failure is then read from `typed_errors`).
+    /// Address of the stub in the handle's calling convention (`Args::stub::<R>()` of a
+    /// typed handle, `func::unresolved::<A, R>` of an async one): what an unresolved
+    /// slot calls, so the hot path needs no null check (the failure is then read from
+    /// `typed_errors`).
     pub stub: usize,
 }
 
 /// A resolved typed function: what the hot path needs, and nothing else.
 #[derive(Clone, Copy)]
 pub(crate) struct TypedSlot {
-    /// The erased `TypedCall`; the symbol's stub when unresolved (the error is then in
-    /// `typed_errors`).
+    /// The erased entry point (`Args::invoke` calls it); the symbol's stub when
+    /// unresolved (the error is then in `typed_errors`).
     pub call: *const c_void,
     pub instance: InstancePtr,
     /// Index of the version in `plugins`.

@@ -846,7 +846,7 @@ impl PluginManager {
                 std::any::TypeId::of::<A::Key>(),
                 std::any::TypeId::of::<R>(),
             ),
-            stub: crate::func::unresolved::<A::Wire<'static>, R::Wire> as *const () as usize,
+            stub: A::stub::<R::Wire>() as usize,
         })?;
         Ok(Func::new(self.shared.clone(), index, plugin, function))
     }

@@ -6,7 +6,7 @@
 
 use crate::asyncfn::AsyncMethod;
 use crate::panic::{install_panic_hook, panic_message};
-use crate::typed::{Args, Ret};
+use crate::typed::{Arg, Args, Ret};
 use crate::value::Value;
 use crate::vtable::{
     AsyncRet, ExportFfi, FailKind, Failure, HostHandle, ImportSpec, ImportsFfi, InstancePtr,
@@ -206,8 +206,9 @@ pub trait TypedMethod {
     fn call<'w>(plugin: &Self::Plugin, args: <Self::Args as Args>::Lent<'w>) -> Self::Ret;
 }
 
-/// The [`TypedCall`](crate::vtable::TypedCall) of method `M`, whose argument is the
-/// wire form of `M::Args` and result the wire form of `M::Ret`.
+/// The [`TypedCall`](crate::vtable::TypedCall) of method `M` of one argument (or none:
+/// `()`), whose argument is the wire form of `M::Args` and result the wire form of
+/// `M::Ret`; methods of two to four take one parameter per argument (`typed_call2`…).
 ///
 /// # Safety
 /// `p` must be a live instance of `M::Plugin` made by [`new`]; shared access; `err`
@@ -224,6 +225,55 @@ pub unsafe extern "C" fn typed_call<'w, M: TypedMethod>(
     // SAFETY: `err` is valid for writes (TypedCall contract).
     unsafe { typed_ret(catch_unwind(AssertUnwindSafe(run)), err) }
 }
+
+/// The entry point of typed method `M` with the calling convention of its argument list
+/// (`Args::invoke`): implemented by each kind of list, so `export_plugin!` and
+/// `#[interface]` lay out `<M::Args as TypedEntry<M>>::CALL` in their tables.
+pub trait TypedEntry<M> {
+    /// The entry point, its type erased.
+    const CALL: *const std::ffi::c_void;
+}
+
+impl<M: TypedMethod<Args = T>, T: crate::Pod> TypedEntry<M> for T {
+    const CALL: *const std::ffi::c_void = typed_call::<M> as *const std::ffi::c_void;
+}
+
+impl<M: TypedMethod<Args = (A,)>, A: Arg> TypedEntry<M> for (A,) {
+    const CALL: *const std::ffi::c_void = typed_call::<M> as *const std::ffi::c_void;
+}
+
+/// The entry points of methods of two to four arguments, one parameter each.
+macro_rules! typed_calls {
+    ($name:ident, $pack:ident; $($t:ident $f:ident),*) => {
+        /// The [`TypedEntry`] of method `M` whose arguments are each a parameter (see
+        /// [`typed_call`]).
+        ///
+        /// # Safety
+        /// As [`typed_call`]'s.
+        pub unsafe extern "C" fn $name<'w, M, $($t: Arg),*>(
+            p: InstancePtr,
+            $($f: $t::Wire<'w>,)*
+            err: *mut Failure,
+        ) -> TypedRet<<M::Ret as Ret>::Wire>
+        where
+            M: TypedMethod<Args = ($($t,)*)>,
+        {
+            // SAFETY: live instance, shared access (TypedCall contract).
+            let plugin = unsafe { instance::<M::Plugin>(p) };
+            let args = crate::vtable::$pack { $($f),* };
+            let run = move || M::call(plugin, <M::Args as Args>::receive(args)).into_wire();
+            // SAFETY: `err` is valid for writes (TypedCall contract).
+            unsafe { typed_ret(catch_unwind(AssertUnwindSafe(run)), err) }
+        }
+
+        impl<M: TypedMethod<Args = ($($t,)*)>, $($t: Arg),*> TypedEntry<M> for ($($t,)*) {
+            const CALL: *const std::ffi::c_void = $name::<M, $($t),*> as *const std::ffi::c_void;
+        }
+    };
+}
+typed_calls!(typed_call2, Args2; A a0, B a1);
+typed_calls!(typed_call3, Args3; A a0, B a1, C a2);
+typed_calls!(typed_call4, Args4; A a0, B a1, C a2, D a3);
 
 /// What a typed entry point returns for its body's outcome: the value, or `!ok` with
 /// the panic written to `err` as a [`Failure`].

@@ -434,14 +434,15 @@ macro_rules! export_plugin {
                 $($(
                     $crate::vtable::TypedFn {
                         name: $crate::abi_stable::std_types::RStr::from_str(stringify!($fname)),
-                        call: $crate::glue::typed_call::<$fname> as *const ::std::ffi::c_void,
+                        call: <<$fname as $crate::glue::TypedMethod>::Args
+                            as $crate::glue::TypedEntry<$fname>>::CALL,
                         arg: <<<$fname as $crate::glue::TypedMethod>::Args
                             as $crate::typed::Args>::Wire<'static>
                             as $crate::abi_stable::StableAbi>::LAYOUT,
                         ret: <<<$fname as $crate::glue::TypedMethod>::Ret
                             as $crate::typed::Ret>::Wire
                             as $crate::abi_stable::StableAbi>::LAYOUT,
-                        // SAFETY: `call` is `typed_call` of the marker whose `Args` and
+                        // SAFETY: `call` is the `TypedEntry` of the marker whose `Args` and
                         // `Ret` have the wire forms whose layouts are `arg` and `ret`.
                         sealed: unsafe { $crate::vtable::Sealed::new() },
                     },

@@ -38,11 +38,13 @@
 //! becomes a result with [`typed_result!`](crate::typed_result), no `unsafe` needed:
 //! the host copies it field by field.
 
-use crate::vtable::{Args2, Args3, Args4};
+use crate::vtable::{Args2, Args3, Args4, Failure, InstancePtr, TypedCall, TypedRet};
 use crate::Pod;
 use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString, RVec};
 use abi_stable::type_layout::TypeLayout;
 use abi_stable::StableAbi;
+use std::ffi::c_void;
+use std::mem::MaybeUninit;
 
 /// One argument of a typed function: how it crosses the boundary.
 #[diagnostic::on_unimplemented(
@@ -177,6 +179,99 @@ pub unsafe trait Args {
     fn lend<'w>(v: Self::Lent<'w>) -> Self::Wire<'w>;
     /// The plugin's side: the wire form back into what the method takes.
     fn receive<'w>(w: Self::Wire<'w>) -> Self::Lent<'w>;
+    /// The host's side: calls `call`, the typed entry point of a function of this list
+    /// whose result crosses as `R`, with the list's wire form. One argument is the
+    /// entry's one parameter ([`TypedCall`]); two to four are a parameter each (in
+    /// registers where the C calling convention has room), never one packed value,
+    /// which would be copied through the stack on every call.
+    ///
+    /// # Safety
+    /// `call` must be the entry point `export_plugin!` made for a function of exactly
+    /// this list's wire forms and result `R` (`glue::TypedEntry::CALL`), or
+    /// [`stub`](Self::stub)`::<R>()`; `instance` and `err` as [`TypedCall`] requires.
+    unsafe fn invoke<'w, R>(
+        call: *const c_void,
+        instance: InstancePtr,
+        wire: Self::Wire<'w>,
+        err: *mut Failure,
+    ) -> TypedRet<R>;
+    /// An entry point with the calling convention [`invoke`](Self::invoke) uses for this
+    /// list and result `R` that reads none of its arguments and returns `!ok` without
+    /// writing `err`: what the host's slot of an unresolved function calls.
+    fn stub<R>() -> *const c_void;
+}
+
+/// The `!ok` every stub returns.
+#[inline(always)]
+fn not_resolved<R>() -> TypedRet<R> {
+    TypedRet {
+        ok: false,
+        value: MaybeUninit::uninit(),
+    }
+}
+
+/// [`Args::stub`] of a one-argument list.
+///
+/// # Safety
+/// None: it reads none of its arguments (`unsafe` only to have the type of the entry
+/// points whose slot it fills).
+unsafe extern "C" fn stub1<A, R>(_: InstancePtr, _: A, _: *mut Failure) -> TypedRet<R> {
+    not_resolved()
+}
+
+/// [`Args::stub`] of a two-argument list.
+///
+/// # Safety
+/// As [`stub1`]'s.
+unsafe extern "C" fn stub2<A, B, R>(_: InstancePtr, _: A, _: B, _: *mut Failure) -> TypedRet<R> {
+    not_resolved()
+}
+
+/// [`Args::stub`] of a three-argument list.
+///
+/// # Safety
+/// As [`stub1`]'s.
+unsafe extern "C" fn stub3<A, B, C, R>(
+    _: InstancePtr,
+    _: A,
+    _: B,
+    _: C,
+    _: *mut Failure,
+) -> TypedRet<R> {
+    not_resolved()
+}
+
+/// [`Args::stub`] of a four-argument list.
+///
+/// # Safety
+/// As [`stub1`]'s.
+unsafe extern "C" fn stub4<A, B, C, D, R>(
+    _: InstancePtr,
+    _: A,
+    _: B,
+    _: C,
+    _: D,
+    _: *mut Failure,
+) -> TypedRet<R> {
+    not_resolved()
+}
+
+/// [`Args::invoke`] of a list that crosses as one value: `call` as a [`TypedCall`].
+///
+/// # Safety
+/// As [`Args::invoke`]'s.
+#[inline(always)]
+unsafe fn invoke1<W, R>(
+    call: *const c_void,
+    instance: InstancePtr,
+    wire: W,
+    err: *mut Failure,
+) -> TypedRet<R> {
+    // SAFETY: the caller's contract: `call` is the entry of exactly these wire forms (a
+    // data pointer and a fn pointer have the same size).
+    let f = unsafe { std::mem::transmute::<*const c_void, TypedCall<W, R>>(call) };
+    // SAFETY: as above; `instance` and `err` as the entry requires.
+    unsafe { f(instance, wire, err) }
 }
 
 // SAFETY: a `Pod` crosses by value, as itself.
@@ -195,6 +290,19 @@ unsafe impl<T: Pod> Args for T {
     #[inline(always)]
     fn receive<'w>(w: Self::Wire<'w>) -> Self::Lent<'w> {
         w
+    }
+    #[inline(always)]
+    unsafe fn invoke<'w, R>(
+        call: *const c_void,
+        instance: InstancePtr,
+        wire: T,
+        err: *mut Failure,
+    ) -> TypedRet<R> {
+        // SAFETY: the caller's contract (`Args::invoke`).
+        unsafe { invoke1(call, instance, wire, err) }
+    }
+    fn stub<R>() -> *const c_void {
+        stub1::<T, R> as *const c_void
     }
 }
 
@@ -215,11 +323,26 @@ unsafe impl<A: Arg> Args for (A,) {
     fn receive<'w>(w: Self::Wire<'w>) -> Self::Lent<'w> {
         (A::receive(w),)
     }
+    #[inline(always)]
+    unsafe fn invoke<'w, R>(
+        call: *const c_void,
+        instance: InstancePtr,
+        wire: A::Wire<'w>,
+        err: *mut Failure,
+    ) -> TypedRet<R> {
+        // SAFETY: the caller's contract (`Args::invoke`).
+        unsafe { invoke1(call, instance, wire, err) }
+    }
+    fn stub<R>() -> *const c_void {
+        stub1::<A::Wire<'static>, R> as *const c_void
+    }
 }
 
 macro_rules! tuple_args {
-    ($pack:ident, $n:literal; $($t:ident $f:ident),*) => {
-        // SAFETY: each argument crosses as its own wire form, in a `#[repr(C)]` pack.
+    ($pack:ident, $n:literal, $stub:ident; $($t:ident $f:ident),*) => {
+        // SAFETY: each argument crosses as its own wire form, a parameter of its own
+        // (`invoke`); the `#[repr(C)]` pack describes the list for the layout check and
+        // carries it between `lend`, `invoke` and `receive`.
         unsafe impl<$($t: Arg),*> Args for ($($t,)*) {
             type Key = ($($t::Key,)*);
             type Wire<'w> = $pack<$($t::Wire<'w>),*>;
@@ -237,12 +360,34 @@ macro_rules! tuple_args {
             fn receive<'w>(w: Self::Wire<'w>) -> Self::Lent<'w> {
                 ($($t::receive(w.$f),)*)
             }
+            #[inline(always)]
+            unsafe fn invoke<'w, R>(
+                call: *const c_void,
+                instance: InstancePtr,
+                wire: Self::Wire<'w>,
+                err: *mut Failure,
+            ) -> TypedRet<R> {
+                // SAFETY: the caller's contract: `call` is the entry of exactly these
+                // wire forms, one parameter each (`glue::TypedEntry`), or the stub of
+                // the same shape; a data pointer and a fn pointer have the same size.
+                let f = unsafe {
+                    std::mem::transmute::<
+                        *const c_void,
+                        unsafe extern "C" fn(InstancePtr, $($t::Wire<'w>,)* *mut Failure) -> TypedRet<R>,
+                    >(call)
+                };
+                // SAFETY: as above; `instance` and `err` as the entry requires.
+                unsafe { f(instance, $(wire.$f,)* err) }
+            }
+            fn stub<R>() -> *const c_void {
+                $stub::<$($t::Wire<'static>,)* R> as *const c_void
+            }
         }
     };
 }
-tuple_args!(Args2, 2; A a0, B a1);
-tuple_args!(Args3, 3; A a0, B a1, C a2);
-tuple_args!(Args4, 4; A a0, B a1, C a2, D a3);
+tuple_args!(Args2, 2, stub2; A a0, B a1);
+tuple_args!(Args3, 3, stub3; A a0, B a1, C a2);
+tuple_args!(Args4, 4, stub4; A a0, B a1, C a2, D a3);
 
 /// A typed function's result: how it crosses the boundary and becomes host-owned.
 #[diagnostic::on_unimplemented(

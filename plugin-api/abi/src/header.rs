@@ -14,8 +14,10 @@ pub const HEADER_SYMBOL: &str = "HOTSWAP_PLUGIN_HEADER";
 /// First 16 bytes of a [`PluginHeader`].
 pub const MAGIC: [u8; 16] = *b"hotswap-plugin\0\0";
 
-/// Major ABI version: a host loads only plugins with the same major.
-pub const ABI_MAJOR: u32 = 1;
+/// Major ABI version: a host loads only plugins with the same major. 2: typed functions
+/// of two to four arguments take one parameter per argument (1 passed them as one
+/// packed value).
+pub const ABI_MAJOR: u32 = 2;
 
 /// Minor ABI version: a host loads plugins whose minor is at most its own.
 pub const ABI_MINOR: u32 = 0;

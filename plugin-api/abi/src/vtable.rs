@@ -149,9 +149,11 @@ pub struct ImportsFfi<'a> {
 pub struct TypedFn {
     /// The method name.
     pub name: RStr<'static>,
-    /// A [`TypedCall<A, R>`] with its types erased; `A` is the wire form of the argument
-    /// list (one argument as itself, two to four in an [`Args2`]…[`Args4`]), `R` the
-    /// wire form of the result (`HostString` for `String`, `RResult` for `Result`, ...).
+    /// The entry point with its type erased: a [`TypedCall<A, R>`] for one argument (`A`
+    /// its wire form), or for two to four `extern "C" fn(InstancePtr, A0, .., *mut
+    /// Failure) -> TypedRet<R>`, one parameter per field of the [`Args2`]…[`Args4`] that
+    /// `arg` describes; `R` the wire form of the result (`HostString` for `String`,
+    /// `RResult` for `Result`, ...).
     pub call: *const c_void,
     /// Layout of `A`, checked by the host against the type it asks for.
     pub arg: &'static TypeLayout,
@@ -194,10 +196,14 @@ pub type TypedCall<A, R> = unsafe extern "C" fn(InstancePtr, A, *mut Failure) ->
 /// dropped this future.
 pub type AsyncRet<T> = FfiFuture<RResult<T, Failure>>;
 
-/// The arguments of a typed function of two arguments, as they cross the boundary in
-/// one `#[repr(C)]` value (one argument crosses as itself, so a `fn(u64) -> u64` keeps
-/// the calling convention it always had). Each field is the argument's wire form:
-/// `RStr` for `&str`, `RSlice` for `&[T]`, `&T`, or a `Pod` by value.
+/// The arguments of a typed function of two arguments: what the layout check compares
+/// (each field is the argument's wire form: `RStr` for `&str`, `RSlice` for `&[T]`,
+/// `&T`, or a `Pod` by value). They do not cross as this one value: the entry point
+/// takes each field as a parameter of its own, `extern "C" fn(InstancePtr, A, B, *mut
+/// Failure)`, so they travel in registers where the C calling convention has room
+/// instead of being copied through the stack on every call (one argument crosses as
+/// itself, [`TypedCall`], so a `fn(u64) -> u64` keeps the calling convention it always
+/// had).
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone, Copy)]
 pub struct Args2<A, B> {

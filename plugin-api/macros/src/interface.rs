@@ -298,12 +298,12 @@ pub fn expand(item: ItemTrait) -> syn::Result<TokenStream> {
                     #(
                         #api::vtable::TypedFn {
                             name: #api::abi_stable::std_types::RStr::from_str(#exports),
-                            call: #api::glue::typed_call::<#markers<T>> as *const ::std::ffi::c_void,
+                            call: <#args as #api::glue::TypedEntry<#markers<T>>>::CALL,
                             arg: <<#args as #api::typed::Args>::Wire<'static>
                                 as #api::abi_stable::StableAbi>::LAYOUT,
                             ret: <<#rets as #api::typed::Ret>::Wire
                                 as #api::abi_stable::StableAbi>::LAYOUT,
-                            // SAFETY: `call` is `typed_call` of the marker whose `Args` and
+                            // SAFETY: `call` is the `TypedEntry` of the marker whose `Args` and
                             // `Ret` have the wire forms whose layouts are `arg` and `ret`.
                             sealed: unsafe { #api::vtable::Sealed::new() },
                         },
