@@ -347,7 +347,7 @@ fn every_hook_fails_20_times_in_one_process() {
     child
         .args([
             "--exact",
-            "every_hook_fails_20_times_in_one_process",
+            &common::test_name(module_path!(), "every_hook_fails_20_times_in_one_process"),
             "--nocapture",
         ])
         .env(CHILD, &spec);
@@ -388,7 +388,10 @@ fn every_hook_fails_under_valgrind_with_no_invalid_memory_access() {
         .arg(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "every_hook_fails_under_valgrind_with_no_invalid_memory_access",
+            &common::test_name(
+                module_path!(),
+                "every_hook_fails_under_valgrind_with_no_invalid_memory_access",
+            ),
             "--nocapture",
             "--test-threads=1",
         ])

@@ -119,7 +119,10 @@ fn a_thousand_loads_checks_and_unloads_have_no_invalid_memory_access() {
         .arg(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "a_thousand_loads_checks_and_unloads_have_no_invalid_memory_access",
+            &common::test_name(
+                module_path!(),
+                "a_thousand_loads_checks_and_unloads_have_no_invalid_memory_access",
+            ),
             "--nocapture",
             "--test-threads=1",
         ])

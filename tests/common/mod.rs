@@ -37,6 +37,17 @@ pub fn workspace_target_dir() -> PathBuf {
         .to_owned()
 }
 
+/// The name libtest gives the test function `name` of the module `module` (the caller's
+/// `module_path!()`), for a child process that re-runs it with `--exact`: the bare name
+/// when the file is a test binary of its own, `<file>::<name>` when it shares one
+/// (`tests/memcheck.rs`).
+pub fn test_name(module: &str, name: &str) -> String {
+    match module.split_once("::") {
+        Some((_crate, path)) => format!("{path}::{name}"),
+        None => name.to_owned(),
+    }
+}
+
 /// One build of a plugin: its library and manifest, in a cache directory.
 #[derive(Debug, Clone)]
 pub struct Build {
