@@ -257,16 +257,20 @@ fn help_mentions_every_flag() {
 }
 
 /// `hotswap build` of the demo plugin with `panic = "abort"` (cargo's `--config`), in a
-/// target directory of its own (another panic strategy rebuilds every dependency).
+/// target directory of its own (another panic strategy rebuilds every dependency), with
+/// the dev profile (`--debug`): what is checked is the panic strategy, which the build
+/// and the host read from the library whatever its profile, and an unoptimised build of
+/// the dependencies takes about half the time.
 fn build_world_aborting(out: &Path, flags: &[&str]) -> Output {
     let target_dir = repo_root()
         .join("target")
         .join("hotswap-test-plugins-abort");
+    let flags: Vec<&str> = flags.iter().copied().chain(["--debug"]).collect();
     hotswap_build_world(
         &target_dir,
         out,
-        flags,
-        &["--config", "profile.release.panic=\"abort\""],
+        &flags,
+        &["--config", "profile.dev.panic=\"abort\""],
     )
 }
 
