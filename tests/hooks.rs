@@ -27,7 +27,8 @@
 //!   pinned and with `--fair-sched=yes`, the woken reaper gets the turn first (caught in
 //!   every pinned run, in 1 of 6 unpinned).
 
-mod common;
+// A module of `tests/memcheck.rs`, which declares `common` once for both.
+use super::common;
 
 use common::{build, clear, install, plugin_dir, require_tool};
 use hotswap_host::{maps, Error, LoadErrorKind, Outcome, PluginManager, Step, Value};

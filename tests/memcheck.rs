@@ -5,8 +5,9 @@
 //! and each of these does its work in a child process of its own (this binary re-run
 //! with `--exact` on the test's module-qualified name, `common::test_name`), so they
 //! share nothing but the parent, which only builds plugins and reads the children's
-//! output.
+//! output. Both files are modules of this one (`common` is declared here, once).
 
+mod common;
 #[path = "hooks.rs"]
 mod hooks;
 #[path = "unload.rs"]

@@ -8,7 +8,8 @@
 //! the next load, so a new version is often mapped at the address the old one had:
 //! exactly when a stale entry would be read.
 
-mod common;
+// A module of `tests/memcheck.rs`, which declares `common` once for both.
+use super::common;
 
 use common::{build, clear, install, plugin_dir};
 use hotswap_host::{maps, PluginManager, Value};

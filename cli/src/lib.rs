@@ -120,7 +120,7 @@ struct BuildArgs {
     exclude: Option<regex::Regex>,
 
     /// Cargo target directory [default: the plugin's own, where `cargo build --release`
-    /// builds; <that>/hotswap-build when run from a build script]
+    /// builds; its hotswap-build subdirectory when run from a build script]
     #[arg(long, value_name = "DIR")]
     target_dir: Option<PathBuf>,
 

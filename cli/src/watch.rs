@@ -36,7 +36,7 @@ pub struct WatchArgs {
     pub debug: bool,
 
     /// Cargo target directory [default: the plugin's own, where `cargo build --release`
-    /// builds; <that>/hotswap-build when run from a build script]
+    /// builds; its hotswap-build subdirectory when run from a build script]
     #[arg(long, value_name = "DIR")]
     pub target_dir: Option<PathBuf>,
 
