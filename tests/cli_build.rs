@@ -145,6 +145,61 @@ fn builds_packages_and_prunes_the_demo_plugin() {
     ));
 }
 
+/// Without `--target-dir`, cargo builds in the plugin's own target directory (here the
+/// shared one, through CARGO_TARGET_DIR), where `cargo build --release` builds: the
+/// dependencies are compiled once for both, and the packaged library is the one cargo
+/// left there. Run from a build script (cargo's environment for one), while its cargo
+/// holds that directory's lock, it builds in `<that>/hotswap-build` instead.
+#[test]
+fn the_default_target_dir_is_the_plugins_own_but_a_subdirectory_in_a_build_script() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let target = plugin_target_dir();
+    let out = scratch.path().join("out");
+    let run = |build_script: bool, flags: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hotswap"));
+        cmd.args(["build", "-v"])
+            .args(flags)
+            .arg("demo/hello/world")
+            .arg(&out)
+            .current_dir(repo_root())
+            .env("CARGO_TARGET_DIR", &target);
+        if build_script {
+            cmd.env("CARGO_CFG_TARGET_OS", "linux")
+                .env("OUT_DIR", scratch.path());
+        } else {
+            cmd.env_remove("CARGO_CFG_TARGET_OS");
+        }
+        let output = cmd.output().expect("run hotswap build");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+
+    let (ok, stderr) = run(false, &[]);
+    assert!(ok, "hotswap build failed:\n{stderr}");
+    assert!(
+        stderr.contains(&format!("--target-dir {} ", target.display())),
+        "cargo did not build in the plugin's target directory:\n{stderr}"
+    );
+    let (manifest_path, m) = &builds(&out)[0];
+    check_build(&out, manifest_path, m);
+    let uplifted = std::fs::read(target.join("release/libworld.so")).expect("cargo's library");
+    assert_eq!(
+        m.sha256,
+        sha256_hex(&uplifted),
+        "packaged what cargo built there"
+    );
+
+    // `--no-build` names where it looks before it looks: no second build needed.
+    let (_, stderr) = run(true, &["--no-build"]);
+    let sub = target.join("hotswap-build/release/libworld.so");
+    assert!(
+        stderr.contains(&format!("--no-build: packaging {}", sub.display())),
+        "in a build script the default is <target>/hotswap-build:\n{stderr}"
+    );
+}
+
 #[test]
 fn a_crate_that_is_not_a_cdylib_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -202,16 +257,20 @@ fn help_mentions_every_flag() {
 }
 
 /// `hotswap build` of the demo plugin with `panic = "abort"` (cargo's `--config`), in a
-/// target directory of its own (another panic strategy rebuilds every dependency).
+/// target directory of its own (another panic strategy rebuilds every dependency), with
+/// the dev profile (`--debug`): what is checked is the panic strategy, which the build
+/// and the host read from the library whatever its profile, and an unoptimised build of
+/// the dependencies takes about half the time.
 fn build_world_aborting(out: &Path, flags: &[&str]) -> Output {
     let target_dir = repo_root()
         .join("target")
         .join("hotswap-test-plugins-abort");
+    let flags: Vec<&str> = flags.iter().copied().chain(["--debug"]).collect();
     hotswap_build_world(
         &target_dir,
         out,
-        flags,
-        &["--config", "profile.release.panic=\"abort\""],
+        &flags,
+        &["--config", "profile.dev.panic=\"abort\""],
     )
 }
 

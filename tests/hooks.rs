@@ -27,7 +27,8 @@
 //!   pinned and with `--fair-sched=yes`, the woken reaper gets the turn first (caught in
 //!   every pinned run, in 1 of 6 unpinned).
 
-mod common;
+// A module of `tests/memcheck.rs`, which declares `common` once for both.
+use super::common;
 
 use common::{build, clear, install, plugin_dir, require_tool};
 use hotswap_host::{maps, Error, LoadErrorKind, Outcome, PluginManager, Step, Value};
@@ -347,7 +348,7 @@ fn every_hook_fails_20_times_in_one_process() {
     child
         .args([
             "--exact",
-            "every_hook_fails_20_times_in_one_process",
+            &common::test_name(module_path!(), "every_hook_fails_20_times_in_one_process"),
             "--nocapture",
         ])
         .env(CHILD, &spec);
@@ -388,7 +389,10 @@ fn every_hook_fails_under_valgrind_with_no_invalid_memory_access() {
         .arg(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "every_hook_fails_under_valgrind_with_no_invalid_memory_access",
+            &common::test_name(
+                module_path!(),
+                "every_hook_fails_under_valgrind_with_no_invalid_memory_access",
+            ),
             "--nocapture",
             "--test-threads=1",
         ])

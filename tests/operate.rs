@@ -290,12 +290,13 @@ impl Drop for Running {
     }
 }
 
-/// The demo binary, built once into its own target directory (the cargo running these
-/// tests holds the lock of the usual one).
+/// The demo binary, built once per test process into this test run's own target
+/// directory (`common::workspace_target_dir`), whose builds of its dependencies it
+/// reuses: cargo holds that directory's lock only while it compiles, not while tests run.
 fn demo_binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let target = repo().join("target/hotswap-test-demo");
+        let target = common::workspace_target_dir();
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let out = Command::new(cargo)
             .current_dir(repo())

@@ -3,10 +3,12 @@
 //! through the admin endpoint (`hotswap reload`), ask again, go back to v1 with SIGHUP,
 //! stop it with SIGTERM.
 //!
-//! Every cargo build here goes to the test plugins' shared target directory
-//! (`target/hotswap-test-plugins`, release, as `hotswap build` builds), and the generated
-//! workspace starts from this repository's `Cargo.lock` (`hotswap new` copies it for path
-//! dependencies), so the host's dependencies are the ones already compiled there.
+//! The generated workspace starts from this repository's `Cargo.lock` (`hotswap new`
+//! copies it for path dependencies), so its dependencies are ones already compiled: the
+//! plugin builds go to the test plugins' shared target directory
+//! (`target/hotswap-test-plugins`, release, as `hotswap build` builds), and the host is
+//! built as the README runs it (`cargo run`, the dev profile) into this test run's own
+//! target directory, whose dev builds of the host's dependencies it reuses.
 
 mod common;
 
@@ -19,7 +21,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn target_dir() -> PathBuf {
-    repo().join("target/hotswap-test-plugins")
+    common::plugin_target_dir()
 }
 
 /// Runs the real `hotswap` with `args`; asserts it succeeds and returns its stdout.
@@ -130,10 +132,10 @@ fn a_new_workspace_builds_serves_and_reloads_the_first_time() {
     build_plugin(&svc, false);
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let built = Command::new(cargo)
-        .args(["build", "--release", "-p", "my-service", "--manifest-path"])
+        .args(["build", "-p", "my-service", "--manifest-path"])
         .arg(svc.join("Cargo.toml"))
         .arg("--target-dir")
-        .arg(target_dir())
+        .arg(common::workspace_target_dir())
         .env_remove("CARGO_TARGET_DIR")
         .output()
         .expect("run cargo build");
@@ -145,7 +147,7 @@ fn a_new_workspace_builds_serves_and_reloads_the_first_time() {
 
     let socket = svc.join("admin.sock");
     let log = svc.join("host.log");
-    let mut child = Command::new(target_dir().join("release/my-service"))
+    let mut child = Command::new(common::workspace_target_dir().join("debug/my-service"))
         .arg(svc.join("plugins"))
         .arg(&socket)
         .current_dir(&svc)

@@ -8,11 +8,10 @@
 //!
 //! The demo binary belongs to another package, so cargo does not build it for this test
 //! (CARGO_BIN_EXE_* only covers this package's binaries). The test builds it once with
-//! cargo into a target directory shared with the other demo-driving tests, `target/hotswap-test-demo`: the `cargo test`
-//! that runs us holds the lock of the normal target directory until it exits, so
-//! building there would wait forever. The first run compiles the demo's dependencies
-//! there (a minute or two); later runs only relink. `HOTSWAP_HTTP_DEMO_BIN` may point
-//! at a prebuilt binary instead.
+//! cargo into the target directory this test run compiled into
+//! (`common::workspace_target_dir`): cargo holds its lock only while it compiles, not
+//! while tests run, and the demo's dependencies are mostly compiled there already.
+//! `HOTSWAP_HTTP_DEMO_BIN` may point at a prebuilt binary instead.
 
 mod common;
 
@@ -37,7 +36,7 @@ fn demo_binary() -> PathBuf {
         if let Some(bin) = std::env::var_os("HOTSWAP_HTTP_DEMO_BIN") {
             return PathBuf::from(bin);
         }
-        let target = common::repo().join("target/hotswap-test-demo");
+        let target = common::workspace_target_dir();
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let out = Command::new(cargo)
             .args(["build", "-p", "hotswap-demo", "--bin", "hotswap-http-demo"])

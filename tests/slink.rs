@@ -226,9 +226,9 @@ fn static_linking_makes_one_binary_a_debugger_can_break_in() {
         std::fs::read_to_string(repo().join("demo/slink/host/src/hotswap_static.rs")).unwrap();
     assert_eq!(code_lines(&module), code_lines(&checked_in));
 
-    // One debug build, in a target directory of its own (the running cargo holds the
-    // lock of its own one).
-    let target = repo().join("target/hotswap-test-slink");
+    // One debug build, in this test run's own target directory, whose dev builds of
+    // the host's dependencies it reuses (cargo locks it only while it compiles).
+    let target = common::workspace_target_dir();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let (built, log) = run_with_limit(
         Command::new(cargo)

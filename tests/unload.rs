@@ -8,7 +8,8 @@
 //! the next load, so a new version is often mapped at the address the old one had:
 //! exactly when a stale entry would be read.
 
-mod common;
+// A module of `tests/memcheck.rs`, which declares `common` once for both.
+use super::common;
 
 use common::{build, clear, install, plugin_dir};
 use hotswap_host::{maps, PluginManager, Value};
@@ -119,7 +120,10 @@ fn a_thousand_loads_checks_and_unloads_have_no_invalid_memory_access() {
         .arg(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "a_thousand_loads_checks_and_unloads_have_no_invalid_memory_access",
+            &common::test_name(
+                module_path!(),
+                "a_thousand_loads_checks_and_unloads_have_no_invalid_memory_access",
+            ),
             "--nocapture",
             "--test-threads=1",
         ])

@@ -119,7 +119,8 @@ struct BuildArgs {
     #[arg(long, value_name = "REGEX", value_parser = parse_regex)]
     exclude: Option<regex::Regex>,
 
-    /// Cargo target directory [default: <plugin's target directory>/hotswap-build]
+    /// Cargo target directory [default: the plugin's own, where `cargo build --release`
+    /// builds; its hotswap-build subdirectory when run from a build script]
     #[arg(long, value_name = "DIR")]
     target_dir: Option<PathBuf>,
 

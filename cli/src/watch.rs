@@ -35,7 +35,8 @@ pub struct WatchArgs {
     #[arg(long)]
     pub debug: bool,
 
-    /// Cargo target directory [default: <plugin's target directory>/hotswap-build]
+    /// Cargo target directory [default: the plugin's own, where `cargo build --release`
+    /// builds; its hotswap-build subdirectory when run from a build script]
     #[arg(long, value_name = "DIR")]
     pub target_dir: Option<PathBuf>,
 

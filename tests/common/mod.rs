@@ -1,9 +1,12 @@
 //! Shared by the integration tests: builds real plugins with the real `hotswap build`
-//! (once per test process and feature set), and puts builds into plugin directories.
+//! (cargo compiles each crate and feature set once per test *run*, whatever the number
+//! of test processes; each process packages its own builds), and puts builds into
+//! plugin directories.
 #![allow(dead_code)]
 
 use hotswap_manifest::Manifest;
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
@@ -14,6 +17,35 @@ pub fn repo() -> PathBuf {
         .parent()
         .unwrap()
         .to_owned()
+}
+
+/// The cargo target directory every test plugin build shares (release, as `hotswap
+/// build` builds by default): only the first build compiles the dependencies.
+pub fn plugin_target_dir() -> PathBuf {
+    repo().join("target/hotswap-test-plugins")
+}
+
+/// The cargo target directory this very test run compiled into (where the `hotswap`
+/// binary is), dev profile. A nested `cargo build` of a host crate goes here to reuse
+/// the dependencies the run already compiled (where features and profile agree): cargo
+/// holds a target directory's lock only while it compiles, not while tests run.
+pub fn workspace_target_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_hotswap"))
+        .parent()
+        .and_then(Path::parent)
+        .expect("the hotswap binary is in <target>/<profile>/")
+        .to_owned()
+}
+
+/// The name libtest gives the test function `name` of the module `module` (the caller's
+/// `module_path!()`), for a child process that re-runs it with `--exact`: the bare name
+/// when the file is a test binary of its own, `<file>::<name>` when it shares one
+/// (`tests/memcheck.rs`).
+pub fn test_name(module: &str, name: &str) -> String {
+    match module.split_once("::") {
+        Some((_crate, path)) => format!("{path}::{name}"),
+        None => name.to_owned(),
+    }
 }
 
 /// One build of a plugin: its library and manifest, in a cache directory.
@@ -27,13 +59,24 @@ pub struct Build {
 static BUILDS: OnceLock<Mutex<HashMap<String, Build>>> = OnceLock::new();
 
 /// Builds the plugin crate at `crate_dir` (relative to the repo) with `features`, once
-/// per test process. Every test plugin shares one cargo target directory, so only the
-/// first build compiles dependencies.
+/// per test run (see [`build_with`]).
 pub fn build(crate_dir: &str, features: &[&str]) -> Build {
     build_with(crate_dir, features, &[])
 }
 
 /// Like [`build`], with extra arguments for `hotswap build` (e.g. `--sign <key>`).
+///
+/// What cargo compiles is shared by every test process of a run: the first process
+/// that asks for a crate and feature set runs the real `hotswap build`, and keeps the
+/// library cargo made under `target/hotswap-test-builds/libs/<crate>-<key>` (the key a
+/// hash of crate, features, the arguments but `--sign`'s, and [`sources_fingerprint`]);
+/// every later process packages that library with the real `hotswap build --no-build`
+/// (no cargo build, a second or less instead of a cargo run and often a rebuild of the
+/// crate). So each process still makes its own builds, in the order it asks for them
+/// (a later build is newer, which a host's scan goes by), signed with its own keys.
+/// Within a process each build is made once. A library directory is written beside its
+/// place and renamed into it, so one that exists is complete; making one takes the
+/// cross-process [`with_build_lock`].
 pub fn build_with(crate_dir: &str, features: &[&str], args: &[&str]) -> Build {
     let key = format!("{crate_dir}[{}]{}", features.join(","), args.join(" "));
     let cache = BUILDS.get_or_init(Default::default);
@@ -42,59 +85,204 @@ pub fn build_with(crate_dir: &str, features: &[&str], args: &[&str]) -> Build {
     if let Some(b) = cache.get(&key) {
         return b.clone();
     }
-    let out = repo()
-        .join("target/hotswap-test-builds")
+    let name = crate_dir.replace(['/', '[', ']', ','], "_");
+    let builds = repo().join("target/hotswap-test-builds");
+    let out = builds
         .join(std::process::id().to_string())
-        .join(format!(
-            "{}-{:x}",
-            crate_dir.replace(['/', '[', ']', ','], "_"),
-            {
-                use std::hash::{Hash, Hasher};
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                key.hash(&mut h);
-                h.finish()
-            }
-        ));
+        .join(format!("{name}-{:016x}", hash(&key)));
     let _ = std::fs::remove_dir_all(&out);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hotswap"));
-    cmd.arg("build")
-        .args(args)
-        .arg(repo().join(crate_dir))
-        .arg(&out)
-        .arg("--target-dir")
-        .arg(repo().join("target/hotswap-test-plugins"));
-    if !features.is_empty() {
-        cmd.arg("--").arg("--features").arg(features.join(","));
+    // `--sign <key>` changes the packaging only, not what cargo builds.
+    let mut cargo_args = Vec::new();
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        if *arg == "--sign" {
+            rest.next();
+        } else {
+            cargo_args.push(*arg);
+        }
     }
-    let output = cmd.output().expect("run hotswap build");
-    assert!(
-        output.status.success(),
-        "hotswap build {key} failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+    let lib_key = format!(
+        "{crate_dir}[{}]{}",
+        features.join(","),
+        cargo_args.join(" ")
     );
-    let manifest_path = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().ends_with(".manifest.json"))
-        .expect("hotswap build wrote a manifest");
-    let manifest = Manifest::read(&manifest_path).unwrap();
-    let library = manifest_path.with_file_name(&manifest.file);
-    let b = Build {
-        library,
-        manifest_path,
-        manifest,
-    };
+    let libs = builds.join("libs").join(format!(
+        "{name}-{:016x}",
+        hash(&(lib_key, sources_fingerprint()))
+    ));
+    let target = libs.join("target");
+    if !target.is_dir() {
+        let _locked = TargetLock::take();
+        // Another process may have made it while this one waited for the lock.
+        if !target.is_dir() {
+            let stderr = hotswap_build(&key, crate_dir, features, args, &out, &[]);
+            keep_library(&stderr, &libs);
+            let b = read_build(&out).expect("hotswap build wrote a manifest");
+            cache.insert(key, b.clone());
+            return b;
+        }
+    }
+    let target_arg = target.to_str().expect("utf-8 path");
+    hotswap_build(
+        &key,
+        crate_dir,
+        features,
+        args,
+        &out,
+        &["--no-build", "--target-dir", target_arg],
+    );
+    let b = read_build(&out).expect("hotswap build wrote a manifest");
     cache.insert(key, b.clone());
     b
 }
 
-/// Runs `f` while no other thread of this test process runs `hotswap build` through
+fn hash(value: &impl Hash) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut h);
+    h.finish()
+}
+
+/// Runs `hotswap build -v [extra] <args> <crate> <out> [-- --features ..]`, into the
+/// shared [`plugin_target_dir`] unless `extra` names another; returns its stderr.
+fn hotswap_build(
+    key: &str,
+    crate_dir: &str,
+    features: &[&str],
+    args: &[&str],
+    out: &Path,
+    extra: &[&str],
+) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hotswap"));
+    cmd.args(["build", "-v"]).args(extra).args(args);
+    if !extra.contains(&"--target-dir") {
+        cmd.arg("--target-dir").arg(plugin_target_dir());
+    }
+    cmd.arg(repo().join(crate_dir)).arg(out);
+    if !features.is_empty() {
+        cmd.arg("--").arg("--features").arg(features.join(","));
+    }
+    let output = cmd.output().expect("run hotswap build");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "hotswap build {key} failed:\n{}\n{stderr}",
+        String::from_utf8_lossy(&output.stdout),
+    );
+    stderr
+}
+
+/// Copies the library a `hotswap build -v` into [`plugin_target_dir`] packaged (named in
+/// its log, `stderr`) to `libs/target/`, at the same place relative to the target
+/// directory, where `hotswap build --no-build --target-dir libs/target` looks for it.
+/// Called under the [`TargetLock`], before another build overwrites cargo's file.
+fn keep_library(stderr: &str, libs: &Path) {
+    let artifact = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("hotswap: plugin ABI "))
+        .and_then(|l| l.split_once(" in "))
+        .map(|(_, path)| PathBuf::from(path))
+        .unwrap_or_else(|| panic!("hotswap build -v named no library:\n{stderr}"));
+    let relative = artifact
+        .strip_prefix(plugin_target_dir())
+        .expect("the library is in the shared target directory");
+    let partial = libs.with_extension(format!("partial-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&partial);
+    let kept = partial.join("target").join(relative);
+    std::fs::create_dir_all(kept.parent().unwrap()).unwrap();
+    std::fs::copy(&artifact, &kept).unwrap();
+    // Under the lock no other process writes `libs`; one that exists is complete.
+    let _ = std::fs::remove_dir_all(libs);
+    std::fs::rename(&partial, libs).unwrap();
+}
+
+/// The build in the output directory `out`, if it is there.
+fn read_build(out: &Path) -> Option<Build> {
+    let manifest_path = std::fs::read_dir(out)
+        .ok()?
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".manifest.json"))?;
+    let manifest = Manifest::read(&manifest_path).unwrap();
+    let library = manifest_path.with_file_name(&manifest.file);
+    Some(Build {
+        library,
+        manifest_path,
+        manifest,
+    })
+}
+
+/// A hash of what a plugin build reads that the cache key does not name: every file of
+/// the repository outside `target/` and dot-directories but Markdown (path and bytes: a
+/// plugin may depend on any crate here), the `hotswap` binary (size and modification time) and
+/// RUSTFLAGS. Computed once per process; any change makes every plugin build again.
+pub fn sources_fingerprint() -> u64 {
+    static FINGERPRINT: OnceLock<u64> = OnceLock::new();
+    *FINGERPRINT.get_or_init(|| {
+        fn walk(dir: &Path, h: &mut impl Hasher) {
+            let mut entries: Vec<_> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            entries.sort();
+            for path in entries {
+                let name = path.file_name().unwrap().to_string_lossy();
+                // Text no build reads: editing the docs keeps the cache.
+                if name.starts_with('.') || name == "target" || name.ends_with(".md") {
+                    continue;
+                }
+                let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                    continue;
+                };
+                if meta.is_dir() {
+                    walk(&path, h);
+                } else if meta.is_file() {
+                    path.hash(h);
+                    // A file removed while we walk is a change like any other.
+                    std::fs::read(&path).unwrap_or_default().hash(h);
+                }
+            }
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        walk(&repo(), &mut h);
+        let bin = std::fs::metadata(env!("CARGO_BIN_EXE_hotswap")).unwrap();
+        (bin.len(), bin.modified().ok()).hash(&mut h);
+        for var in [
+            "RUSTFLAGS",
+            "CARGO_ENCODED_RUSTFLAGS",
+            "CARGO_BUILD_RUSTFLAGS",
+        ] {
+            std::env::var_os(var).hash(&mut h);
+        }
+        h.finish()
+    })
+}
+
+/// An exclusive `flock` on `target/hotswap-test-plugins.lock`, held while anything
+/// builds into [`plugin_target_dir`]: builds there share cargo's uplifted library file,
+/// which the last build overwrites, and test processes may run side by side.
+struct TargetLock(std::fs::File);
+
+impl TargetLock {
+    fn take() -> TargetLock {
+        let path = repo().join("target/hotswap-test-plugins.lock");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).unwrap();
+        TargetLock(file)
+    }
+}
+
+/// Runs `f` while no other thread or test process runs `hotswap build` through
 /// [`build`] (they share one cargo target directory, whose uplifted library the last
-/// build overwrites).
+/// build overwrites). Use it around any other build into [`plugin_target_dir`].
 pub fn with_build_lock<R>(f: impl FnOnce() -> R) -> R {
     let cache = BUILDS.get_or_init(Default::default);
     let _held = cache.lock().unwrap_or_else(|e| e.into_inner());
+    let _locked = TargetLock::take();
     f()
 }
 

@@ -28,9 +28,32 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_LIVE_PREFIX: &str = "live_";
 
 /// Subdirectory of the plugin's cargo target directory used when `--target-dir` is not
-/// given: a separate build lock, so `hotswap build` run from inside another cargo command
-/// (a test, `cargo run`) never waits on the lock of the cargo that launched it.
+/// given and `hotswap build` runs inside a build script (see [`default_target_dir`]).
 pub const DEFAULT_TARGET_SUBDIR: &str = "hotswap-build";
+
+/// Where cargo builds when `--target-dir` is not given: the plugin's own target directory
+/// (`package_target`), so the release build of its dependencies is the one a
+/// `cargo build --release` of the plugin makes and uses, compiled once for both. Nothing
+/// differs from such a build (`cargo build --lib` with the crate's own crate types, the
+/// same profile, no flags of ours), and cargo holds a target directory's lock only while
+/// it compiles, not while `cargo run` or `cargo test` run what they built.
+///
+/// Only a build script runs while its cargo holds that lock: there
+/// (`in_build_script`, see [`running_in_build_script`]) the build goes to
+/// `<package_target>/hotswap-build`, which has a lock of its own, rather than wait forever.
+pub fn default_target_dir(package_target: &Path, in_build_script: bool) -> PathBuf {
+    if in_build_script {
+        package_target.join(DEFAULT_TARGET_SUBDIR)
+    } else {
+        package_target.to_owned()
+    }
+}
+
+/// Whether this process runs as (or under) a cargo build script: cargo sets
+/// `CARGO_CFG_TARGET_OS` and `OUT_DIR` for build scripts only.
+pub fn running_in_build_script() -> bool {
+    std::env::var_os("CARGO_CFG_TARGET_OS").is_some() && std::env::var_os("OUT_DIR").is_some()
+}
 
 /// What to build and how; the fields mirror the flags of `hotswap build`.
 #[derive(Debug, Clone)]
@@ -53,7 +76,7 @@ pub struct BuildOptions {
     pub include: Option<Regex>,
     /// Files (relative paths) left out of the source hash.
     pub exclude: Option<Regex>,
-    /// Cargo target directory; default `<plugin's target directory>/hotswap-build`.
+    /// Cargo target directory; default the plugin's own (see [`default_target_dir`]).
     pub target_dir: Option<PathBuf>,
     /// After a successful build, delete all but this many newest builds of the plugin.
     pub keep: Option<usize>,
@@ -177,7 +200,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
             path: dir.clone(),
             source,
         })?,
-        None => package.target_directory.join(DEFAULT_TARGET_SUBDIR),
+        None => default_target_dir(&package.target_directory, running_in_build_script()),
     };
     let profile = Profile::choose(opts.debug, &opts.cargo_args)?;
     let target_triple = cargo_arg_value(&opts.cargo_args, "--target");
@@ -353,4 +376,19 @@ fn panic_strategy(
          records \"panic\": \"abort\""
     ));
     Ok(PanicStrategy::Abort)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_target_dir_is_the_plugins_own_except_in_a_build_script() {
+        let target = Path::new("/ws/target");
+        assert_eq!(default_target_dir(target, false), target);
+        assert_eq!(
+            default_target_dir(target, true),
+            Path::new("/ws/target/hotswap-build")
+        );
+    }
 }

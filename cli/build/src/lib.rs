@@ -41,7 +41,10 @@ pub mod static_link;
 pub mod time;
 mod toolchain;
 
-pub use build::{build, BuildOptions, BuildOutput, DEFAULT_LIVE_PREFIX, DEFAULT_TARGET_SUBDIR};
+pub use build::{
+    build, default_target_dir, running_in_build_script, BuildOptions, BuildOutput,
+    DEFAULT_LIVE_PREFIX, DEFAULT_TARGET_SUBDIR,
+};
 pub use error::BuildError;
 pub use metadata::MetadataError;
 pub use sources::DEFAULT_SOURCE_PATTERN;
