@@ -97,7 +97,9 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
     let mode = if owner.is_some() { 0o711 } else { 0o700 };
     std::fs::set_permissions(rundir.path(), std::fs::Permissions::from_mode(mode))
         .map_err(setup("restricting the notify socket directory"))?;
-    let launcher = child::Launcher::new(&config.command, &bound, creds).map_err(|source| {
+    let message_file = rundir.path().join("message");
+    let launcher = child::Launcher::new(&config.command, &bound, creds, &message_file)
+        .map_err(|source| {
         ServeError::Spawn {
             command: format!("{:?}", config.command),
             source,
@@ -117,12 +119,14 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
         rundir.path().to_owned(),
         owner,
         listeners,
+        &mut bound,
         events,
     );
     let result = supervisor.run(rx).map_err(|source| ServeError::Spawn {
         command: supervisor.launcher.describe(),
         source,
     });
+    drop(supervisor);
     signals_handle.close();
     admin_stop.store(true, Ordering::Relaxed);
     if let Some(path) = &config.admin {

@@ -222,22 +222,44 @@ pub(crate) struct BoundSocket {
     unix: Option<(PathBuf, u64, u64)>,
 }
 
+impl BoundSocket {
+    /// Stops new connections at once, for every process holding the socket (it acts on
+    /// the shared open file description): `shutdown(SHUT_RD)` makes the kernel refuse
+    /// new TCP connections (RST to a SYN: `ECONNREFUSED`) and Unix ones, and a Unix
+    /// socket's path is removed too. Connections already accepted are untouched;
+    /// accepting children see an error (`EINVAL`) from `accept`. Best effort: a failure
+    /// is logged.
+    pub(crate) fn stop_accepting(&mut self) {
+        if let Err(e) = rustix::net::shutdown(&self.fd, rustix::net::Shutdown::Read) {
+            tracing::warn!(socket = %self.address, error = %e, "cannot stop accepting");
+        }
+        if let Some((path, dev, ino)) = self.unix.take() {
+            remove_if_ours(&path, dev, ino);
+        }
+    }
+}
+
+/// Removes the Unix socket file at `path` if it is still the one bound (`dev`, `ino`).
+fn remove_if_ours(path: &Path, dev: u64, ino: u64) {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.dev() == dev && m.ino() == ino => match std::fs::remove_file(path) {
+            Ok(()) => tracing::info!(path = %path.display(), "removed unix socket"),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove unix socket")
+            }
+        },
+        Ok(_) => tracing::info!(
+            path = %path.display(),
+            "unix socket path now belongs to another socket; left in place"
+        ),
+        Err(_) => {}
+    }
+}
+
 impl Drop for BoundSocket {
     fn drop(&mut self) {
         if let Some((path, dev, ino)) = &self.unix {
-            match std::fs::symlink_metadata(path) {
-                Ok(m) if m.dev() == *dev && m.ino() == *ino => match std::fs::remove_file(path) {
-                    Ok(()) => tracing::info!(path = %path.display(), "removed unix socket"),
-                    Err(e) => {
-                        tracing::warn!(path = %path.display(), error = %e, "cannot remove unix socket")
-                    }
-                },
-                Ok(_) => tracing::info!(
-                    path = %path.display(),
-                    "unix socket path now belongs to another socket; left in place"
-                ),
-                Err(_) => {}
-            }
+            remove_if_ours(path, *dev, *ino);
         }
     }
 }
