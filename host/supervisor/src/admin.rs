@@ -61,7 +61,9 @@ fn handle(conn: UnixStream, events: &Sender<Event>) -> io::Result<()> {
     BufReader::new((&conn).take(MAX_REQUEST)).read_line(&mut line)?;
     let Some(command) = AdminCommand::parse(&line) else {
         let other: String = line.trim().chars().take(40).collect();
-        let refusal = format!("unknown command {other:?} (expected upgrade, status, restart, stop or message TEXT)");
+        let refusal = format!(
+            "unknown command {other:?} (expected upgrade, status, restart, stop or message TEXT)"
+        );
         return writeln!(&conn, "{}", answer(Err(&refusal)));
     };
     let (reply, answered) = mpsc::channel();

@@ -66,6 +66,7 @@ impl Supervisor<'_> {
         }
         let trial = std::mem::take(&mut up.trial);
         let id = up.id;
+        tracing::info!("upgrade #{id}: probation passed; the old children drain now");
         for serial in trial {
             let Some(i) = self.find(serial) else { continue };
             let p = &mut self.procs[i];
@@ -81,7 +82,6 @@ impl Supervisor<'_> {
                 self.drain(old);
             }
         }
-        tracing::info!("upgrade #{id}: probation passed");
         self.finish_upgrade(Ok(()));
     }
 

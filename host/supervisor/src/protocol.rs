@@ -107,7 +107,10 @@ mod tests {
         }
         assert_eq!(AdminCommand::parse("reload"), None);
         assert_eq!(AdminCommand::parse("message "), None);
-        assert_eq!(AdminCommand::parse(&format!("message {}", "x".repeat(MAX_MESSAGE + 1))), None);
+        assert_eq!(
+            AdminCommand::parse(&format!("message {}", "x".repeat(MAX_MESSAGE + 1))),
+            None
+        );
         assert_eq!(answer(Ok("done")), "ok done");
         assert_eq!(answer(Err("busy")), "error busy");
     }

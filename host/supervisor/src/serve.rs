@@ -98,13 +98,13 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
     std::fs::set_permissions(rundir.path(), std::fs::Permissions::from_mode(mode))
         .map_err(setup("restricting the notify socket directory"))?;
     let message_file = rundir.path().join("message");
-    let launcher = child::Launcher::new(&config.command, &bound, creds, &message_file)
-        .map_err(|source| {
-        ServeError::Spawn {
-            command: format!("{:?}", config.command),
-            source,
-        }
-    })?;
+    let launcher =
+        child::Launcher::new(&config.command, &bound, creds, &message_file).map_err(|source| {
+            ServeError::Spawn {
+                command: format!("{:?}", config.command),
+                source,
+            }
+        })?;
     let listeners = bound
         .iter()
         .map(|s| (s.name.clone(), s.address.clone()))

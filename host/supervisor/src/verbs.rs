@@ -19,7 +19,10 @@ impl Supervisor<'_> {
                 up.id
             )));
         }
-        tracing::info!(workers = self.slots.len(), "restart requested: replacing every worker now");
+        tracing::info!(
+            workers = self.slots.len(),
+            "restart requested: replacing every worker now"
+        );
         let mut lines = Vec::new();
         for slot in 0..self.slots.len() {
             let old = self.slots[slot].serving.take();
