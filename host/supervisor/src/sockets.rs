@@ -223,18 +223,19 @@ pub(crate) struct BoundSocket {
 }
 
 impl BoundSocket {
-    /// Stops new connections at once, for every process holding the socket (it acts on
-    /// the shared open file description): `shutdown(SHUT_RD)` makes the kernel refuse
-    /// new TCP connections (RST to a SYN: `ECONNREFUSED`) and Unix ones, and a Unix
-    /// socket's path is removed too. Connections already accepted are untouched;
-    /// accepting children see an error (`EINVAL`) from `accept`. Best effort: a failure
-    /// is logged.
+    /// Stops new connections at once, for every process holding the socket. A TCP
+    /// socket gets `shutdown(SHUT_RD)`, which acts on the open file description the
+    /// children share: the kernel stops listening and refuses new connections (RST to a
+    /// SYN: `ECONNREFUSED`); connections already accepted are untouched, and accepting
+    /// children see an error (`EINVAL`) from `accept`. A Unix socket's path is removed
+    /// instead (a connect then finds nothing), because a shut-down Unix listener keeps
+    /// polling readable with nothing to accept, which keeps some servers (tokio's)
+    /// from finishing their drain. Best effort: a failure is logged.
     pub(crate) fn stop_accepting(&mut self) {
-        if let Err(e) = rustix::net::shutdown(&self.fd, rustix::net::Shutdown::Read) {
-            tracing::warn!(socket = %self.address, error = %e, "cannot stop accepting");
-        }
         if let Some((path, dev, ino)) = self.unix.take() {
             remove_if_ours(&path, dev, ino);
+        } else if let Err(e) = rustix::net::shutdown(&self.fd, rustix::net::Shutdown::Read) {
+            tracing::warn!(socket = %self.address, error = %e, "cannot stop accepting");
         }
     }
 }
