@@ -150,9 +150,20 @@ impl Serve {
         command: &[&str],
         env: &[(&str, &str)],
     ) -> Serve {
+        Serve::start_with(Path::new(HOTSWAP), dir, args, command, env)
+    }
+
+    /// [`Serve::start_env`] with `hotswap` at `program`.
+    fn start_with(
+        program: &Path,
+        dir: tempfile::TempDir,
+        args: &[&str],
+        command: &[&str],
+        env: &[(&str, &str)],
+    ) -> Serve {
         let log = dir.path().join("serve.log");
         let admin = dir.path().join("admin.sock");
-        let mut cmd = Command::new(HOTSWAP);
+        let mut cmd = Command::new(program);
         cmd.arg("serve")
             .args(args)
             .arg("--admin")
@@ -1707,4 +1718,113 @@ fn the_readme_systemd_unit_uses_only_flags_that_exist() {
         }
     }
     assert!(flags >= 5, "{unit}");
+}
+
+/// Installs a copy of the `hotswap` binary at `path` by rename (a new file, as a
+/// package manager installs one).
+fn install_hotswap(path: &Path) {
+    let tmp = path.with_extension("new");
+    std::fs::copy(HOTSWAP, &tmp).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[test]
+fn the_supervisor_upgrades_itself_under_load_keeping_its_pid_sockets_and_children() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempdir();
+    let plugins = handlers_dir(dir.path());
+    let demo = demo_binary();
+    let bin = dir.path().join("hotswap");
+    install_hotswap(&bin);
+    let mut serve = Serve::start_with(
+        &bin,
+        dir,
+        &[
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--workers",
+            "2",
+            "--drain-timeout",
+            "15",
+        ],
+        &[
+            demo.to_str().unwrap(),
+            "--plugins",
+            plugins.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let mut children = serve.serving(2);
+    children.sort_unstable();
+    let addr = serve.tcp_addr();
+    let load = Arc::new(Load {
+        cap: u64::MAX,
+        ..Load::default()
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..3)
+        .map(|kind| {
+            let (load, stop) = (load.clone(), stop.clone());
+            std::thread::spawn(move || match kind {
+                0 => keepalive_client(addr, &load, &stop),
+                _ => fresh_client(addr, "/", "hello from handlers", &load, &stop),
+            })
+        })
+        .collect();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for round in 1..=3u64 {
+            // A new hotswap binary at the path the supervisor was started from.
+            install_hotswap(&bin);
+            let installed = std::fs::metadata(&bin).unwrap().ino();
+            let out = serve.verb(&["--upgrade-self"]);
+            assert!(
+                out.status.success(),
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let status = serve.status().unwrap();
+            assert_eq!(status["self_upgrades"].as_u64(), Some(round));
+            assert_eq!(status["supervisor_pid"].as_u64(), Some(serve.pid() as u64));
+            // The same process runs the new file, with the same children.
+            let exe = std::fs::metadata(format!("/proc/{}/exe", serve.pid())).unwrap();
+            assert_eq!(exe.ino(), installed);
+            let mut now = serve.serving(2);
+            now.sort_unstable();
+            assert_eq!(now, children);
+        }
+        // The new image upgrades the adopted children (and reaps them) as its own.
+        let out = serve.upgrade();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let new = serve.serving(2);
+        assert!(new.iter().all(|p| !children.contains(p)));
+    }));
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+    let (ok, refused, failed) = (
+        load.ok.load(Ordering::Relaxed),
+        load.refused.load(Ordering::Relaxed),
+        load.failed.load(Ordering::Relaxed),
+    );
+    println!("3 supervisor self-upgrades and a process upgrade under load: {ok} served, {refused} refused, {failed} failed");
+    assert_eq!(
+        (refused, failed),
+        (0, 0),
+        "{:?}",
+        load.errors.lock().unwrap()
+    );
+    assert!(ok > 0);
+    signal(serve.pid(), rustix::process::Signal::TERM);
+    assert!(serve.wait_exit(Duration::from_secs(30)).success());
+    assert!(serve.log().contains("adopted its sockets and children"));
 }

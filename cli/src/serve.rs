@@ -102,6 +102,13 @@ pub struct ServeArgs {
     #[arg(long, value_name = "TEXT", requires = "admin", conflicts_with_all = ["status", "listen", "command"])]
     message: Option<String>,
 
+    /// Ask the running supervisor (at --admin) to upgrade itself: re-execute its
+    /// program (the path it was started from, so a new hotswap installed there by rename)
+    /// keeping its pid, listening sockets and children; waits until the new image
+    /// answers. Refused while an upgrade or a restart is in motion
+    #[arg(long, requires = "admin", conflicts_with_all = ["status", "restart", "stop", "message", "upgrade", "listen", "command"])]
+    upgrade_self: bool,
+
     /// Print the running supervisor's status (JSON) from its --admin socket
     #[arg(long, requires = "admin", conflicts_with_all = ["listen", "command"])]
     status: bool,
@@ -130,6 +137,7 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
     hotswap serve --restart --admin unix:///tmp/app.admin\n  \
     hotswap serve --message 'reopen logs' --admin unix:///tmp/app.admin\n  \
     hotswap serve --stop --admin unix:///tmp/app.admin\n  \
+    hotswap serve --upgrade-self --admin unix:///tmp/app.admin\n  \
     hotswap serve --status --admin unix:///tmp/app.admin";
 
 fn parse_listen(s: &str) -> Result<ListenSpec, String> {
@@ -179,6 +187,42 @@ fn ask(admin: &std::path::Path, command: AdminCommand, timeout: Option<Duration>
     }
 }
 
+/// `--upgrade-self`: the request, then the new image's status (its `self_upgrades`
+/// grew), since the image that answered the request is gone right after.
+fn upgrade_self(admin: &std::path::Path) -> i32 {
+    let count = |text: &str| {
+        serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .and_then(|v| v["self_upgrades"].as_u64())
+    };
+    let status = || supervisor::request(admin, AdminCommand::Status, Some(Duration::from_secs(10)));
+    let before = match status() {
+        Ok(text) => count(&text).unwrap_or(0),
+        Err(e) => return crate::report(&e),
+    };
+    match supervisor::request(
+        admin,
+        AdminCommand::UpgradeSelf,
+        Some(Duration::from_secs(30)),
+    ) {
+        Ok(text) => println!("{text}"),
+        Err(e) => return crate::report(&e),
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        // The socket is briefly absent while the new image binds it again.
+        if let Some(now) = status().ok().and_then(|t| count(&t)) {
+            if now > before {
+                println!("the supervisor runs its new image (self-upgrade {now})");
+                return 0;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("error: the supervisor did not come back within 30 s (see its log)");
+    crate::EXIT_FAILURE
+}
+
 /// Runs `hotswap serve` and returns the exit status.
 pub(crate) fn run(args: ServeArgs) -> i32 {
     let verb = if args.restart {
@@ -196,6 +240,9 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
     };
     if let (Some(verb), Some(admin)) = (verb, &args.admin) {
         return ask(admin, verb, Some(Duration::from_secs(60)));
+    }
+    if let (true, Some(admin)) = (args.upgrade_self, &args.admin) {
+        return upgrade_self(admin);
     }
     if args.upgrade {
         return match (&args.admin, args.pid) {

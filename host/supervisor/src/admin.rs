@@ -67,9 +67,17 @@ fn handle(conn: UnixStream, events: &Sender<Event>) -> io::Result<()> {
         return writeln!(&conn, "{}", answer(Err(&refusal)));
     };
     let (reply, answered) = mpsc::channel();
-    if events.send(Event::Admin { command, reply }).is_err() {
+    let (done, written) = mpsc::channel();
+    let event = Event::Admin {
+        command,
+        reply,
+        written,
+    };
+    if events.send(event).is_err() {
         return writeln!(&conn, "{}", answer(Err(EXITING)));
     }
     let text = answered.recv().unwrap_or_else(|_| answer(Err(EXITING)));
-    writeln!(&conn, "{text}")
+    let result = writeln!(&conn, "{text}");
+    let _ = done.send(());
+    result
 }

@@ -8,6 +8,7 @@ use crate::child::rss_kib;
 use crate::event::Event;
 use crate::notify::NotifySocket;
 use crate::protocol::{answer, AdminCommand};
+use crate::reap::Reapable;
 use crate::signal::{describe, group_alive, send_signal, signal_group, signame};
 use crate::state::{
     CpuSamples, Proc, Purpose, Remnant, Role, Shutdown, Step, Supervisor, Trigger, Upgrade,
@@ -45,10 +46,13 @@ impl Supervisor<'_> {
             "starting"
         );
         for slot in 0..self.cfg.workers {
+            if self.slots[slot].serving.is_some() {
+                continue; // adopted across a self-upgrade
+            }
             if let Err(e) = self.start_child(slot, Purpose::Initial) {
                 for p in &mut self.procs {
                     signal_group(p.pid, libc::SIGKILL);
-                    let _ = p.child.wait();
+                    p.child.wait();
                 }
                 return Err(e);
             }
@@ -108,10 +112,11 @@ impl Supervisor<'_> {
             Event::Admin {
                 command: AdminCommand::Status,
                 reply,
+                ..
             } => {
                 let _ = reply.send(answer(Ok(&self.status_json())));
             }
-            Event::Admin { command, reply } if self.shutdown.is_some() => {
+            Event::Admin { command, reply, .. } if self.shutdown.is_some() => {
                 let _ = reply.send(answer(Err(&format!(
                     "the supervisor is shutting down; {command} refused"
                 ))));
@@ -119,16 +124,19 @@ impl Supervisor<'_> {
             Event::Admin {
                 command: AdminCommand::Upgrade,
                 reply,
+                ..
             } => self.request_upgrade(Trigger::Admin, Some(reply)),
             Event::Admin {
                 command: AdminCommand::Restart,
                 reply,
+                ..
             } => {
                 let _ = reply.send(self.restart_all());
             }
             Event::Admin {
                 command: AdminCommand::Stop,
                 reply,
+                ..
             } => {
                 let children = self.live_children();
                 self.begin_shutdown(SIGTERM);
@@ -139,8 +147,30 @@ impl Supervisor<'_> {
             Event::Admin {
                 command: AdminCommand::Message(text),
                 reply,
+                ..
             } => {
                 let _ = reply.send(self.deliver_message(&text));
+            }
+            Event::Admin {
+                command: AdminCommand::UpgradeSelf,
+                reply,
+                written,
+            } => {
+                if let Some(why) = self.self_upgrade_blocker() {
+                    let _ = reply.send(answer(Err(&format!(
+                        "cannot upgrade the supervisor now: {why}; try again when it is over"
+                    ))));
+                    return;
+                }
+                let _ = reply.send(answer(Ok(&format!(
+                    "re-executing {} (pid {} stays)",
+                    self.exe.display(),
+                    std::process::id()
+                ))));
+                // The answer must be out before this image (and the thread writing it) goes.
+                let _ = written.recv_timeout(Duration::from_secs(2));
+                let e = self.upgrade_self();
+                tracing::error!(error = %e, exe = %self.exe.display(), "the supervisor could not re-execute itself; it keeps running as it was");
             }
         }
     }
@@ -196,7 +226,6 @@ impl Supervisor<'_> {
         self.procs.push(Proc {
             serial,
             pid,
-            child,
             slot,
             role: Role::Starting {
                 purpose,
@@ -206,6 +235,7 @@ impl Supervisor<'_> {
             spawned: now,
             notify,
             cpu: CpuSamples::new(),
+            child: Reapable::Spawned(child),
         });
         Ok(serial)
     }
@@ -785,6 +815,7 @@ impl Supervisor<'_> {
             "probation_ms": ms(self.cfg.probation) as u64,
             "last_upgrade": self.last_upgrade,
             "messages": self.messages,
+            "self_upgrades": self.self_upgrades,
             "shutting_down": self.shutdown.is_some(),
         })
         .to_string()

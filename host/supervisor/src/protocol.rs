@@ -40,6 +40,10 @@ pub enum AdminCommand {
     /// `HOTSWAP_MESSAGE_FILE` in the children's environment, then each child's process
     /// group gets SIGUSR1. One line, at most [`MAX_MESSAGE`] bytes.
     Message(String),
+    /// Re-execute the supervisor's own program keeping its sockets and children (see
+    /// `hotswap serve --upgrade-self`); answered just before, once the request is
+    /// accepted. The status's `self_upgrades` counts those that happened.
+    UpgradeSelf,
 }
 
 impl AdminCommand {
@@ -51,6 +55,7 @@ impl AdminCommand {
             AdminCommand::Restart => "restart",
             AdminCommand::Stop => "stop",
             AdminCommand::Message(_) => "message",
+            AdminCommand::UpgradeSelf => "upgrade-self",
         }
     }
 
@@ -67,6 +72,7 @@ impl AdminCommand {
             "status" => Some(AdminCommand::Status),
             "restart" => Some(AdminCommand::Restart),
             "stop" => Some(AdminCommand::Stop),
+            "upgrade-self" => Some(AdminCommand::UpgradeSelf),
             _ => None,
         }
     }
@@ -101,6 +107,7 @@ mod tests {
             AdminCommand::Status,
             AdminCommand::Restart,
             AdminCommand::Stop,
+            AdminCommand::UpgradeSelf,
             AdminCommand::Message("rotate logs now".into()),
         ] {
             assert_eq!(AdminCommand::parse(&format!("{c}\n")), Some(c));

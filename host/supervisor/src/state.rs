@@ -6,6 +6,7 @@ use crate::child::Launcher;
 use crate::config::Config;
 use crate::event::Event;
 use crate::notify::NotifyWaiter;
+use crate::reap::Reapable;
 use crate::sockets::BoundSocket;
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -57,7 +58,7 @@ pub(crate) enum Role {
 pub(crate) struct Proc {
     pub serial: u64,
     pub pid: u32,
-    pub child: Child,
+    pub child: Reapable,
     pub slot: usize,
     pub role: Role,
     pub spawned: Instant,
@@ -183,6 +184,11 @@ pub(crate) struct Supervisor<'a> {
     pub(crate) messages: u64,
     /// `READY=1` was sent to the service manager.
     pub(crate) announced_ready: bool,
+    /// The supervisor's own program, re-executed by a self-upgrade (resolved at start,
+    /// so a new binary installed at that path by rename is the one run).
+    pub(crate) exe: PathBuf,
+    /// Self-upgrades this process went through (handed over across them).
+    pub(crate) self_upgrades: u64,
 }
 
 impl<'a> Supervisor<'a> {
@@ -220,6 +226,8 @@ impl<'a> Supervisor<'a> {
             last_upgrade: None,
             messages: 0,
             announced_ready: false,
+            exe: std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into()),
+            self_upgrades: 0,
         }
     }
 }
