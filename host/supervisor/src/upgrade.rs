@@ -108,6 +108,7 @@ impl Supervisor<'_> {
         match Command::new("/bin/sh")
             .arg("-c")
             .arg(&cmd)
+            .env_remove(crate::handoff::HANDOFF)
             .stdin(Stdio::null())
             .spawn()
         {
