@@ -1238,9 +1238,26 @@ fn served_by_the_test_binary() {
         return;
     };
     match role.as_str() {
-        // A release that crashes right after it said it was ready.
+        // A release that crashes right after it said it was ready: once the supervisor
+        // shows it on probation (a condition, so the exit is never seen before the
+        // READY=1).
         "ready-exit" => {
             hotswap_listen::notify_ready().expect("READY=1");
+            let dir = PathBuf::from(std::env::var_os("HOTSWAP_SERVE_TEST_DIR").expect("dir"));
+            let me = std::process::id() as u64;
+            wait_for("being on probation", Duration::from_secs(60), || {
+                let mut conn = UnixStream::connect(dir.join("admin.sock")).ok()?;
+                writeln!(conn, "status").ok()?;
+                let mut line = String::new();
+                BufReader::new(conn).read_line(&mut line).ok()?;
+                let status: serde_json::Value =
+                    serde_json::from_str(line.trim_end().strip_prefix("ok ")?).ok()?;
+                status["children"]
+                    .as_array()?
+                    .iter()
+                    .any(|c| c["pid"].as_u64() == Some(me) && c["state"] == "probation")
+                    .then_some(())
+            });
             std::process::exit(1);
         }
         "hold" => hold_server(),
@@ -1351,7 +1368,7 @@ fn a_release_that_dies_on_probation_leaves_the_old_children_serving() {
             })
         })
         .collect();
-    // The new release says READY=1 and exits at once.
+    // The new release says READY=1 and exits as soon as it is on probation.
     test_child(&run, "ready-exit", serve.dir.path());
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         for round in 1..=3u64 {
