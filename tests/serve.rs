@@ -1845,3 +1845,72 @@ fn the_supervisor_upgrades_itself_under_load_keeping_its_pid_sockets_and_childre
     assert!(serve.wait_exit(Duration::from_secs(30)).success());
     assert!(serve.log().contains("adopted its sockets and children"));
 }
+
+#[test]
+fn a_failure_on_the_second_worker_stops_the_first_new_child_on_probation() {
+    let dir = tempdir();
+    let (child, mark) = recorder(dir.path());
+    let run = dir.path().join("run.sh");
+    script(&run, &format!("exec '{}'", child.display()));
+    let mut serve = Serve::start(
+        dir,
+        &[
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--workers",
+            "2",
+            "--start-delay",
+            "100ms",
+            "--probation",
+            "120s",
+        ],
+        &[run.to_str().unwrap()],
+    );
+    let mut old = serve.serving(2);
+    old.sort_unstable();
+    // The release: its first child is fine, the second exits before it is ready.
+    let count = serve.dir.path().join("count");
+    script(
+        &run,
+        &format!(
+            "n=$(cat '{c}' 2>/dev/null || echo 0)\necho $((n + 1)) > '{c}'\n\
+             if [ \"$n\" -ge 1 ]; then exit 3; fi\nexec '{}'",
+            child.display(),
+            c = count.display()
+        ),
+    );
+    let out = serve.upgrade();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("for worker 1 exited (exit status 3) before it was ready"),
+        "{err}"
+    );
+    assert!(
+        err.contains("stopped the new children on probation ("),
+        "{err}"
+    );
+    // The first worker's new child was told to stop; both old children kept serving.
+    let first_new: u32 = err
+        .split("stopped the new children on probation (")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .and_then(|pid| pid.parse().ok())
+        .expect("the stopped child's pid");
+    assert!(!old.contains(&first_new));
+    wait_for(
+        "the new child on probation to exit",
+        Duration::from_secs(20),
+        || (!pid_alive(first_new)).then_some(()),
+    );
+    assert!(
+        std::fs::read_to_string(&mark)
+            .unwrap()
+            .contains(&format!("term {first_new}")),
+        "it got SIGTERM"
+    );
+    let mut now = serve.serving(2);
+    now.sort_unstable();
+    assert_eq!(now, old);
+    assert!(!serve.log().contains("draining old child"));
+}
