@@ -24,8 +24,8 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     workers: u32,
 
-    /// How long a new child has to report READY=1 on NOTIFY_SOCKET before it is killed
-    /// (seconds, or with a unit: 500ms, 2s, 1m)
+    /// How long a new child has to report READY=1 on NOTIFY_SOCKET before it is stopped
+    /// (SIGTERM, SIGKILL after --drain-timeout) (seconds, or with a unit: 500ms, 2s, 1m)
     #[arg(long, value_name = "DURATION", default_value = "30", value_parser = parse_duration)]
     ready_timeout: Duration,
 
@@ -76,8 +76,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Auto)]
     log_format: LogFormat,
 
-    /// Admin socket (unix:///PATH, mode 0600): where `--upgrade` and `--status` talk to
-    /// the supervisor
+    /// Admin socket (unix:///PATH, mode 0600): where `--upgrade`, `--upgrade-self`,
+    /// `--restart`, `--stop`, `--message` and `--status` talk to the supervisor
     #[arg(long, value_name = "unix:///PATH", value_parser = parse_admin)]
     admin: Option<PathBuf>,
 
