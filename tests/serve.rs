@@ -139,9 +139,30 @@ struct Serve {
 impl Serve {
     /// Starts `hotswap serve <args> --admin <dir>/admin.sock -- <command>` in `dir`.
     fn start(dir: tempfile::TempDir, args: &[&str], command: &[&str]) -> Serve {
+        Serve::start_env(dir, args, command, &[])
+    }
+
+    /// [`Serve::start`] with extra environment variables for the supervisor.
+    fn start_env(
+        dir: tempfile::TempDir,
+        args: &[&str],
+        command: &[&str],
+        env: &[(&str, &str)],
+    ) -> Serve {
+        Serve::start_with(Path::new(HOTSWAP), dir, args, command, env)
+    }
+
+    /// [`Serve::start_env`] with `hotswap` at `program`.
+    fn start_with(
+        program: &Path,
+        dir: tempfile::TempDir,
+        args: &[&str],
+        command: &[&str],
+        env: &[(&str, &str)],
+    ) -> Serve {
         let log = dir.path().join("serve.log");
         let admin = dir.path().join("admin.sock");
-        let mut cmd = Command::new(HOTSWAP);
+        let mut cmd = Command::new(program);
         cmd.arg("serve")
             .args(args)
             .arg("--admin")
@@ -149,6 +170,7 @@ impl Serve {
             .arg("--")
             .args(command)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(dir.path().join("serve.out")).unwrap())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -224,11 +246,18 @@ impl Serve {
 
     /// `hotswap serve --upgrade` against this supervisor.
     fn upgrade(&self) -> Output {
+        self.verb(&["--upgrade"])
+    }
+
+    /// `hotswap serve <args> --admin …` against this supervisor (`--restart`, …).
+    fn verb(&self, args: &[&str]) -> Output {
         output_within(
             Command::new(HOTSWAP)
-                .args(["serve", "--upgrade", "--admin"])
+                .arg("serve")
+                .args(args)
+                .arg("--admin")
                 .arg(format!("unix://{}", self.admin.display())),
-            Duration::from_secs(60),
+            Duration::from_secs(90),
         )
     }
 
@@ -923,6 +952,7 @@ fn recorder(dir: &Path) -> (PathBuf, PathBuf) {
              fd3=$(readlink /proc/$$/fd/3)\n\
              echo \"env $$ $LISTEN_PID $LISTEN_FDS $LISTEN_FDNAMES $EINHORN_FDS ${{fd3%%:*}}\" >> \"$m\"\n\
              trap 'echo usr2 $$ >> \"$m\"' USR2\n\
+             trap 'echo \"msg $$ $(cat \"$HOTSWAP_MESSAGE_FILE\")\" >> \"$m\"' USR1\n\
              trap 'echo term $$ >> \"$m\"; exit 0' TERM\n\
              while :; do sleep 0.05; done",
             mark.display()
@@ -1179,4 +1209,707 @@ fn a_served_or_pre_upgrade_command_others_can_write_is_warned_about() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(serve.log().matches(&served).count() >= 2, "{}", serve.log());
+}
+
+/// Set in a served child's environment: this test binary then plays a served program
+/// (see [`served_by_the_test_binary`]) instead of running tests.
+const ROLE: &str = "HOTSWAP_SERVE_TEST_ROLE";
+
+/// A script that runs this test binary as a served child playing `role` (`exec`, so
+/// `LISTEN_PID` is its pid), with `dir` for its files.
+fn test_child(path: &Path, role: &str, dir: &Path) {
+    let exe = std::env::current_exe().unwrap();
+    script(
+        path,
+        &format!(
+            "exec env {ROLE}={role} HOTSWAP_SERVE_TEST_DIR='{}' '{}' --exact served_by_the_test_binary --nocapture --test-threads=1 -q",
+            dir.display(),
+            exe.display()
+        ),
+    );
+}
+
+/// Not a test: the served program of the tests that need one they control. Returns at
+/// once unless [`ROLE`] is set.
+#[test]
+fn served_by_the_test_binary() {
+    let Ok(role) = std::env::var(ROLE) else {
+        return;
+    };
+    match role.as_str() {
+        // A release that crashes right after it said it was ready: once the supervisor
+        // shows it on probation (a condition, so the exit is never seen before the
+        // READY=1).
+        "ready-exit" => {
+            hotswap_listen::notify_ready().expect("READY=1");
+            let dir = PathBuf::from(std::env::var_os("HOTSWAP_SERVE_TEST_DIR").expect("dir"));
+            let me = std::process::id() as u64;
+            wait_for("being on probation", Duration::from_secs(60), || {
+                let mut conn = UnixStream::connect(dir.join("admin.sock")).ok()?;
+                writeln!(conn, "status").ok()?;
+                let mut line = String::new();
+                BufReader::new(conn).read_line(&mut line).ok()?;
+                let status: serde_json::Value =
+                    serde_json::from_str(line.trim_end().strip_prefix("ok ")?).ok()?;
+                status["children"]
+                    .as_array()?
+                    .iter()
+                    .any(|c| c["pid"].as_u64() == Some(me) && c["state"] == "probation")
+                    .then_some(())
+            });
+            std::process::exit(1);
+        }
+        "hold" => hold_server(),
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// Serves the first inherited socket: each request is answered only once the file
+/// `release` exists in the test's directory, after `got <pid>` was appended to `mark`.
+/// On SIGTERM it exits as soon as no request is in flight.
+fn hold_server() -> ! {
+    let dir = PathBuf::from(std::env::var_os("HOTSWAP_SERVE_TEST_DIR").expect("dir"));
+    let mut inherited = hotswap_listen::take().expect("inherited sockets");
+    let hotswap_listen::Listener::Tcp(listener) = inherited.remove(0).listener else {
+        panic!("the first socket is not TCP");
+    };
+    let term = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, term.clone()).unwrap();
+    let in_flight = Arc::new(AtomicU64::new(0));
+    {
+        let in_flight = in_flight.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { break };
+                in_flight.fetch_add(1, Ordering::SeqCst);
+                let (in_flight, dir) = (in_flight.clone(), dir.clone());
+                std::thread::spawn(move || {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+                        head.push(byte[0]);
+                    }
+                    let pid = std::process::id();
+                    let mut mark = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(dir.join("mark"))
+                        .unwrap();
+                    writeln!(mark, "got {pid}").unwrap();
+                    while !dir.join("release").exists() {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    let _ = conn.write_all(
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-Pid: {pid}\r\nConnection: close\r\n\r\nok\n"
+                        )
+                        .as_bytes(),
+                    );
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+    }
+    hotswap_listen::notify_ready().expect("READY=1");
+    loop {
+        if term.load(Ordering::SeqCst) && in_flight.load(Ordering::SeqCst) == 0 {
+            std::process::exit(0);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_release_that_dies_on_probation_leaves_the_old_children_serving() {
+    let dir = tempdir();
+    let plugins = handlers_dir(dir.path());
+    let demo = demo_binary();
+    let run = dir.path().join("run.sh");
+    script(
+        &run,
+        &format!(
+            "exec '{}' --plugins '{}'",
+            demo.display(),
+            plugins.display()
+        ),
+    );
+    // A long probation: the bad release's exit ends it early; nothing waits it out.
+    let mut serve = Serve::start(
+        dir,
+        &[
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--workers",
+            "2",
+            "--probation",
+            "120s",
+            "--ready-timeout",
+            "20",
+            "--drain-timeout",
+            "15",
+        ],
+        &[run.to_str().unwrap()],
+    );
+    let mut old = serve.serving(2);
+    old.sort_unstable();
+    let addr = serve.tcp_addr();
+    let load = Arc::new(Load {
+        cap: u64::MAX,
+        ..Load::default()
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..3)
+        .map(|kind| {
+            let (load, stop) = (load.clone(), stop.clone());
+            std::thread::spawn(move || match kind {
+                0 => keepalive_client(addr, &load, &stop),
+                _ => fresh_client(addr, "/", "hello from handlers", &load, &stop),
+            })
+        })
+        .collect();
+    // The new release says READY=1 and exits as soon as it is on probation.
+    test_child(&run, "ready-exit", serve.dir.path());
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for round in 1..=3u64 {
+            let out = serve.upgrade();
+            let err = String::from_utf8_lossy(&out.stderr).to_string();
+            assert!(!out.status.success(), "round {round}: {err}");
+            assert!(
+                err.contains("after it was ready, within the 120000 ms probation"),
+                "{err}"
+            );
+            assert!(err.contains("keeps serving"), "{err}");
+            // The old children never left their places: same pids, nothing draining,
+            // no respawn of the bad release in their place.
+            let status = serve.status().unwrap();
+            assert_eq!(status["upgrades_failed"].as_u64(), Some(round));
+            assert!(
+                status["last_upgrade"].as_str().unwrap().contains("failed"),
+                "{status}"
+            );
+            let mut now = serve.serving(2);
+            now.sort_unstable();
+            assert_eq!(now, old);
+        }
+    }));
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+    let (ok, refused, failed) = (
+        load.ok.load(Ordering::Relaxed),
+        load.refused.load(Ordering::Relaxed),
+        load.failed.load(Ordering::Relaxed),
+    );
+    println!("3 failed upgrades on probation under load: {ok} served, {refused} refused, {failed} failed");
+    assert_eq!(
+        (refused, failed),
+        (0, 0),
+        "{:?}",
+        load.errors.lock().unwrap()
+    );
+    assert!(ok > 0);
+    let pids: Vec<u32> = load.pids.lock().unwrap().iter().copied().collect();
+    assert!(pids.iter().all(|p| old.contains(p)), "{pids:?} vs {old:?}");
+    let log = serve.log();
+    assert!(!log.contains("draining old child"), "{log}");
+    assert!(!log.contains("respawning"), "{log}");
+    assert!(log.contains("on probation"), "{log}");
+}
+
+#[test]
+fn a_release_that_passes_probation_replaces_the_old_children_together() {
+    let dir = tempdir();
+    let (run, _mark) = recorder(dir.path());
+    let mut serve = Serve::start(
+        dir,
+        &[
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--workers",
+            "2",
+            "--start-delay",
+            "100ms",
+            "--probation",
+            "500ms",
+        ],
+        &[run.to_str().unwrap()],
+    );
+    let mut old = serve.serving(2);
+    old.sort_unstable();
+    let out = serve.upgrade();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("done"), "{text}");
+    let new = serve.serving(2);
+    assert!(new.iter().all(|p| !old.contains(p)));
+    let log = serve.log();
+    // Both new children were ready (on probation) before any old one was told to drain.
+    let probation = log.find("on probation for 500 ms").expect("probation line");
+    let passed = log.find("probation passed").expect("passed line");
+    let drained = log.find("draining old child").expect("drain line");
+    assert!(probation < passed && passed < drained, "{log}");
+    assert_eq!(serve.status().unwrap()["upgrades_ok"].as_u64(), Some(1));
+}
+
+#[test]
+fn a_child_that_misses_its_ready_timeout_gets_sigterm_then_sigkill() {
+    let dir = tempdir();
+    // Never ready (no --start-delay, no READY=1): stopped at each deadline, respawned.
+    let (run, mark) = recorder(dir.path());
+    let mut serve = Serve::start(
+        dir,
+        &[
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--ready-timeout",
+            "300ms",
+            "--drain-timeout",
+            "300ms",
+        ],
+        &[run.to_str().unwrap()],
+    );
+    // It got SIGTERM first, and finished on its own (its trap ran).
+    let first = wait_for(
+        "a SIGTERM to the late child",
+        Duration::from_secs(30),
+        || {
+            let log = serve.log();
+            let at = log.find(" was not ready within 300 ms (--ready-timeout); sent SIGTERM")?;
+            let pid: u32 = log[..at].rsplit(' ').next()?.parse().ok()?;
+            std::fs::read_to_string(&mark)
+                .ok()?
+                .contains(&format!("term {pid}"))
+                .then_some(pid)
+        },
+    );
+    assert!(!serve
+        .log()
+        .contains(&format!("failed child {first} still running")));
+    // One that ignores SIGTERM is killed once the grace is over.
+    script(&run, "trap '' TERM\nwhile :; do sleep 0.05; done");
+    wait_for("a SIGKILL after the grace", Duration::from_secs(30), || {
+        serve
+            .log()
+            .contains("still running 300 ms after SIGTERM; sent SIGKILL")
+            .then_some(())
+    });
+    assert!(serve.child.try_wait().unwrap().is_none());
+}
+
+#[test]
+fn after_sigterm_new_connections_are_refused_while_requests_in_flight_finish() {
+    let dir = tempdir();
+    let run = dir.path().join("hold.sh");
+    test_child(&run, "hold", dir.path());
+    let mark = dir.path().join("mark");
+    let sock = dir.path().join("web.sock");
+    let unix = format!("unix://{}", sock.display());
+    let mut serve = Serve::start(
+        dir,
+        &[
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--listen",
+            &unix,
+            "--drain-timeout",
+            "60",
+        ],
+        &[run.to_str().unwrap()],
+    );
+    let pid = serve.serving(1)[0];
+    let addr = serve.tcp_addr();
+    // A request the child has read and holds.
+    let mut conn = connect(addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+        .unwrap();
+    wait_for("the request in flight", Duration::from_secs(20), || {
+        std::fs::read_to_string(&mark)
+            .ok()?
+            .contains(&format!("got {pid}"))
+            .then_some(())
+    });
+    signal(serve.pid(), rustix::process::Signal::TERM);
+    wait_for(
+        "the supervisor to stop accepting",
+        Duration::from_secs(20),
+        || serve.log().contains("stopped accepting").then_some(()),
+    );
+    // Refused at once (RST to the SYN), not queued and reset later.
+    for _ in 0..20 {
+        let started = Instant::now();
+        let err = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+            .expect_err("a new connection after SIGTERM was accepted");
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+    assert!(!sock.exists(), "the unix socket path is still there");
+    assert!(UnixStream::connect(&sock).is_err());
+    // The request in flight still gets its answer, then everything exits.
+    assert!(serve.child.try_wait().unwrap().is_none());
+    assert!(pid_alive(pid));
+    std::fs::write(serve.dir.path().join("release"), b"").unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer)
+        .expect("the request in flight failed");
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer:?}");
+    assert!(answer.contains(&format!("X-Pid: {pid}\r\n")), "{answer:?}");
+    assert!(answer.ends_with("\r\n\r\nok\n"), "{answer:?}");
+    assert!(serve.wait_exit(Duration::from_secs(30)).success());
+    assert!(!pid_alive(pid));
+}
+
+#[test]
+fn restart_message_and_stop_verbs() {
+    let dir = tempdir();
+    let (run, mark) = recorder(dir.path());
+    let mut serve = Serve::start(
+        dir,
+        &[
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--workers",
+            "2",
+            "--start-delay",
+            "100ms",
+        ],
+        &[run.to_str().unwrap()],
+    );
+    let read = || std::fs::read_to_string(&mark).unwrap_or_default();
+    let old = serve.serving(2);
+    // --message: the text in HOTSWAP_MESSAGE_FILE, then SIGUSR1, at every worker.
+    let out = serve.verb(&["--message", "rotate the logs"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("delivered to 2 children"));
+    wait_for(
+        "the message at both workers",
+        Duration::from_secs(20),
+        || {
+            old.iter()
+                .all(|p| read().contains(&format!("msg {p} rotate the logs")))
+                .then_some(())
+        },
+    );
+    // A multi-line message is refused before it is sent.
+    let out = serve.verb(&["--message", "two\nlines"]);
+    assert_eq!(out.status.code(), Some(2));
+    // --restart: every worker replaced now.
+    let out = serve.verb(&["--restart"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let new = wait_for("new workers", Duration::from_secs(30), || {
+        let pids = serve.serving(2);
+        pids.iter().all(|p| !old.contains(p)).then_some(pids)
+    });
+    for p in &old {
+        assert!(read().contains(&format!("term {p}")), "{}", read());
+        wait_for("an old worker to exit", Duration::from_secs(20), || {
+            (!pid_alive(*p)).then_some(())
+        });
+    }
+    assert_eq!(serve.status().unwrap()["messages"].as_u64(), Some(1));
+    // --stop: workers and supervisor.
+    let out = serve.verb(&["--stop"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(serve.wait_exit(Duration::from_secs(30)).success());
+    for p in &new {
+        assert!(!pid_alive(*p), "worker {p} outlived --stop");
+    }
+}
+
+#[test]
+fn the_log_is_in_journald_format_when_stderr_is_the_journal() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempdir();
+    let (run, _mark) = recorder(dir.path());
+    // systemd names the journal stream stderr is connected to: here, the log file.
+    let log = dir.path().join("serve.log");
+    std::fs::write(&log, b"").unwrap();
+    let meta = std::fs::metadata(&log).unwrap();
+    let stream = format!("{}:{}", meta.dev(), meta.ino());
+    let mut serve = Serve::start_env(
+        dir,
+        &["--listen", "tcp://127.0.0.1:0", "--start-delay", "100ms"],
+        &[run.to_str().unwrap()],
+        &[("JOURNAL_STREAM", &stream)],
+    );
+    serve.serving(1);
+    let text = serve.log();
+    assert!(text.contains("<6>hotswap_supervisor"), "{text}");
+    assert!(!text.contains('\x1b'), "{text}");
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        assert!(
+            ["<3>", "<4>", "<6>", "<7>"]
+                .iter()
+                .any(|p| line.starts_with(p)),
+            "line without a priority: {line:?}"
+        );
+    }
+}
+
+#[test]
+fn a_worker_over_max_cpu_is_recycled() {
+    let dir = tempdir();
+    let run = dir.path().join("spin.sh");
+    script(&run, "while :; do :; done");
+    let mut serve = Serve::start(
+        dir,
+        &[
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--start-delay",
+            "100ms",
+            "--max-cpu",
+            "5",
+            "--cpu-window",
+            "1s",
+        ],
+        &[run.to_str().unwrap()],
+    );
+    let first = serve.serving(1)[0];
+    wait_for("a recycled worker", Duration::from_secs(30), || {
+        let p = serve.serving(1)[0];
+        (p != first).then_some(p)
+    });
+    let log = serve.log();
+    assert!(
+        log.contains(&format!("child {first} used")) && log.contains("over --max-cpu 5%"),
+        "{log}"
+    );
+}
+
+#[test]
+fn the_readme_systemd_unit_uses_only_flags_that_exist() {
+    let readme = std::fs::read_to_string(common::repo().join("README.md")).unwrap();
+    let start = readme
+        .find("```ini\n[Unit]")
+        .expect("a systemd unit in the README");
+    let unit = &readme[start..];
+    let unit = &unit[..unit[7..].find("```").unwrap() + 7];
+    for key in [
+        "Type=notify",
+        "NotifyAccess=",
+        "KillMode=",
+        "ExecReload=",
+        "ExecStart=",
+    ] {
+        assert!(unit.contains(key), "the unit lacks {key}:\n{unit}");
+    }
+    let help = output_within(
+        Command::new(HOTSWAP).args(["serve", "--help"]),
+        Duration::from_secs(20),
+    );
+    let help = String::from_utf8_lossy(&help.stdout).to_string();
+    let mut flags = 0;
+    for line in unit.lines().filter(|l| l.contains("hotswap serve")) {
+        // Up to the `--` that starts the served command.
+        let words = line.split_whitespace().take_while(|w| *w != "--");
+        for word in words.filter(|w| w.starts_with("--")) {
+            let flag = word.split('=').next().unwrap();
+            flags += 1;
+            assert!(
+                help.contains(&format!("{flag} ")) || help.contains(&format!("{flag}\n")),
+                "{flag} is not a `hotswap serve` flag"
+            );
+        }
+    }
+    assert!(flags >= 5, "{unit}");
+}
+
+/// Installs a copy of the `hotswap` binary at `path` by rename (a new file, as a
+/// package manager installs one).
+fn install_hotswap(path: &Path) {
+    let tmp = path.with_extension("new");
+    std::fs::copy(HOTSWAP, &tmp).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[test]
+fn the_supervisor_upgrades_itself_under_load_keeping_its_pid_sockets_and_children() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempdir();
+    let plugins = handlers_dir(dir.path());
+    let demo = demo_binary();
+    let bin = dir.path().join("hotswap");
+    install_hotswap(&bin);
+    let mut serve = Serve::start_with(
+        &bin,
+        dir,
+        &[
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--workers",
+            "2",
+            "--drain-timeout",
+            "15",
+        ],
+        &[
+            demo.to_str().unwrap(),
+            "--plugins",
+            plugins.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let mut children = serve.serving(2);
+    children.sort_unstable();
+    let addr = serve.tcp_addr();
+    let load = Arc::new(Load {
+        cap: u64::MAX,
+        ..Load::default()
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..3)
+        .map(|kind| {
+            let (load, stop) = (load.clone(), stop.clone());
+            std::thread::spawn(move || match kind {
+                0 => keepalive_client(addr, &load, &stop),
+                _ => fresh_client(addr, "/", "hello from handlers", &load, &stop),
+            })
+        })
+        .collect();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for round in 1..=3u64 {
+            // A new hotswap binary at the path the supervisor was started from.
+            install_hotswap(&bin);
+            let installed = std::fs::metadata(&bin).unwrap().ino();
+            let out = serve.verb(&["--upgrade-self"]);
+            assert!(
+                out.status.success(),
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let status = serve.status().unwrap();
+            assert_eq!(status["self_upgrades"].as_u64(), Some(round));
+            assert_eq!(status["supervisor_pid"].as_u64(), Some(serve.pid() as u64));
+            // The same process runs the new file, with the same children.
+            let exe = std::fs::metadata(format!("/proc/{}/exe", serve.pid())).unwrap();
+            assert_eq!(exe.ino(), installed);
+            let mut now = serve.serving(2);
+            now.sort_unstable();
+            assert_eq!(now, children);
+        }
+        // The new image upgrades the adopted children (and reaps them) as its own.
+        let out = serve.upgrade();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let new = serve.serving(2);
+        assert!(new.iter().all(|p| !children.contains(p)));
+    }));
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+    let (ok, refused, failed) = (
+        load.ok.load(Ordering::Relaxed),
+        load.refused.load(Ordering::Relaxed),
+        load.failed.load(Ordering::Relaxed),
+    );
+    println!("3 supervisor self-upgrades and a process upgrade under load: {ok} served, {refused} refused, {failed} failed");
+    assert_eq!(
+        (refused, failed),
+        (0, 0),
+        "{:?}",
+        load.errors.lock().unwrap()
+    );
+    assert!(ok > 0);
+    signal(serve.pid(), rustix::process::Signal::TERM);
+    assert!(serve.wait_exit(Duration::from_secs(30)).success());
+    assert!(serve.log().contains("adopted its sockets and children"));
+}
+
+#[test]
+fn a_failure_on_the_second_worker_stops_the_first_new_child_on_probation() {
+    let dir = tempdir();
+    let (child, mark) = recorder(dir.path());
+    let run = dir.path().join("run.sh");
+    script(&run, &format!("exec '{}'", child.display()));
+    let mut serve = Serve::start(
+        dir,
+        &[
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--workers",
+            "2",
+            "--start-delay",
+            "100ms",
+            "--probation",
+            "120s",
+        ],
+        &[run.to_str().unwrap()],
+    );
+    let mut old = serve.serving(2);
+    old.sort_unstable();
+    // The release: its first child is fine, the second exits before it is ready.
+    let count = serve.dir.path().join("count");
+    script(
+        &run,
+        &format!(
+            "n=$(cat '{c}' 2>/dev/null || echo 0)\necho $((n + 1)) > '{c}'\n\
+             if [ \"$n\" -ge 1 ]; then exit 3; fi\nexec '{}'",
+            child.display(),
+            c = count.display()
+        ),
+    );
+    let out = serve.upgrade();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("for worker 1 exited (exit status 3) before it was ready"),
+        "{err}"
+    );
+    assert!(
+        err.contains("stopped the new children on probation ("),
+        "{err}"
+    );
+    // The first worker's new child was told to stop; both old children kept serving.
+    let first_new: u32 = err
+        .split("stopped the new children on probation (")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .and_then(|pid| pid.parse().ok())
+        .expect("the stopped child's pid");
+    assert!(!old.contains(&first_new));
+    wait_for(
+        "the new child on probation to exit",
+        Duration::from_secs(20),
+        || (!pid_alive(first_new)).then_some(()),
+    );
+    assert!(
+        std::fs::read_to_string(&mark)
+            .unwrap()
+            .contains(&format!("term {first_new}")),
+        "it got SIGTERM"
+    );
+    let mut now = serve.serving(2);
+    now.sort_unstable();
+    assert_eq!(now, old);
+    assert!(!serve.log().contains("draining old child"));
 }

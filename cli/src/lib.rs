@@ -11,6 +11,7 @@ pub mod new;
 pub mod reload;
 pub mod rollback;
 pub mod serve;
+mod serve_log;
 pub mod status;
 pub mod watch;
 

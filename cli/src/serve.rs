@@ -1,8 +1,10 @@
 //! `hotswap serve`: run a command under the zero-downtime supervisor
-//! ([`hotswap_supervisor`]), or ask a running supervisor for an upgrade or its
-//! status.
+//! ([`hotswap_supervisor`]), or ask a running supervisor for an upgrade, a restart, a
+//! stop, a message to its workers, or its status.
 
+use crate::serve_log::{self, LogFormat};
 use clap::Args;
+use hotswap_supervisor::protocol::MAX_MESSAGE;
 use hotswap_supervisor::{self as supervisor, AdminCommand, Config, ListenSpec};
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -22,8 +24,8 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     workers: u32,
 
-    /// How long a new child has to report READY=1 on NOTIFY_SOCKET before it is killed
-    /// (seconds, or with a unit: 500ms, 2s, 1m)
+    /// How long a new child has to report READY=1 on NOTIFY_SOCKET before it is stopped
+    /// (SIGTERM, SIGKILL after --drain-timeout) (seconds, or with a unit: 500ms, 2s, 1m)
     #[arg(long, value_name = "DURATION", default_value = "30", value_parser = parse_duration)]
     ready_timeout: Duration,
 
@@ -32,9 +34,17 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     start_delay: Option<Duration>,
 
-    /// How long an old child may drain after SIGTERM before it gets SIGKILL
+    /// How long an old child may drain after SIGTERM before it gets SIGKILL; also the
+    /// grace between SIGTERM and SIGKILL for a new child that missed --ready-timeout
     #[arg(long, value_name = "DURATION", default_value = "30", value_parser = parse_duration)]
     drain_timeout: Duration,
+
+    /// How long an upgrade's new children must stay up after READY=1 before the old
+    /// ones drain; meanwhile both serve. A new child that exits during it fails the
+    /// upgrade and every old child keeps serving. 0: each old child drains as soon as its
+    /// replacement is ready
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration)]
+    probation: Duration,
 
     /// Shell command that must succeed before each upgrade (e.g. fetch and build)
     #[arg(long, value_name = "CMD")]
@@ -52,15 +62,52 @@ pub struct ServeArgs {
     #[arg(long, value_name = "MB", value_parser = clap::value_parser!(u64).range(1..))]
     max_rss: Option<u64>,
 
-    /// Admin socket (unix:///PATH, mode 0600): where `--upgrade` and `--status` talk to
-    /// the supervisor
+    /// Recycle (upgrade) a worker that used more than PERCENT of one CPU (above 100 for
+    /// several threads) over --cpu-window
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u64).range(1..))]
+    max_cpu: Option<u64>,
+
+    /// The window --max-cpu is measured over
+    #[arg(long, value_name = "DURATION", default_value = "10", value_parser = parse_duration)]
+    cpu_window: Duration,
+
+    /// Log format on stderr: journald (`<6>` priority prefixes, no colours or
+    /// timestamps), plain, or auto (journald when stderr is the journal: JOURNAL_STREAM)
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Auto)]
+    log_format: LogFormat,
+
+    /// Admin socket (unix:///PATH, mode 0600): where `--upgrade`, `--upgrade-self`,
+    /// `--restart`, `--stop`, `--message` and `--status` talk to the supervisor
     #[arg(long, value_name = "unix:///PATH", value_parser = parse_admin)]
     admin: Option<PathBuf>,
 
     /// Ask the running supervisor (at --admin, or --pid) for an upgrade and wait for the
     /// outcome (with --pid: send SIGHUP, no outcome)
-    #[arg(long, conflicts_with_all = ["status", "listen", "command"])]
+    #[arg(long, conflicts_with_all = ["status", "restart", "stop", "message", "listen", "command"])]
     upgrade: bool,
+
+    /// Ask the running supervisor (at --admin) to replace every worker now: SIGTERM to
+    /// each (SIGKILL after its drain timeout) and a new child at once
+    #[arg(long, requires = "admin", conflicts_with_all = ["status", "stop", "message", "listen", "command"])]
+    restart: bool,
+
+    /// Ask the running supervisor (at --admin) to stop its workers and exit, as SIGTERM
+    /// does
+    #[arg(long, requires = "admin", conflicts_with_all = ["status", "message", "listen", "command"])]
+    stop: bool,
+
+    /// Deliver TEXT (one line) to every ready worker of the running supervisor (at
+    /// --admin): written to the file named by HOTSWAP_MESSAGE_FILE in the workers'
+    /// environment, then SIGUSR1 to each (only for programs that handle SIGUSR1)
+    #[arg(long, value_name = "TEXT", requires = "admin", conflicts_with_all = ["status", "listen", "command"])]
+    message: Option<String>,
+
+    /// Ask the running supervisor (at --admin) to upgrade itself: re-execute its
+    /// program (the path it was started from, so a new hotswap installed there by rename)
+    /// keeping its pid, listening sockets and children; waits until the new image
+    /// answers. Refused while an upgrade or a restart is in motion
+    #[arg(long, requires = "admin", conflicts_with_all = ["status", "restart", "stop", "message", "upgrade", "listen", "command"])]
+    upgrade_self: bool,
 
     /// Print the running supervisor's status (JSON) from its --admin socket
     #[arg(long, requires = "admin", conflicts_with_all = ["listen", "command"])]
@@ -87,6 +134,10 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
     --pre-upgrade 'make build' -- ./my-host\n  \
     hotswap serve --upgrade --admin unix:///tmp/app.admin\n  \
     hotswap serve --upgrade --pid 1234\n  \
+    hotswap serve --restart --admin unix:///tmp/app.admin\n  \
+    hotswap serve --message 'reopen logs' --admin unix:///tmp/app.admin\n  \
+    hotswap serve --stop --admin unix:///tmp/app.admin\n  \
+    hotswap serve --upgrade-self --admin unix:///tmp/app.admin\n  \
     hotswap serve --status --admin unix:///tmp/app.admin";
 
 fn parse_listen(s: &str) -> Result<ListenSpec, String> {
@@ -125,20 +176,74 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|_| format!("{s:?} is not a duration between 0 and ~584 years"))
 }
 
-/// Sets up logging for the supervisor: `RUST_LOG` or `info`, on stderr. Does nothing
-/// if the embedding program installed a subscriber already.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+/// Sends `command` to the supervisor at `admin`, prints the answer; the exit status.
+fn ask(admin: &std::path::Path, command: AdminCommand, timeout: Option<Duration>) -> i32 {
+    match supervisor::request(admin, command, timeout) {
+        Ok(text) => {
+            println!("{text}");
+            0
+        }
+        Err(e) => crate::report(&e),
+    }
+}
+
+/// `--upgrade-self`: the request, then the new image's status (its `self_upgrades`
+/// grew), since the image that answered the request is gone right after.
+fn upgrade_self(admin: &std::path::Path) -> i32 {
+    let count = |text: &str| {
+        serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .and_then(|v| v["self_upgrades"].as_u64())
+    };
+    let status = || supervisor::request(admin, AdminCommand::Status, Some(Duration::from_secs(10)));
+    let before = match status() {
+        Ok(text) => count(&text).unwrap_or(0),
+        Err(e) => return crate::report(&e),
+    };
+    match supervisor::request(
+        admin,
+        AdminCommand::UpgradeSelf,
+        Some(Duration::from_secs(30)),
+    ) {
+        Ok(text) => println!("{text}"),
+        Err(e) => return crate::report(&e),
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        // The socket is briefly absent while the new image binds it again.
+        if let Some(now) = status().ok().and_then(|t| count(&t)) {
+            if now > before {
+                println!("the supervisor runs its new image (self-upgrade {now})");
+                return 0;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("error: the supervisor did not come back within 30 s (see its log)");
+    crate::EXIT_FAILURE
 }
 
 /// Runs `hotswap serve` and returns the exit status.
 pub(crate) fn run(args: ServeArgs) -> i32 {
+    let verb = if args.restart {
+        Some(AdminCommand::Restart)
+    } else if args.stop {
+        Some(AdminCommand::Stop)
+    } else if let Some(text) = &args.message {
+        if text.is_empty() || text.contains(['\n', '\r']) || text.len() > MAX_MESSAGE {
+            eprintln!("error: --message takes one non-empty line of at most {MAX_MESSAGE} bytes");
+            return 2;
+        }
+        Some(AdminCommand::Message(text.clone()))
+    } else {
+        None
+    };
+    if let (Some(verb), Some(admin)) = (verb, &args.admin) {
+        return ask(admin, verb, Some(Duration::from_secs(60)));
+    }
+    if let (true, Some(admin)) = (args.upgrade_self, &args.admin) {
+        return upgrade_self(admin);
+    }
     if args.upgrade {
         return match (&args.admin, args.pid) {
             (Some(admin), _) => match supervisor::request(admin, AdminCommand::Upgrade, None) {
@@ -184,7 +289,7 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
         );
         return 2;
     }
-    init_logging();
+    serve_log::init(args.log_format);
     let config = Config::from(args);
     match supervisor::serve(&config) {
         Ok(()) => 0,
@@ -204,6 +309,9 @@ impl From<ServeArgs> for Config {
         config.pre_upgrade_timeout = args.pre_upgrade_timeout;
         config.user = args.user;
         config.max_rss_mib = args.max_rss;
+        config.max_cpu_percent = args.max_cpu;
+        config.cpu_window = args.cpu_window;
+        config.probation = args.probation;
         config.admin = args.admin;
         config
     }

@@ -24,5 +24,9 @@ pub const EINHORN_FDS: &str = "EINHORN_FDS";
 /// The datagram socket readiness messages go to (a path, or `@name` for an abstract one).
 pub const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
 
+/// `hotswap serve`'s own: the file holding the last `hotswap serve --message` text;
+/// SIGUSR1 says a new one is there (written whole, by rename, before the signal).
+pub const MESSAGE_FILE: &str = "HOTSWAP_MESSAGE_FILE";
+
 /// The message that says the process is ready to serve.
 pub const READY: &str = "READY=1";

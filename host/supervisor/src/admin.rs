@@ -61,13 +61,23 @@ fn handle(conn: UnixStream, events: &Sender<Event>) -> io::Result<()> {
     BufReader::new((&conn).take(MAX_REQUEST)).read_line(&mut line)?;
     let Some(command) = AdminCommand::parse(&line) else {
         let other: String = line.trim().chars().take(40).collect();
-        let refusal = format!("unknown command {other:?} (expected upgrade or status)");
+        let refusal = format!(
+            "unknown command {other:?} (expected upgrade, status, restart, stop or message TEXT)"
+        );
         return writeln!(&conn, "{}", answer(Err(&refusal)));
     };
     let (reply, answered) = mpsc::channel();
-    if events.send(Event::Admin { command, reply }).is_err() {
+    let (done, written) = mpsc::channel();
+    let event = Event::Admin {
+        command,
+        reply,
+        written,
+    };
+    if events.send(event).is_err() {
         return writeln!(&conn, "{}", answer(Err(EXITING)));
     }
     let text = answered.recv().unwrap_or_else(|_| answer(Err(EXITING)));
-    writeln!(&conn, "{text}")
+    let result = writeln!(&conn, "{text}");
+    let _ = done.send(());
+    result
 }

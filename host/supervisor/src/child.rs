@@ -15,7 +15,8 @@
 use crate::sockets::BoundSocket;
 use crate::user::Creds;
 use hotswap_listen::protocol::{
-    EINHORN_FDS, LISTEN_FDNAMES, LISTEN_FDS, LISTEN_FDS_START, LISTEN_PID, NOTIFY_SOCKET,
+    EINHORN_FDS, LISTEN_FDNAMES, LISTEN_FDS, LISTEN_FDS_START, LISTEN_PID, MESSAGE_FILE,
+    NOTIFY_SOCKET,
 };
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
@@ -27,12 +28,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 /// Variables the supervisor sets for its children; inherited values are dropped.
-const OWN_VARS: [&str; 5] = [
+const OWN_VARS: [&str; 6] = [
     LISTEN_FDS,
     LISTEN_PID,
     LISTEN_FDNAMES,
     EINHORN_FDS,
     NOTIFY_SOCKET,
+    MESSAGE_FILE,
 ];
 
 /// Room for `LISTEN_PID=`, any pid and the terminating NUL.
@@ -49,12 +51,14 @@ pub(crate) struct Launcher {
 }
 
 impl Launcher {
-    /// Prepares to run `command` with `sockets`, as `creds` if given. Fails when the
-    /// command is empty or holds a NUL byte.
+    /// Prepares to run `command` with `sockets`, as `creds` if given, telling each
+    /// child where `--message` texts arrive (`message_file`). Fails when the command is
+    /// empty or holds a NUL byte.
     pub(crate) fn new(
         command: &[OsString],
         sockets: &[BoundSocket],
         creds: Option<Creds>,
+        message_file: &Path,
     ) -> io::Result<Launcher> {
         if command.is_empty() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
@@ -69,6 +73,7 @@ impl Launcher {
         }
         let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
             .filter(|(k, _)| !OWN_VARS.iter().any(|own| k == own))
+            .filter(|(k, _)| k != crate::handoff::HANDOFF)
             .collect();
         if let Some(c) = &creds {
             for (k, v) in [
@@ -81,6 +86,7 @@ impl Launcher {
                 env.push((k.into(), v));
             }
         }
+        env.push((MESSAGE_FILE.into(), message_file.into()));
         let n = sockets.len();
         if n > 0 {
             let names: Vec<&str> = sockets.iter().map(|s| s.name.as_str()).collect();

@@ -22,8 +22,14 @@ pub struct Config {
     /// started (if it has not reported earlier). Must be below `ready_timeout`.
     pub start_delay: Option<Duration>,
     /// How long an old child may drain after SIGTERM before SIGKILL; also bounds the
-    /// shutdown.
+    /// shutdown, and is the grace a new child that missed `ready_timeout` gets between
+    /// SIGTERM and SIGKILL.
     pub drain_timeout: Duration,
+    /// How long an upgrade's new children must stay up after they are ready before the
+    /// old ones drain (zero: each old child drains as soon as its replacement is ready).
+    /// During it, old and new children serve side by side; a new child that exits fails
+    /// the upgrade and the old ones keep serving.
+    pub probation: Duration,
     /// A shell command (`/bin/sh -c`) that must succeed before each upgrade.
     pub pre_upgrade: Option<String>,
     /// How long the pre-upgrade command may run before it is killed and the upgrade
@@ -33,6 +39,11 @@ pub struct Config {
     pub user: Option<String>,
     /// Recycle a worker whose resident memory exceeds this many MiB.
     pub max_rss_mib: Option<u64>,
+    /// Recycle a worker that used more than this share of one CPU (percent; above 100
+    /// for several threads) over `cpu_window`.
+    pub max_cpu_percent: Option<u64>,
+    /// The window over which `max_cpu_percent` is measured.
+    pub cpu_window: Duration,
     /// Path of the admin socket (created with mode 0600).
     pub admin: Option<PathBuf>,
     /// Respawn delays of crashed workers.
@@ -41,7 +52,8 @@ pub struct Config {
 
 impl Config {
     /// A configuration for `command` with the defaults: one worker, no sockets yet,
-    /// 30 s to get ready, 30 s to drain, 300 s for a pre-upgrade command.
+    /// 30 s to get ready, 30 s to drain, no probation, 300 s for a pre-upgrade command,
+    /// a 10 s CPU window.
     pub fn new(command: Vec<OsString>) -> Config {
         Config {
             listen: Vec::new(),
@@ -50,10 +62,13 @@ impl Config {
             ready_timeout: Duration::from_secs(30),
             start_delay: None,
             drain_timeout: Duration::from_secs(30),
+            probation: Duration::ZERO,
             pre_upgrade: None,
             pre_upgrade_timeout: Duration::from_secs(300),
             user: None,
             max_rss_mib: None,
+            max_cpu_percent: None,
+            cpu_window: Duration::from_secs(10),
             admin: None,
             backoff: Backoff::default(),
         }
@@ -70,6 +85,12 @@ impl Config {
         }
         if self.ready_timeout.is_zero() {
             return bad("the ready timeout must be above zero");
+        }
+        if self.cpu_window.is_zero() {
+            return bad("the CPU window must be above zero");
+        }
+        if self.max_cpu_percent == Some(0) {
+            return bad("--max-cpu must be above zero");
         }
         if self.start_delay.is_some_and(|d| d >= self.ready_timeout) {
             return bad("the start delay must be shorter than the ready timeout");

@@ -2,7 +2,7 @@
 //! loop; the loop is the only one that acts.
 
 use crate::protocol::AdminCommand;
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{Receiver, Sender};
 
 /// A message to the event loop.
 pub(crate) enum Event {
@@ -19,5 +19,8 @@ pub(crate) enum Event {
         command: AdminCommand,
         /// Where the answer goes.
         reply: Sender<String>,
+        /// Says when the answer was written to the client (or the client is gone):
+        /// a self-upgrade answers before it re-executes.
+        written: Receiver<()>,
     },
 }

@@ -8,10 +8,11 @@ use crate::child::rss_kib;
 use crate::event::Event;
 use crate::notify::NotifySocket;
 use crate::protocol::{answer, AdminCommand};
+use crate::reap::Reapable;
 use crate::signal::{describe, group_alive, send_signal, signal_group, signame};
 use crate::state::{
-    Proc, Purpose, Remnant, Role, Shutdown, Step, Supervisor, Trigger, Upgrade, REMNANT_GIVE_UP,
-    REMNANT_POLL, RSS_INTERVAL,
+    CpuSamples, Proc, Purpose, Remnant, Role, Shutdown, Step, Supervisor, Trigger, Upgrade,
+    REMNANT_GIVE_UP, REMNANT_POLL, RSS_INTERVAL,
 };
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR2};
 use std::io;
@@ -21,6 +22,15 @@ use std::time::{Duration, Instant};
 
 /// The longest the loop sleeps: a safety net for a lost wake-up.
 const TICK: Duration = Duration::from_secs(1);
+
+/// Sends `state` to the supervisor's own `NOTIFY_SOCKET` (systemd), if it has one.
+fn tell_service_manager(state: &str) {
+    match hotswap_listen::notify(state) {
+        Ok(true) => tracing::debug!(state, "told the service manager"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot notify the service manager"),
+    }
+}
 
 fn ms(d: Duration) -> u128 {
     d.as_millis()
@@ -36,10 +46,13 @@ impl Supervisor<'_> {
             "starting"
         );
         for slot in 0..self.cfg.workers {
+            if self.slots[slot].serving.is_some() {
+                continue; // adopted across a self-upgrade
+            }
             if let Err(e) = self.start_child(slot, Purpose::Initial) {
                 for p in &mut self.procs {
                     signal_group(p.pid, libc::SIGKILL);
-                    let _ = p.child.wait();
+                    p.child.wait();
                 }
                 return Err(e);
             }
@@ -61,6 +74,7 @@ impl Supervisor<'_> {
             }
             self.reap();
             self.timers(Instant::now());
+            self.tell_service_manager_ready();
             if self.shutdown.is_some()
                 && self.procs.is_empty()
                 && self.remnants.is_empty()
@@ -98,20 +112,80 @@ impl Supervisor<'_> {
             Event::Admin {
                 command: AdminCommand::Status,
                 reply,
+                ..
             } => {
                 let _ = reply.send(answer(Ok(&self.status_json())));
+            }
+            Event::Admin { command, reply, .. } if self.shutdown.is_some() => {
+                let _ = reply.send(answer(Err(&format!(
+                    "the supervisor is shutting down; {command} refused"
+                ))));
             }
             Event::Admin {
                 command: AdminCommand::Upgrade,
                 reply,
+                ..
+            } => self.request_upgrade(Trigger::Admin, Some(reply)),
+            Event::Admin {
+                command: AdminCommand::Restart,
+                reply,
+                ..
             } => {
-                if self.shutdown.is_some() {
-                    let _ = reply.send(answer(Err("the supervisor is shutting down")));
-                } else {
-                    self.request_upgrade(Trigger::Admin, Some(reply));
+                let _ = reply.send(self.restart_all());
+            }
+            Event::Admin {
+                command: AdminCommand::Stop,
+                reply,
+                ..
+            } => {
+                let children = self.live_children();
+                self.begin_shutdown(SIGTERM);
+                let _ = reply.send(answer(Ok(&format!(
+                    "stopping {children} children and the supervisor"
+                ))));
+            }
+            Event::Admin {
+                command: AdminCommand::Message(text),
+                reply,
+                ..
+            } => {
+                let _ = reply.send(self.deliver_message(&text));
+            }
+            Event::Admin {
+                command: AdminCommand::UpgradeSelf,
+                reply,
+                written,
+            } => {
+                if let Some(why) = self.self_upgrade_blocker() {
+                    let _ = reply.send(answer(Err(&format!(
+                        "cannot upgrade the supervisor now: {why}; try again when it is over"
+                    ))));
+                    return;
                 }
+                let _ = reply.send(answer(Ok(&format!(
+                    "re-executing {} (pid {} stays)",
+                    self.exe.display(),
+                    std::process::id()
+                ))));
+                // The answer must be out before this image (and the thread writing it) goes.
+                let _ = written.recv_timeout(Duration::from_secs(2));
+                let e = self.upgrade_self();
+                tracing::error!(error = %e, exe = %self.exe.display(), "the supervisor could not re-execute itself; it keeps running as it was");
             }
         }
+    }
+
+    /// Once every worker serves for the first time: `READY=1` to the service manager
+    /// that started the supervisor (systemd's `Type=notify`), if any.
+    fn tell_service_manager_ready(&mut self) {
+        if self.announced_ready || self.slots.iter().any(|s| s.serving.is_none()) {
+            return;
+        }
+        self.announced_ready = true;
+        tell_service_manager(&format!(
+            "READY=1\nSTATUS=serving with {} workers",
+            self.slots.len()
+        ));
     }
 
     fn live_children(&self) -> usize {
@@ -152,7 +226,6 @@ impl Supervisor<'_> {
         self.procs.push(Proc {
             serial,
             pid,
-            child,
             slot,
             role: Role::Starting {
                 purpose,
@@ -161,6 +234,8 @@ impl Supervisor<'_> {
             },
             spawned: now,
             notify,
+            cpu: CpuSamples::new(),
+            child: Reapable::Spawned(child),
         });
         Ok(serial)
     }
@@ -177,7 +252,6 @@ impl Supervisor<'_> {
             return;
         };
         let now = Instant::now();
-        p.role = Role::Serving { since: now };
         p.notify = None;
         let (pid, slot, took) = (p.pid, p.slot, now - p.spawned);
         tracing::info!(
@@ -185,6 +259,13 @@ impl Supervisor<'_> {
             "child {pid} ready in {} ms ({how})",
             ms(took)
         );
+        if purpose == Purpose::Upgrade && !self.cfg.probation.is_zero() {
+            // The old worker keeps its place until the whole upgrade passed probation.
+            p.role = Role::Probation { ready_at: now };
+            self.upgrade_child_on_probation(serial, slot, pid, took);
+            return;
+        }
+        p.role = Role::Serving { since: now };
         let old = self.slots[slot].serving.replace(serial);
         if purpose == Purpose::Upgrade {
             self.slots[slot].crashes = 0;
@@ -196,7 +277,7 @@ impl Supervisor<'_> {
     }
 
     /// Tells serving child `serial` to drain (SIGTERM), with the kill deadline.
-    fn drain(&mut self, serial: u64) -> Option<u32> {
+    pub(crate) fn drain(&mut self, serial: u64) -> Option<u32> {
         let i = self.find(serial)?;
         let p = &mut self.procs[i];
         if !matches!(p.role, Role::Serving { .. }) {
@@ -306,6 +387,10 @@ impl Supervisor<'_> {
                             kill_at,
                             killed: false,
                             ..
+                        }
+                        | Role::Stopping {
+                            kill_at,
+                            killed: false,
                         } => Some(kill_at),
                         _ => None,
                     };
@@ -425,11 +510,27 @@ impl Supervisor<'_> {
                     );
                 }
             }
+            Role::Probation { ready_at } => {
+                if self.shutdown.is_some() {
+                    tracing::info!(worker = slot, "child {pid} exited ({how})");
+                } else {
+                    let after = ready_at.elapsed();
+                    tracing::warn!(
+                        worker = slot,
+                        "new child {pid} exited ({how}) {} ms after it was ready, on probation",
+                        ms(after)
+                    );
+                    self.probation_failed(p.serial, slot, pid, &how, after);
+                }
+            }
             Role::Draining { since, .. } => tracing::info!(
                 worker = slot,
                 "old child {pid} exited ({how}) {} ms after it was told to drain",
                 ms(since.elapsed())
             ),
+            Role::Stopping { .. } => {
+                tracing::info!(worker = slot, "failed child {pid} exited ({how})")
+            }
             Role::Failed => tracing::debug!(worker = slot, "child {pid} reaped ({how})"),
         }
     }
@@ -465,24 +566,26 @@ impl Supervisor<'_> {
                 }
             }
             self.check_rss(now);
+            self.check_cpu(now);
+            self.probation_timer(now);
         }
         for p in &mut self.procs {
-            if let Role::Draining {
-                kill_at,
-                ref mut killed,
-                ..
-            } = p.role
-            {
-                if !*killed && kill_at <= now {
-                    tracing::warn!(
-                        worker = p.slot,
-                        "old child {} still running {} ms after SIGTERM; sent SIGKILL",
-                        p.pid,
-                        ms(self.cfg.drain_timeout)
-                    );
-                    signal_group(p.pid, libc::SIGKILL);
-                    *killed = true;
-                }
+            let (kill_at, killed, what) = match &mut p.role {
+                Role::Draining {
+                    kill_at, killed, ..
+                } => (*kill_at, killed, "old child"),
+                Role::Stopping { kill_at, killed } => (*kill_at, killed, "failed child"),
+                _ => continue,
+            };
+            if !*killed && kill_at <= now {
+                tracing::warn!(
+                    worker = p.slot,
+                    "{what} {} still running {} ms after SIGTERM; sent SIGKILL",
+                    p.pid,
+                    ms(self.cfg.drain_timeout)
+                );
+                signal_group(p.pid, libc::SIGKILL);
+                *killed = true;
             }
         }
         self.pre_upgrade_timers(now);
@@ -520,12 +623,11 @@ impl Supervisor<'_> {
             return;
         };
         let (pid, slot) = (p.pid, p.slot);
-        signal_group(pid, libc::SIGKILL);
-        p.role = Role::Failed;
-        p.notify = None;
+        self.stop_child(serial);
         let reason = format!(
-            "was not ready within {} ms (--ready-timeout) and was killed",
-            ms(self.cfg.ready_timeout)
+            "was not ready within {} ms (--ready-timeout); sent SIGTERM (SIGKILL in {} ms)",
+            ms(self.cfg.ready_timeout),
+            ms(self.cfg.drain_timeout)
         );
         tracing::warn!(worker = slot, "child {pid} {reason}");
         self.start_failed(slot, purpose, serial, pid, &reason);
@@ -553,6 +655,26 @@ impl Supervisor<'_> {
         }
     }
 
+    /// Tells child `serial` (starting, or on probation) to stop: SIGTERM to its group,
+    /// SIGKILL after the drain timeout. It may already serve (a program that reports
+    /// late, or not at all), so it gets the chance to finish what it accepted.
+    pub(crate) fn stop_child(&mut self, serial: u64) {
+        let Some(i) = self.find(serial) else { return };
+        let p = &mut self.procs[i];
+        if !matches!(p.role, Role::Starting { .. } | Role::Probation { .. }) {
+            return;
+        }
+        p.notify = None;
+        // During a shutdown every child had the stop signal already.
+        if self.shutdown.is_none() {
+            signal_group(p.pid, SIGTERM);
+        }
+        p.role = Role::Stopping {
+            kill_at: Instant::now() + self.cfg.drain_timeout,
+            killed: false,
+        };
+    }
+
     /// When the loop must wake up next.
     fn next_wakeup(&self, now: Instant) -> Instant {
         let mut next = now + TICK;
@@ -573,9 +695,20 @@ impl Supervisor<'_> {
                     kill_at,
                     killed: false,
                     ..
+                }
+                | Role::Stopping {
+                    kill_at,
+                    killed: false,
                 } => consider(kill_at),
                 _ => {}
             }
+        }
+        if let Some(Upgrade {
+            step: Step::Probation { until },
+            ..
+        }) = &self.upgrade
+        {
+            consider(*until);
         }
         for s in &self.slots {
             if let Some(t) = s.respawn_at {
@@ -622,6 +755,8 @@ impl Supervisor<'_> {
             "received {name}: forwarding it to the children; exiting once they are gone (SIGKILL after {} ms)",
             ms(self.cfg.drain_timeout)
         );
+        self.stop_accepting();
+        tell_service_manager("STOPPING=1");
         self.forward(sig);
         for s in &mut self.slots {
             s.respawn_at = None;
@@ -648,7 +783,9 @@ impl Supervisor<'_> {
                 let state = match p.role {
                     Role::Starting { .. } => "starting",
                     Role::Serving { .. } => "serving",
+                    Role::Probation { .. } => "probation",
                     Role::Draining { .. } => "draining",
+                    Role::Stopping { .. } => "stopping",
                     Role::Failed => "killed",
                 };
                 serde_json::json!({
@@ -675,6 +812,10 @@ impl Supervisor<'_> {
             "upgrades_ok": self.upgrades_ok,
             "upgrades_failed": self.upgrades_failed,
             "respawns": self.respawns,
+            "probation_ms": ms(self.cfg.probation) as u64,
+            "last_upgrade": self.last_upgrade,
+            "messages": self.messages,
+            "self_upgrades": self.self_upgrades,
             "shutting_down": self.shutdown.is_some(),
         })
         .to_string()

@@ -21,10 +21,17 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Signals: SIGHUP upgrades; SIGINT, SIGTERM and SIGQUIT are forwarded to every child
-//! and the supervisor exits once they are gone (SIGKILL after `drain_timeout`); SIGUSR2
-//! is passed through. A worker that crashes is respawned after an exponential backoff,
-//! with a log line each time. Children get SIGTERM if the supervisor itself dies.
+//! With [`Config::probation`], new children serve beside the old ones until they all
+//! stayed up that long; a new child that dies meanwhile fails the upgrade and every old
+//! child keeps its place.
+//!
+//! Signals: SIGHUP upgrades; SIGINT, SIGTERM and SIGQUIT stop accepting on the listening
+//! sockets at once, are forwarded to every child, and the supervisor exits once they are
+//! gone (SIGKILL after `drain_timeout`); SIGUSR2 is passed through. A worker that
+//! crashes is respawned after an exponential backoff, with a log line each time.
+//! Children get SIGTERM if the supervisor itself dies. The admin socket also takes
+//! `restart`, `stop`, `message <text>` and `upgrade-self` (the supervisor re-executes
+//! its own program, keeping its pid, sockets and children).
 //!
 //! The admin socket's line protocol is in [`protocol`]; [`request`] and
 //! [`signal_upgrade`] are its client side (`hotswap serve --upgrade`, `--status`).
@@ -35,11 +42,15 @@ mod backoff;
 mod child;
 mod client;
 mod config;
+mod cpu;
 mod error;
 mod event;
 mod event_loop;
+mod handoff;
 mod notify;
+mod probation;
 pub mod protocol;
+mod reap;
 mod serve;
 mod signal;
 mod sockets;
@@ -47,6 +58,7 @@ mod state;
 pub mod trust;
 mod upgrade;
 mod user;
+mod verbs;
 
 pub use backoff::Backoff;
 pub use client::{request, signal_upgrade, AdminError};

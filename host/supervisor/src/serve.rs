@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::error::ServeError;
 use crate::event::Event;
 use crate::state::Supervisor;
-use crate::{admin, child, sockets, user};
+use crate::{admin, child, handoff, sockets, user};
 use hotswap_listen::LISTEN_FDS_START;
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR2};
 use std::io;
@@ -47,8 +47,25 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
             .map_err(setup("installing signal handlers"))?;
     let signals_handle = signals.handle();
 
+    // Started by a self-upgrade: the sockets and children are already there.
+    let handoff = handoff::from_env()?;
     let mut bound = Vec::with_capacity(config.listen.len());
+    if let Some(h) = &handoff {
+        if h.sockets.len() != config.listen.len() {
+            return Err(ServeError::Config(format!(
+                "a self-upgrade handed over {} sockets for {} --listen",
+                h.sockets.len(),
+                config.listen.len()
+            )));
+        }
+        for v in &h.sockets {
+            bound.push(sockets::BoundSocket::adopt(v).map_err(ServeError::Config)?);
+        }
+    }
     for (i, spec) in config.listen.iter().enumerate() {
+        if handoff.is_some() {
+            break;
+        }
         let socket = sockets::bind(spec, i)?;
         tracing::info!(
             name = %socket.name,
@@ -88,21 +105,28 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
         })
         .map_err(setup("starting the signal thread"))?;
 
-    let rundir = tempfile::Builder::new()
-        .prefix("hotswap-serve-")
-        .tempdir()
-        .map_err(setup("creating the notify socket directory"))?;
+    let rundir = match &handoff {
+        Some(h) => handoff::RunDir::Adopted(h.rundir.clone()),
+        None => handoff::RunDir::Created(
+            tempfile::Builder::new()
+                .prefix("hotswap-serve-")
+                .tempdir()
+                .map_err(setup("creating the notify socket directory"))?,
+        ),
+    };
     // Private, except that children running as another user must reach their notify
     // socket (the socket file itself is chowned to them); they cannot list the directory.
     let mode = if owner.is_some() { 0o711 } else { 0o700 };
     std::fs::set_permissions(rundir.path(), std::fs::Permissions::from_mode(mode))
         .map_err(setup("restricting the notify socket directory"))?;
-    let launcher = child::Launcher::new(&config.command, &bound, creds).map_err(|source| {
-        ServeError::Spawn {
-            command: format!("{:?}", config.command),
-            source,
-        }
-    })?;
+    let message_file = rundir.path().join("message");
+    let launcher =
+        child::Launcher::new(&config.command, &bound, creds, &message_file).map_err(|source| {
+            ServeError::Spawn {
+                command: format!("{:?}", config.command),
+                source,
+            }
+        })?;
     let listeners = bound
         .iter()
         .map(|s| (s.name.clone(), s.address.clone()))
@@ -117,12 +141,17 @@ pub fn serve(config: &Config) -> Result<(), ServeError> {
         rundir.path().to_owned(),
         owner,
         listeners,
+        &mut bound,
         events,
     );
+    if let Some(h) = &handoff {
+        supervisor.adopt(h);
+    }
     let result = supervisor.run(rx).map_err(|source| ServeError::Spawn {
         command: supervisor.launcher.describe(),
         source,
     });
+    drop(supervisor);
     signals_handle.close();
     admin_stop.store(true, Ordering::Relaxed);
     if let Some(path) = &config.admin {

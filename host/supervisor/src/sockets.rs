@@ -14,7 +14,7 @@ use rustix::net::{sockopt, AddressFamily, SocketAddrUnix, SocketFlags, SocketTyp
 use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddrs};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -222,22 +222,100 @@ pub(crate) struct BoundSocket {
     unix: Option<(PathBuf, u64, u64)>,
 }
 
+impl BoundSocket {
+    /// What a self-upgrade hands over of this socket (`handoff.rs`).
+    pub(crate) fn handoff(&self) -> serde_json::Value {
+        serde_json::json!({
+            "fd": self.fd.as_raw_fd(),
+            "name": self.name,
+            "address": self.address,
+            "unix": self.unix.as_ref().map(|(p, dev, ino)| serde_json::json!([p, dev, ino])),
+        })
+    }
+
+    /// Takes over a socket a self-upgrade handed over (`handoff`'s output): checks the
+    /// descriptor is a listening socket, makes it close-on-exec again.
+    pub(crate) fn adopt(v: &serde_json::Value) -> Result<BoundSocket, String> {
+        let fd = v["fd"]
+            .as_i64()
+            .and_then(|f| i32::try_from(f).ok())
+            .filter(|f| *f > 2)
+            .ok_or_else(|| format!("bad socket {v}"))?;
+        // SAFETY: only borrowed for the check; a closed number fails it (EBADF).
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        match rustix::net::sockopt::socket_acceptconn(borrowed) {
+            Ok(true) => {}
+            _ => return Err(format!("descriptor {fd} is not a listening socket")),
+        }
+        // SAFETY: the replaced image owned this descriptor and handed it to this image
+        // alone (the environment variable is read once, in `serve`); it is open (above).
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let socket = BoundSocket {
+            name: v["name"].as_str().unwrap_or_default().to_owned(),
+            address: v["address"].as_str().unwrap_or_default().to_owned(),
+            fd,
+            unix: v["unix"].as_array().and_then(|a| {
+                Some((
+                    PathBuf::from(a.first()?.as_str()?),
+                    a.get(1)?.as_u64()?,
+                    a.get(2)?.as_u64()?,
+                ))
+            }),
+        };
+        socket
+            .set_inherited(false)
+            .map_err(|e| format!("close-on-exec on {fd:?}: {e}", fd = socket.fd))?;
+        Ok(socket)
+    }
+
+    /// Clears (`true`) or sets close-on-exec on the socket.
+    pub(crate) fn set_inherited(&self, inherited: bool) -> io::Result<()> {
+        let flags = if inherited {
+            rustix::io::FdFlags::empty()
+        } else {
+            rustix::io::FdFlags::CLOEXEC
+        };
+        Ok(rustix::io::fcntl_setfd(&self.fd, flags)?)
+    }
+
+    /// Stops new connections at once, for every process holding the socket. A TCP
+    /// socket gets `shutdown(SHUT_RD)`, which acts on the open file description the
+    /// children share: the kernel stops listening and refuses new connections (RST to a
+    /// SYN: `ECONNREFUSED`); connections already accepted are untouched, and accepting
+    /// children see an error (`EINVAL`) from `accept`. A Unix socket's path is removed
+    /// instead (a connect then finds nothing), because a shut-down Unix listener keeps
+    /// polling readable with nothing to accept, which keeps some servers (tokio's)
+    /// from finishing their drain. Best effort: a failure is logged.
+    pub(crate) fn stop_accepting(&mut self) {
+        if let Some((path, dev, ino)) = self.unix.take() {
+            remove_if_ours(&path, dev, ino);
+        } else if let Err(e) = rustix::net::shutdown(&self.fd, rustix::net::Shutdown::Read) {
+            tracing::warn!(socket = %self.address, error = %e, "cannot stop accepting");
+        }
+    }
+}
+
+/// Removes the Unix socket file at `path` if it is still the one bound (`dev`, `ino`).
+fn remove_if_ours(path: &Path, dev: u64, ino: u64) {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.dev() == dev && m.ino() == ino => match std::fs::remove_file(path) {
+            Ok(()) => tracing::info!(path = %path.display(), "removed unix socket"),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove unix socket")
+            }
+        },
+        Ok(_) => tracing::info!(
+            path = %path.display(),
+            "unix socket path now belongs to another socket; left in place"
+        ),
+        Err(_) => {}
+    }
+}
+
 impl Drop for BoundSocket {
     fn drop(&mut self) {
         if let Some((path, dev, ino)) = &self.unix {
-            match std::fs::symlink_metadata(path) {
-                Ok(m) if m.dev() == *dev && m.ino() == *ino => match std::fs::remove_file(path) {
-                    Ok(()) => tracing::info!(path = %path.display(), "removed unix socket"),
-                    Err(e) => {
-                        tracing::warn!(path = %path.display(), error = %e, "cannot remove unix socket")
-                    }
-                },
-                Ok(_) => tracing::info!(
-                    path = %path.display(),
-                    "unix socket path now belongs to another socket; left in place"
-                ),
-                Err(_) => {}
-            }
+            remove_if_ours(path, *dev, *ino);
         }
     }
 }

@@ -6,13 +6,15 @@ use crate::child::Launcher;
 use crate::config::Config;
 use crate::event::Event;
 use crate::notify::NotifyWaiter;
+use crate::reap::Reapable;
+use crate::sockets::BoundSocket;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::process::Child;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
-/// How often `--max-rss` is checked.
+/// How often `--max-rss` and `--max-cpu` are checked.
 pub(crate) const RSS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why a child was started.
@@ -36,12 +38,18 @@ pub(crate) enum Role {
     },
     /// Ready: the worker of its slot.
     Serving { since: Instant },
+    /// An upgrade's new child, ready, on `--probation`: it serves beside the old
+    /// worker of its slot, which keeps its place until the whole upgrade passed.
+    Probation { ready_at: Instant },
     /// Replaced: told to drain (SIGTERM), killed at `kill_at` if still there.
     Draining {
         since: Instant,
         kill_at: Instant,
         killed: bool,
     },
+    /// Failed to start (missed `--ready-timeout`, or its upgrade failed) and was told
+    /// to stop (SIGTERM: it may already serve); killed at `kill_at` if still there.
+    Stopping { kill_at: Instant, killed: bool },
     /// Failed to start and was killed; waiting to be reaped.
     Failed,
 }
@@ -50,12 +58,18 @@ pub(crate) enum Role {
 pub(crate) struct Proc {
     pub serial: u64,
     pub pid: u32,
-    pub child: Child,
+    pub child: Reapable,
     pub slot: usize,
     pub role: Role,
     pub spawned: Instant,
     pub notify: Option<NotifyWaiter>,
+    /// CPU time samples for `--max-cpu` (`cpu.rs`).
+    pub cpu: CpuSamples,
 }
+
+/// The last CPU time readings of a child: (when, clock ticks used so far), oldest
+/// first, covering at most the `--max-cpu-window`.
+pub(crate) type CpuSamples = VecDeque<(Instant, u64)>;
 
 /// What is left of a child after it exited: other processes of its process group (a
 /// wrapper's server), watched until the group is empty, killed at `kill_at`.
@@ -100,6 +114,8 @@ pub(crate) enum Trigger {
     Admin,
     /// A worker over `--max-rss`.
     MaxRss { slot: usize, pid: u32, rss_kib: u64 },
+    /// A worker over `--max-cpu` (percent of one CPU over the window).
+    MaxCpu { slot: usize, pid: u32, percent: u64 },
 }
 
 /// Where the running upgrade is.
@@ -110,6 +126,9 @@ pub(crate) enum Step {
     Starting { serial: u64, slot: usize },
     /// Between workers.
     Next,
+    /// Every new child is ready; they serve beside the old ones until `until`
+    /// (`--probation`), then the old ones drain.
+    Probation { until: Instant },
 }
 
 /// The upgrade in progress.
@@ -121,6 +140,9 @@ pub(crate) struct Upgrade {
     pub reply: Option<Sender<String>>,
     /// One line per replaced worker.
     pub done: Vec<String>,
+    /// With `--probation`: the new children that are ready and on probation (serials),
+    /// in slot order; they replace the old workers together once it passed.
+    pub trial: Vec<u64>,
 }
 
 /// The running `--pre-upgrade` command.
@@ -139,6 +161,8 @@ pub(crate) struct Supervisor<'a> {
     pub(crate) rundir: PathBuf,
     pub(crate) owner: Option<(u32, u32)>,
     pub(crate) listeners: Vec<(String, String)>,
+    /// The listening sockets, to stop accepting on them at shutdown.
+    pub(crate) sockets: &'a mut [BoundSocket],
     pub(crate) events: Sender<Event>,
     pub(crate) procs: Vec<Proc>,
     pub(crate) remnants: Vec<Remnant>,
@@ -153,6 +177,18 @@ pub(crate) struct Supervisor<'a> {
     pub(crate) upgrades_failed: u64,
     pub(crate) respawns: u64,
     pub(crate) next_rss_check: Instant,
+    pub(crate) next_cpu_check: Instant,
+    /// The outcome line of the last finished upgrade, for the status.
+    pub(crate) last_upgrade: Option<String>,
+    /// Messages delivered with `--message`.
+    pub(crate) messages: u64,
+    /// `READY=1` was sent to the service manager.
+    pub(crate) announced_ready: bool,
+    /// The supervisor's own program, re-executed by a self-upgrade (resolved at start,
+    /// so a new binary installed at that path by rename is the one run).
+    pub(crate) exe: PathBuf,
+    /// Self-upgrades this process went through (handed over across them).
+    pub(crate) self_upgrades: u64,
 }
 
 impl<'a> Supervisor<'a> {
@@ -162,6 +198,7 @@ impl<'a> Supervisor<'a> {
         rundir: PathBuf,
         owner: Option<(u32, u32)>,
         listeners: Vec<(String, String)>,
+        sockets: &'a mut [BoundSocket],
         events: Sender<Event>,
     ) -> Supervisor<'a> {
         Supervisor {
@@ -170,6 +207,7 @@ impl<'a> Supervisor<'a> {
             rundir,
             owner,
             listeners,
+            sockets,
             events,
             procs: Vec::new(),
             remnants: Vec::new(),
@@ -184,6 +222,12 @@ impl<'a> Supervisor<'a> {
             upgrades_failed: 0,
             respawns: 0,
             next_rss_check: Instant::now() + RSS_INTERVAL,
+            next_cpu_check: Instant::now() + RSS_INTERVAL,
+            last_upgrade: None,
+            messages: 0,
+            announced_ready: false,
+            exe: std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into()),
+            self_upgrades: 0,
         }
     }
 }

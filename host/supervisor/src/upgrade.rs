@@ -3,7 +3,14 @@
 //! exits or misses its deadline is killed, the old one keeps serving, and the upgrade
 //! stops and reports the failure (workers already replaced stay replaced). An optional
 //! `--pre-upgrade` shell command runs first and must succeed. A worker over `--max-rss`
-//! is recycled through the same path (without the pre-upgrade command: nothing changed).
+//! is recycled through the same path (without the pre-upgrade command: nothing changed),
+//! as is one over `--max-cpu`.
+//!
+//! With `--probation`, the new children do not replace the old ones as they get ready:
+//! they serve beside them, and only once every new child is ready and has stayed up for
+//! the probation period do the old ones drain, all together (`probation.rs`). A new
+//! child that fails before (or exits during probation) fails the upgrade, the upgrade's
+//! other new children are stopped, and every old child keeps its place.
 //!
 //! A SIGHUP that arrives during an upgrade is queued (at most one), since a signal has
 //! no one to answer; an admin request is refused with a clear message instead.
@@ -50,6 +57,15 @@ impl Supervisor<'_> {
                 );
                 (VecDeque::from([slot]), false)
             }
+            Trigger::MaxCpu { slot, pid, percent } => {
+                tracing::warn!(
+                    worker = slot,
+                    "child {pid} used {percent}% CPU over the last {} ms, over --max-cpu {}%: recycling it (upgrade #{id})",
+                    self.cfg.cpu_window.as_millis(),
+                    self.cfg.max_cpu_percent.unwrap_or(0)
+                );
+                (VecDeque::from([slot]), false)
+            }
             Trigger::Signal | Trigger::Admin => {
                 let by = if matches!(trigger, Trigger::Signal) {
                     "SIGHUP"
@@ -70,6 +86,7 @@ impl Supervisor<'_> {
             step: Step::Next,
             reply,
             done: Vec::new(),
+            trial: Vec::new(),
         });
         // The files may have changed since the last start: check them again.
         crate::trust::warn_about(self.cfg, self.owner.map(|(uid, _)| uid));
@@ -91,6 +108,7 @@ impl Supervisor<'_> {
         match Command::new("/bin/sh")
             .arg("-c")
             .arg(&cmd)
+            .env_remove(crate::handoff::HANDOFF)
             .stdin(Stdio::null())
             .spawn()
         {
@@ -164,7 +182,11 @@ impl Supervisor<'_> {
             return;
         }
         let Some(slot) = up.remaining.pop_front() else {
-            self.finish_upgrade(Ok(()));
+            if up.trial.is_empty() {
+                self.finish_upgrade(Ok(()));
+            } else {
+                self.begin_probation();
+            }
             return;
         };
         let id = up.id;
@@ -245,6 +267,29 @@ impl Supervisor<'_> {
         let Some(up) = self.upgrade.take() else {
             return;
         };
+        let mut result = result;
+        if let (Err(_), Step::Starting { serial, .. }) = (&result, &up.step) {
+            // Still starting when the upgrade failed another way (a new child on
+            // probation exited, the supervisor shuts down): it goes too.
+            self.stop_child(*serial);
+        }
+        if let Err(why) = &mut result {
+            // New children that are ready but not in their slots yet: the old ones keep
+            // their places, these go.
+            let mut stopped = Vec::new();
+            for serial in &up.trial {
+                if let Some(i) = self.find(*serial) {
+                    stopped.push(self.procs[i].pid.to_string());
+                }
+                self.stop_child(*serial);
+            }
+            if !stopped.is_empty() {
+                why.push_str(&format!(
+                    "; stopped the new children on probation ({}), the old ones keep serving",
+                    stopped.join(", ")
+                ));
+            }
+        }
         let took = up.started.elapsed().as_millis();
         let done = if up.done.is_empty() {
             String::new()
@@ -268,6 +313,7 @@ impl Supervisor<'_> {
                 answer(Err(&format!("upgrade #{} failed: {why}{partial}", up.id)))
             }
         };
+        self.last_upgrade = Some(answer.clone());
         if let Some(reply) = up.reply {
             let _ = reply.send(answer);
         }
