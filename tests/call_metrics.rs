@@ -48,6 +48,7 @@ fn every_call_is_counted_per_version_with_failures_panics_and_latency() {
     install(&build(PROBE, &[]), dir.path());
     let m = Arc::new(
         PluginManager::builder(dir.path())
+            .call_metrics(true)
             .call_latency_sampling(1)
             .build()
             .unwrap(),
@@ -114,10 +115,21 @@ fn every_call_is_counted_per_version_with_failures_panics_and_latency() {
     assert_eq!((p.failures, p.panics), (3, 2));
 }
 
+/// A manager over a fresh directory with probe v1, counting calls.
+fn counting() -> (tempfile::TempDir, Arc<PluginManager>) {
+    let dir = plugin_dir();
+    install(&build(PROBE, &[]), dir.path());
+    let m = PluginManager::builder(dir.path())
+        .call_metrics(true)
+        .build()
+        .unwrap();
+    m.load_plugins(&Value::Null).unwrap();
+    (dir, Arc::new(m))
+}
+
 #[test]
-fn the_default_samples_latency_and_counts_every_call() {
-    let (_dir, m) = common::loaded(PROBE, &[]);
-    let m = Arc::new(m);
+fn the_default_sampling_times_some_calls_and_counts_every_call() {
+    let (_dir, m) = counting();
     calls_from_threads(&m);
     let p = probe(&m);
     assert_eq!(p.typed_calls, THREADS as u64 * CALLS);
@@ -130,18 +142,12 @@ fn the_default_samples_latency_and_counts_every_call() {
 }
 
 #[test]
-fn metrics_off_counts_nothing_and_serves_no_call_series() {
-    let dir = plugin_dir();
-    install(&build(PROBE, &[]), dir.path());
-    let m = Arc::new(
-        PluginManager::builder(dir.path())
-            .call_metrics(false)
-            .build()
-            .unwrap(),
-    );
-    m.load_plugins(&Value::Null).unwrap();
+fn metrics_off_by_default_count_nothing_and_serve_no_call_series() {
+    let (_dir, m) = common::loaded(PROBE, &[]);
+    let m = Arc::new(m);
     calls_from_threads(&m);
     assert!(m.call_metrics().is_empty());
+    // The reload metrics by plugin do not depend on it.
     let text = hotswap_host::metrics::render(&Trigger::new(m.clone()));
     assert!(!text.contains("hotswap_calls_total"), "{text}");
     assert!(!text.contains("hotswap_call_duration_seconds"), "{text}");
@@ -149,10 +155,7 @@ fn metrics_off_counts_nothing_and_serves_no_call_series() {
 
 #[test]
 fn metrics_label_calls_by_version_and_reloads_by_plugin() {
-    let dir = plugin_dir();
-    install(&build(PROBE, &[]), dir.path());
-    let m = Arc::new(PluginManager::new(dir.path()).unwrap());
-    m.load_plugins(&Value::Null).unwrap();
+    let (dir, m) = counting();
     let trigger = Trigger::new(m.clone());
     calls_from_threads(&m);
     let _ = m.invoke_func("probe", "panic", &[]);

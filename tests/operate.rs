@@ -40,7 +40,16 @@ struct Host {
 
 impl Host {
     fn start(first: &Build, configure: impl FnOnce(AdminConfig) -> AdminConfig) -> Host {
-        Host::with_manager(first, |dir| PluginManager::new(dir).unwrap(), configure)
+        Host::with_manager(
+            first,
+            |dir| {
+                PluginManager::builder(dir)
+                    .call_metrics(true)
+                    .build()
+                    .unwrap()
+            },
+            configure,
+        )
     }
 
     fn with_manager(

@@ -51,6 +51,7 @@ fn manager(dir: &Path, made: Arc<AtomicU64>, queue: Queue) -> PluginManager {
                 TD_Opaque,
             )
         })
+        .call_metrics(true)
         .build()
         .unwrap()
 }

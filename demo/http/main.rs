@@ -208,7 +208,7 @@ async fn start_reloader(
             if let Err(e) = rustix::process::setpriority_process(Some(me), RELOAD_NICE) {
                 tracing::warn!("reload thread keeps the default priority: {e}");
             }
-            let manager = match PluginManager::new(&plugins) {
+            let manager = match PluginManager::builder(&plugins).call_metrics(true).build() {
                 Ok(m) => Arc::new(m),
                 Err(e) => return drop(made_tx.send(Err(e.to_string()))),
             };

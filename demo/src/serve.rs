@@ -84,6 +84,7 @@ pub(crate) fn run() -> Result<(), String> {
     let manager = Arc::new(
         PluginManager::builder(&plugins)
             .trusted_keys(opts.trusted_keys)
+            .call_metrics(true)
             .build()
             .map_err(|e| e.to_string())?,
     );

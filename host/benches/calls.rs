@@ -19,9 +19,9 @@
 //! - `typed/1-thread`: `Func<u64, u64>::call` on a handle from
 //!   `manager.func::<u64, u64>("probe", "add_one")`, the fast path, held by value as a
 //!   caller holds it (as `raw` holds its function pointer).
-//! - `typed/no-metrics`: the same call on a second manager built with
-//!   `Builder::call_metrics(false)`: what counting calls costs is `typed/1-thread` over
-//!   this line (printed as "call metrics cost").
+//! - `typed/counted`: the same call on a second manager built with
+//!   `Builder::call_metrics(true)` (off by default): what counting calls costs is this
+//!   line over `typed/1-thread` (printed as "call metrics cost").
 //! - `typed/batch`: the same handle, every call of a sample's loop made under one pin
 //!   (`manager.pinned(|p| for .. { p.call(&func, x) })`, the batch API).
 //! - `raw/all-cores`, `typed/all-cores`: the same calls made by every core at once
@@ -67,7 +67,7 @@
 //! And without a clock, in a copy of this benchmark run under valgrind's callgrind
 //! (`--toggle-collect` on one function per line, totals from `callgrind_annotate`):
 //!
-//! - instructions per call of `raw`, `typed/1-thread`, `typed/no-metrics`, `typed/batch`,
+//! - instructions per call of `raw`, `typed/1-thread`, `typed/counted`, `typed/batch`,
 //!   `invoke_func`, `raw-str`, `typed-str`, `raw-async` and `async`, each over
 //!   [`COUNTED_CALLS`] calls of the very loop the timed lines run (whose own few
 //!   instructions every line includes), `typed-str` against `raw-str` and `async`
@@ -132,7 +132,7 @@ const ALLOC_COUNTED: &str = "alloc/counted";
 const RAW_ASYNC: &str = "raw-async";
 const ASYNC: &str = "async";
 const BATCH: &str = "typed/batch";
-const TYPED_QUIET: &str = "typed/no-metrics";
+const TYPED_COUNTED: &str = "typed/counted";
 
 type RawFn = unsafe extern "C" fn(u64) -> u64;
 type RawAsyncFn = unsafe extern "C" fn(u64) -> async_ffi::FfiFuture<u64>;
@@ -377,7 +377,7 @@ fn count_typed(f: &Typed) {
     f.run(COUNTED_CALLS)
 }
 #[inline(never)]
-fn count_typed_quiet(f: &Typed) {
+fn count_typed_counted(f: &Typed) {
     // `black_box`: the same code as `count_typed` would be folded into one function.
     f.run(black_box(COUNTED_CALLS))
 }
@@ -415,7 +415,7 @@ fn count_async(rt: &tokio::runtime::Runtime, f: &AsyncFunc<u64, u64>) {
 const COUNTED: [(&str, &str); 9] = [
     (RAW, "count_raw"),
     (TYPED, "count_typed"),
-    (TYPED_QUIET, "count_typed_quiet"),
+    (TYPED_COUNTED, "count_typed_counted"),
     (BATCH, "count_batch"),
     (INVOKE, "count_invoke"),
     (RAW_STR, "count_raw_str"),
@@ -456,9 +456,9 @@ fn count_child(dir: &Path, raw_path: &Path, awaiter_dir: &Path, raw_awaiter_path
         manager: &manager,
         func,
     };
-    let quiet_manager = quiet(dir);
-    let typed_quiet = Typed(
-        quiet_manager
+    let counting_manager = counting(dir);
+    let typed_counted = Typed(
+        counting_manager
             .func::<u64, u64>("probe", "add_one")
             .expect("typed handle on probe.add_one"),
     );
@@ -468,7 +468,7 @@ fn count_child(dir: &Path, raw_path: &Path, awaiter_dir: &Path, raw_awaiter_path
         args: &args,
     };
     assert_eq!(
-        raw.call(1) + typed.call(1) + typed_quiet.call(1) + batch.call(1) + dynamic.call(0),
+        raw.call(1) + typed.call(1) + typed_counted.call(1) + batch.call(1) + dynamic.call(0),
         11
     );
     // SAFETY: as above; `probe_raw_repeat` has this type.
@@ -505,7 +505,7 @@ fn count_child(dir: &Path, raw_path: &Path, awaiter_dir: &Path, raw_awaiter_path
     });
     count_raw(&raw);
     count_typed(&typed);
-    count_typed_quiet(&typed_quiet);
+    count_typed_counted(&typed_counted);
     count_batch(&batch);
     count_invoke(&dynamic);
     count_raw_str(&raw_str);
@@ -517,11 +517,11 @@ fn count_child(dir: &Path, raw_path: &Path, awaiter_dir: &Path, raw_awaiter_path
     drop(raw_awaiter);
 }
 
-/// A second manager on the plugin directory `dir` (its own private copy), with call
-/// metrics off: the `typed/no-metrics` line's.
-fn quiet(dir: &Path) -> PluginManager {
+/// A second manager on the plugin directory `dir` (its own private copy), counting
+/// calls (`Builder::call_metrics(true)`): the `typed/counted` line's.
+fn counting(dir: &Path) -> PluginManager {
     let m = PluginManager::builder(dir)
-        .call_metrics(false)
+        .call_metrics(true)
         .build()
         .expect("plugin manager");
     m.load_plugins(&Value::Null).expect("load the probe plugin");
@@ -874,13 +874,13 @@ fn main() {
     let raw = Raw(raw_fn);
     assert_eq!(raw.call(41), 42);
     let typed = Typed(func.clone());
-    let quiet_manager = quiet(&plugins);
-    let typed_quiet = Typed(
-        quiet_manager
+    let counting_manager = counting(&plugins);
+    let typed_counted = Typed(
+        counting_manager
             .func::<u64, u64>("probe", "add_one")
             .expect("typed handle on probe.add_one"),
     );
-    assert_eq!(typed_quiet.call(41), 42);
+    assert_eq!(typed_counted.call(41), 42);
     // SAFETY: the probe plugin defines `probe_raw_repeat` as this signature.
     let raw_repeat: RawRepeatFn = *unsafe { raw_lib.get::<RawRepeatFn>(b"probe_raw_repeat\0") }
         .expect("dlsym probe_raw_repeat");
@@ -1006,9 +1006,9 @@ fn main() {
                 b.iter_custom(|n| samples.record_paired(TYPED, n, 1, &raw, &typed))
             });
         }
-        if wanted(TYPED_QUIET) {
-            group.bench_function(TYPED_QUIET, |b| {
-                b.iter_custom(|n| samples.record_paired(TYPED_QUIET, n, 1, &raw, &typed_quiet))
+        if wanted(TYPED_COUNTED) {
+            group.bench_function(TYPED_COUNTED, |b| {
+                b.iter_custom(|n| samples.record_paired(TYPED_COUNTED, n, 1, &raw, &typed_counted))
             });
         }
         if wanted(BATCH) {
@@ -1167,7 +1167,7 @@ fn main() {
     );
     row(RAW, RAW);
     row(TYPED, RAW);
-    row(TYPED_QUIET, RAW);
+    row(TYPED_COUNTED, RAW);
     row(BATCH, RAW);
     row(RAW_ALL, RAW);
     row(TYPED_ALL, RAW_ALL);
@@ -1180,13 +1180,13 @@ fn main() {
     row(RAW_ASYNC, RAW);
     row(ASYNC, RAW_ASYNC);
     if let (Some((on, _)), Some((off, _)), Some(p_on), Some(p_off)) = (
+        samples.stats(TYPED_COUNTED),
         samples.stats(TYPED),
-        samples.stats(TYPED_QUIET),
+        samples.paired_ratio(TYPED_COUNTED),
         samples.paired_ratio(TYPED),
-        samples.paired_ratio(TYPED_QUIET),
     ) {
         println!(
-            "{:<24} {:>8.2}x medians, {:.2}x paired ratios (typed/1-thread over typed/no-metrics)",
+            "{:<24} {:>8.2}x medians, {:.2}x paired ratios (typed/counted over typed/1-thread)",
             "call metrics cost",
             on / off,
             p_on / p_off

@@ -79,7 +79,7 @@ impl<'g> PinnedCalls<'g> {
         // `Outer`: the handle may have been made after the pin, so its slot is looked up
         // with a bounds check (the pinned generation's table may be shorter).
         let slot = func.slot(self.generation, Pinned::Outer).map_err(unbox)?;
-        if let Some(stats) = slot.stats() {
+        if let Some(stats) = func.counted().then(|| slot.stats()).flatten() {
             // Values in and out, not `&self`: the tally's address never escapes.
             self.tally.set(match self.tally.get() {
                 (Some(last), n) if std::ptr::eq(last, stats) => (Some(last), n + 1),

@@ -66,6 +66,9 @@ pub(crate) fn unbox(e: Box<CallError>) -> CallError {
 pub struct Func<A, R> {
     shared: Arc<Shared>,
     symbol: usize,
+    /// Whether the manager counts calls: tested on the handle (in a register in a loop
+    /// of calls) so that with metrics off the call reads nothing more than without them.
+    counted: bool,
     plugin: Arc<str>,
     function: Arc<str>,
     _signature: PhantomData<fn(A) -> R>,
@@ -76,6 +79,7 @@ impl<A, R> Clone for Func<A, R> {
         Func {
             shared: self.shared.clone(),
             symbol: self.symbol,
+            counted: self.counted,
             plugin: self.plugin.clone(),
             function: self.function.clone(),
             _signature: PhantomData,
@@ -91,6 +95,7 @@ impl<A: Args, R: Ret> Func<A, R> {
         function: &str,
     ) -> Func<A, R> {
         Func {
+            counted: shared.records.call_sampling.is_some(),
             shared,
             symbol,
             plugin: plugin.into(),
@@ -133,9 +138,11 @@ impl<A: Args, R: Ret> Func<A, R> {
         arg: A::Lent<'w>,
     ) -> Result<R, Box<CallError>> {
         let slot = self.slot(g, pinned)?;
-        if let Some(stats) = slot.stats() {
-            if stats.count(Kind::Typed) {
-                return self.call_timed(g, slot, stats, arg);
+        if self.counted {
+            if let Some(stats) = slot.stats() {
+                if stats.count(Kind::Typed) {
+                    return self.call_timed(g, slot, stats, arg);
+                }
             }
         }
         self.call_slot(g, slot, arg)
@@ -234,6 +241,12 @@ impl<A: Args, R: Ret> Func<A, R> {
             Some(e) => e.clone(),
             None => CallError::UnknownPlugin(self.plugin.to_string()),
         })
+    }
+
+    /// Whether the manager counts this handle's calls.
+    #[inline(always)]
+    pub(crate) fn counted(&self) -> bool {
+        self.counted
     }
 
     /// The manager this handle belongs to (its symbol indexes that manager's tables).

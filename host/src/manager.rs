@@ -62,10 +62,13 @@ const DEFAULT_CALL_SAMPLING: u32 = 1024;
 impl Builder {
     /// Whether calls are counted for [`PluginManager::call_metrics`] and `/metrics`
     /// (calls by kind, failures, panics, a sampled latency histogram, per plugin and
-    /// crate version). Default: on. Counting writes only a cache line of the calling
-    /// thread's own (no shared write); off, a call skips it after one test, and
-    /// `call_metrics` is empty. `cargo bench -p hotswap-host --bench calls` measures
-    /// both (README, Performance).
+    /// crate version). Default: off, so the typed call stays within a fraction of a
+    /// nanosecond of a raw one. On, a call writes only a cache line of the calling
+    /// thread's own (no shared write), which still costs a tight loop of typed calls
+    /// about a quarter of a typed call (one store-to-load forwarding a call;
+    /// `typed/counted` against `typed/1-thread` in `cargo bench -p hotswap-host
+    /// --bench calls`, README, Performance); a batch ([`PluginManager::pinned`]) counts
+    /// once at its end. Off, `call_metrics` is empty.
     pub fn call_metrics(mut self, on: bool) -> Builder {
         self.call_metrics = on;
         self
@@ -357,7 +360,7 @@ impl PluginManager {
             trust_mode: TrustMode::Strict,
             trusted_keys: Vec::new(),
             require_plugins: false,
-            call_metrics: true,
+            call_metrics: false,
             call_sampling: DEFAULT_CALL_SAMPLING,
         }
     }
@@ -999,8 +1002,8 @@ impl PluginManager {
 
     /// The call figures of every plugin version since start, one entry per (plugin,
     /// crate version): the loads of that version in memory and the unloaded ones summed
-    /// (the unloaded ones of the 256 most recent label sets). Empty with
-    /// [`Builder::call_metrics`] off. A scrape sums each thread's counters: it never
+    /// (the unloaded ones of the 256 most recent label sets). Empty unless
+    /// [`Builder::call_metrics`] is on. A scrape sums each thread's counters: it never
     /// blocks a call. `/metrics` serves them as `hotswap_calls_total` and friends.
     pub fn call_metrics(&self) -> Vec<CallMetrics> {
         self.shared.records.call_metrics()

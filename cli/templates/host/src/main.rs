@@ -43,6 +43,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let manager = Arc::new(
         PluginManager::builder(&plugins)
             .require_plugins(true)
+            // Calls per plugin version on `/metrics` (a typed call pays a little for it).
+            .call_metrics(true)
             .build()?,
     );
     let report = manager.load_plugins(&Value::Null)?;
