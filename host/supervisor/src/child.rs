@@ -73,7 +73,7 @@ impl Launcher {
         }
         let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
             .filter(|(k, _)| !OWN_VARS.iter().any(|own| k == own))
-            .filter(|(k, _)| k != crate::handoff::HANDOFF)
+            .filter(|(k, _)| k != crate::protocol::HANDOFF)
             .collect();
         if let Some(c) = &creds {
             for (k, v) in [

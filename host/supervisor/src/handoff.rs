@@ -15,14 +15,12 @@
 //! any fresh process.
 
 use crate::error::ServeError;
+use crate::protocol::HANDOFF;
 use crate::state::{Proc, Role, Supervisor};
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// The environment variable that carries the state into the new image.
-pub(crate) const HANDOFF: &str = "HOTSWAP_SERVE_HANDOFF";
 
 /// What the replaced image handed over.
 pub(crate) struct Handoff {

@@ -96,6 +96,10 @@ pub(crate) fn answer(result: Result<&str, &str>) -> String {
     }
 }
 
+/// The environment variable that carries a self-upgrading supervisor's state into its
+/// new image (`handoff.rs`); never passed on to a child.
+pub(crate) const HANDOFF: &str = "HOTSWAP_SERVE_HANDOFF";
+
 #[cfg(test)]
 mod tests {
     use super::*;

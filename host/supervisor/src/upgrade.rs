@@ -108,7 +108,7 @@ impl Supervisor<'_> {
         match Command::new("/bin/sh")
             .arg("-c")
             .arg(&cmd)
-            .env_remove(crate::handoff::HANDOFF)
+            .env_remove(crate::protocol::HANDOFF)
             .stdin(Stdio::null())
             .spawn()
         {
