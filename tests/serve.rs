@@ -460,6 +460,63 @@ impl Load {
     }
 }
 
+/// Starts three clients on `addr` (one keep-alive, two on fresh connections, `GET /` of
+/// the demo's handlers) with no request cap; stop them with [`stop_load`].
+fn start_load(addr: SocketAddr) -> (Arc<Load>, Arc<AtomicBool>, Vec<std::thread::JoinHandle<()>>) {
+    let load = Arc::new(Load {
+        cap: u64::MAX,
+        ..Load::default()
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = (0..3)
+        .map(|kind| {
+            let (load, stop) = (load.clone(), stop.clone());
+            std::thread::spawn(move || match kind {
+                0 => keepalive_client(addr, &load, &stop),
+                _ => fresh_client(addr, "/", "hello from handlers", &load, &stop),
+            })
+        })
+        .collect();
+    (load, stop, clients)
+}
+
+/// Stops the load `clients` generate (the `stop` flag), waits for them, and re-raises a
+/// panic of the test's body (`result`) only then, so no client outlives a failure.
+fn stop_load(
+    stop: &AtomicBool,
+    clients: Vec<std::thread::JoinHandle<()>>,
+    result: std::thread::Result<()>,
+) {
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+impl Load {
+    /// Prints what the load saw during `what` and asserts that no request was refused
+    /// or failed, and that some were served; returns how many.
+    fn assert_none_lost(&self, what: &str) -> u64 {
+        let (ok, refused, failed) = (
+            self.ok.load(Ordering::Relaxed),
+            self.refused.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        );
+        println!("{what} under load: {ok} served, {refused} refused, {failed} failed");
+        assert_eq!(
+            (refused, failed),
+            (0, 0),
+            "{:?}",
+            self.errors.lock().unwrap()
+        );
+        assert!(ok > 0);
+        ok
+    }
+}
+
 /// A client that sends `path` on fresh connections until `stop`.
 fn fresh_client(addr: SocketAddr, path: &str, expect: &str, load: &Load, stop: &AtomicBool) {
     while !load.done(stop) {
@@ -605,13 +662,7 @@ fn twenty_upgrades_under_load_lose_no_request() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }));
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.join().unwrap();
-    }
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
+    stop_load(&stop, clients, result);
     let last = serve.serving(2);
     let (ok, refused, failed, retried) = (
         load.ok.load(Ordering::Relaxed),
@@ -923,13 +974,7 @@ fn a_hundred_sighup_reloads_under_load_fail_no_request() {
             assert_eq!(reply.pid, pid, "reloaded in-process");
         }
     }));
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.join().unwrap();
-    }
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
+    stop_load(&stop, clients, result);
     let (ok, failed) = (
         load.ok.load(Ordering::Relaxed),
         load.failed.load(Ordering::Relaxed),
@@ -1353,20 +1398,7 @@ fn a_release_that_dies_on_probation_leaves_the_old_children_serving() {
     let mut old = serve.serving(2);
     old.sort_unstable();
     let addr = serve.tcp_addr();
-    let load = Arc::new(Load {
-        cap: u64::MAX,
-        ..Load::default()
-    });
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..3)
-        .map(|kind| {
-            let (load, stop) = (load.clone(), stop.clone());
-            std::thread::spawn(move || match kind {
-                0 => keepalive_client(addr, &load, &stop),
-                _ => fresh_client(addr, "/", "hello from handlers", &load, &stop),
-            })
-        })
-        .collect();
+    let (load, stop, clients) = start_load(addr);
     // The new release says READY=1 and exits as soon as it is on probation.
     test_child(&run, "ready-exit", serve.dir.path());
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -1392,26 +1424,8 @@ fn a_release_that_dies_on_probation_leaves_the_old_children_serving() {
             assert_eq!(now, old);
         }
     }));
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.join().unwrap();
-    }
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
-    let (ok, refused, failed) = (
-        load.ok.load(Ordering::Relaxed),
-        load.refused.load(Ordering::Relaxed),
-        load.failed.load(Ordering::Relaxed),
-    );
-    println!("3 failed upgrades on probation under load: {ok} served, {refused} refused, {failed} failed");
-    assert_eq!(
-        (refused, failed),
-        (0, 0),
-        "{:?}",
-        load.errors.lock().unwrap()
-    );
-    assert!(ok > 0);
+    stop_load(&stop, clients, result);
+    load.assert_none_lost("3 failed upgrades on probation");
     let pids: Vec<u32> = load.pids.lock().unwrap().iter().copied().collect();
     assert!(pids.iter().all(|p| old.contains(p)), "{pids:?} vs {old:?}");
     let log = serve.log();
@@ -1774,20 +1788,7 @@ fn the_supervisor_upgrades_itself_under_load_keeping_its_pid_sockets_and_childre
     let mut children = serve.serving(2);
     children.sort_unstable();
     let addr = serve.tcp_addr();
-    let load = Arc::new(Load {
-        cap: u64::MAX,
-        ..Load::default()
-    });
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..3)
-        .map(|kind| {
-            let (load, stop) = (load.clone(), stop.clone());
-            std::thread::spawn(move || match kind {
-                0 => keepalive_client(addr, &load, &stop),
-                _ => fresh_client(addr, "/", "hello from handlers", &load, &stop),
-            })
-        })
-        .collect();
+    let (load, stop, clients) = start_load(addr);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         for round in 1..=3u64 {
             // A new hotswap binary at the path the supervisor was started from.
@@ -1820,26 +1821,8 @@ fn the_supervisor_upgrades_itself_under_load_keeping_its_pid_sockets_and_childre
         let new = serve.serving(2);
         assert!(new.iter().all(|p| !children.contains(p)));
     }));
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.join().unwrap();
-    }
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
-    let (ok, refused, failed) = (
-        load.ok.load(Ordering::Relaxed),
-        load.refused.load(Ordering::Relaxed),
-        load.failed.load(Ordering::Relaxed),
-    );
-    println!("3 supervisor self-upgrades and a process upgrade under load: {ok} served, {refused} refused, {failed} failed");
-    assert_eq!(
-        (refused, failed),
-        (0, 0),
-        "{:?}",
-        load.errors.lock().unwrap()
-    );
-    assert!(ok > 0);
+    stop_load(&stop, clients, result);
+    load.assert_none_lost("3 supervisor self-upgrades and a process upgrade");
     signal(serve.pid(), rustix::process::Signal::TERM);
     assert!(serve.wait_exit(Duration::from_secs(30)).success());
     assert!(serve.log().contains("adopted its sockets and children"));
