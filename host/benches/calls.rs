@@ -996,76 +996,46 @@ fn main() {
             .warm_up_time(Duration::from_secs(1))
             .measurement_time(Duration::from_secs(2))
             .sample_size(SAMPLE_SIZE);
-        if wanted(RAW) {
-            group.bench_function(RAW, |b| {
-                b.iter_custom(|n| samples.record(RAW, n, on_threads(1, n, &raw)))
-            });
-        }
-        if wanted(TYPED) {
-            group.bench_function(TYPED, |b| {
-                b.iter_custom(|n| samples.record_paired(TYPED, n, 1, &raw, &typed))
-            });
-        }
-        if wanted(TYPED_COUNTED) {
-            group.bench_function(TYPED_COUNTED, |b| {
-                b.iter_custom(|n| samples.record_paired(TYPED_COUNTED, n, 1, &raw, &typed_counted))
-            });
-        }
-        if wanted(BATCH) {
-            group.bench_function(BATCH, |b| {
-                b.iter_custom(|n| samples.record_paired(BATCH, n, 1, &raw, &batch))
-            });
-        }
-        if wanted(RAW_ALL) {
-            group.bench_function(RAW_ALL, |b| {
-                b.iter_custom(|n| samples.record(RAW_ALL, n, on_threads(threads, n, &raw)))
-            });
-        }
-        if wanted(TYPED_ALL) {
-            group.bench_function(TYPED_ALL, |b| {
-                b.iter_custom(|n| samples.record_paired(TYPED_ALL, n, threads, &raw, &typed))
-            });
-        }
-        if wanted(INTERFACE) {
-            group.bench_function(INTERFACE, |b| {
-                b.iter_custom(|n| samples.record_paired(INTERFACE, n, 1, &raw, &iface))
-            });
-        }
-        if wanted(INVOKE) {
-            group.bench_function(INVOKE, |b| {
-                b.iter_custom(|n| samples.record_paired(INVOKE, n, 1, &raw, &dynamic))
-            });
-        }
-        if wanted(RAW_STR) {
-            group.bench_function(RAW_STR, |b| {
-                b.iter_custom(|n| samples.record(RAW_STR, n, on_threads(1, n, &raw_str)))
-            });
-        }
-        if wanted(TYPED_STR) {
-            group.bench_function(TYPED_STR, |b| {
-                b.iter_custom(|n| samples.record_paired(TYPED_STR, n, 1, &raw_str, &typed_str))
-            });
-        }
-        if wanted(ALLOC_UNCOUNTED) {
-            group.bench_function(ALLOC_UNCOUNTED, |b| {
-                b.iter_custom(|n| samples.record(ALLOC_UNCOUNTED, n, on_threads(1, n, &uncounted)))
-            });
-        }
-        if wanted(ALLOC_COUNTED) {
-            group.bench_function(ALLOC_COUNTED, |b| {
-                b.iter_custom(|n| samples.record_paired(ALLOC_COUNTED, n, 1, &uncounted, &counted))
-            });
-        }
-        if wanted(RAW_ASYNC) {
-            group.bench_function(RAW_ASYNC, |b| {
-                b.iter_custom(|n| samples.record(RAW_ASYNC, n, raw_async(n)))
-            });
-        }
-        if wanted(ASYNC) {
-            group.bench_function(ASYNC, |b| {
-                b.iter_custom(|n| samples.record_paired_with(ASYNC, n, raw_async, typed_async))
-            });
-        }
+        // Each line criterion times, if `HOTSWAP_BENCH_ONLY` leaves it in.
+        let mut line = |name: &'static str, run: &dyn Fn(u64) -> Duration| {
+            if wanted(name) {
+                group.bench_function(name, |b| b.iter_custom(run));
+            }
+        };
+        line(RAW, &|n| samples.record(RAW, n, on_threads(1, n, &raw)));
+        line(TYPED, &|n| samples.record_paired(TYPED, n, 1, &raw, &typed));
+        line(TYPED_COUNTED, &|n| {
+            samples.record_paired(TYPED_COUNTED, n, 1, &raw, &typed_counted)
+        });
+        line(BATCH, &|n| samples.record_paired(BATCH, n, 1, &raw, &batch));
+        line(RAW_ALL, &|n| {
+            samples.record(RAW_ALL, n, on_threads(threads, n, &raw))
+        });
+        line(TYPED_ALL, &|n| {
+            samples.record_paired(TYPED_ALL, n, threads, &raw, &typed)
+        });
+        line(INTERFACE, &|n| {
+            samples.record_paired(INTERFACE, n, 1, &raw, &iface)
+        });
+        line(INVOKE, &|n| {
+            samples.record_paired(INVOKE, n, 1, &raw, &dynamic)
+        });
+        line(RAW_STR, &|n| {
+            samples.record(RAW_STR, n, on_threads(1, n, &raw_str))
+        });
+        line(TYPED_STR, &|n| {
+            samples.record_paired(TYPED_STR, n, 1, &raw_str, &typed_str)
+        });
+        line(ALLOC_UNCOUNTED, &|n| {
+            samples.record(ALLOC_UNCOUNTED, n, on_threads(1, n, &uncounted))
+        });
+        line(ALLOC_COUNTED, &|n| {
+            samples.record_paired(ALLOC_COUNTED, n, 1, &uncounted, &counted)
+        });
+        line(RAW_ASYNC, &|n| samples.record(RAW_ASYNC, n, raw_async(n)));
+        line(ASYNC, &|n| {
+            samples.record_paired_with(ASYNC, n, raw_async, typed_async)
+        });
         group.finish();
     }
 
