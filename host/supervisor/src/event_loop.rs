@@ -382,18 +382,7 @@ impl Supervisor<'_> {
                 Ok(Some(status)) => {
                     let p = self.procs.remove(i);
                     let (pgid, slot) = (p.pid, p.slot);
-                    let drain_until = match p.role {
-                        Role::Draining {
-                            kill_at,
-                            killed: false,
-                            ..
-                        }
-                        | Role::Stopping {
-                            kill_at,
-                            killed: false,
-                        } => Some(kill_at),
-                        _ => None,
-                    };
+                    let drain_until = p.role.kill_due();
                     self.on_exit(p, status);
                     self.leftovers(pgid, slot, drain_until);
                 }
@@ -691,16 +680,11 @@ impl Supervisor<'_> {
                         consider(t);
                     }
                 }
-                Role::Draining {
-                    kill_at,
-                    killed: false,
-                    ..
+                ref role => {
+                    if let Some(t) = role.kill_due() {
+                        consider(t);
+                    }
                 }
-                | Role::Stopping {
-                    kill_at,
-                    killed: false,
-                } => consider(kill_at),
-                _ => {}
             }
         }
         if let Some(Upgrade {

@@ -54,6 +54,24 @@ pub(crate) enum Role {
     Failed,
 }
 
+impl Role {
+    /// When a child told to drain or stop, and not killed yet, is to get SIGKILL.
+    pub fn kill_due(&self) -> Option<Instant> {
+        match *self {
+            Role::Draining {
+                kill_at,
+                killed: false,
+                ..
+            }
+            | Role::Stopping {
+                kill_at,
+                killed: false,
+            } => Some(kill_at),
+            _ => None,
+        }
+    }
+}
+
 /// One child process.
 pub(crate) struct Proc {
     pub serial: u64,
