@@ -43,8 +43,8 @@ pub struct PinnedCalls<'g> {
     shared: &'g Shared,
     generation: &'g Generation,
     /// Calls made and not yet counted, and the counters of the version they went to:
-    /// counted when another version is called and at the end, so a loop of calls keeps
-    /// the tally in a register instead of writing memory each call.
+    /// counted when another version is called and at the end, so a loop of calls
+    /// updates only this tally, in the caller's frame, not the version's counters.
     tally: Cell<(Option<&'g CallCounters>, u64)>,
     /// Not `Send`/`Sync`: the pin is this thread's hazard slot.
     _this_thread: PhantomData<*const ()>,

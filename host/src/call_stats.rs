@@ -19,7 +19,7 @@
 use parking_lot::Mutex;
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Thread slots with a line of their own in every version's counters.
 const OWNED: usize = 64;
@@ -124,10 +124,19 @@ impl CallCounters {
         }
     }
 
+    /// Runs the call `f` (one [`Self::count`] chose to time) and records how long it took.
+    #[inline(always)]
+    pub fn time<T>(&self, f: impl FnOnce() -> T) -> T {
+        let start = Instant::now();
+        let r = f();
+        self.timed(start.elapsed());
+        r
+    }
+
     /// Records the duration of a timed call.
     #[cold]
     #[inline(never)]
-    pub fn timed(&self, took: Duration) {
+    fn timed(&self, took: Duration) {
         let secs = took.as_secs_f64();
         let bucket = LATENCY_BUCKETS
             .iter()

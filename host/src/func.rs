@@ -10,7 +10,6 @@ use hotswap_reclaim::Pinned;
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// What an unresolved slot of an `AsyncFunc<A, R>` calls (a `Func`'s calls
 /// `Args::stub`, in its list's calling convention): reports failure without touching
@@ -183,10 +182,7 @@ impl<A: Args, R: Ret> Func<A, R> {
         stats: &CallCounters,
         arg: A::Lent<'w>,
     ) -> Result<R, Box<CallError>> {
-        let start = Instant::now();
-        let r = self.call_slot(g, slot, arg);
-        stats.timed(start.elapsed());
-        r
+        stats.time(|| self.call_slot(g, slot, arg))
     }
 
     /// The call through `slot`, a slot of the pinned generation `g` for this handle,

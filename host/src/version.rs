@@ -17,7 +17,6 @@ use abi_stable::std_types::{RResult, RSlice};
 use hotswap_abi::vtable::{FailKind, Failure, InstancePtr, PluginVTable, TypedFn};
 use hotswap_plugin_api::Value;
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
 
 /// A dependency as the host keeps it.
 #[derive(Debug, Clone)]
@@ -158,9 +157,9 @@ impl Version {
         }
     }
 
+    /// A call's failure as a host-owned error; counted in the version's call metrics.
     #[cold]
     #[inline(never)]
-    /// A call's failure as a host-owned error; counted in the version's call metrics.
     pub(crate) fn call_error(&self, function: &str, f: Failure) -> CallError {
         if let Some(c) = &self.record.calls {
             c.failed(f.kind == FailKind::Panic);
@@ -212,12 +211,7 @@ impl Version {
     #[inline(always)]
     fn counted<T>(&self, kind: Kind, f: impl FnOnce() -> T) -> T {
         match &self.record.calls {
-            Some(c) if c.count(kind) => {
-                let start = Instant::now();
-                let r = f();
-                c.timed(start.elapsed());
-                r
-            }
+            Some(c) if c.count(kind) => c.time(f),
             _ => f(),
         }
     }
