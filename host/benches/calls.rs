@@ -75,8 +75,9 @@
 //!   valgrind the table says so and the rest runs as usual.
 //!
 //! `HOTSWAP_BENCH_ONLY=instructions` runs only the count, `HOTSWAP_BENCH_ONLY=reloads`
-//! only the reload timings, `HOTSWAP_BENCH_ONLY=<line>` (`typed-str`, `async`, ...) the
-//! count, that line and its baseline, and the reloads (for working on one of them). `HOTSWAP_BENCH_RELOADS=N`
+//! only the reload timings, `HOTSWAP_BENCH_ONLY=<line>[,<line>...]` (`typed-str`,
+//! `typed/1-thread,typed/counted`, ...) the count, those lines and their baselines, and
+//! the reloads (for working on some of them). `HOTSWAP_BENCH_RELOADS=N`
 //! times N reloads of each kind instead of [`RELOADS`]; the resident set (`VmRSS`) is
 //! printed after the first [`RSS_AFTER`] reloads and after the last of the known-file
 //! run, so `HOTSWAP_BENCH_ONLY=reloads HOTSWAP_BENCH_RELOADS=10000` shows what 10,000
@@ -985,10 +986,12 @@ fn main() {
         .sample_size(SAMPLE_SIZE)
         .nresamples(20_000)
         .configure_from_args();
-    // One line and its baseline (`HOTSWAP_BENCH_ONLY=typed-str`), or every line.
+    // Some lines and their baselines (`HOTSWAP_BENCH_ONLY=typed-str,async`), or every line.
     let wanted = |line: &str| match only.as_deref() {
         None => true,
-        Some(one) => one == line || baseline_of(one) == line,
+        Some(some) => some
+            .split(',')
+            .any(|one| one == line || baseline_of(one) == line),
     };
     if only.as_deref() != Some("reloads") {
         let mut group = criterion.benchmark_group("calls");
