@@ -15,7 +15,7 @@
 //! the step it happened at): one plain, one under valgrind's memcheck (no invalid
 //! read, write or jump). Knobs, for chasing the race by hand:
 //! - `HOTSWAP_HOOKS_REPS` / `HOTSWAP_HOOKS_VALGRIND_REPS`: repetitions per pair
-//!   (20 / 5);
+//!   (20 / 20);
 //! - `HOTSWAP_HOOKS_FREE_DELAY_MS`: the reaper's free delay (`Builder::free_delay`,
 //!   default 0);
 //! - `HOTSWAP_HOOKS_ONLY=export:panic,drop:panic`: only these pairs (default: all);

@@ -30,9 +30,11 @@ struct Passed {
 }
 
 /// The layout checks one manager saw pass.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct CheckedLayouts {
     passed: Mutex<VecDeque<Passed>>,
+    /// False: nothing is remembered, every check runs (`Builder::recheck_layouts`).
+    remember: bool,
 }
 
 /// What a layout check is about: the plugin file, and its layout of which function
@@ -53,14 +55,28 @@ impl Check<'_> {
     }
 }
 
+impl Default for CheckedLayouts {
+    fn default() -> CheckedLayouts {
+        CheckedLayouts::new(true)
+    }
+}
+
 impl CheckedLayouts {
+    /// Checks that remember their passes, or (`remember` false) that never skip one.
+    pub fn new(remember: bool) -> CheckedLayouts {
+        CheckedLayouts {
+            passed: Mutex::default(),
+            remember,
+        }
+    }
+
     /// Runs `check` unless the same check passed before; remembers it if it passes.
     pub fn check<E>(
         &self,
         what: &Check<'_>,
         check: impl FnOnce() -> Result<(), E>,
     ) -> Result<(), E> {
-        if what.sha256.is_empty() {
+        if what.sha256.is_empty() || !self.remember {
             return check();
         }
         let host = what.key();

@@ -8,6 +8,7 @@ use crate::error::{CallError, Error, LoadErrorKind, Step};
 use crate::func::{Func, HostCalls};
 use crate::generation::{Generation, Symbol};
 use crate::hooks::HookThread;
+use crate::layouts::CheckedLayouts;
 use crate::loader::{self, LoadEnv};
 use crate::reaper;
 use crate::report::{Outcome, PluginReport, ReloadReport};
@@ -54,6 +55,7 @@ pub struct Builder {
     require_plugins: bool,
     call_metrics: bool,
     call_sampling: u32,
+    recheck_layouts: bool,
 }
 
 /// One call in this many (per thread and version) is timed by default.
@@ -80,6 +82,19 @@ impl Builder {
     /// call would cost a typed call several times its price. `1` times every call.
     pub fn call_latency_sampling(mut self, n: u32) -> Builder {
         self.call_sampling = n.max(1);
+        self
+    }
+
+    /// Whether every load checks every layout in full (the plugin's vtable, and each
+    /// typed handle's argument and result layouts when a generation resolves it)
+    /// instead of remembering the checks that passed. Default: `false`: a check is a
+    /// function of the two layouts, so a file already checked (two builds alternating,
+    /// a rollback) is not walked again, which saves about a tenth of a reload. On, every
+    /// reload walks abi_stable's layout checker as the first load did: for a soundness
+    /// run under valgrind (`tests/unload.rs`), where each check must run again after the
+    /// previous version was unloaded.
+    pub fn recheck_layouts(mut self, on: bool) -> Builder {
+        self.recheck_layouts = on;
         self
     }
 
@@ -238,7 +253,7 @@ impl Builder {
                 records,
                 verified: Default::default(),
                 spares: Default::default(),
-                layouts: Default::default(),
+                layouts: CheckedLayouts::new(!self.recheck_layouts),
                 next_hooks: Default::default(),
                 trust: Trust::new(self.trust_mode, self.trusted_keys),
                 symbols: Mutex::new(Vec::new()),
@@ -362,6 +377,7 @@ impl PluginManager {
             require_plugins: false,
             call_metrics: false,
             call_sampling: DEFAULT_CALL_SAMPLING,
+            recheck_layouts: false,
         }
     }
 
