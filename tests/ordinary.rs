@@ -18,7 +18,9 @@
 //!    most 2 private copies mapped (the current one and at most one retired);
 //! 3. lets the callers exit, collects: exactly 1 mapped, and no version `Pinned`.
 
-mod common;
+// A module of `tests/memcheck.rs` (the long tests whose children run under valgrind),
+// which declares `common` once for all of them.
+use super::common;
 
 use common::{build, install, plugin_dir};
 use hotswap_host::{maps, Outcome, PluginManager, Status, Value, VersionState};
@@ -271,7 +273,8 @@ fn scenario(name: &str, features: &[&str], p: Params) {
         }
         None => Command::new(&exe),
     };
-    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"])
+    let test = common::test_name(module_path!(), name);
+    cmd.args(["--exact", &test, "--nocapture", "--test-threads=1"])
         .env(SCENARIO, name)
         .env(V1_DIR, v1.path())
         .env(V2_DIR, v2.path())
