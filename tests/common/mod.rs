@@ -79,14 +79,17 @@ pub fn build(crate_dir: &str, features: &[&str]) -> Build {
 /// cross-process [`with_build_lock`].
 pub fn build_with(crate_dir: &str, features: &[&str], args: &[&str]) -> Build {
     let key = format!("{crate_dir}[{}]{}", features.join(","), args.join(" "));
-    let cache = BUILDS.get_or_init(Default::default);
+    let builds = repo().join("target/hotswap-test-builds");
+    let cache = BUILDS.get_or_init(|| {
+        remove_dead_processes_builds(&builds);
+        Default::default()
+    });
     // Held across the build: cargo would serialize on its lock anyway.
     let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(b) = cache.get(&key) {
         return b.clone();
     }
     let name = crate_dir.replace(['/', '[', ']', ','], "_");
-    let builds = repo().join("target/hotswap-test-builds");
     let out = builds
         .join(std::process::id().to_string())
         .join(format!("{name}-{:016x}", hash(&key)));
@@ -273,6 +276,25 @@ impl TargetLock {
             .unwrap();
         rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).unwrap();
         TargetLock(file)
+    }
+}
+
+/// Deletes the per-process build directories (`<builds>/<pid>`) of test processes that
+/// are gone, which would otherwise pile up run after run. A directory whose pid runs
+/// (this process, another test binary, or an unrelated process that reused the pid) is
+/// kept.
+fn remove_dead_processes_builds(builds: &Path) {
+    let Ok(entries) = std::fs::read_dir(builds) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid.to_string()).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
