@@ -9,6 +9,7 @@ use crate::func::{Func, HostCalls};
 use crate::generation::{Generation, Symbol};
 use crate::hooks::HookThread;
 use crate::loader::{self, LoadEnv};
+use crate::names::NameKey;
 use crate::reaper;
 use crate::report::{Outcome, PluginReport, ReloadReport};
 use crate::shared::{ExtensionNewer, ReloadCallback, Shared};
@@ -743,16 +744,24 @@ impl PluginManager {
     }
 
     /// Calls `function` of `plugin` by name with stable values; the result is host-owned.
+    ///
+    /// Fails with [`CallError::UnknownPlugin`] for a plugin the current generation does
+    /// not have, and with the plugin's own answer ([`CallError::Failed`], which for a
+    /// name it does not know is its `Error::unknown_function`) or panic
+    /// ([`CallError::Panicked`]).
+    // Inlined: the pin and the key of a plugin name given as a literal then fold into
+    // the caller (README, Performance: the by-name path).
+    #[inline]
     pub fn invoke_func(
         &self,
         plugin: &str,
         function: &str,
         args: &[Value],
     ) -> Result<Value, CallError> {
-        self.shared.domain.with(|g| match g.find(plugin) {
-            Some(v) => v.invoke(function, args),
-            None => Err(unknown_plugin(plugin)),
-        })
+        let key = NameKey::of(plugin);
+        self.shared
+            .domain
+            .with(|g| g.invoke(&key, plugin, function, args))
     }
 
     /// Calls `function` on every plugin, dependencies first, all on one generation.
@@ -1119,13 +1128,6 @@ const STATIC_RELOAD: &str = "static plugins are linked into the host binary and 
 /// published yet, so they have exclusive access.
 /// The name of a reload's hook thread.
 const HOOK_THREAD: &str = "hotswap-hooks";
-
-/// `CallError::UnknownPlugin`, off the inlined path of a call by name.
-#[cold]
-#[inline(never)]
-fn unknown_plugin(plugin: &str) -> CallError {
-    CallError::UnknownPlugin(plugin.to_owned())
-}
 
 fn run_hooks(
     hooks: &mut HookThread,

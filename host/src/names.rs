@@ -1,5 +1,6 @@
 //! [`NameKey`]: a plugin name packed into a few words, so that a call by name finds its
-//! plugin without hashing the name or calling `memcmp`.
+//! plugin without hashing the name or calling `memcmp`; and [`NameHasher`], for the
+//! maps of names that are hashed.
 
 /// The length and up to 16 bytes of a name, taken the same way from every name, so
 /// that two names of at most 16 bytes are equal exactly when their keys are (longer
@@ -26,15 +27,11 @@ impl NameKey {
         }
     }
 
-    /// Whether the name this key was made of is `name`; `full` is that name, compared
-    /// only when both are longer than the key holds.
+    /// Whether two names with this key are equal: a name of at most 16 bytes has a key
+    /// of its own; longer names with equal keys must also be compared in full.
     #[inline(always)]
-    pub(crate) fn is(&self, name: &str, full: impl FnOnce() -> bool) -> bool {
-        if name.len() != self.len {
-            return false;
-        }
-        let (head, tail) = words(name.as_bytes());
-        head == self.head && tail == self.tail && (self.len <= EXACT_UP_TO || full())
+    pub(crate) fn exact(&self) -> bool {
+        self.len <= EXACT_UP_TO
     }
 }
 
@@ -140,8 +137,10 @@ mod tests {
         assert_eq!(m.get(""), None);
     }
 
+    /// Equality as a lookup decides it: equal keys, and for long names equal names.
     fn same(a: &str, b: &str) -> bool {
-        NameKey::of(a).is(b, || a == b)
+        let (ka, kb) = (NameKey::of(a), NameKey::of(b));
+        ka == kb && (ka.exact() || a == b)
     }
 
     #[test]
