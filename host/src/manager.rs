@@ -759,9 +759,11 @@ impl PluginManager {
         args: &[Value],
     ) -> Result<Value, CallError> {
         let key = NameKey::of(plugin);
+        // `move`: a closure holding its captures by reference would force them into
+        // memory.
         self.shared
             .domain
-            .with(|g| g.invoke(&key, plugin, function, args))
+            .with(move |g| g.invoke(&key, plugin, function, args))
     }
 
     /// Calls `function` on every plugin, dependencies first, all on one generation.
