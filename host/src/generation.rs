@@ -92,7 +92,7 @@ impl Named {
     /// Whether this is plugin `name`, whose key is `key`.
     #[inline(always)]
     fn is(&self, key: &NameKey, name: &str) -> bool {
-        self.key == *key && (key.exact() || long_names_equal(self.version.name(), name))
+        self.key.names(key, name, || self.version.name())
     }
 }
 
@@ -188,14 +188,6 @@ fn ret_mismatch(s: &Symbol, found: &'static TypeLayout, detail: String) -> Signa
         }
     }
     mismatch(SignaturePart::Result, s.ret, found, detail)
-}
-
-/// Two names longer than a [`NameKey`] holds, compared in full (rare: off the inlined
-/// scan).
-#[cold]
-#[inline(never)]
-fn long_names_equal(a: &str, b: &str) -> bool {
-    a == b
 }
 
 /// `CallError::UnknownPlugin`, off the inlined path of a call by name.

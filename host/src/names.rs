@@ -33,6 +33,27 @@ impl NameKey {
     pub(crate) fn exact(&self) -> bool {
         self.len <= EXACT_UP_TO
     }
+
+    /// Whether the name this key was made of, `own()`, is `name`, whose key is `key`:
+    /// the keys are compared, and only two long names with equal keys in full (off the
+    /// inlined scan).
+    #[inline(always)]
+    pub(crate) fn names<'a>(
+        &self,
+        key: &NameKey,
+        name: &str,
+        own: impl FnOnce() -> &'a str,
+    ) -> bool {
+        *self == *key && (key.exact() || long_names_equal(own(), name))
+    }
+}
+
+/// Two names longer than a [`NameKey`] holds, compared in full (rare: off the inlined
+/// scan).
+#[cold]
+#[inline(never)]
+fn long_names_equal(a: &str, b: &str) -> bool {
+    a == b
 }
 
 /// Two words that, with the length, determine a byte string of at most 16 bytes: the
@@ -137,10 +158,9 @@ mod tests {
         assert_eq!(m.get(""), None);
     }
 
-    /// Equality as a lookup decides it: equal keys, and for long names equal names.
+    /// Equality as a lookup decides it.
     fn same(a: &str, b: &str) -> bool {
-        let (ka, kb) = (NameKey::of(a), NameKey::of(b));
-        ka == kb && (ka.exact() || a == b)
+        NameKey::of(a).names(&NameKey::of(b), b, || a)
     }
 
     #[test]
@@ -194,6 +214,32 @@ mod tests {
                 assert_eq!(same(a, b), a == b, "{a:?} against {b:?}");
             }
         }
+    }
+
+    /// What a generation's scan does: the first entry whose name is the one asked for,
+    /// past entries whose long names share its key.
+    fn scan<'a>(entries: &[&'a str], name: &str) -> Option<&'a str> {
+        let keys: Vec<NameKey> = entries.iter().map(|e| NameKey::of(e)).collect();
+        let key = NameKey::of(name);
+        let i = (0..entries.len()).find(|&i| keys[i].names(&key, name, || entries[i]))?;
+        Some(entries[i])
+    }
+
+    #[test]
+    fn a_scan_finds_a_long_name_behind_another_with_the_same_key() {
+        let a = "0123456789abcdef-middle-0123456789abcdef";
+        let b = "0123456789abcdef-MIDDLE-0123456789abcdef";
+        assert_eq!(NameKey::of(a), NameKey::of(b));
+        let entries = ["probe", a, b, "provider"];
+        assert_eq!(scan(&entries, b), Some(b));
+        assert_eq!(scan(&entries, a), Some(a));
+        assert_eq!(scan(&entries, "provider"), Some("provider"));
+        assert_eq!(
+            scan(&entries, "0123456789abcdef-middle-0123456789abcdeF"),
+            None
+        );
+        assert_eq!(scan(&entries, "prob"), None);
+        assert_eq!(scan(&[], "probe"), None);
     }
 
     #[test]
