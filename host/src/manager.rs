@@ -758,12 +758,12 @@ impl PluginManager {
         function: &str,
         args: &[Value],
     ) -> Result<Value, CallError> {
-        let key = NameKey::of(plugin);
         // `move`: a closure holding its captures by reference would force them into
-        // memory; inlined into the pin, so they stay in registers.
+        // memory; inlined into the pin, so they stay in registers and the key of a
+        // literal name folds.
         self.shared.domain.with_pinned(
             #[inline(always)]
-            move |g, _| g.invoke(&key, plugin, function, args),
+            move |g, _| g.invoke(&NameKey::of(plugin), plugin, function, args),
         )
     }
 
