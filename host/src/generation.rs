@@ -111,8 +111,9 @@ pub struct Generation {
     live: HashMap<String, usize, BuildNameHasher>,
 }
 
-// SAFETY: the pointers of TypedSlot and Named point into versions this generation owns
-// (through `plugins`), which are Send + Sync; the generation is immutable once built.
+// SAFETY: TypedSlot's pointers point into versions this generation owns (through
+// `plugins`), and each Named's into the version it holds; versions are Send + Sync, and
+// the generation is immutable once built.
 unsafe impl Send for Generation {}
 // SAFETY: as above.
 unsafe impl Sync for Generation {}

@@ -758,9 +758,10 @@ impl PluginManager {
         function: &str,
         args: &[Value],
     ) -> Result<Value, CallError> {
-        // `move`: a closure holding its captures by reference would force them into
-        // memory; inlined into the pin, so they stay in registers and the key of a
-        // literal name folds.
+        // `#[inline(always)]`: the pinned section inlines into the pin's fast path (and
+        // so into the caller), where the key of a literal name folds to constants; the
+        // pin's cold path still takes the closure, so its captures (by value: `move`)
+        // are written to memory once.
         self.shared.domain.with_pinned(
             #[inline(always)]
             move |g, _| g.invoke(&NameKey::of(plugin), plugin, function, args),
