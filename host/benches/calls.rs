@@ -904,24 +904,6 @@ fn main() {
         args: &args,
     };
     assert_eq!(dynamic.call(0), 3);
-    if std::env::var_os("TMP_MINBATCH").is_some() {
-        fn minb(f: &dyn Fn(u64)) -> (f64, f64) {
-            let mut v = Vec::new();
-            for _ in 0..4000 {
-                let t = std::time::Instant::now();
-                f(500);
-                v.push(t.elapsed().as_nanos() as f64 / 500.0);
-            }
-            v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-            (v[0], v[v.len() / 10])
-        }
-        for round in 0..3 {
-            let r = minb(&|n| raw.run(n));
-            let d = minb(&|n| dynamic.run(n));
-            println!("TMP round {round}: raw min {:.2} p10 {:.2}  invoke min {:.2} p10 {:.2}  ratio min {:.2} p10 {:.2}", r.0, r.1, d.0, d.1, d.0 / r.0, d.1 / r.1);
-        }
-        return;
-    }
     let batch = Batch {
         manager: &manager,
         func: func.clone(),
