@@ -8,7 +8,7 @@ use crate::error::{CallError, SignatureMismatch, SignaturePart};
 use crate::layouts::{Check, CheckedLayouts};
 use crate::names::{BuildNameHasher, NameKey};
 use crate::vault::ExtensionObj;
-use crate::version::Version;
+use crate::version::{ByName, Version};
 use abi_stable::abi_stability::abi_checking::{
     check_layout_compatibility_with_globals, CheckingGlobals,
 };
@@ -70,13 +70,40 @@ impl TypedSlot {
 /// Up to this many plugins, a lookup by name compares names instead of hashing.
 const SCAN_UP_TO: usize = 8;
 
+/// One version as a call by name sees it: the key of its name (compared without
+/// `memcmp` or a pointer chase) beside its entry point, instance and counters, so that
+/// finding the plugin and calling it read one flat table; and the version they were
+/// taken from, which keeps them valid.
+struct Named {
+    key: NameKey,
+    call: ByName,
+    version: Arc<Version>,
+}
+
+impl Named {
+    fn of(version: &Arc<Version>) -> Named {
+        Named {
+            key: NameKey::of(version.name()),
+            call: version.by_name(),
+            version: version.clone(),
+        }
+    }
+
+    /// Whether this is plugin `name`, whose key is `key`.
+    #[inline(always)]
+    fn is(&self, key: &NameKey, name: &str) -> bool {
+        self.key.names(key, name, || self.version.name())
+    }
+}
+
 /// One generation.
 pub struct Generation {
     pub(crate) id: u64,
     pub(crate) plugins: Vec<Arc<Version>>,
     index: HashMap<String, usize, BuildNameHasher>,
-    /// The key of each version's name, in `plugins` order: what a lookup by name scans.
-    names: Vec<NameKey>,
+    /// What a call by name needs of each version, in `plugins` order: what a lookup by
+    /// name scans (see [`Named`]).
+    named: Vec<Named>,
     pub(crate) typed: Vec<TypedSlot>,
     typed_errors: HashMap<usize, CallError>,
     pub(crate) extension: Option<Arc<ExtensionObj>>,
@@ -85,7 +112,8 @@ pub struct Generation {
 }
 
 // SAFETY: TypedSlot's pointers point into versions this generation owns (through
-// `plugins`), which are Send + Sync; the generation is immutable once built.
+// `plugins`), and each Named's into the version it holds; versions are Send + Sync, and
+// the generation is immutable once built.
 unsafe impl Send for Generation {}
 // SAFETY: as above.
 unsafe impl Sync for Generation {}
@@ -163,12 +191,11 @@ fn ret_mismatch(s: &Symbol, found: &'static TypeLayout, detail: String) -> Signa
     mismatch(SignaturePart::Result, s.ret, found, detail)
 }
 
-/// Two names longer than a [`NameKey`] holds, compared in full (rare: off the inlined
-/// scan).
+/// `CallError::UnknownPlugin`, off the inlined path of a call by name.
 #[cold]
 #[inline(never)]
-fn long_names_equal(a: &str, b: &str) -> bool {
-    a == b
+fn unknown_plugin(plugin: &str) -> CallError {
+    CallError::UnknownPlugin(plugin.to_owned())
 }
 
 impl Generation {
@@ -178,7 +205,7 @@ impl Generation {
             id: 0,
             plugins: Vec::new(),
             index: HashMap::default(),
-            names: Vec::new(),
+            named: Vec::new(),
             typed: Vec::new(),
             typed_errors: HashMap::new(),
             extension: None,
@@ -200,7 +227,7 @@ impl Generation {
             .enumerate()
             .map(|(i, v)| (v.name().to_owned(), i))
             .collect();
-        let names = plugins.iter().map(|v| NameKey::of(v.name())).collect();
+        let named = plugins.iter().map(Named::of).collect();
         // A later plugin (in dependency order) wins a live name registered twice.
         let live = plugins
             .iter()
@@ -216,7 +243,7 @@ impl Generation {
             id,
             plugins,
             index,
-            names,
+            named,
             typed: Vec::with_capacity(symbols.len()),
             typed_errors: HashMap::new(),
             extension,
@@ -309,18 +336,40 @@ impl Generation {
 
     #[inline(always)]
     fn find_indexed(&self, name: &str) -> Option<(usize, &Arc<Version>)> {
+        if self.named.len() <= SCAN_UP_TO {
+            let key = NameKey::of(name);
+            let i = self.named.iter().position(|n| n.is(&key, name))?;
+            return Some((i, &self.plugins[i]));
+        }
+        self.find_hashed(name)
+    }
+
+    /// Calls `function` of plugin `plugin`, whose name's key is `key`, on this
+    /// generation with stable values; the result is host-owned
+    /// (`PluginManager::invoke_func`, which makes the key where a literal name folds
+    /// it). Fails with [`CallError::UnknownPlugin`], or the plugin's own failure or
+    /// panic.
+    #[inline(always)]
+    pub(crate) fn invoke(
+        &self,
+        key: &NameKey,
+        plugin: &str,
+        function: &str,
+        args: &[Value],
+    ) -> Result<Value, CallError> {
         // A host has a handful of plugins: comparing keys (length and two words, no
         // `memcmp`, no pointer chase to the version's record) beats hashing the name,
         // which alone took about a third of a call by name. Many plugins: the index.
-        if self.plugins.len() <= SCAN_UP_TO {
-            for (i, (k, v)) in self.names.iter().zip(&self.plugins).enumerate() {
-                if k.is(name, || long_names_equal(v.name(), name)) {
-                    return Some((i, v));
-                }
-            }
-            return None;
+        let named = if self.named.len() <= SCAN_UP_TO {
+            self.named.iter().find(|n| n.is(key, plugin))
+        } else {
+            self.find_hashed(plugin).map(|(i, _)| &self.named[i])
+        };
+        match named {
+            // SAFETY: `n.call` was taken from `n.version`, which `n` holds.
+            Some(n) => unsafe { n.call.invoke(&n.version, function, args) },
+            None => Err(unknown_plugin(plugin)),
         }
-        self.find_hashed(name)
     }
 
     /// The lookup of a generation of many plugins, out of line so the scan of a few

@@ -10,6 +10,7 @@ use crate::generation::{Generation, Symbol};
 use crate::hooks::HookThread;
 use crate::layouts::CheckedLayouts;
 use crate::loader::{self, LoadEnv};
+use crate::names::NameKey;
 use crate::reaper;
 use crate::report::{Outcome, PluginReport, ReloadReport};
 use crate::shared::{ExtensionNewer, ReloadCallback, Shared};
@@ -759,16 +760,28 @@ impl PluginManager {
     }
 
     /// Calls `function` of `plugin` by name with stable values; the result is host-owned.
+    ///
+    /// Fails with [`CallError::UnknownPlugin`] for a plugin the current generation does
+    /// not have, and with the plugin's own answer ([`CallError::Failed`], which for a
+    /// name it does not know is its `Error::unknown_function`) or panic
+    /// ([`CallError::Panicked`]).
+    // Inlined: the pin and the key of a plugin name given as a literal then fold into
+    // the caller (README, Performance: the by-name path).
+    #[inline]
     pub fn invoke_func(
         &self,
         plugin: &str,
         function: &str,
         args: &[Value],
     ) -> Result<Value, CallError> {
-        self.shared.domain.with(|g| match g.find(plugin) {
-            Some(v) => v.invoke(function, args),
-            None => Err(unknown_plugin(plugin)),
-        })
+        // `#[inline(always)]`: the pinned section inlines into the pin's fast path (and
+        // so into the caller), where the key of a literal name folds to constants; the
+        // pin's cold path still takes the closure, so its captures (by value: `move`)
+        // are written to memory once.
+        self.shared.domain.with_pinned(
+            #[inline(always)]
+            move |g, _| g.invoke(&NameKey::of(plugin), plugin, function, args),
+        )
     }
 
     /// Calls `function` on every plugin, dependencies first, all on one generation.
@@ -1135,13 +1148,6 @@ const STATIC_RELOAD: &str = "static plugins are linked into the host binary and 
 /// published yet, so they have exclusive access.
 /// The name of a reload's hook thread.
 const HOOK_THREAD: &str = "hotswap-hooks";
-
-/// `CallError::UnknownPlugin`, off the inlined path of a call by name.
-#[cold]
-#[inline(never)]
-fn unknown_plugin(plugin: &str) -> CallError {
-    CallError::UnknownPlugin(plugin.to_owned())
-}
 
 fn run_hooks(
     hooks: &mut HookThread,

@@ -1,5 +1,6 @@
 //! [`NameKey`]: a plugin name packed into a few words, so that a call by name finds its
-//! plugin without hashing the name or calling `memcmp`.
+//! plugin without hashing the name or calling `memcmp`; and [`NameHasher`], for the
+//! maps of names that are hashed.
 
 /// The length and up to 16 bytes of a name, taken the same way from every name, so
 /// that two names of at most 16 bytes are equal exactly when their keys are (longer
@@ -26,16 +27,33 @@ impl NameKey {
         }
     }
 
-    /// Whether the name this key was made of is `name`; `full` is that name, compared
-    /// only when both are longer than the key holds.
+    /// Whether two names with this key are equal: a name of at most 16 bytes has a key
+    /// of its own; longer names with equal keys must also be compared in full.
     #[inline(always)]
-    pub(crate) fn is(&self, name: &str, full: impl FnOnce() -> bool) -> bool {
-        if name.len() != self.len {
-            return false;
-        }
-        let (head, tail) = words(name.as_bytes());
-        head == self.head && tail == self.tail && (self.len <= EXACT_UP_TO || full())
+    pub(crate) fn exact(&self) -> bool {
+        self.len <= EXACT_UP_TO
     }
+
+    /// Whether the name this key was made of, `own()`, is `name`, whose key is `key`:
+    /// the keys are compared, and only two long names with equal keys in full (off the
+    /// inlined scan).
+    #[inline(always)]
+    pub(crate) fn names<'a>(
+        &self,
+        key: &NameKey,
+        name: &str,
+        own: impl FnOnce() -> &'a str,
+    ) -> bool {
+        *self == *key && (key.exact() || long_names_equal(own(), name))
+    }
+}
+
+/// Two names longer than a [`NameKey`] holds, compared in full (rare: off the inlined
+/// scan).
+#[cold]
+#[inline(never)]
+fn long_names_equal(a: &str, b: &str) -> bool {
+    a == b
 }
 
 /// Two words that, with the length, determine a byte string of at most 16 bytes: the
@@ -140,8 +158,9 @@ mod tests {
         assert_eq!(m.get(""), None);
     }
 
+    /// Equality as a lookup decides it.
     fn same(a: &str, b: &str) -> bool {
-        NameKey::of(a).is(b, || a == b)
+        NameKey::of(a).names(&NameKey::of(b), b, || a)
     }
 
     #[test]
@@ -195,6 +214,32 @@ mod tests {
                 assert_eq!(same(a, b), a == b, "{a:?} against {b:?}");
             }
         }
+    }
+
+    /// What a generation's scan does: the first entry whose name is the one asked for,
+    /// past entries whose long names share its key.
+    fn scan<'a>(entries: &[&'a str], name: &str) -> Option<&'a str> {
+        let keys: Vec<NameKey> = entries.iter().map(|e| NameKey::of(e)).collect();
+        let key = NameKey::of(name);
+        let i = (0..entries.len()).find(|&i| keys[i].names(&key, name, || entries[i]))?;
+        Some(entries[i])
+    }
+
+    #[test]
+    fn a_scan_finds_a_long_name_behind_another_with_the_same_key() {
+        let a = "0123456789abcdef-middle-0123456789abcdef";
+        let b = "0123456789abcdef-MIDDLE-0123456789abcdef";
+        assert_eq!(NameKey::of(a), NameKey::of(b));
+        let entries = ["probe", a, b, "provider"];
+        assert_eq!(scan(&entries, b), Some(b));
+        assert_eq!(scan(&entries, a), Some(a));
+        assert_eq!(scan(&entries, "provider"), Some("provider"));
+        assert_eq!(
+            scan(&entries, "0123456789abcdef-middle-0123456789abcdeF"),
+            None
+        );
+        assert_eq!(scan(&entries, "prob"), None);
+        assert_eq!(scan(&[], "probe"), None);
     }
 
     #[test]

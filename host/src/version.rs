@@ -8,12 +8,12 @@
 //! `Arc<Lib>` goes, the reaper closes the library once no thread holds per-thread state
 //! of it ([`crate::threads`]). Neither ever happens on a caller's thread.
 
-use crate::call_stats::Kind;
+use crate::call_stats::{CallCounters, Kind};
 use crate::ctx::VersionCtx;
 use crate::error::{CallError, LoadError, LoadErrorKind, Step};
 use crate::library::{ExportObj, FreeJob, Jobs, Keep, Lib, VtPtr};
 use crate::status::VersionRecord;
-use abi_stable::std_types::{RResult, RSlice};
+use abi_stable::std_types::{RResult, RSlice, RStr};
 use hotswap_abi::vtable::{FailKind, Failure, InstancePtr, PluginVTable, TypedFn};
 use hotswap_plugin_api::Value;
 use std::sync::{Arc, OnceLock};
@@ -204,32 +204,101 @@ impl Version {
     /// Calls `invoke_func`; the result is copied into host memory before returning.
     #[inline]
     pub fn invoke(&self, function: &str, args: &[Value]) -> Result<Value, CallError> {
-        self.counted(Kind::ByName, || self.invoke_uncounted(function, args))
+        // SAFETY: taken from `self`, which the borrow keeps alive for the call.
+        unsafe { self.by_name().invoke(self, function, args) }
+    }
+
+    /// What a call by name needs of this version, to keep in a flat table.
+    pub(crate) fn by_name(&self) -> ByName {
+        ByName {
+            entry: self.vtable().invoke_func,
+            instance: self.instance,
+            calls: self
+                .record
+                .calls
+                .as_ref()
+                .map_or(std::ptr::null(), |c| c as *const CallCounters),
+        }
     }
 
     /// Runs the call `f`, counted (and timed if sampled) as a call of `kind`.
     #[inline(always)]
     fn counted<T>(&self, kind: Kind, f: impl FnOnce() -> T) -> T {
         match &self.record.calls {
-            Some(c) if c.count(kind) => c.time(f),
+            Some(c) if c.count(kind) => timed(c, f),
             _ => f(),
         }
     }
+}
 
+/// The entry point of a call by name (`PluginVTable::invoke_func`).
+type InvokeFn =
+    unsafe extern "C" fn(InstancePtr, RStr<'_>, RSlice<'_, Value>) -> RResult<Value, Failure>;
+
+/// What a call by name needs of one version, copied out of it ([`Version::by_name`]): the
+/// entry point and instance, and the call counters (null when call metrics are off), so
+/// that a generation keeps them beside the plugin's name and a call by name reads one
+/// table instead of chasing the version and its record.
+#[derive(Clone, Copy)]
+pub(crate) struct ByName {
+    entry: InvokeFn,
+    instance: InstancePtr,
+    calls: *const CallCounters,
+}
+
+impl ByName {
+    /// Calls `function` with `args`; the result is host-owned. Counted in the version's
+    /// call metrics; a failure is a [`CallError`] naming `version`'s plugin.
+    ///
+    /// # Safety
+    /// `self` must have been taken from `version` (by [`Version::by_name`]), which then
+    /// stays alive for the call: it holds the library the entry point is in, the
+    /// instance and the record the counters are in.
     #[inline(always)]
-    fn invoke_uncounted(&self, function: &str, args: &[Value]) -> Result<Value, CallError> {
-        let vt = self.vtable();
-        // SAFETY: the instance is live while `self` is, and invoke_func takes shared access.
-        let r =
-            unsafe { (vt.invoke_func)(self.instance, function.into(), RSlice::from_slice(args)) };
-        match r {
-            // A scalar owns nothing of the plugin and is returned as it is; anything
-            // else is rebuilt by host code (`clone`) and the plugin-made value dropped
-            // right here, while its library is still loaded (`host_owned`).
-            RResult::ROk(v) => Ok(host_owned(v)),
-            RResult::RErr(f) => Err(self.call_error(function, f)),
+    pub(crate) unsafe fn invoke(
+        &self,
+        version: &Version,
+        function: &str,
+        args: &[Value],
+    ) -> Result<Value, CallError> {
+        let call = || {
+            // SAFETY: the entry point and instance of a live version (the caller's
+            // contract), and `invoke_func` takes shared access.
+            let r = unsafe { (self.entry)(self.instance, function.into(), args.into()) };
+            match r {
+                // A scalar owns nothing of the plugin and is returned as it is (matched
+                // by reference first, so it is moved once); anything else is rebuilt by
+                // host code (`clone`) and the plugin-made value dropped right here,
+                // while its library is still loaded (`rebuilt`).
+                RResult::ROk(v) if is_scalar(&v) => Ok(v),
+                RResult::ROk(v) => Ok(rebuilt(v)),
+                RResult::RErr(f) => Err(version.call_error(function, f)),
+            }
+        };
+        // SAFETY: non-null, `calls` points into the record `version` holds (the
+        // caller's contract).
+        match unsafe { self.calls.as_ref() } {
+            Some(c) if c.count(Kind::ByName) => timed(c, call),
+            _ => call(),
         }
     }
+}
+
+/// Runs `f` timed into `c`: out of line, so the inlined call path carries one copy of
+/// the call, not a second inside the clock reads.
+#[cold]
+#[inline(never)]
+fn timed<T>(c: &CallCounters, f: impl FnOnce() -> T) -> T {
+    c.time(f)
+}
+
+/// Whether `v` owns nothing (no allocation made by plugin code).
+#[inline(always)]
+fn is_scalar(v: &Value) -> bool {
+    matches!(
+        v,
+        Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_)
+    )
 }
 
 /// `v`, made by plugin code, as a host-owned value: a scalar as it is (it owns nothing
@@ -237,9 +306,10 @@ impl Version {
 /// here (its drop runs the plugin's own code, while its library is loaded).
 #[inline(always)]
 fn host_owned(v: Value) -> Value {
-    match v {
-        Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) => v,
-        _ => rebuilt(v),
+    if is_scalar(&v) {
+        v
+    } else {
+        rebuilt(v)
     }
 }
 

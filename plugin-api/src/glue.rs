@@ -17,17 +17,33 @@ use abi_stable::std_types::{RResult, RSlice, RStr, RVec};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Runs `f`, turning an `Err` or a panic into a [`Failure`].
+#[inline(always)]
 pub fn guard<T>(f: impl FnOnce() -> Result<T, Error>) -> RResult<T, Failure> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(v)) => RResult::ROk(v),
-        Ok(Err(e)) => RResult::RErr(Failure {
-            kind: FailKind::Error,
-            message: e.to_string().into(),
-        }),
-        Err(payload) => RResult::RErr(Failure {
-            kind: FailKind::Panic,
-            message: panic_message(&*payload).into(),
-        }),
+        Ok(Err(e)) => RResult::RErr(error_failure(e)),
+        Err(payload) => RResult::RErr(panic_failure(payload)),
+    }
+}
+
+/// The author's error as a [`Failure`]: out of line, so the answer's path through every
+/// entry point (a call by name most of all) carries no formatting and keeps its registers.
+#[cold]
+#[inline(never)]
+fn error_failure(e: Error) -> Failure {
+    Failure {
+        kind: FailKind::Error,
+        message: e.to_string().into(),
+    }
+}
+
+/// A caught panic as a [`Failure`] (out of line, as [`error_failure`]).
+#[cold]
+#[inline(never)]
+fn panic_failure(payload: Box<dyn std::any::Any + Send>) -> Failure {
+    Failure {
+        kind: FailKind::Panic,
+        message: panic_message(&*payload).into(),
     }
 }
 
