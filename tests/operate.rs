@@ -1119,6 +1119,16 @@ fn a_reload_during_a_reload_gets_409() {
     );
 }
 
+/// Saves `text` as `path` the way most editors do, whole at once (written beside it,
+/// renamed over it): an in-place write is a truncation and a write, which a machine
+/// under load may space further apart than the watch's debounce, so that the watch
+/// would build the empty file in between (one build more than the edits).
+fn save(path: &Path, text: &str) {
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, text).unwrap();
+    std::fs::rename(&partial, path).unwrap();
+}
+
 #[test]
 fn watch_rebuilds_and_reloads_on_an_edit() {
     // A copy of the world plugin, outside the workspace (its own [workspace] table),
@@ -1178,7 +1188,7 @@ fn watch_rebuilds_and_reloads_on_an_edit() {
 
     let edited = source.replace(r#"{ "v2" } else { "v1" }"#, r#"{ "v2" } else { "edited" }"#);
     assert_ne!(edited, source, "the world plugin's source changed shape");
-    std::fs::write(krate.join("src/lib.rs"), &edited).unwrap();
+    save(&krate.join("src/lib.rs"), &edited);
     wait_for("the edit to go live", Duration::from_secs(300), || {
         watch.assert_running();
         (greet().as_deref() == Some("hello from edited")).then_some(())
@@ -1186,7 +1196,7 @@ fn watch_rebuilds_and_reloads_on_an_edit() {
     // A second edit: a point after which anything the first builds triggered has been
     // handled, whatever the timing.
     let edited2 = source.replace(r#"{ "v2" } else { "v1" }"#, r#"{ "v2" } else { "again" }"#);
-    std::fs::write(krate.join("src/lib.rs"), &edited2).unwrap();
+    save(&krate.join("src/lib.rs"), &edited2);
     wait_for(
         "the second edit to go live",
         Duration::from_secs(300),
