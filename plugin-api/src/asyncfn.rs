@@ -65,8 +65,10 @@ pub trait AsyncMethod {
 }
 
 /// The plugin-made future of an async call, as the host receives it: `M`'s future,
-/// its result turned into its wire form, every panic caught.
+/// its result turned into its wire form, every panic caught. Inlined into the entry
+/// point (`glue::async_call`), its only caller.
 #[doc(hidden)]
+#[inline(always)]
 pub fn start<M: AsyncMethod>(
     plugin: &'static M::Plugin,
     arg: M::Arg,
