@@ -211,9 +211,9 @@ unsafe impl<W> Send for Running<W> {}
 /// the layout abi_stable compares, field names included, between host and plugin when a
 /// handle is made. Read to call the future's poll function with its answer written in
 /// place: `FfiFuture::poll` returns the answer by value, moved three times on its way
-/// out (a few hundred bytes of stack traffic for the 50-byte answer of an async call,
-/// loads of narrower stores that stall), and turns the plugin's caught panic into a panic
-/// of the host that has to be caught again.
+/// out (stack traffic for the 56-byte answer of an async call of a word-sized output,
+/// with loads of narrower stores that stall), and turns the plugin's caught panic into a
+/// panic of the host that has to be caught again.
 #[repr(C)]
 struct FfiParts<T> {
     fut_ptr: *mut (),

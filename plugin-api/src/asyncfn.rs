@@ -103,7 +103,7 @@ impl<F: Future> Future for Guarded<F> {
     type Output = RResult<F::Output, Failure>;
 
     // Inlined into async-ffi's poll function, which writes its answer in place: called,
-    // the answer (50 bytes for a word-sized output) is built on this frame and copied.
+    // the answer (56 bytes for a word-sized output) is built on this frame and copied.
     #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // SAFETY: structural pinning: `inner` is never moved out of a pinned `Guarded`
