@@ -34,8 +34,9 @@
 //!   path with stable `Value`s.
 //! - `raw-str`, `typed-str`: a function of ordinary signature, `(&str, u32) -> String`
 //!   (a 16-byte string in, repeated twice: 32 bytes out), as a typed handle
-//!   `manager.func::<(&str, u32), String>("probe", "repeat")` (the plugin builds an
-//!   `RString`, host code copies it into a `String` and drops the plugin's), against
+//!   `manager.func::<(&str, u32), String>("probe", "repeat")` (the plugin builds its
+//!   `String` with the loop of `probe_raw_repeat`, one allocation and two copies, on its
+//!   Rust heap, which is the host's, and the host's `String` adopts the buffer), against
 //!   `probe_raw_repeat`, a `dlsym`'d `extern "C"` function that copies the same bytes
 //!   into a buffer the host allocated; the result is dropped by the caller in both.
 //!   `typed-str` is paired with and divided by `raw-str`.

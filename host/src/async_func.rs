@@ -8,6 +8,7 @@ use crate::shared::Shared;
 use crate::version::Version;
 use abi_stable::std_types::RResult;
 use abi_stable::StableAbi;
+use async_ffi::{ContextExt, FfiContext, FfiFuture, FfiPoll};
 use hotswap_abi::vtable::{AsyncRet, Failure, TypedCall};
 use hotswap_plugin_api::typed::{HostCopy, Ret};
 use std::future::Future;
@@ -84,12 +85,26 @@ where
     /// the pinned generation, with a waker that does nothing): a function that completes
     /// at once is done when `call` returns, and awaiting the future only hands its
     /// output over.
+    #[inline]
     pub fn call(&self, arg: A) -> AsyncCall<R> {
-        let state = self
+        // The id of the version a call that completes at once ran on, written inside the
+        // pin: the pinned section returns only the small `Started` (two registers for a
+        // word-sized `R`), not the whole state, which would come back through memory.
+        let mut ran_on = 0;
+        let started = self
             .shared
             .domain
-            .with_pinned(move |g, _| self.start(g, arg));
-        AsyncCall { state }
+            .with_pinned(|g, _| self.start(g, arg, &mut ran_on));
+        AsyncCall {
+            state: match started {
+                Started::Ready(out) => State::Ready {
+                    out,
+                    version: ran_on,
+                },
+                Started::Running(r) => State::Running(r),
+                Started::Failed(e) => State::Failed(e),
+            },
+        }
     }
 
     /// Starts the call on a pinned generation: the plugin makes the future, which is
@@ -100,10 +115,10 @@ where
     /// first poll of the `AsyncCall` polls it again with the caller's waker (a future
     /// must expect a poll it was not woken for, and wakes the waker of its latest poll).
     #[inline]
-    fn start(&self, g: &Generation, arg: A) -> State<R> {
+    fn start(&self, g: &Generation, arg: A, ran_on: &mut u64) -> Started<R> {
         let Some(slot) = g.typed.get(self.symbol) else {
             // An outer generation pinned before this handle was made.
-            return State::Failed(Box::new(CallError::UnknownPlugin(self.plugin.to_string())));
+            return Started::Failed(Box::new(CallError::UnknownPlugin(self.plugin.to_string())));
         };
         if let Some(stats) = slot.stats() {
             // Counted when it starts; not timed (its time is the caller's awaiting).
@@ -124,7 +139,7 @@ where
         // or `Running` holds its version.
         let ret = unsafe { f(slot.instance, arg, err.as_mut_ptr()) };
         if !ret.ok {
-            return State::Failed(Box::new(self.failed(g, slot.plugin, err)));
+            return Started::Failed(Box::new(self.failed(g, slot.plugin, err)));
         }
         let version = &g.versions()[slot.plugin];
         // SAFETY: `ok` means the function returned its future.
@@ -133,7 +148,7 @@ where
         match poll_plugin(&mut fut, &mut cx, version, slot.call) {
             // Boxed: the pending state is the rare one, and the state moved on every
             // call stays a few words.
-            Poll::Pending => State::Running(Box::new(Running {
+            Poll::Pending => Started::Running(Box::new(Running {
                 fut,
                 version: version.clone(),
                 call: slot.call,
@@ -144,11 +159,11 @@ where
                 unsafe { ManuallyDrop::drop(&mut fut) };
                 match out {
                     // Copied while the generation holds the version whose code made it.
-                    Ok(w) => State::Ready {
-                        out: R::from_wire(w),
-                        version: version.id(),
-                    },
-                    Err(e) => State::Failed(e),
+                    Ok(w) => {
+                        *ran_on = version.id();
+                        Started::Ready(R::from_wire(w))
+                    }
+                    Err(e) => Started::Failed(e),
                 }
             }
         }
@@ -190,11 +205,37 @@ struct Running<W> {
 // and the version `Send + Sync`.
 unsafe impl<W> Send for Running<W> {}
 
+/// The fields of an async-ffi future (`LocalBorrowingFfiFuture`, which `FfiFuture` wraps
+/// transparently) in the order of its `#[repr(C)]` layout, which is async-ffi's ABI
+/// (`async_ffi::ABI_VERSION`, checked below; a change of it is a new major version) and
+/// the layout abi_stable compares, field names included, between host and plugin when a
+/// handle is made. Read to call the future's poll function with its answer written in
+/// place: `FfiFuture::poll` returns the answer by value, moved three times on its way
+/// out (stack traffic for the 56-byte answer of an async call of a word-sized output,
+/// with loads of narrower stores that stall), and turns the plugin's caught panic into a
+/// panic of the host that has to be caught again.
+#[repr(C)]
+struct FfiParts<T> {
+    fut_ptr: *mut (),
+    poll_fn: unsafe extern "C" fn(*mut (), *mut FfiContext<'_>) -> FfiPoll<T>,
+    // Dropped through `FfiFuture`'s own `Drop`, never read here.
+    _drop_fn: unsafe extern "C" fn(*mut ()),
+}
+
+const _: () = assert!(
+    async_ffi::ABI_VERSION == 2,
+    "FfiParts mirrors the layout of async-ffi's ABI version 2"
+);
+const _: () = assert!(
+    std::mem::size_of::<FfiParts<u64>>() == std::mem::size_of::<AsyncRet<u64>>()
+        && std::mem::align_of::<FfiParts<u64>>() == std::mem::align_of::<AsyncRet<u64>>()
+);
+
 /// Polls the plugin's future once: its output, or the error of a poll that panicked
-/// (caught in the plugin; async-ffi turns any other panic into one of this poll, stopped
-/// here), naming the function of `version` whose entry point is `call`. The result is
-/// small (a `Box` for the error) and made inside the `catch_unwind`, so the plugin's
-/// output is not moved through the stack on its way out.
+/// (caught in the plugin, by `Guarded` with its message, or by async-ffi's poll function
+/// without one), naming the function of `version` whose entry point is `call`. The
+/// answer is written into this frame and read in place: the output alone is moved out,
+/// and a failure is taken by reference, off the hot path.
 #[inline(always)]
 fn poll_plugin<W>(
     fut: &mut AsyncRet<W>,
@@ -202,24 +243,64 @@ fn poll_plugin<W>(
     version: &Version,
     call: *const std::ffi::c_void,
 ) -> Poll<Result<W, Box<CallError>>> {
-    let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        match Pin::new(&mut *fut).poll(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(RResult::ROk(w)) => Poll::Ready(Ok(w)),
-            Poll::Ready(RResult::RErr(f)) => Poll::Ready(Err(call_error(version, call, f))),
-        }
-    }));
-    match polled {
-        Ok(p) => p,
-        Err(_) => Poll::Ready(Err(call_error(
-            version,
-            call,
-            Failure {
-                kind: hotswap_abi::vtable::FailKind::Panic,
-                message: "its future panicked across the boundary".into(),
-            },
-        ))),
+    let mut answer = MaybeUninit::uninit();
+    poll_in_place(fut, cx, &mut answer);
+    // SAFETY: `poll_in_place` wrote it; `answer` is never dropped, so what is read out of
+    // it (the output, or the failure in `failed_poll`) moves.
+    match unsafe { answer.assume_init_mut() } {
+        FfiPoll::Pending => Poll::Pending,
+        // SAFETY: as above: read once.
+        FfiPoll::Ready(RResult::ROk(w)) => Poll::Ready(Ok(unsafe { std::ptr::read(w) })),
+        FfiPoll::Ready(RResult::RErr(f)) => Poll::Ready(Err(failed_poll(version, call, f))),
+        FfiPoll::Panicked => Poll::Ready(Err(panicked_poll(version, call))),
     }
+}
+
+/// Polls `fut` once, as `FfiFuture::poll` does, writing the plugin's answer into
+/// `answer` (initialised when this returns) instead of returning it.
+#[inline(always)]
+fn poll_in_place<T>(
+    fut: &mut FfiFuture<T>,
+    cx: &mut Context<'_>,
+    answer: &mut MaybeUninit<FfiPoll<T>>,
+) {
+    // SAFETY: `FfiParts` has the layout of `FfiFuture<T>` (see there); the reference lives
+    // while `fut` is borrowed, and the fields are only read.
+    let parts = unsafe { &*std::ptr::from_mut(fut).cast::<FfiParts<T>>() };
+    cx.with_ffi_context(|ctx| {
+        // SAFETY: what `FfiFuture::poll` does: the future's own poll function, on its own
+        // pointer, with a context that lives for the call. It never unwinds (async-ffi
+        // catches every panic inside it, and it is `extern "C"`).
+        answer.write(unsafe { (parts.poll_fn)(parts.fut_ptr, ctx) });
+    });
+}
+
+/// The error of a poll that panicked where async-ffi caught it (outside `Guarded`: no
+/// message).
+#[cold]
+#[inline(never)]
+fn panicked_poll(version: &Version, call: *const std::ffi::c_void) -> Box<CallError> {
+    call_error(
+        version,
+        call,
+        Failure {
+            kind: hotswap_abi::vtable::FailKind::Panic,
+            message: "its future panicked across the boundary".into(),
+        },
+    )
+}
+
+/// The error of a poll whose answer was `failure`, which it moves out of (the caller
+/// never drops it): see [`call_error`].
+#[cold]
+#[inline(never)]
+fn failed_poll(
+    version: &Version,
+    call: *const std::ffi::c_void,
+    failure: &mut Failure,
+) -> Box<CallError> {
+    // SAFETY: read once, from the poll's answer, which the caller does not drop.
+    call_error(version, call, unsafe { std::ptr::read(failure) })
 }
 
 /// The error of a failed poll of the function whose entry point is `call`, named from
@@ -246,6 +327,15 @@ impl<W> Drop for Running<W> {
         // while `version` (dropped after this, as a field) keeps that code loaded.
         unsafe { ManuallyDrop::drop(&mut self.fut) };
     }
+}
+
+/// What the pinned section of [`AsyncFunc::call`] returns: small, so that for a
+/// word-sized `R` it comes back in two registers (the version of a ready call is written
+/// beside it).
+enum Started<R: Ret> {
+    Ready(R),
+    Running(Box<Running<R::Wire>>),
+    Failed(Box<CallError>),
 }
 
 enum State<R: Ret> {
@@ -291,9 +381,25 @@ impl<R: Ret> AsyncCall<R> {
 impl<R: Ret> Future for AsyncCall<R> {
     type Output = Result<R, CallError>;
 
+    /// Inlined for the common case, a call that completed inside `call`: the output is
+    /// handed over where the caller awaits it; every other state is polled out of line.
+    #[inline(always)]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        let out = match &mut this.state {
+        if matches!(this.state, State::Ready { .. }) {
+            if let State::Ready { out, .. } = std::mem::replace(&mut this.state, State::Done) {
+                return Poll::Ready(Ok(out));
+            }
+        }
+        this.poll_other(cx)
+    }
+}
+
+impl<R: Ret> AsyncCall<R> {
+    /// [`poll`](Future::poll) of every state but `Ready`.
+    #[inline(never)]
+    fn poll_other(&mut self, cx: &mut Context<'_>) -> Poll<Result<R, CallError>> {
+        let out = match &mut self.state {
             State::Running(r) => match poll_plugin(&mut r.fut, cx, &r.version, r.call) {
                 Poll::Pending => return Poll::Pending,
                 // Copied while `r` holds the version whose code made it; the plugin-made
@@ -302,7 +408,7 @@ impl<R: Ret> Future for AsyncCall<R> {
                 Poll::Ready(Err(e)) => Err(*e),
             },
             State::Ready { .. } | State::Failed(_) => {
-                match std::mem::replace(&mut this.state, State::Done) {
+                match std::mem::replace(&mut self.state, State::Done) {
                     State::Ready { out, .. } => return Poll::Ready(Ok(out)),
                     State::Failed(e) => return Poll::Ready(Err(*e)),
                     _ => unreachable!("matched Ready or Failed"),
@@ -311,7 +417,66 @@ impl<R: Ret> Future for AsyncCall<R> {
             State::Done => panic!("AsyncCall polled after it completed"),
         };
         // Drops the plugin's future, then the version (see `Running`).
-        this.state = State::Done;
+        self.state = State::Done;
         Poll::Ready(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use abi_stable::type_layout::TLData;
+
+    /// `FfiParts` reads async-ffi's fields by their place: they are these, in this order.
+    #[test]
+    fn ffi_parts_mirror_the_fields_of_async_ffis_future() {
+        let layout = <FfiFuture<u64> as StableAbi>::LAYOUT;
+        let inner = match layout.data() {
+            // `FfiFuture` is a transparent wrapper of the future with the fields.
+            TLData::Struct { fields } => fields.iter().next().expect("one field").layout(),
+            other => panic!("FfiFuture is not a struct: {other:?}"),
+        };
+        let TLData::Struct { fields } = inner.data() else {
+            panic!("LocalBorrowingFfiFuture is not a struct")
+        };
+        let names: Vec<String> = fields.iter().map(|f| f.name().to_owned()).collect();
+        assert_eq!(&names[..3], ["fut_ptr", "poll_fn", "drop_fn"]);
+        assert_eq!(std::mem::offset_of!(FfiParts<u64>, poll_fn), 8);
+        assert_eq!(std::mem::size_of::<FfiParts<u64>>(), layout.size());
+    }
+
+    fn poll_once<T>(fut: &mut FfiFuture<T>) -> FfiPoll<T> {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut answer = MaybeUninit::uninit();
+        poll_in_place(fut, &mut cx, &mut answer);
+        // SAFETY: `poll_in_place` wrote it.
+        unsafe { answer.assume_init() }
+    }
+
+    #[test]
+    fn polling_in_place_answers_as_the_future_does() {
+        let mut ready = FfiFuture::new(async { 41u64 + 1 });
+        assert!(matches!(poll_once(&mut ready), FfiPoll::Ready(42)));
+
+        let mut yielded = false;
+        let mut later = FfiFuture::new(std::future::poll_fn(move |cx| {
+            if yielded {
+                Poll::Ready(String::from("done"))
+            } else {
+                yielded = true;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        }));
+        assert!(matches!(poll_once(&mut later), FfiPoll::Pending));
+        assert!(matches!(poll_once(&mut later), FfiPoll::Ready(s) if s == "done"));
+
+        // async-ffi catches a panic inside its poll function: answered, not unwound.
+        let mut panics = FfiFuture::new(async {
+            if std::hint::black_box(true) {
+                panic!("a poll that panics");
+            }
+        });
+        assert!(matches!(poll_once(&mut panics), FfiPoll::Panicked));
     }
 }

@@ -65,8 +65,10 @@ pub trait AsyncMethod {
 }
 
 /// The plugin-made future of an async call, as the host receives it: `M`'s future,
-/// its result turned into its wire form, every panic caught.
+/// its result turned into its wire form, every panic caught. Inlined into the entry
+/// point (`glue::async_call`), its only caller.
 #[doc(hidden)]
+#[inline(always)]
 pub fn start<M: AsyncMethod>(
     plugin: &'static M::Plugin,
     arg: M::Arg,
@@ -100,6 +102,9 @@ impl<F> Guarded<F> {
 impl<F: Future> Future for Guarded<F> {
     type Output = RResult<F::Output, Failure>;
 
+    // Inlined into async-ffi's poll function, which writes its answer in place: called,
+    // the answer (56 bytes for a word-sized output) is built on this frame and copied.
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // SAFETY: structural pinning: `inner` is never moved out of a pinned `Guarded`
         // (nothing hands out `&mut F` but this, and `Drop` drops it in place).

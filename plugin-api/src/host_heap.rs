@@ -31,6 +31,12 @@ use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 /// The host's callbacks, set by [`attach`] before any other plugin code runs.
 static HOST: AtomicPtr<HostVTable> = AtomicPtr::new(std::ptr::null_mut());
 
+/// [`HOST`] once [`MODE`] is [`HOSTS`] (set by [`attach`] after it), else null: what the
+/// allocation functions test first, one load for what would be two (the mode and the
+/// callbacks). Null while the mode is still moving, so those calls take the general
+/// path, which reads both.
+static HEAP: AtomicPtr<HostVTable> = AtomicPtr::new(std::ptr::null_mut());
+
 /// Where this library's Rust heap is: [`UNATTACHED`] until the host's first call, then
 /// [`HOSTS`] for good; or [`SYSTEM`] for good if the early arena ran out before the
 /// host attached (code of the library called without the host, say through `dlsym`).
@@ -63,9 +69,21 @@ static EARLY: Arena = Arena {
 /// Makes `vtable`'s allocator this library's. Called first thing in `new`, before any
 /// allocation the host's call makes.
 pub(crate) fn attach(vtable: &'static HostVTable) {
-    HOST.store(std::ptr::from_ref(vtable).cast_mut(), Ordering::Release);
+    let vtable = std::ptr::from_ref(vtable).cast_mut();
+    HOST.store(vtable, Ordering::Release);
     // Stays `SYSTEM` if the library already allocates from there.
     let _ = MODE.compare_exchange(UNATTACHED, HOSTS, Ordering::AcqRel, Ordering::Acquire);
+    if mode() == HOSTS {
+        HEAP.store(vtable, Ordering::Release);
+    }
+}
+
+/// The host's callbacks when this library's Rust heap is the host's ([`HEAP`]).
+#[inline(always)]
+fn heap() -> Option<&'static HostVTable> {
+    let p = HEAP.load(Ordering::Acquire);
+    // SAFETY: null, or the `&'static HostVTable` `attach` stored.
+    unsafe { p.cast_const().as_ref() }
 }
 
 /// The current [`MODE`].
@@ -189,6 +207,72 @@ pub struct HostHeap;
 unsafe impl GlobalAlloc for HostHeap {
     #[inline]
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        if let Some(h) = heap() {
+            if !crate::forever::capturing() {
+                // SAFETY: any pair is valid for the host's `alloc`.
+                return counted(unsafe { (h.alloc)(l.size(), l.align()) }, l);
+            }
+        }
+        // SAFETY: forwarded.
+        unsafe { self.alloc_general(l) }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        if let Some(h) = heap() {
+            if !crate::forever::capturing() {
+                // SAFETY: any pair is valid for the host's `alloc_zeroed`.
+                return counted(unsafe { (h.alloc_zeroed)(l.size(), l.align()) }, l);
+            }
+        }
+        // SAFETY: forwarded.
+        unsafe { self.alloc_zeroed_general(l) }
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        if early(p) {
+            return;
+        }
+        match heap() {
+            Some(h) => {
+                count(l.size(), -1);
+                // SAFETY: not in the arena and the mode is `HOSTS` (`heap`), so the host's
+                // allocator made `p`, with layout `l` (GlobalAlloc's contract).
+                unsafe { (h.dealloc)(p, l.size(), l.align()) }
+            }
+            // SAFETY: forwarded.
+            None => unsafe { dealloc_general(p, l) },
+        }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
+        if !early(p) {
+            if let Some(h) = heap() {
+                // SAFETY: as in `dealloc`; `new_size` is checked by the host.
+                let q = unsafe { (h.realloc)(p, l.size(), l.align(), new_size) };
+                if !q.is_null() {
+                    count(l.size(), -1);
+                    count(new_size, 1);
+                }
+                return q;
+            }
+        }
+        // SAFETY: forwarded.
+        unsafe { self.realloc_general(p, l, new_size) }
+    }
+}
+
+/// The general paths of [`HostHeap`]'s functions, by [`MODE`]: taken when the Rust heap
+/// is not (yet) the host's, or while the log bridge installs (`forever`). Out of line,
+/// so the fast paths above stay a few instructions.
+impl HostHeap {
+    /// # Safety
+    /// As `GlobalAlloc::alloc`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn alloc_general(&self, l: Layout) -> *mut u8 {
         match (mode(), host()) {
             (HOSTS, Some(h)) if !crate::forever::capturing() => {
                 // SAFETY: any pair is valid for the host's `alloc`.
@@ -206,8 +290,11 @@ unsafe impl GlobalAlloc for HostHeap {
         }
     }
 
-    #[inline]
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+    /// # Safety
+    /// As `GlobalAlloc::alloc_zeroed`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn alloc_zeroed_general(&self, l: Layout) -> *mut u8 {
         match (mode(), host()) {
             (HOSTS, Some(h)) if !crate::forever::capturing() => {
                 // SAFETY: as in `alloc`.
@@ -224,25 +311,11 @@ unsafe impl GlobalAlloc for HostHeap {
         }
     }
 
-    #[inline]
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        if early(p) {
-            return;
-        }
-        match (mode(), host()) {
-            (HOSTS, Some(h)) => {
-                count(l.size(), -1);
-                // SAFETY: not in the arena and the mode is `HOSTS`, so the host's
-                // allocator made `p`, with layout `l` (GlobalAlloc's contract).
-                unsafe { (h.dealloc)(p, l.size(), l.align()) }
-            }
-            // SAFETY: not in the arena and not the host's: the system allocator's.
-            _ => unsafe { std::alloc::System.dealloc(p, l) },
-        }
-    }
-
-    #[inline]
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
+    /// # Safety
+    /// As `GlobalAlloc::realloc`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn realloc_general(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
         if !early(p) {
             return match (mode(), host()) {
                 (HOSTS, Some(h)) => {
@@ -269,6 +342,25 @@ unsafe impl GlobalAlloc for HostHeap {
             unsafe { std::ptr::copy_nonoverlapping(p, q, l.size().min(new_size)) };
         }
         q
+    }
+}
+
+/// `HostHeap::dealloc` of a block outside the arena when [`HEAP`] is null.
+///
+/// # Safety
+/// As `GlobalAlloc::dealloc`, and `p` is not in the arena.
+#[cold]
+#[inline(never)]
+unsafe fn dealloc_general(p: *mut u8, l: Layout) {
+    match (mode(), host()) {
+        (HOSTS, Some(h)) => {
+            count(l.size(), -1);
+            // SAFETY: not in the arena and the mode is `HOSTS`, so the host's allocator
+            // made `p`, with layout `l` (GlobalAlloc's contract).
+            unsafe { (h.dealloc)(p, l.size(), l.align()) }
+        }
+        // SAFETY: not in the arena and not the host's: the system allocator's.
+        _ => unsafe { std::alloc::System.dealloc(p, l) },
     }
 }
 

@@ -303,9 +303,17 @@ impl Probe {
         format!("{VERSION}:{sku} x{qty} {}", opts.currency)
     }
 
-    /// `s` repeated `times` times: the benchmark's `(&str, u32) -> String` line.
+    /// `s` repeated `times` times: the benchmark's `(&str, u32) -> String` line. Built
+    /// with the very loop of [`probe_raw_repeat`] (one allocation of the whole length,
+    /// then `times` copies of `s`), so that the two lines differ only by the call, not by
+    /// the work: std's `str::repeat` (doubling copies, its `Vec` reloaded through memory)
+    /// costs about as much again as the boundary (see the README's benchmark section).
     fn repeat(&self, s: &str, times: u32) -> String {
-        s.repeat(times as usize)
+        let mut out = String::with_capacity(s.len().saturating_mul(times as usize));
+        for _ in 0..times {
+            out.push_str(s);
+        }
+        out
     }
 
     /// A struct with owned fields (`typed_result!`).
