@@ -171,22 +171,33 @@ fn every_hook_fails(v1: &Path, v2: &Path, provider: &Path, reps: usize) {
             "{what}"
         );
     };
-    // Only the current probe and the provider are mapped, and listed.
-    let only_current_mapped = |what: &str| {
+    // Only the current probe and the provider are mapped, and listed; the live v1's
+    // read-only pages, if watched, are as they were at each step.
+    let only_current_mapped = |what: &str, v1: Option<&Unchanging>| {
         assert!(
             m.collect(Duration::from_secs(120)),
             "{what}: the reaper drained"
         );
+        if let Some(v1) = v1 {
+            v1.check(&format!("{what}, after the reaper drained"));
+        }
         let mapped = maps::mapped_under(m.private_dir());
         assert_eq!(
             mapped.len(),
             2,
             "{what}: only the current versions are mapped: {mapped:?}"
         );
+        // `status` calls the live versions' heap functions, through their GOTs.
         let status = m.status();
         assert_eq!(status.versions.len(), 2, "{what}: {:?}", status.versions);
     };
-    only_current_mapped("after the first load");
+    only_current_mapped("after the first load", None);
+    let v1_pages = Unchanging::of(
+        maps::mapped_under(m.private_dir())
+            .iter()
+            .find(|p| p.contains("-probe-"))
+            .expect("probe v1 is mapped"),
+    );
 
     // The failing builds are probe v2 (another sha256, so every reload loads it anew).
     put_probe(dir.path(), v2, provider);
@@ -233,10 +244,11 @@ fn every_hook_fails(v1: &Path, v2: &Path, provider: &Path, reps: usize) {
             );
             // Nothing changed: the old generation serves, its functions answer.
             assert_eq!(m.generation_id(), generation, "{what}");
+            v1_pages.check(&format!("{what}, after the reload"));
             old_generation_answers(&what, 1);
             // The failed version's file was closed and unmapped (also after a failure in
             // `new`, which made no instance).
-            only_current_mapped(&what);
+            only_current_mapped(&what, Some(&v1_pages));
             assert_eq!(m.status().unloaded, unloaded + 1, "{what}");
         }
         m.vault().remove(KEY);
@@ -245,7 +257,7 @@ fn every_hook_fails(v1: &Path, v2: &Path, provider: &Path, reps: usize) {
     // Cleared: the failing build now loads.
     m.reload(&data).unwrap();
     old_generation_answers("probe v2 once nothing is asked to fail", 2);
-    only_current_mapped("probe v2 loaded");
+    only_current_mapped("probe v2 loaded", None);
 
     // on_free and Drop run once a successful reload retired the version: 20 reloads,
     // alternating the two builds, each retiring a version whose hook panics.
@@ -278,7 +290,7 @@ fn every_hook_fails(v1: &Path, v2: &Path, provider: &Path, reps: usize) {
             );
             current = next;
             old_generation_answers(&what, current);
-            only_current_mapped(&what);
+            only_current_mapped(&what, None);
             // The retired version's hook did run, and panicked, and it was unloaded.
             assert_eq!(
                 count(&log, &retired),
@@ -295,6 +307,74 @@ fn every_hook_fails(v1: &Path, v2: &Path, provider: &Path, reps: usize) {
         started.elapsed(),
         m.status().reclamation
     );
+}
+
+/// The read-only mappings of a loaded library (its headers and read-only data, and its
+/// relocated RELRO pages: GOT, vtables), as they were when watched: nothing may change
+/// them while it stays loaded. Why: once under valgrind, `status()` found the live
+/// probe v1's GOT slot of its heap counters reading 0 (its relocated page as the file
+/// has it) after a failed v2 was closed; checked at every step, a change is caught at
+/// the step that made it, with the maps as they were then, in plain runs too.
+struct Unchanging {
+    path: String,
+    /// Start address and contents of each read-only mapping of `path`.
+    regions: Vec<(u64, Vec<u8>)>,
+}
+
+impl Unchanging {
+    fn of(path: &str) -> Unchanging {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let regions: Vec<_> = maps
+            .lines()
+            .filter(|l| l.ends_with(path))
+            .filter_map(|l| {
+                let mut fields = l.split_whitespace();
+                let (range, perms) = (fields.next()?, fields.next()?);
+                let (start, end) = range.split_once('-')?;
+                let start = u64::from_str_radix(start, 16).ok()?;
+                let end = u64::from_str_radix(end, 16).ok()?;
+                (perms == "r--p").then(|| (start, read_own_memory(start, end - start)))
+            })
+            .collect();
+        assert!(regions.len() >= 2, "headers and RELRO of {path}:\n{maps}");
+        Unchanging {
+            path: path.to_owned(),
+            regions,
+        }
+    }
+
+    /// Panics, naming `what`, the first changed byte and the maps, if a page changed.
+    fn check(&self, what: &str) {
+        for (start, was) in &self.regions {
+            let now = read_own_memory(*start, was.len() as u64);
+            if let Some(at) = now.iter().zip(was).position(|(a, b)| a != b) {
+                let word = |b: &[u8]| {
+                    let i = at & !7;
+                    u64::from_le_bytes(b[i..i + 8].try_into().unwrap())
+                };
+                panic!(
+                    "{what}: a read-only page of the live {} changed: the word at {:#x} was \
+                     {:#x}, is {:#x}; maps now:\n{}",
+                    self.path,
+                    *start as usize + (at & !7),
+                    word(was),
+                    word(&now),
+                    std::fs::read_to_string("/proc/self/maps").unwrap_or_default()
+                );
+            }
+        }
+    }
+}
+
+/// `len` bytes of this process's memory at `at`, through `/proc/self/mem` (no pointer:
+/// an unmapped page is an error, not a crash).
+fn read_own_memory(at: u64, len: u64) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let mem = std::fs::File::open("/proc/self/mem").unwrap();
+    let mut bytes = vec![0; len as usize];
+    mem.read_exact_at(&mut bytes, at)
+        .unwrap_or_else(|e| panic!("read {len} bytes at {at:#x} of /proc/self/mem: {e}"));
+    bytes
 }
 
 /// Stages the three builds in directories of their own; returns the child's spec.
