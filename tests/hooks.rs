@@ -85,6 +85,7 @@ const MEMCHECK: &[&str] = &[
 ];
 
 /// Set for the child of `a_fault_under_valgrind_is_reported_where_it_happened`.
+#[cfg(target_arch = "x86_64")]
 const FAULT: &str = "HOTSWAP_HOOKS_FAULT";
 
 /// Replaces the plugin directory's probe build with the one staged in `from`.
@@ -513,6 +514,7 @@ fn every_hook_fails_under_valgrind_with_no_invalid_memory_access() {
 /// Stands for the GOT slot `hotswap_plugin_api::heap::usage` reads its counters'
 /// address from: here it holds 0, as that slot read in the failure described at
 /// [`MEMCHECK`].
+#[cfg(target_arch = "x86_64")]
 static TABLE: std::sync::atomic::AtomicPtr<u64> =
     std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
 
