@@ -9,11 +9,16 @@
 //! and reads the children's output: while the one-CPU valgrind run of `hooks.rs` takes
 //! one core, the others take turns on the other. The files are modules of this one
 //! (`common` is declared here, once).
+//!
+//! Why `unload.rs` is the module `churn`: libtest starts a binary's tests in the order of
+//! their names, and the two long valgrind runs (the churn, then `hooks.rs`'s) must start
+//! first, one on each core, so that the short tests fill in beside them; as `unload` the
+//! churn started last and ran alone for most of its minute.
 
+#[path = "unload.rs"]
+mod churn;
 mod common;
 #[path = "hooks.rs"]
 mod hooks;
 #[path = "ordinary.rs"]
 mod ordinary;
-#[path = "unload.rs"]
-mod unload;
