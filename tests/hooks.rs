@@ -466,6 +466,21 @@ fn every_hook_fails_20_times_in_one_process() {
     println!("plain run: {:?}", started.elapsed());
 }
 
+/// This binary re-run under memcheck ([`MEMCHECK`]) on its test `name` of this module alone.
+fn under_valgrind(name: &str) -> Command {
+    let mut child = Command::new("valgrind");
+    child
+        .args(MEMCHECK)
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            &common::test_name(module_path!(), name),
+            "--nocapture",
+            "--test-threads=1",
+        ]);
+    child
+}
+
 #[test]
 fn every_hook_fails_under_valgrind_with_no_invalid_memory_access() {
     if as_child() {
@@ -483,18 +498,7 @@ fn every_hook_fails_under_valgrind_with_no_invalid_memory_access() {
         pin_to_one_cpu();
     }
     let started = Instant::now();
-    let out = Command::new("valgrind")
-        .args(MEMCHECK)
-        .arg(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            &common::test_name(
-                module_path!(),
-                "every_hook_fails_under_valgrind_with_no_invalid_memory_access",
-            ),
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    let out = under_valgrind("every_hook_fails_under_valgrind_with_no_invalid_memory_access")
         .env(CHILD, &spec)
         .env_remove(PIN)
         .output()
@@ -560,18 +564,7 @@ fn a_fault_under_valgrind_is_reported_where_it_happened() {
     if !require_tool("valgrind") {
         return;
     }
-    let out = Command::new("valgrind")
-        .args(MEMCHECK)
-        .arg(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            &common::test_name(
-                module_path!(),
-                "a_fault_under_valgrind_is_reported_where_it_happened",
-            ),
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    let out = under_valgrind("a_fault_under_valgrind_is_reported_where_it_happened")
         .env(FAULT, "1")
         .output()
         .unwrap();
