@@ -69,17 +69,28 @@ const HOST_SLACK: isize = 16 * 1024;
 /// (`plugin-api/src/forever.rs`).
 const PLUGIN_LEFT_PER_VERSION: i64 = 0;
 
-#[test]
-fn memory_held_per_reload_does_not_grow() {
+/// The probe's v1 and v2 builds, and a plugin directory holding both libraries and v1's
+/// manifest: which manifest is there says which build is newest, so a test switches
+/// versions by copying a manifest.
+fn both_builds_v1_manifest() -> (common::Build, common::Build, tempfile::TempDir) {
     let v1 = build("tests/plugins/probe", &[]);
     let v2 = build("tests/plugins/probe", &["v2"]);
     let dir = plugin_dir();
-    // Both libraries in the directory; which manifest is there says which is newest.
     for b in [&v1, &v2] {
         std::fs::copy(&b.library, dir.path().join(&b.manifest.file)).unwrap();
     }
+    std::fs::copy(
+        &v1.manifest_path,
+        dir.path().join(v1.manifest_path.file_name().unwrap()),
+    )
+    .unwrap();
+    (v1, v2, dir)
+}
+
+#[test]
+fn memory_held_per_reload_does_not_grow() {
+    let (v1, v2, dir) = both_builds_v1_manifest();
     let manifest_of = |b: &common::Build| dir.path().join(b.manifest_path.file_name().unwrap());
-    std::fs::copy(&v1.manifest_path, manifest_of(&v1)).unwrap();
     // Counting calls: each version's counters are part of what must not pile up.
     let m = PluginManager::builder(dir.path())
         .call_metrics(true)
@@ -215,14 +226,8 @@ const SPARE_BOUND: usize = 4;
 #[test]
 fn a_file_loaded_again_reuses_the_copy_of_its_unloaded_version_never_an_open_one() {
     use std::os::unix::fs::MetadataExt;
-    let v1 = build("tests/plugins/probe", &[]);
-    let v2 = build("tests/plugins/probe", &["v2"]);
-    let dir = plugin_dir();
-    for b in [&v1, &v2] {
-        std::fs::copy(&b.library, dir.path().join(&b.manifest.file)).unwrap();
-    }
+    let (v1, v2, dir) = both_builds_v1_manifest();
     let manifest_of = |b: &common::Build| dir.path().join(b.manifest_path.file_name().unwrap());
-    std::fs::copy(&v1.manifest_path, manifest_of(&v1)).unwrap();
     let m = PluginManager::new(dir.path()).unwrap();
     m.load_plugins(&Value::Null).unwrap();
     let f = m.func::<u64, u64>("probe", "add_one").unwrap();
