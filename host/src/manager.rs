@@ -1177,15 +1177,7 @@ fn run_hooks(
             move |_| {
                 // The providers the entries point into stay loaded: `job_v` holds them.
                 let entries = entries;
-                let imports = ImportsFfi {
-                    entries: RSlice::from_slice(&entries.0),
-                };
-                crate::callbacks::initializing(ext.as_ref(), || {
-                    // SAFETY: the version is fresh and unpublished: no call runs on it,
-                    // so the exclusive access on_load needs holds. `imports` outlives
-                    // the call; `job_v` keeps the library open.
-                    owned(unsafe { (job_v.vtable().on_load)(job_v.instance(), &data, &imports) })
-                })
+                on_load(&job_v, &data, &entries, ext.as_ref())
             },
             drop,
         );
@@ -1200,12 +1192,7 @@ fn run_hooks(
         let (job_v, ext) = (v.clone(), extension.cloned());
         let r = hooks.run(
             Step::OnInit,
-            move |_| {
-                crate::callbacks::initializing(ext.as_ref(), || {
-                    // SAFETY: as above, for on_init.
-                    owned(unsafe { (job_v.vtable().on_init)(job_v.instance(), &vault) })
-                })
-            },
+            move |_| on_init(&job_v, &vault, ext.as_ref()),
             drop,
         );
         finish(v, Step::OnInit, r)?;
@@ -1236,22 +1223,9 @@ fn load_and_init(
         move |progress| {
             // The providers the entries point into stay loaded: `job_v` holds them.
             let entries = entries;
-            let imports = ImportsFfi {
-                entries: RSlice::from_slice(&entries.0),
-            };
-            crate::callbacks::initializing(ext.as_ref(), || {
-                // SAFETY: the version is fresh and unpublished: no call runs on it,
-                // so the exclusive access on_load needs holds. `imports` outlives
-                // the call; `job_v` keeps the library open.
-                owned(unsafe { (job_v.vtable().on_load)(job_v.instance(), &data, &imports) })
-            })
-            .map_err(|f| (Step::OnLoad, f))?;
+            on_load(&job_v, &data, &entries, ext.as_ref()).map_err(|f| (Step::OnLoad, f))?;
             progress.step(Step::OnInit);
-            crate::callbacks::initializing(ext.as_ref(), || {
-                // SAFETY: as above, for on_init.
-                owned(unsafe { (job_v.vtable().on_init)(job_v.instance(), &vault) })
-            })
-            .map_err(|f| (Step::OnInit, f))
+            on_init(&job_v, &vault, ext.as_ref()).map_err(|f| (Step::OnInit, f))
         },
         drop,
     );
@@ -1262,6 +1236,38 @@ fn load_and_init(
         // The overrun's step is the one the job was in.
         Err(e) => finish(v, Step::OnLoad, Err(e)),
     }
+}
+
+/// `on_load` of `v`, a fresh version of this reload, with its resolved imports: run on
+/// the hook thread (by [`run_hooks`] and [`load_and_init`]).
+fn on_load(
+    v: &Version,
+    data: &Value,
+    entries: &SendEntries,
+    extension: Option<&Arc<ExtensionObj>>,
+) -> Result<(), crate::version::OwnedFailure> {
+    let imports = ImportsFfi {
+        entries: RSlice::from_slice(&entries.0),
+    };
+    crate::callbacks::initializing(extension, || {
+        // SAFETY: the version is fresh and unpublished: no call runs on it, so the
+        // exclusive access on_load needs holds. `imports` outlives the call; the caller's
+        // `Arc<Version>` keeps the library open.
+        owned(unsafe { (v.vtable().on_load)(v.instance(), data, &imports) })
+    })
+}
+
+/// `on_init` of `v`, a fresh version of this reload, with its vault: run on the hook
+/// thread after its `on_load`.
+fn on_init(
+    v: &Version,
+    vault: &VaultHandle,
+    extension: Option<&Arc<ExtensionObj>>,
+) -> Result<(), crate::version::OwnedFailure> {
+    crate::callbacks::initializing(extension, || {
+        // SAFETY: as in `on_load`, for on_init.
+        owned(unsafe { (v.vtable().on_init)(v.instance(), vault) })
+    })
 }
 
 /// A hook job's answer as the reload's error, if it failed or overran.
