@@ -225,21 +225,34 @@ fn no_async_call_fails_during_reloads_and_each_runs_on_the_version_it_started_on
     let rt = runtime();
     const TASKS: u64 = 8;
     const CALLS: u64 = 150;
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    const RELOADS: u32 = 40;
+    use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
+    // The calls and the reloads overlap by construction, not by timing: the reloader
+    // starts once calls have been made, and the tasks go on calling until it is done.
+    let (calls, reloads) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU32::new(0)));
     let tasks: Vec<_> = (0..TASKS)
         .map(|t| {
             let (handle, ready) = (handle.clone(), ready.clone());
+            let (calls, reloads) = (calls.clone(), reloads.clone());
             rt.spawn(async move {
                 // (version id at start, version that answered) of every call.
                 let mut seen = Vec::new();
-                for i in 0..CALLS {
-                    let call = handle.call(job(t * 1000 + i, "", "c"));
+                let mut i = 0;
+                loop {
+                    // The last call starts after the last reload (on the final version).
+                    let last = i >= CALLS && reloads.load(SeqCst) == RELOADS;
+                    let call = handle.call(job(t * 100_000 + i, "", "c"));
                     let started_on = call.version_id().expect("the call started");
                     let answer = call.await.expect("no call fails during a reload");
-                    assert_eq!(answer.id, t * 1000 + i);
+                    assert_eq!(answer.id, t * 100_000 + i);
                     assert_eq!(answer.text.as_str(), format!("v{}:c", answer.version));
                     seen.push((started_on, answer.version));
                     assert_eq!(ready.call(i).await.expect("no call fails"), i + 1);
+                    calls.fetch_add(1, SeqCst);
+                    i += 1;
+                    if last {
+                        break;
+                    }
                     tokio::task::yield_now().await;
                 }
                 seen
@@ -248,15 +261,17 @@ fn no_async_call_fails_during_reloads_and_each_runs_on_the_version_it_started_on
         .collect();
     // Reload, alternating the builds, while the calls run.
     let reloader = {
-        let (m, stop, dir) = (m.clone(), stop.clone(), dir.path().to_owned());
+        let (m, dir) = (m.clone(), dir.path().to_owned());
+        let (calls, reloads) = (calls.clone(), reloads.clone());
         std::thread::spawn(move || {
-            let mut n = 0u32;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 200 {
+            while calls.load(SeqCst) == 0 {
+                std::thread::yield_now();
+            }
+            for n in 0..RELOADS {
                 swap_to(&dir, if n.is_multiple_of(2) { &v2 } else { &v1 });
                 m.reload(&Value::Null).expect("reload");
-                n += 1;
+                reloads.fetch_add(1, SeqCst);
             }
-            n
         })
     };
     let mut by_version = std::collections::HashMap::new();
@@ -266,9 +281,12 @@ fn no_async_call_fails_during_reloads_and_each_runs_on_the_version_it_started_on
             assert_eq!(*by_version.entry(id).or_insert(version), version);
         }
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let reloads = reloader.join().unwrap();
-    assert!(reloads > 0);
+    reloader.join().unwrap();
+    // Calls ran before the first reload and after the last: on two versions at least.
+    assert!(
+        by_version.len() >= 2,
+        "calls overlapped the reloads: {by_version:?}"
+    );
     assert!(m.collect(Duration::from_secs(60)));
     assert_eq!(awaiter_versions(&m).len(), 1, "every old version unloaded");
     assert_eq!(maps::mapped_under(m.private_dir()).len(), 1);
