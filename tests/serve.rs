@@ -440,8 +440,11 @@ impl Load {
         }
     }
 
+    /// Whether a client stops: at the cap, or at `stop` once the load has an outcome
+    /// (so that "some requests were served" holds by construction, not by timing).
     fn done(&self, stop: &AtomicBool) -> bool {
-        stop.load(Ordering::Relaxed) || self.total() >= self.cap
+        let total = self.total();
+        (stop.load(Ordering::Relaxed) && total > 0) || total >= self.cap
     }
 
     fn total(&self) -> u64 {

@@ -29,8 +29,21 @@ const DEADLINE: Duration = Duration::from_secs(2);
 #[test]
 fn a_hook_that_never_returns_fails_its_reload_and_the_next_reload_works() {
     let (v1, v2) = (build(PROBE, &[]), build(PROBE, &["v2"]));
+    // One host per hook, side by side: each waits out its deadline at the same time.
+    std::thread::scope(|s| {
+        for &(hook, step) in HOOKS {
+            let (v1, v2) = (&v1, &v2);
+            s.spawn(move || hang_in(hook, step, v1, v2));
+        }
+    });
+}
+
+/// A host on `v1` reloads to `v2` built to hang in `hook`: the reload fails naming
+/// `step`, `v1` serves, the stuck version shows; the next reload (of `v2` not asked to
+/// hang) works while the hook still runs, and once released the stuck version unloads.
+fn hang_in(hook: &str, step: Step, v1: &common::Build, v2: &common::Build) {
     let dir = plugin_dir();
-    install(&v1, dir.path());
+    install(v1, dir.path());
     let m = std::sync::Arc::new(
         PluginManager::builder(dir.path())
             .hook_timeout(DEADLINE)
@@ -40,68 +53,63 @@ fn a_hook_that_never_returns_fails_its_reload_and_the_next_reload_works() {
     m.load_plugins(&Value::Null).unwrap();
     let trigger = hotswap_host::Trigger::new(m.clone());
     let version = m.func::<(), u32>("probe", "version_number").unwrap();
-    for (i, &(hook, step)) in HOOKS.iter().enumerate() {
-        let what = format!("{hook}:hang");
-        let timeouts = m.status().hook_timeouts;
-        // The next build hangs in `hook`.
-        m.vault().set("probe.fail", what.as_str());
-        clear(dir.path());
-        let (next, next_answer) = if i % 2 == 0 { (&v2, 2) } else { (&v1, 1) };
-        let current = 3 - next_answer;
-        install(next, dir.path());
-        let e = m.reload(&Value::Null).expect_err(&what);
-        let e = e
-            .as_load()
-            .unwrap_or_else(|| panic!("{what}: a load error, got {e}"));
-        assert_eq!(e.step, step, "{what}: {e}");
-        assert_eq!(e.plugin.as_deref(), Some("probe"), "{what}");
-        assert_eq!(e.version.as_deref(), Some("0.1.0"), "{what}");
-        assert!(
-            matches!(e.kind, LoadErrorKind::HookTimeout { limit, .. } if limit == DEADLINE),
-            "{what}: {e}"
-        );
-        assert!(e.to_string().contains("did not return within"), "{e}");
-        // The old generation serves; the stuck version shows, and is counted.
-        assert_eq!(version.call(()).unwrap(), current, "{what}");
-        let status = m.status();
-        assert_eq!(status.hook_timeouts, timeouts + 1, "{what}");
-        let stuck: Vec<_> = status
-            .versions
-            .iter()
-            .filter_map(|v| match &v.state {
-                VersionState::Stuck { step, .. } => Some(step.clone()),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(stuck, vec![step.to_string()], "{what}: {status:?}");
-        let metrics = hotswap_host::metrics::render(&trigger);
-        assert!(
-            metrics.contains(&format!("hotswap_hook_timeouts_total {}", timeouts + 1)),
-            "{metrics}"
-        );
-        // The reload lock was released: the same build, no longer asked to hang, loads
-        // while the stuck hook still runs (the stuck version stays mapped meanwhile).
-        m.vault().remove("probe.fail");
-        m.reload(&Value::Null)
-            .unwrap_or_else(|e| panic!("{what}: the next reload: {e:#}"));
-        assert_eq!(version.call(()).unwrap(), next_answer, "{what}");
-        m.collect(Duration::from_secs(10));
-        let mapped = maps::mapped_under(m.private_dir()).len();
-        assert!(
-            mapped >= 2,
-            "{what}: the stuck version is still mapped ({mapped})"
-        );
-        // Released, the stuck hook returns; its version is freed and unloaded.
-        m.vault().set("probe.release", true);
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while m.status().versions.len() > 1 && std::time::Instant::now() < deadline {
-            m.collect(Duration::from_millis(200));
-        }
-        let status = m.status();
-        assert_eq!(status.versions.len(), 1, "{what}: {status:?}");
-        assert_eq!(maps::mapped_under(m.private_dir()).len(), 1, "{what}");
-        m.vault().remove("probe.release");
+    let what = format!("{hook}:hang");
+    let timeouts = m.status().hook_timeouts;
+    // The next build hangs in `hook`.
+    m.vault().set("probe.fail", what.as_str());
+    clear(dir.path());
+    install(v2, dir.path());
+    let e = m.reload(&Value::Null).expect_err(&what);
+    let e = e
+        .as_load()
+        .unwrap_or_else(|| panic!("{what}: a load error, got {e}"));
+    assert_eq!(e.step, step, "{what}: {e}");
+    assert_eq!(e.plugin.as_deref(), Some("probe"), "{what}");
+    assert_eq!(e.version.as_deref(), Some("0.1.0"), "{what}");
+    assert!(
+        matches!(e.kind, LoadErrorKind::HookTimeout { limit, .. } if limit == DEADLINE),
+        "{what}: {e}"
+    );
+    assert!(e.to_string().contains("did not return within"), "{e}");
+    // The old generation serves; the stuck version shows, and is counted.
+    assert_eq!(version.call(()).unwrap(), 1, "{what}");
+    let status = m.status();
+    assert_eq!(status.hook_timeouts, timeouts + 1, "{what}");
+    let stuck: Vec<_> = status
+        .versions
+        .iter()
+        .filter_map(|v| match &v.state {
+            VersionState::Stuck { step, .. } => Some(step.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stuck, vec![step.to_string()], "{what}: {status:?}");
+    let metrics = hotswap_host::metrics::render(&trigger);
+    assert!(
+        metrics.contains(&format!("hotswap_hook_timeouts_total {}", timeouts + 1)),
+        "{metrics}"
+    );
+    // The reload lock was released: the same build, no longer asked to hang, loads
+    // while the stuck hook still runs (the stuck version stays mapped meanwhile).
+    m.vault().remove("probe.fail");
+    m.reload(&Value::Null)
+        .unwrap_or_else(|e| panic!("{what}: the next reload: {e:#}"));
+    assert_eq!(version.call(()).unwrap(), 2, "{what}");
+    m.collect(Duration::from_secs(10));
+    let mapped = maps::mapped_under(m.private_dir()).len();
+    assert!(
+        mapped >= 2,
+        "{what}: the stuck version is still mapped ({mapped})"
+    );
+    // Released, the stuck hook returns; its version is freed and unloaded.
+    m.vault().set("probe.release", true);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while m.status().versions.len() > 1 && std::time::Instant::now() < deadline {
+        m.collect(Duration::from_millis(200));
     }
+    let status = m.status();
+    assert_eq!(status.versions.len(), 1, "{what}: {status:?}");
+    assert_eq!(maps::mapped_under(m.private_dir()).len(), 1, "{what}");
 }
 
 #[test]
