@@ -645,3 +645,88 @@ fn free_delay_holds_on_free_back_after_the_version_is_drained() {
     assert!(m.collect(Duration::from_secs(10)));
     assert_eq!(maps::mapped_under(m.private_dir()).len(), 1);
 }
+
+/// Old versions held past their generation (here by handles on them) count against
+/// `Builder::max_unloading`: at the limit a reload waits its hook deadline for them to
+/// unload, then is refused in one line and changes nothing; released, they unload and
+/// the next reload works. (Reloading faster than versions unload used to pile them up
+/// until std in a plugin ran out of pthread keys and aborted the host.)
+#[test]
+fn a_reload_is_refused_while_too_many_old_versions_wait_to_unload() {
+    let (v1, v2) = (build(WORLD, &[]), build(WORLD, &["v2"]));
+    let dir = plugin_dir();
+    swap_to(dir.path(), &v1);
+    let m = PluginManager::builder(dir.path())
+        .max_unloading(3)
+        .hook_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    m.load_plugins(&Value::Null).unwrap();
+    let greet = || m.invoke_func("world", "greet", &[]).unwrap();
+    let mut held = Vec::new();
+    for i in 0..3 {
+        held.push(m.with_generation(|g| g.find("world").unwrap().clone()));
+        swap_to(dir.path(), if i % 2 == 0 { &v2 } else { &v1 });
+        m.reload(&Value::Null).unwrap();
+    }
+    // Three old versions held, the limit: refused, and v2 (the third reload's) serves.
+    held.push(m.with_generation(|g| g.find("world").unwrap().clone()));
+    swap_to(dir.path(), &v1);
+    let e = m.reload(&Value::Null).expect_err("refused at the limit");
+    assert!(
+        matches!(
+            e,
+            Error::TooManyUnloading {
+                waiting: 3,
+                limit: 3,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let line = e.to_string();
+    assert!(
+        line.starts_with("cannot reload: 3 old versions are still waiting to unload")
+            && !line.contains('\n'),
+        "{line}"
+    );
+    assert_eq!(greet().as_str(), Some("hello from v2"));
+    assert_eq!(m.status().versions.len(), 4, "three held, one current");
+
+    // Released, they unload while the next reload waits for them.
+    held.clear();
+    m.reload(&Value::Null).unwrap();
+    assert_eq!(greet().as_str(), Some("hello from v1"));
+    assert!(m.collect(Duration::from_secs(10)));
+    assert_eq!(m.status().versions.len(), 1);
+}
+
+/// A reload at the limit waits for the reaper instead of adding to the pile: with a
+/// free delay (the reaper holds each old version that long) and a limit of one, every
+/// reload succeeds, and no more than one old version is ever in memory beside the
+/// current one.
+#[test]
+fn reloads_faster_than_the_reaper_wait_for_it_at_the_limit() {
+    let (v1, v2) = (build(WORLD, &[]), build(WORLD, &["v2"]));
+    let dir = plugin_dir();
+    swap_to(dir.path(), &v1);
+    let m = PluginManager::builder(dir.path())
+        .max_unloading(1)
+        .free_delay(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    m.load_plugins(&Value::Null).unwrap();
+    for i in 0..10 {
+        swap_to(dir.path(), if i % 2 == 0 { &v2 } else { &v1 });
+        m.reload(&Value::Null).unwrap();
+        let expected = if i % 2 == 0 {
+            "hello from v2"
+        } else {
+            "hello from v1"
+        };
+        let answer = m.invoke_func("world", "greet", &[]).unwrap();
+        assert_eq!(answer.as_str(), Some(expected));
+        let versions = m.status().versions.len();
+        assert!(versions <= 2, "reload {i}: {versions} versions in memory");
+    }
+}

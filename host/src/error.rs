@@ -500,6 +500,24 @@ pub enum Error {
         /// What is missing, with the builds there are.
         reason: String,
     },
+    /// Too many old versions were still waiting to unload when the reload started
+    /// ([`Builder::max_unloading`](crate::Builder::max_unloading)), and did not drop
+    /// below the limit within the reload's hook deadline. The reload was refused and
+    /// changed nothing; [`PluginManager::status`](crate::PluginManager::status) shows the
+    /// versions and what holds them.
+    #[error(
+        "cannot reload: {waiting} old versions are still waiting to unload (the limit is \
+         {limit}; waited {waited:?}): something still holds them (a call, value, task or \
+         thread); see status"
+    )]
+    TooManyUnloading {
+        /// Old versions waiting to unload.
+        waiting: usize,
+        /// The limit.
+        limit: usize,
+        /// How long the reload waited for them.
+        waited: Duration,
+    },
     /// The directory holds no plugin to load (no manifest, or none the whitelist keeps)
     /// and the manager requires one ([`Builder::require_plugins`](crate::Builder::require_plugins)).
     /// Nothing changed.

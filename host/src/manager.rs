@@ -57,10 +57,17 @@ pub struct Builder {
     call_metrics: bool,
     call_sampling: u32,
     recheck_layouts: bool,
+    max_unloading: usize,
 }
 
 /// One call in this many (per thread and version) is timed by default.
 const DEFAULT_CALL_SAMPLING: u32 = 1024;
+
+/// Old versions that may wait to unload when a reload starts, by default
+/// ([`Builder::max_unloading`]): far more than a reaper keeping up ever leaves, and few
+/// enough that their pthread keys (std makes one a version for `thread::current` and
+/// thread-local destructors) stay well inside glibc's 1,024.
+pub const DEFAULT_MAX_UNLOADING: usize = 128;
 
 impl Builder {
     /// Whether calls are counted for [`PluginManager::call_metrics`] and `/metrics`
@@ -129,6 +136,20 @@ impl Builder {
     /// than drained, whatever this says.
     pub fn free_delay(mut self, delay: Duration) -> Builder {
         self.free_delay = delay;
+        self
+    }
+
+    /// How many old versions may wait to unload (retired, not yet freed) when a reload
+    /// starts. Default: [`DEFAULT_MAX_UNLOADING`]. Each keeps its library mapped and
+    /// any pthread keys its code made (glibc has 1,024 for the whole process), so a
+    /// host reloading faster than old versions unload must not pile them up: at the
+    /// limit, a reload first waits (up to its hook deadline, [`hook_timeout`]
+    /// (Self::hook_timeout)) for the reaper to unload some, then fails with
+    /// [`Error::TooManyUnloading`] and changes nothing. Versions that stay, because a
+    /// call, value, task or thread still holds them, show in
+    /// [`PluginManager::status`]. At least 1.
+    pub fn max_unloading(mut self, n: usize) -> Builder {
+        self.max_unloading = n.max(1);
         self
     }
 
@@ -264,6 +285,7 @@ impl Builder {
                 hook_timeouts: AtomicU64::new(0),
                 pins: Default::default(),
                 require_plugins: self.require_plugins,
+                max_unloading: self.max_unloading,
             }),
         })
     }
@@ -379,6 +401,7 @@ impl PluginManager {
             call_metrics: false,
             call_sampling: DEFAULT_CALL_SAMPLING,
             recheck_layouts: false,
+            max_unloading: DEFAULT_MAX_UNLOADING,
         }
     }
 
@@ -544,6 +567,19 @@ impl PluginManager {
         timeout: Duration,
     ) -> Result<ReloadReport, Error> {
         let sh = &*self.shared;
+        // Reloads faster than old versions unload would pile them up (and run the process
+        // out of pthread keys): wait for the reaper at the limit, then refuse.
+        let live = sh.domain.load_arc().versions().len();
+        let waiting = sh
+            .records
+            .waiting_to_unload_below(sh.max_unloading, live, timeout);
+        if waiting >= sh.max_unloading {
+            return Err(Error::TooManyUnloading {
+                waiting,
+                limit: sh.max_unloading,
+                waited: timeout,
+            });
+        }
         // The reload's hooks run on a thread of its own, under the deadline; it ends
         // with the reload (or, stuck in a hook, when that hook returns), once it started
         // the next reload's (see `hooks`).

@@ -65,6 +65,8 @@ pub(crate) struct Shared {
     pub(crate) pins: Mutex<HashMap<String, crate::scan::Pin>>,
     /// A scan that finds no plugin fails the reload (`Builder::require_plugins`).
     pub(crate) require_plugins: bool,
+    /// Old versions a reload may find waiting to unload (`Builder::max_unloading`).
+    pub(crate) max_unloading: usize,
 }
 
 impl Services for Shared {

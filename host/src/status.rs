@@ -6,7 +6,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// Where a version is in its life.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -263,6 +263,9 @@ pub(crate) struct Records {
     /// Call counts of unloaded versions, by (plugin, crate version), oldest first.
     /// Locked only under `list`'s lock, so a scrape never counts a version twice.
     retired: Mutex<Vec<(String, String, CallTotals)>>,
+    /// Notified (with `list` locked) whenever a version is freed: what a reload waiting
+    /// for old versions to unload waits on (`waiting_to_unload_below`).
+    unloaded_one: parking_lot::Condvar,
 }
 
 impl Records {
@@ -330,6 +333,25 @@ impl Records {
         self.list.lock().push(r);
     }
 
+    /// Versions in memory and not yet freed, `live` of them (the current generation's)
+    /// aside: the old versions still waiting to unload. Waits until there are fewer than
+    /// `limit`, or `timeout`, and returns how many there are then.
+    pub fn waiting_to_unload_below(&self, limit: usize, live: usize, timeout: Duration) -> usize {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut list = self.list.lock();
+        loop {
+            let waiting = list
+                .iter()
+                .filter(|r| !matches!(*r.state.lock(), RecordState::Freed { .. }))
+                .count()
+                .saturating_sub(live);
+            if waiting < limit || std::time::Instant::now() >= deadline {
+                return waiting;
+            }
+            self.unloaded_one.wait_until(&mut list, deadline);
+        }
+    }
+
     /// Called by the reaper after closing a library.
     pub fn freed(&self, r: &Arc<VersionRecord>, still_mapped: bool) {
         *r.state.lock() = RecordState::Freed { still_mapped };
@@ -345,6 +367,10 @@ impl Records {
             self.retire_calls(r);
             list.retain(|x| !Arc::ptr_eq(x, r));
         }
+        // Taken for the notification, so that a waiter between its count and its wait
+        // cannot miss it.
+        let _list = self.list.lock();
+        self.unloaded_one.notify_all();
     }
 }
 

@@ -162,6 +162,7 @@ fn reload_error(e: &Error) -> Response {
         Error::Unsupported(_) => (501, "unsupported"),
         Error::Rollback { .. } => (404, "no_such_build"),
         Error::Dir { .. } => (500, "plugin_dir"),
+        Error::TooManyUnloading { .. } => (503, "too_many_unloading"),
         _ if e.as_load().is_some() => (500, "load"),
         _ => (500, "reload_failed"),
     };
