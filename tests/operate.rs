@@ -299,36 +299,11 @@ impl Drop for Running {
     }
 }
 
-/// The demo binary, built once per test process into this test run's own target
-/// directory (`common::workspace_target_dir`), whose builds of its dependencies it
-/// reuses: cargo holds that directory's lock only while it compiles, not while tests run.
+/// The demo binary, built once per test process (`common::workspace_bin`).
 fn demo_binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let target = common::workspace_target_dir();
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let out = Command::new(cargo)
-            .current_dir(repo())
-            .args([
-                "build",
-                "-p",
-                "hotswap-demo",
-                "--bin",
-                "hotswap-demo",
-                "--target-dir",
-            ])
-            .arg(&target)
-            .env_remove("CARGO_TARGET_DIR")
-            .output()
-            .expect("run cargo build");
-        assert!(
-            out.status.success(),
-            "building the demo failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        target.join("debug/hotswap-demo")
-    })
-    .clone()
+    BIN.get_or_init(|| common::workspace_bin("hotswap-demo", "hotswap-demo"))
+        .clone()
 }
 
 #[test]

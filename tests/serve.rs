@@ -10,7 +10,8 @@
 //! (CARGO_BIN_EXE_* only covers this package's binaries). The test builds it once with
 //! cargo into the target directory this test run compiled into
 //! (`common::workspace_target_dir`): cargo holds its lock only while it compiles, not
-//! while tests run, and the demo's dependencies are mostly compiled there already.
+//! while tests run, and every dependency of the demo is compiled there already, with the
+//! same features (`common::workspace_bin`).
 //! `HOTSWAP_HTTP_DEMO_BIN` may point at a prebuilt binary instead.
 
 mod common;
@@ -29,30 +30,14 @@ use std::time::{Duration, Instant};
 
 const HOTSWAP: &str = env!("CARGO_BIN_EXE_hotswap");
 
-/// The demo host binary, built once per test process.
+/// The demo host binary, built once per test process (`common::workspace_bin`).
 fn demo_binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         if let Some(bin) = std::env::var_os("HOTSWAP_HTTP_DEMO_BIN") {
             return PathBuf::from(bin);
         }
-        let target = common::workspace_target_dir();
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let out = Command::new(cargo)
-            .args(["build", "-p", "hotswap-demo", "--bin", "hotswap-http-demo"])
-            .arg("--target-dir")
-            .arg(&target)
-            .current_dir(common::repo())
-            .env_remove("CARGO_TARGET_DIR")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run cargo build for the demo");
-        assert!(
-            out.status.success(),
-            "building hotswap-http-demo failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        target.join("debug/hotswap-http-demo")
+        common::workspace_bin("hotswap-demo", "hotswap-http-demo")
     })
     .clone()
 }

@@ -37,6 +37,36 @@ pub fn workspace_target_dir() -> PathBuf {
         .to_owned()
 }
 
+/// Builds the binary `bin` of the workspace package `package` (dev profile) into
+/// [`workspace_target_dir`] and returns its path.
+///
+/// Why `-p slink-host` too: cargo reuses a dependency this run compiled only when its
+/// features are the same, and the run's `cargo test --workspace` unified them over every
+/// member, slink-host's `hotswap-plugin-api/static` included; selected alone, a package
+/// would get plugin-api without it and recompile plugin-api and everything above it
+/// (the `--bin` selection keeps slink-host's own binary out). The workspace's
+/// dependency table states the other features some member's dev-dependencies add
+/// (serde's `alloc`, tracing-subscriber's `json`) for the same reason.
+pub fn workspace_bin(package: &str, bin: &str) -> PathBuf {
+    let target = workspace_target_dir();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(repo())
+        .args(["build", "-p", package, "-p", "slink-host", "--bin", bin])
+        .arg("--target-dir")
+        .arg(&target)
+        .env_remove("CARGO_TARGET_DIR")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run cargo build");
+    assert!(
+        out.status.success(),
+        "building {bin} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    target.join("debug").join(bin)
+}
+
 /// The name libtest gives the test function `name` of the module `module` (the caller's
 /// `module_path!()`), for a child process that re-runs it with `--exact`: the bare name
 /// when the file is a test binary of its own, `<file>::<name>` when it shares one
