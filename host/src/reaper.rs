@@ -82,6 +82,8 @@ pub(crate) fn start(
     let (tx, rx) = mpsc::channel();
     let freeing = Arc::new(AtomicUsize::new(0));
     let handle = ReaperHandle { tx: Arc::new(tx) };
+    // Weak: a reaper holding its own inbox's sender would never see it disconnect.
+    let inbox = Arc::downgrade(&handle.tx);
     std::thread::Builder::new()
         .name("hotswap-reaper".into())
         .spawn(move || {
@@ -89,6 +91,8 @@ pub(crate) fn start(
                 records,
                 free_delay,
                 freeing,
+                fresh: false,
+                inbox,
                 generations: Vec::new(),
                 jobs: Vec::new(),
                 closing: Vec::new(),
@@ -107,6 +111,10 @@ struct Reaper {
     records: Arc<Records>,
     free_delay: Duration,
     freeing: Arc<AtomicUsize>,
+    /// A message came in since the last `step`: there may be work to do now.
+    fresh: bool,
+    /// Its own inbox, for an `on_free` thread to wake it when it is done.
+    inbox: std::sync::Weak<mpsc::Sender<Msg>>,
     generations: Vec<Retired<Generation>>,
     jobs: Vec<(Instant, FreeJob)>,
     closing: Vec<CloseJob>,
@@ -115,6 +123,7 @@ struct Reaper {
 
 impl Reaper {
     fn take(&mut self, msg: Msg) {
+        self.fresh = true;
         match msg {
             Msg::Retire(g) => self.generations.push(g),
             Msg::Job(Job::Free(job)) => self.jobs.push((Instant::now() + self.free_delay, *job)),
@@ -165,6 +174,12 @@ impl Reaper {
             if nothing && disconnected {
                 return;
             }
+            // A message taken after the step (a library handed back, already clear)
+            // is work for now: sleeping first would delay it by a whole backoff, and
+            // a `collect` waiting for idleness with it.
+            if self.fresh {
+                continue;
+            }
             let msg = if nothing {
                 rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
             } else {
@@ -200,6 +215,7 @@ impl Reaper {
 
     /// One round: free generations no reader holds, start due frees, close what is clear.
     fn step(&mut self, backoff: &mut Duration) {
+        self.fresh = false;
         if !self.generations.is_empty() {
             // Dropping a generation drops its versions: FreeJobs come back to us.
             match hotswap_reclaim::reclaim(&mut self.generations) {
@@ -244,6 +260,7 @@ impl Reaper {
         ctx.holds.add_thread(Role::Cleanup);
         self.freeing.fetch_add(1, Ordering::SeqCst);
         let freeing = self.freeing.clone();
+        let inbox = self.inbox.upgrade();
         let dispatch = tracing::dispatcher::get_default(|d| d.clone());
         let holds = ctx.holds.clone();
         let parts = Parts {
@@ -275,6 +292,12 @@ impl Reaper {
             drop(lib);
             drop(ctx);
             freeing.fetch_sub(1, Ordering::SeqCst);
+            // The reaper may be asleep, waiting for `freeing` to drop (a `collect`
+            // waiting for it to be idle): without this, it would see it only at its next
+            // backoff, up to a second later.
+            if let Some(inbox) = inbox {
+                let _ = inbox.send(Msg::Job(Job::Poke));
+            }
         };
         let work = std::sync::Arc::new(parking_lot::Mutex::new(Some(work)));
         let on_thread = work.clone();
