@@ -143,8 +143,8 @@ impl Builder {
     /// starts. Default: [`DEFAULT_MAX_UNLOADING`]. Each keeps its library mapped and
     /// any pthread keys its code made (glibc has 1,024 for the whole process), so a
     /// host reloading faster than old versions unload must not pile them up: at the
-    /// limit, a reload first waits (up to its hook deadline, [`hook_timeout`]
-    /// (Self::hook_timeout)) for the reaper to unload some, then fails with
+    /// limit, a reload first waits (up to its hook deadline,
+    /// [`hook_timeout`](Self::hook_timeout)) for the reaper to unload some, then fails with
     /// [`Error::TooManyUnloading`] and changes nothing. Versions that stay, because a
     /// call, value, task or thread still holds them, show in
     /// [`PluginManager::status`]. At least 1.
