@@ -7,8 +7,9 @@
 //! copies it for path dependencies), so its dependencies are ones already compiled: the
 //! plugin builds go to the test plugins' shared target directory
 //! (`target/hotswap-test-plugins`, release, as `hotswap build` builds), and the host is
-//! built as the README runs it (`cargo run`, the dev profile) into this test run's own
-//! target directory, whose dev builds of the host's dependencies it reuses.
+//! built as the README runs it (`cargo run`, the dev profile) into the directory of the
+//! hosts built outside the workspace (`common::hosts_target_dir`), whose dev builds of
+//! its dependencies the slink host's build then reuses.
 
 mod common;
 
@@ -135,7 +136,7 @@ fn a_new_workspace_builds_serves_and_reloads_the_first_time() {
         .args(["build", "-p", "my-service", "--manifest-path"])
         .arg(svc.join("Cargo.toml"))
         .arg("--target-dir")
-        .arg(common::workspace_target_dir())
+        .arg(common::hosts_target_dir())
         .env_remove("CARGO_TARGET_DIR")
         .output()
         .expect("run cargo build");
@@ -147,7 +148,7 @@ fn a_new_workspace_builds_serves_and_reloads_the_first_time() {
 
     let socket = svc.join("admin.sock");
     let log = svc.join("host.log");
-    let mut child = Command::new(common::workspace_target_dir().join("debug/my-service"))
+    let mut child = Command::new(common::hosts_target_dir().join("debug/my-service"))
         .arg(svc.join("plugins"))
         .arg(&socket)
         .current_dir(&svc)

@@ -226,13 +226,10 @@ fn static_linking_makes_one_binary_a_debugger_can_break_in() {
         std::fs::read_to_string(repo().join("demo/slink/host/src/hotswap_static.rs")).unwrap();
     assert_eq!(code_lines(&module), code_lines(&checked_in));
 
-    // One debug build, in a target directory of its own: not the test run's, although
-    // it would reuse that one's dependencies, because a crate with a `cdylib` target
-    // (world, counter) gets a file name without a hash there, the same for this copy's
-    // build as for the workspace's; each build would overwrite the other's, and the next
-    // `cargo test` fail to compile this very test (the world it links would be the
-    // copy's, built against other builds of plugin-api).
-    let target = repo().join("target/hotswap-test-slink");
+    // One debug build, in the directory of the hosts built outside the workspace,
+    // whose dependencies the generated host's build compiled (`common::hosts_target_dir`
+    // says why not the run's own).
+    let target = common::hosts_target_dir();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let (built, log) = run_with_limit(
         Command::new(cargo)

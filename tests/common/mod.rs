@@ -37,6 +37,17 @@ pub fn workspace_target_dir() -> PathBuf {
         .to_owned()
 }
 
+/// The cargo target directory of the hosts the tests build outside this workspace (the
+/// host `hotswap new` generates, the copy of the slink host), dev profile: they share
+/// their registry dependencies with each other, not with the workspace (other profile
+/// settings and features). Not the run's own directory: a crate with a `cdylib` target
+/// (world, counter) gets an rlib without a hash in its name, so a build of it for a root
+/// outside the workspace would overwrite the workspace's, and the next `cargo test`
+/// fail to compile the tests that link it.
+pub fn hosts_target_dir() -> PathBuf {
+    repo().join("target/hotswap-test-hosts")
+}
+
 /// Builds the binary `bin` of the workspace package `package` (dev profile) into
 /// [`workspace_target_dir`] and returns its path.
 ///
