@@ -569,10 +569,11 @@ impl PluginManager {
         let sh = &*self.shared;
         // Reloads faster than old versions unload would pile them up (and run the process
         // out of pthread keys): wait for the reaper at the limit, then refuse.
-        let live = sh.domain.load_arc().versions().len();
-        let waiting = sh
-            .records
-            .waiting_to_unload_below(sh.max_unloading, live, timeout);
+        // Loaded once for the reload: under the reload lock nothing else publishes.
+        let old = sh.domain.load_arc();
+        let waiting =
+            sh.records
+                .waiting_to_unload_below(sh.max_unloading, old.versions().len(), timeout);
         if waiting >= sh.max_unloading {
             return Err(Error::TooManyUnloading {
                 waiting,
@@ -584,7 +585,7 @@ impl PluginManager {
         // with the reload (or, stuck in a hook, when that hook returns), once it started
         // the next reload's (see `hooks`).
         let mut hooks = HookThread::take_or_start(&sh.next_hooks, HOOK_THREAD, timeout);
-        let result = self.swap_inner(dir, data, callback, &mut hooks);
+        let result = self.swap_inner(dir, data, callback, old, &mut hooks);
         hooks.hand_on(&sh.next_hooks, HOOK_THREAD);
         if let Err(Error::Load(e)) = &result {
             if matches!(e.kind, LoadErrorKind::HookTimeout { .. }) {
@@ -599,6 +600,7 @@ impl PluginManager {
         dir: &Path,
         data: &Value,
         callback: Option<Veto<'_>>,
+        old: Arc<Generation>,
         hooks: &mut HookThread,
     ) -> Result<ReloadReport, Error> {
         let started = Instant::now();
@@ -613,7 +615,6 @@ impl PluginManager {
             }
         }
         let _discard = Discard(staging.clone());
-        let old = sh.domain.load_arc();
         // Static mode has nothing to scan: its plugins are loaded below, once.
         let candidates = match &sh.static_plugins {
             Some(_) => Default::default(),
