@@ -237,7 +237,9 @@ fn static_linking_makes_one_binary_a_debugger_can_break_in() {
             .arg("--manifest-path")
             .arg(host.join("Cargo.toml"))
             .arg("--target-dir")
-            .arg(&target),
+            .arg(&target)
+            // As the generated host's build in the same directory (tests/scaffold.rs).
+            .env("CARGO_INCREMENTAL", "0"),
         &tmp.path().join("cargo.log"),
         Duration::from_secs(600),
     );

@@ -20,7 +20,7 @@ const PROBE: &str = "tests/plugins/probe";
 
 /// Every how many cycles the churn loads a library written afresh (read, hashed and
 /// parsed in full) instead of one the host already checked.
-const FRESH_EVERY: usize = 100;
+const FRESH_EVERY: usize = 250;
 
 /// The work valgrind watches: `cycles` reloads alternating two builds, each followed by
 /// a full collect, with every layout checked again at every load (the plugin's vtable
