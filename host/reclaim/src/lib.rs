@@ -269,6 +269,16 @@ pub enum Pinned {
     Outer,
 }
 
+/// A pinned section ([`Domain::with_section`]): what runs on the pinned value, with
+/// what it needs (a call's arguments) as its own fields.
+pub trait Section<T> {
+    /// What the section returns.
+    type Output;
+    /// Runs the section on `value`, obtained as `pinned` says. Implementations are
+    /// `#[inline(always)]`: that is the point of a section (see `with_section`).
+    fn run(self, value: &T, pinned: Pinned) -> Self::Output;
+}
+
 /// What a reader checks on every pin; on one cache line of its own, which only
 /// [`Domain::publish`] writes.
 #[repr(C, align(64))]
@@ -395,19 +405,62 @@ impl<T> Domain<T> {
         if !slot.load(Ordering::Relaxed).is_null() {
             return self.with_cold(rec, f);
         }
-        // The slot checked is empty only when it is this domain's own slot in a thread's
-        // own record, with membarrier registered: a compiler fence is enough.
-        self.pin(slot, true, f)
+        let (p, _clear) = self.pin_fast(slot);
+        // SAFETY: `p` was published and is held in our slot, validated against CURRENT
+        // after the fence; the reclaimer frees only pointers no slot holds (crate docs).
+        f(unsafe { &*p }, Pinned::Fresh)
     }
 
-    /// Pins into `slot` (this domain's, empty) and runs `f`.
+    /// Runs `section` pinned, like [`with_pinned`](Self::with_pinned) runs a closure, but
+    /// compiled into the caller on both of the pin's paths: the cold path only takes
+    /// the pin (out of line) and hands back a guard. For a hot caller whose section
+    /// carries more than two words (a call's arguments): handed to an out-of-line
+    /// function, they would have to be in memory for it, and the compiler keeps them
+    /// there on the fast path too, where reading them back stalls (wide loads of
+    /// narrower stores). A closure would not do: called from two places, it may be kept
+    /// out of line; a [`Section`]'s `run` is `#[inline(always)]`.
     #[inline(always)]
-    fn pin<R>(
-        &self,
-        slot: &'static AtomicPtr<()>,
-        light: bool,
-        f: impl FnOnce(&T, Pinned) -> R,
-    ) -> R {
+    pub fn with_section<S: Section<T>>(&self, section: S) -> S::Output {
+        let rec = records::local();
+        // SAFETY: `check` is set once, in `new`, to `own` or FULL, both below SLOTS.
+        let slot = unsafe { rec.hazards.get_unchecked(self.hot.check) };
+        if !slot.load(Ordering::Relaxed).is_null() {
+            let pin = self.pin_cold(rec);
+            // SAFETY: `pin` holds its value until it is dropped, after `run` returns.
+            return section.run(unsafe { &*pin.value }, pin.pinned);
+        }
+        let (p, _clear) = self.pin_fast(slot);
+        // SAFETY: as in `with_pinned`.
+        section.run(unsafe { &*p }, Pinned::Fresh)
+    }
+
+    /// The fast path's pin: publishes the current value in `slot`, this domain's own
+    /// slot in this thread's own record (empty, membarrier registered: a compiler
+    /// fence is enough), and returns it with the guard that empties the slot. Not a
+    /// function taking the section as a closure: the closure might not be inlined.
+    #[inline(always)]
+    fn pin_fast(&self, slot: &'static AtomicPtr<()>) -> (*const T, ClearOnDrop) {
+        let p = self.acquire(slot, true);
+        let clear = ClearOnDrop(
+            slot,
+            self.hot.rules.order(Rule::RelaxedClear, Ordering::Release),
+        );
+        (p, clear)
+    }
+
+    /// [`with_pinned`](Self::with_pinned) off the fast path.
+    #[cold]
+    #[inline(never)]
+    fn with_cold<R>(&self, rec: &'static ThreadRecord, f: impl FnOnce(&T, Pinned) -> R) -> R {
+        let pin = self.pin_cold(rec);
+        // SAFETY: `pin` holds its value until it is dropped, after `f` returns.
+        f(unsafe { &*pin.value }, pin.pinned)
+    }
+
+    /// Publishes the current value in `slot` (this domain's, empty) and returns it,
+    /// validated: the caller clears the slot when its pin ends.
+    #[inline(always)]
+    fn acquire(&self, slot: &'static AtomicPtr<()>, light: bool) -> *const T {
         let rules = self.hot.rules;
         let current = &self.hot.current;
         let mut p = current.load(Ordering::Acquire);
@@ -417,25 +470,21 @@ impl<T> Domain<T> {
                 sync::reader_fence(light);
             }
             if !rules.keeps(Rule::NoRevalidate) {
-                break;
+                return p;
             }
             let q = current.load(Ordering::Acquire);
             if q == p {
-                break;
+                return p;
             }
             p = q;
         }
-        let _clear = ClearOnDrop(slot, rules.order(Rule::RelaxedClear, Ordering::Release));
-        // SAFETY: `p` was published and is held in our slot, validated against CURRENT
-        // after the fence; the reclaimer frees only pointers no slot holds (crate docs).
-        f(unsafe { &*p }, Pinned::Fresh)
     }
 
     /// Everything but the fast path: an unregistered or exiting thread, fence mode, a
-    /// domain without a slot, and nested pins.
+    /// domain without a slot, and nested pins. The pin lasts as long as the guard.
     #[cold]
     #[inline(never)]
-    fn with_cold<R>(&self, rec: &'static ThreadRecord, f: impl FnOnce(&T, Pinned) -> R) -> R {
+    fn pin_cold(&self, rec: &'static ThreadRecord) -> ColdPin<T> {
         let rec = if std::ptr::eq(rec, records::unregistered()) {
             records::register()
         } else if std::ptr::eq(rec, records::attention_record()) {
@@ -444,24 +493,38 @@ impl<T> Domain<T> {
             rec
         };
         if std::ptr::eq(rec, records::exiting()) || self.hot.own == FULL {
-            return self.with_arc(f);
+            return self.pin_arc();
         }
         let slot = &rec.hazards[self.hot.own];
         let held = slot.load(Ordering::Relaxed) as *const T;
         if !held.is_null() {
-            // SAFETY: only this domain writes its slot, and only in `pin`, so a full slot
-            // is an outer pin of this domain on this thread, which holds `held` (a value
-            // of this domain) until it returns, after we return.
-            return f(unsafe { &*held }, Pinned::Outer);
+            // Only this domain writes its slot, and only while a pin of it lasts, so a
+            // full slot is an outer pin of this domain on this thread, which holds
+            // `held` (a value of this domain) until it ends, after this one.
+            return ColdPin {
+                value: held,
+                pinned: Pinned::Outer,
+                _ends: PinEnd::Outer,
+            };
         }
-        self.pin(slot, self.hot.light, f)
+        let value = self.acquire(slot, self.hot.light);
+        ColdPin {
+            value,
+            pinned: Pinned::Fresh,
+            _ends: PinEnd::Slot {
+                _clear: ClearOnDrop(
+                    slot,
+                    self.hot.rules.order(Rule::RelaxedClear, Ordering::Release),
+                ),
+            },
+        }
     }
 
     /// Pins by holding an `Arc` clone. The clones this thread holds are listed in
     /// `ARC_PINS` so that a nested pin of the same domain reuses the outer one's value.
     #[cold]
     #[inline(never)]
-    fn with_arc<R>(&self, f: impl FnOnce(&T, Pinned) -> R) -> R {
+    fn pin_arc(&self) -> ColdPin<T> {
         let domain = self as *const Domain<T> as usize;
         let outer = ARC_PINS
             .try_with(|pins| {
@@ -474,9 +537,13 @@ impl<T> Domain<T> {
             .ok()
             .flatten();
         if let Some(p) = outer {
-            // SAFETY: an outer `with_arc` frame of this domain on this thread holds the
-            // Arc that `p` points into, and it removes the entry before it drops it.
-            return f(unsafe { &*(p as *const T) }, Pinned::Outer);
+            // An outer arc pin of this domain on this thread holds the Arc that `p`
+            // points into, and it removes the entry before it drops it, after this pin.
+            return ColdPin {
+                value: p as *const T,
+                pinned: Pinned::Outer,
+                _ends: PinEnd::Outer,
+            };
         }
         let value = self.load_arc();
         let listed = ARC_PINS
@@ -485,9 +552,34 @@ impl<T> Domain<T> {
                     .push((domain, Arc::as_ptr(&value) as *const ()))
             })
             .is_ok();
-        let _unlist = Unlist(listed);
-        f(&value, Pinned::Fresh)
+        ColdPin {
+            value: Arc::as_ptr(&value),
+            pinned: Pinned::Fresh,
+            // Fields drop in order: unlisted before the clone goes.
+            _ends: PinEnd::Arc {
+                _unlist: Unlist(listed),
+                _value: value,
+            },
+        }
     }
+}
+
+/// A pin taken off the fast path: `value` stays alive until the guard drops (by return
+/// or by unwinding), which ends the pin.
+struct ColdPin<T> {
+    value: *const T,
+    pinned: Pinned,
+    _ends: PinEnd<T>,
+}
+
+/// What ends a [`ColdPin`] when it drops.
+enum PinEnd<T> {
+    /// Nothing: an outer pin of the same domain on this thread holds the value.
+    Outer,
+    /// The slot of this thread's record the value is published in is emptied.
+    Slot { _clear: ClearOnDrop },
+    /// The `Arc` clone that holds the value is unlisted from `ARC_PINS`, then dropped.
+    Arc { _unlist: Unlist, _value: Arc<T> },
 }
 
 impl<T> Drop for Domain<T> {

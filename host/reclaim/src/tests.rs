@@ -37,6 +37,17 @@ impl Drop for Tracked {
     }
 }
 
+/// A pinned section ([`Domain::with_section`]) that runs a closure on what it pinned.
+struct Reading<F>(F);
+
+impl<T, R, F: FnOnce(&T, Pinned) -> R> Section<T> for Reading<F> {
+    type Output = R;
+    #[inline(always)]
+    fn run(self, value: &T, pinned: Pinned) -> R {
+        (self.0)(value, pinned)
+    }
+}
+
 fn tracked(value: u64, alive: &Arc<AtomicU64>) -> Arc<Tracked> {
     alive.fetch_add(1, Ordering::SeqCst);
     Arc::new(Tracked {
@@ -71,12 +82,21 @@ fn readers_never_see_freed_values() {
                 let mut last = 0;
                 let mut calls = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    let v = domain.with(|t| {
-                        // Nested pin of the same domain sees the same value.
-                        let inner = domain.with(|u| u.value());
-                        assert_eq!(inner, t.value());
-                        t.value()
-                    });
+                    // Both kinds of pinned section, each nesting the other: a nested
+                    // pin of the same domain sees the same value.
+                    let v = if calls % 2 == 0 {
+                        domain.with(|t| {
+                            let inner = domain.with_section(Reading(|u: &Tracked, _| u.value()));
+                            assert_eq!(inner, t.value());
+                            t.value()
+                        })
+                    } else {
+                        domain.with_section(Reading(|t: &Tracked, _| {
+                            let inner = domain.with(|u| u.value());
+                            assert_eq!(inner, t.value());
+                            t.value()
+                        }))
+                    };
                     assert!(v >= last, "went backwards: {v} after {last}");
                     last = v;
                     if calls == 0 {
@@ -143,7 +163,16 @@ fn a_nested_pin_of_the_same_domain_keeps_the_outer_value() {
         domain.with_pinned(|inner, how| {
             assert_eq!((inner.value, how), (1, Pinned::Outer));
         });
+        domain.with_section(Reading(|inner: &Tracked, how| {
+            assert_eq!((inner.value, how), (1, Pinned::Outer));
+        }));
     });
+    domain.with_section(Reading(|outer: &Tracked, how| {
+        assert_eq!((outer.value, how), (2, Pinned::Fresh));
+        domain.with_pinned(|inner, how| {
+            assert_eq!((inner.value, how), (2, Pinned::Outer));
+        });
+    }));
     domain.with_pinned(|t, how| assert_eq!((t.value, how), (2, Pinned::Fresh)));
     reclaim(&mut pending).expect("the barrier runs");
     assert!(pending.is_empty());
@@ -194,6 +223,17 @@ fn domains_beyond_the_slots_pin_by_arc_and_indices_are_reused() {
         });
     });
     overflow.with_pinned(|t, how| assert_eq!((t.value(), how), (1000, Pinned::Fresh)));
+    // The same through a section, whose cold path takes the pin and hands it back.
+    overflow.with_section(Reading(|t: &Tracked, how| {
+        assert_eq!((t.value(), how), (1000, Pinned::Fresh));
+        let mut pending = vec![overflow.publish(tracked(1001, &alive))];
+        reclaim(&mut pending).expect("the barrier runs");
+        assert_eq!(t.value(), 1000, "the section's Arc pin holds it");
+        overflow.with_section(Reading(|nested: &Tracked, how| {
+            assert_eq!((nested.value(), how), (1000, Pinned::Outer));
+        }));
+    }));
+    overflow.with_pinned(|t, how| assert_eq!((t.value(), how), (1001, Pinned::Fresh)));
     for (i, d) in domains.iter().enumerate() {
         if !std::ptr::eq(d, overflow) {
             assert_eq!(d.with(|t| d.with(|u| t.value + u.value)), 2 * i as u64);
@@ -212,7 +252,9 @@ fn pins_from_thread_local_destructors_work() {
     struct PinOnExit(Arc<Domain<u64>>, std::sync::mpsc::Sender<u64>);
     impl Drop for PinOnExit {
         fn drop(&mut self) {
-            let _ = self.1.send(self.0.with(|v| *v));
+            let plain = self.0.with(|v| *v);
+            let section = self.0.with_section(Reading(|v: &u64, _| *v));
+            let _ = self.1.send(plain + section);
         }
     }
     thread_local! {
@@ -233,6 +275,30 @@ fn pins_from_thread_local_destructors_work() {
         })
         .join()
         .expect("a pin during teardown must not panic");
-        assert_eq!(rx.recv().unwrap(), 5, "pinned before: {pinned_before}");
+        assert_eq!(rx.recv().unwrap(), 10, "pinned before: {pinned_before}");
     }
+}
+
+#[test]
+fn a_section_that_panics_ends_its_pin() {
+    let _slots = SLOTS_GUARD.read();
+    let alive = Arc::new(AtomicU64::new(0));
+    let domain = Domain::new(tracked(1, &alive));
+    // Many times in one process, on the fast path and nested (the cold path's guard).
+    for i in 0..200u64 {
+        let nested = i % 2 == 1;
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let boom = |t: &Tracked, _| -> u64 { panic!("section {i} on {}", t.value()) };
+            if nested {
+                domain.with(|_| domain.with_section(Reading(boom)))
+            } else {
+                domain.with_section(Reading(boom))
+            }
+        }));
+        assert!(caught.is_err());
+        let mut pending = vec![domain.publish(tracked(i + 2, &alive))];
+        reclaim(&mut pending).expect("the barrier runs");
+        assert!(pending.is_empty(), "round {i}: the panicked pin was ended");
+    }
+    assert_eq!(alive.load(Ordering::SeqCst), 1);
 }
