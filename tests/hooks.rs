@@ -30,7 +30,7 @@
 // A module of `tests/memcheck.rs`, which declares `common` once for both.
 use super::common;
 
-use common::{build, clear, install, plugin_dir, require_tool};
+use common::{build_optimised, clear, install, plugin_dir, require_tool};
 use hotswap_host::{maps, Error, LoadErrorKind, Outcome, PluginManager, Step, Value};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -386,9 +386,10 @@ fn read_own_memory(at: u64, len: u64) -> Vec<u8> {
 /// Stages the three builds in directories of their own; returns the child's spec.
 fn stage(reps: usize) -> (Vec<tempfile::TempDir>, String) {
     let dirs = vec![plugin_dir(), plugin_dir(), plugin_dir()];
-    install(&build(PROBE, &[]), dirs[0].path());
-    install(&build(PROBE, &["v2"]), dirs[1].path());
-    install(&build(PROVIDER, &[]), dirs[2].path());
+    // Optimised: the same builds run under valgrind (`common::build_optimised`).
+    install(&build_optimised(PROBE, &[]), dirs[0].path());
+    install(&build_optimised(PROBE, &["v2"]), dirs[1].path());
+    install(&build_optimised(PROVIDER, &[]), dirs[2].path());
     let spec = format!(
         "{}|{}|{}|{reps}",
         dirs[0].path().display(),

@@ -11,7 +11,7 @@
 // A module of `tests/memcheck.rs`, which declares `common` once for both.
 use super::common;
 
-use common::{build, install, plugin_dir};
+use common::{build_optimised, install, plugin_dir};
 use hotswap_host::{maps, PluginManager, Value};
 use std::process::Command;
 use std::time::Duration;
@@ -126,8 +126,8 @@ fn a_thousand_loads_checks_and_unloads_have_no_invalid_memory_access() {
         return;
     }
     let (a, b) = (plugin_dir(), plugin_dir());
-    install(&build(PROBE, &[]), a.path());
-    install(&build(PROBE, &["v2"]), b.path());
+    install(&build_optimised(PROBE, &[]), a.path());
+    install(&build_optimised(PROBE, &["v2"]), b.path());
     let cycles = std::env::var("HOTSWAP_CHURN_CYCLES").unwrap_or_else(|_| "1000".into());
     let spec = format!("{}|{}|{cycles}", a.path().display(), b.path().display());
     if !common::require_tool("valgrind") {
