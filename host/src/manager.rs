@@ -29,7 +29,7 @@ use hotswap_manifest::signature::TrustedKey;
 use hotswap_plugin_api::interface::{Binder, Interface};
 use hotswap_plugin_api::typed::{Args, HostCopy, Ret};
 use hotswap_plugin_api::Value;
-use hotswap_reclaim::Domain;
+use hotswap_reclaim::{Domain, Pinned, Section};
 use parking_lot::Mutex;
 use serde::Serialize;
 use std::collections::HashSet;
@@ -811,14 +811,14 @@ impl PluginManager {
         function: &str,
         args: &[Value],
     ) -> Result<Value, CallError> {
-        // `#[inline(always)]`: the pinned section inlines into the pin's fast path (and
-        // so into the caller), where the key of a literal name folds to constants; the
-        // pin's cold path still takes the closure, so its captures (by value: `move`)
-        // are written to memory once.
-        self.shared.domain.with_pinned(
-            #[inline(always)]
-            move |g, _| g.invoke(&NameKey::of(plugin), plugin, function, args),
-        )
+        // A section: it inlines into both of the pin's paths (and so into the caller),
+        // where the key of a literal name folds to constants, and its names and
+        // arguments stay in registers (`Domain::with_section`).
+        self.shared.domain.with_section(ByName {
+            plugin,
+            function,
+            args,
+        })
     }
 
     /// Calls `function` on every plugin, dependencies first, all on one generation.
@@ -1327,3 +1327,23 @@ struct SendEntries(Vec<hotswap_abi::vtable::ImportEntry>);
 // or `Sync` (`Export::new` requires it) and kept alive by the dependent's version,
 // which the job holds.
 unsafe impl Send for SendEntries {}
+
+/// A call by name as the pinned section of [`PluginManager::invoke_func`].
+struct ByName<'a> {
+    plugin: &'a str,
+    function: &'a str,
+    args: &'a [Value],
+}
+
+impl Section<Generation> for ByName<'_> {
+    type Output = Result<Value, CallError>;
+    #[inline(always)]
+    fn run(self, g: &Generation, _: Pinned) -> Self::Output {
+        g.invoke(
+            &NameKey::of(self.plugin),
+            self.plugin,
+            self.function,
+            self.args,
+        )
+    }
+}
