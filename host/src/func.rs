@@ -6,7 +6,7 @@ use crate::generation::{Generation, TypedSlot};
 use crate::shared::Shared;
 use hotswap_abi::vtable::{Failure, InstancePtr, TypedRet};
 use hotswap_plugin_api::typed::{Args, Ret};
-use hotswap_reclaim::{Pinned, Section};
+use hotswap_reclaim::Pinned;
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::sync::Arc;
@@ -110,19 +110,11 @@ impl<A: Args, R: Ret> Func<A, R> {
     /// function itself returns, an `Err` of its own included, is the `Ok` value.
     #[inline(always)]
     pub fn call<'w>(&self, arg: A::Lent<'w>) -> Result<R, CallError> {
-        let domain = &self.shared.domain;
-        // Decided at compile time. A closure of the handle and an argument of one word
-        // is two words, which go to the pin's out-of-line cold path in registers: then
-        // the one copy of the call, on the fast path, leaves the most registers free in
-        // a loop of calls. Wider arguments would have to be in memory for that cold
-        // path, and the fast path would read them back from there, with stalls: a
-        // `Section` compiles the call into both paths instead.
-        if std::mem::size_of::<A::Lent<'w>>() <= std::mem::size_of::<usize>() {
-            domain.with_pinned(move |g, p| self.call_in(g, p, arg))
-        } else {
-            domain.with_section(TypedCall { func: self, arg })
-        }
-        .map_err(unbox)
+        // `move`: a closure holding `arg` by reference would force it into memory.
+        self.shared
+            .domain
+            .with_pinned(move |g, p| self.call_in(g, p, arg))
+            .map_err(unbox)
     }
 
     /// Like [`call`](Self::call), also returning the id of the generation that served it.
@@ -266,21 +258,6 @@ impl<A: Args, R: Ret> Func<A, R> {
     /// The function this handle calls.
     pub fn function(&self) -> &str {
         &self.function
-    }
-}
-
-/// A typed call as the pinned section of [`Func::call`] (see `Domain::with_section`:
-/// compiled into the caller on both of the pin's paths, the arguments in registers).
-struct TypedCall<'f, 'w, A: Args, R> {
-    func: &'f Func<A, R>,
-    arg: A::Lent<'w>,
-}
-
-impl<A: Args, R: Ret> Section<Generation> for TypedCall<'_, '_, A, R> {
-    type Output = Result<R, Box<CallError>>;
-    #[inline(always)]
-    fn run(self, g: &Generation, pinned: Pinned) -> Self::Output {
-        self.func.call_in(g, pinned, self.arg)
     }
 }
 

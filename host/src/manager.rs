@@ -814,7 +814,7 @@ impl PluginManager {
         // A section: it inlines into both of the pin's paths (and so into the caller),
         // where the key of a literal name folds to constants, and its names and
         // arguments stay in registers (`Domain::with_section`).
-        self.shared.domain.with_section(ByName {
+        self.shared.domain.with_section(NamedCall {
             plugin,
             function,
             args,
@@ -1329,13 +1329,13 @@ struct SendEntries(Vec<hotswap_abi::vtable::ImportEntry>);
 unsafe impl Send for SendEntries {}
 
 /// A call by name as the pinned section of [`PluginManager::invoke_func`].
-struct ByName<'a> {
+struct NamedCall<'a> {
     plugin: &'a str,
     function: &'a str,
     args: &'a [Value],
 }
 
-impl Section<Generation> for ByName<'_> {
+impl Section<Generation> for NamedCall<'_> {
     type Output = Result<Value, CallError>;
     #[inline(always)]
     fn run(self, g: &Generation, _: Pinned) -> Self::Output {

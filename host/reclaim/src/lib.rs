@@ -89,6 +89,13 @@
 //! cloning an `Arc` under a mutex (slower, equally safe; a thread-local list of those
 //! clones keeps nested pins on the outer value there too).
 //!
+//! The cold path takes the pin out of line and returns a guard that ends it (clears the
+//! slot, or unlists and drops the `Arc`, or nothing for an outer pin). [`Domain::with`]
+//! and [`Domain::with_pinned`] run their closure there, out of line too;
+//! [`Domain::with_section`] runs its [`Section`] in the caller on both paths, so what
+//! the section carries (a call's arguments) never has to be in memory for the cold
+//! path, where the compiler would keep it for the fast path as well.
+//!
 //! # Attention
 //!
 //! The host sometimes needs every thread to pass through the cold path once at its next
