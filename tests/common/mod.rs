@@ -104,8 +104,8 @@ static BUILDS: OnceLock<Mutex<HashMap<String, Build>>> = OnceLock::new();
 ///
 /// A release build (`hotswap build`'s default) whose own crate is compiled at
 /// opt-level 0, its dependencies as release builds them: the tests check what the code
-/// does, not how fast, and the crate compiles in half the time (75 plugin builds a
-/// run). Where valgrind runs the plugin's code, see [`build_optimised`].
+/// does, not how fast, and the crate compiles in half the time (about 75 plugin builds
+/// a run). Where valgrind runs the plugin's code, see [`build_optimised`].
 pub fn build(crate_dir: &str, features: &[&str]) -> Build {
     build_with(crate_dir, features, &[])
 }
@@ -135,12 +135,8 @@ pub fn build_with(crate_dir: &str, features: &[&str], args: &[&str]) -> Build {
 }
 
 fn build_opt(crate_dir: &str, features: &[&str], args: &[&str], optimised: bool) -> Build {
-    let key = format!(
-        "{crate_dir}[{}]{}{}",
-        features.join(","),
-        args.join(" "),
-        if optimised { " optimised" } else { "" }
-    );
+    let opt = if optimised { " optimised" } else { "" };
+    let key = format!("{crate_dir}[{}]{}{opt}", features.join(","), args.join(" "));
     let builds = repo().join("target/hotswap-test-builds");
     let cache = BUILDS.get_or_init(|| {
         remove_dead_processes_builds(&builds);
@@ -167,10 +163,9 @@ fn build_opt(crate_dir: &str, features: &[&str], args: &[&str], optimised: bool)
         }
     }
     let lib_key = format!(
-        "{crate_dir}[{}]{}{}",
+        "{crate_dir}[{}]{}{opt}",
         features.join(","),
-        cargo_args.join(" "),
-        if optimised { " optimised" } else { "" }
+        cargo_args.join(" ")
     );
     let libs = builds.join("libs").join(format!(
         "{name}-{:016x}",

@@ -412,7 +412,9 @@ impl<T> Domain<T> {
         if !slot.load(Ordering::Relaxed).is_null() {
             return self.with_cold(rec, f);
         }
-        let (p, _clear) = self.pin_fast(slot);
+        // The slot checked is empty only when it is this domain's own slot in a thread's
+        // own record, with membarrier registered: a compiler fence is enough.
+        let (p, _clear) = self.pin_slot(slot, true);
         // SAFETY: `p` was published and is held in our slot, validated against CURRENT
         // after the fence; the reclaimer frees only pointers no slot holds (crate docs).
         f(unsafe { &*p }, Pinned::Fresh)
@@ -436,18 +438,19 @@ impl<T> Domain<T> {
             // SAFETY: `pin` holds its value until it is dropped, after `run` returns.
             return section.run(unsafe { &*pin.value }, pin.pinned);
         }
-        let (p, _clear) = self.pin_fast(slot);
+        // The slot checked is empty only when it is this domain's own slot in a thread's
+        // own record, with membarrier registered: a compiler fence is enough.
+        let (p, _clear) = self.pin_slot(slot, true);
         // SAFETY: as in `with_pinned`.
         section.run(unsafe { &*p }, Pinned::Fresh)
     }
 
-    /// The fast path's pin: publishes the current value in `slot`, this domain's own
-    /// slot in this thread's own record (empty, membarrier registered: a compiler
-    /// fence is enough), and returns it with the guard that empties the slot. Not a
+    /// Pins into `slot` (this domain's, empty): publishes the current value there
+    /// ([`Self::acquire`]) and returns it with the guard that empties the slot. Not a
     /// function taking the section as a closure: the closure might not be inlined.
     #[inline(always)]
-    fn pin_fast(&self, slot: &'static AtomicPtr<()>) -> (*const T, ClearOnDrop) {
-        let p = self.acquire(slot, true);
+    fn pin_slot(&self, slot: &'static AtomicPtr<()>, light: bool) -> (*const T, ClearOnDrop) {
+        let p = self.acquire(slot, light);
         let clear = ClearOnDrop(
             slot,
             self.hot.rules.order(Rule::RelaxedClear, Ordering::Release),
@@ -514,16 +517,11 @@ impl<T> Domain<T> {
                 _ends: PinEnd::Outer,
             };
         }
-        let value = self.acquire(slot, self.hot.light);
+        let (value, clear) = self.pin_slot(slot, self.hot.light);
         ColdPin {
             value,
             pinned: Pinned::Fresh,
-            _ends: PinEnd::Slot {
-                _clear: ClearOnDrop(
-                    slot,
-                    self.hot.rules.order(Rule::RelaxedClear, Ordering::Release),
-                ),
-            },
+            _ends: PinEnd::Slot { _clear: clear },
         }
     }
 
