@@ -5,7 +5,7 @@
 //! at what it did not take, so neither changes when the other does.
 
 use crate::error::Error;
-use crate::scan::Candidate;
+use crate::scan::{Candidate, Listing};
 use hotswap_manifest::Manifest;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -15,7 +15,7 @@ const HOW: &str = "package plugins with `hotswap build <plugin crate> <plugin di
                    writes the library and its manifest";
 
 /// Warns of every bare library in `dir` (a `.so` beside which no manifest describes
-/// it) and of a scan that found no plugin; with `require`, a scan that found no plugin
+/// it, as `listing` of `dir` shows) and of a scan that found no plugin; with `require`, a scan that found no plugin
 /// is an [`Error::NoPlugins`] naming the bare files.
 ///
 /// A bare library beside plugins that do load is only a warning, even with `require`:
@@ -23,11 +23,12 @@ const HOW: &str = "package plugins with `hotswap build <plugin crate> <plugin di
 /// during a build sees one for a moment.
 pub(crate) fn check(
     dir: &Path,
+    listing: &Listing,
     candidates: &BTreeMap<String, Candidate>,
     whitelist: Option<&HashSet<String>>,
     require: bool,
 ) -> Result<(), Error> {
-    let bare = bare_libraries(dir, candidates);
+    let bare = bare_libraries(listing, candidates);
     for file in &bare {
         tracing::warn!(
             file = %file.display(),
@@ -55,22 +56,15 @@ pub(crate) fn check(
     Ok(())
 }
 
-/// The libraries of `dir` that no manifest describes: neither a candidate's file nor a
-/// file with a manifest of the same stem (an older build, not chosen). Best effort: a
-/// directory that cannot be listed has no bare files here (the scan reported it).
-fn bare_libraries(dir: &Path, candidates: &BTreeMap<String, Candidate>) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
+/// The libraries `listing` shows that no manifest describes: neither a candidate's
+/// file nor a file with a manifest of the same stem (an older build, not chosen).
+fn bare_libraries(listing: &Listing, candidates: &BTreeMap<String, Candidate>) -> Vec<PathBuf> {
     let chosen: HashSet<PathBuf> = candidates.values().map(Candidate::library_path).collect();
-    let mut bare: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().ends_with(std::env::consts::DLL_SUFFIX))
-        })
-        .filter(|p| !chosen.contains(p) && !Manifest::path_for(p).exists())
-        .collect();
-    bare.sort();
-    bare
+    let manifests: HashSet<&PathBuf> = listing.manifests.iter().collect();
+    listing
+        .libraries
+        .iter()
+        .filter(|p| !chosen.contains(*p) && !manifests.contains(&Manifest::path_for(p)))
+        .cloned()
+        .collect()
 }

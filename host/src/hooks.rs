@@ -10,11 +10,18 @@
 //! Starting a thread is a tenth of a fast reload, so a reload's hook thread, as its last
 //! job, starts the next reload's ([`HookThread::hand_on`]), off the reload's path: each
 //! reload still runs its hooks on a thread of its own that ran no other reload's hooks.
-//! And the reload waits for each answer spinning a few microseconds before it sleeps:
-//! a hook that answers at once (most do) is not paid for with two thread wake-ups.
+//! And neither side sleeps between a reload's hooks: the reload looks for each answer,
+//! yielding, for up to [`SPIN`] before it sleeps on it, and the hook thread looks for
+//! its next job for up to [`LINGER`] after each one (until the reload says it has no
+//! more, [`HookThread::rest`]). A hook that answers at once (most do) is then not paid
+//! for with thread wake-ups, tens of microseconds each on a virtual machine. A new
+//! thread does not linger before its first job: it sleeps until the next reload, and
+//! while the reload runs its dlopen, a thread of the process spinning on the other CPU
+//! would make every mapping change there interrupt it.
 
 use crate::error::Step;
 use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -22,7 +29,10 @@ use std::time::{Duration, Instant};
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a reload looks for a hook's answer, yielding, before it sleeps on it.
-const SPIN: Duration = Duration::from_micros(50);
+const SPIN: Duration = Duration::from_micros(200);
+
+/// How long the hook thread looks for its next job, yielding, before it sleeps.
+const LINGER: Duration = Duration::from_micros(500);
 
 /// Where a reload's hook thread leaves the next reload's (see [`HookThread::hand_on`]).
 pub(crate) type NextHooks = Arc<Mutex<Option<HookThread>>>;
@@ -67,6 +77,22 @@ pub(crate) struct HookThread {
     /// Set once a job overran: the thread is busy for good, nothing more is sent to it.
     stuck: bool,
     start_error: Option<String>,
+    /// Whether the thread lingers after a job ([`rest`](Self::rest) clears it).
+    linger: Arc<AtomicBool>,
+}
+
+/// The hook thread's next job: looked for during [`LINGER`], yielding, while `linger`,
+/// then waited for. `None` once the reload dropped its sender.
+fn next_job(rx: &mpsc::Receiver<Job>, linger: &AtomicBool) -> Option<Job> {
+    let since = Instant::now();
+    while since.elapsed() < LINGER && linger.load(Ordering::Relaxed) {
+        match rx.try_recv() {
+            Ok(job) => return Some(job),
+            Err(mpsc::TryRecvError::Empty) => std::thread::yield_now(),
+            Err(mpsc::TryRecvError::Disconnected) => return None,
+        }
+    }
+    rx.recv().ok()
 }
 
 impl HookThread {
@@ -74,11 +100,18 @@ impl HookThread {
     /// start is reported by the first [`run`](Self::run).
     pub fn start(name: String, timeout: Duration) -> HookThread {
         let (tx, rx) = mpsc::channel::<Job>();
+        let linger = Arc::new(AtomicBool::new(true));
+        let linger_here = linger.clone();
         let started = std::thread::Builder::new().name(name).spawn(move || {
             // What hooks register on this thread dies with it, at the reload's end.
             crate::threads::transient();
-            for job in rx {
+            let Ok(mut job) = rx.recv() else { return };
+            loop {
                 job();
+                match next_job(&rx, &linger_here) {
+                    Some(next) => job = next,
+                    None => return,
+                }
             }
         });
         let start_error = started
@@ -89,6 +122,7 @@ impl HookThread {
             timeout,
             stuck: false,
             start_error,
+            linger,
         }
     }
 
@@ -125,6 +159,12 @@ impl HookThread {
                 }
             }));
         }
+    }
+
+    /// This reload has no more hooks to run: the thread sleeps after its current job
+    /// instead of lingering for another.
+    pub fn rest(&self) {
+        self.linger.store(false, Ordering::Relaxed);
     }
 
     /// Runs `job`, which starts with hook `first`, on the hook thread and waits for it,
@@ -166,6 +206,7 @@ impl HookThread {
             }
         });
         let take_late = || drop(late.lock().take());
+        self.linger.store(true, Ordering::Relaxed);
         let sent = self.jobs.as_ref().map(|j| j.send(boxed));
         if !matches!(sent, Some(Ok(()))) {
             return Err(thread("the hook thread has ended"));

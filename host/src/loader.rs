@@ -72,14 +72,15 @@ pub(crate) fn load(
     };
     let id = NEXT_VERSION_ID.fetch_add(1, Ordering::Relaxed);
     // A unique private path per version: dlopen of a path it already has open returns
-    // the old handle, and the build directory may be rewritten while we run.
-    let private_path = env.private_dir.join(format!("{id}-{}", m.file));
+    // the old handle, and the build directory may be rewritten while we run. (A spare
+    // copy, below, is opened where it is: its name is unique too.)
+    let mut private_path = env.private_dir.join(format!("{id}-{}", m.file));
     // Never block on, or follow a link from, the plugin directory; only what the trust
     // checks accept.
     let file = open_trusted(&source, env.trust).map_err(|(step, kind)| fail(step, kind))?;
     // The same file, unchanged, with the same manifest checksum, passed the checks
     // before (see `verified`): they are functions of its bytes alone, so it is not
-    // checked again; the private copy of an unloaded version of it is reused (see
+    // checked again; the private copy of an unloaded version of it is opened again (see
     // `spare`), or else it is copied (inside the kernel, never read into this process),
     // provided it stays unchanged during the copy. Otherwise it is read, checked and
     // written.
@@ -90,7 +91,8 @@ pub(crate) fn load(
     // The file the private copy holds the bytes of, once they are known to be its.
     let mut copy_of: Option<Source> = None;
     let to_check = if env.verified.contains(&known.identity, &known.sha256) {
-        if env.spares.take(&known, &private_path) {
+        if let Some(spare) = env.spares.take(&known) {
+            private_path = spare;
             copy_of = Some(known);
             None
         } else {
@@ -387,6 +389,11 @@ unsafe fn instantiate(
     let keep_as = copy_of.map(|source| KeepAs {
         spares: env.spares.clone(),
         source,
+        name: record
+            .file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
     });
     let lib = Lib::new(
         library,

@@ -619,13 +619,22 @@ impl PluginManager {
         let candidates = match &sh.static_plugins {
             Some(_) => Default::default(),
             None => {
+                // Listed once: the scan and the check of what it left both use it.
+                let listing = scan::list(dir)?;
                 let found = scan::chosen_builds(
                     dir,
+                    &listing,
                     sh.whitelist.as_ref(),
                     &sh.pins.lock().clone(),
                     &sh.trust,
                 )?;
-                empty_scan::check(dir, &found, sh.whitelist.as_ref(), sh.require_plugins)?;
+                empty_scan::check(
+                    dir,
+                    &listing,
+                    &found,
+                    sh.whitelist.as_ref(),
+                    sh.require_plugins,
+                )?;
                 found
             }
         };
@@ -729,6 +738,8 @@ impl PluginManager {
         let id = old.id() + 1;
         let extension = sh.extension_newer.as_ref().map(|f| Arc::new(f()));
         run_hooks(hooks, &ordered, &fresh, data, id, extension.as_ref())?;
+        // The last hooks of this reload ran: the hook thread need not linger.
+        hooks.rest();
         let symbols = sh.symbols.lock().clone();
         let generation = Generation::new(id, ordered, &symbols, extension, &sh.layouts);
         let configured: Option<Veto<'_>> = sh.reload_callback.as_deref().map(|f| f as Veto<'_>);

@@ -341,7 +341,7 @@ impl Reaper {
                         match (&mapped, keep_as) {
                             // Closed and surely unmapped: a later load of the same file
                             // may reuse the copy (see `spare`).
-                            (Some(false), Some(k)) => k.spares.put(k.source, path),
+                            (Some(false), Some(k)) => k.spares.put(k.source, &k.name, path),
                             _ => {
                                 if let Err(e) = std::fs::remove_file(path) {
                                     tracing::debug!("cannot delete {}: {e}", path.display());

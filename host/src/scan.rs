@@ -39,6 +39,38 @@ fn scan_error(e: ManifestError) -> LoadErrorKind {
     }
 }
 
+/// The entries of a plugin directory a reload looks at, listed once: the manifests to
+/// read, and the libraries (which `empty_scan` checks are all described).
+#[derive(Debug, Default)]
+pub(crate) struct Listing {
+    /// `*.manifest.json` entries, sorted.
+    pub manifests: Vec<PathBuf>,
+    /// Entries named like a shared library of this platform, sorted.
+    pub libraries: Vec<PathBuf>,
+}
+
+/// Lists `dir` (names only: nothing is opened or followed). Fails on an unreadable
+/// directory, naming it.
+pub(crate) fn list(dir: &Path) -> Result<Listing, Error> {
+    let failed = |source| Error::Dir {
+        dir: dir.to_owned(),
+        source,
+    };
+    let mut listing = Listing::default();
+    for entry in std::fs::read_dir(dir).map_err(failed)? {
+        let name = entry.map_err(failed)?.file_name();
+        let name = name.to_string_lossy();
+        if name.ends_with(MANIFEST_SUFFIX) {
+            listing.manifests.push(dir.join(&*name));
+        } else if name.ends_with(std::env::consts::DLL_SUFFIX) {
+            listing.libraries.push(dir.join(&*name));
+        }
+    }
+    listing.manifests.sort();
+    listing.libraries.sort();
+    Ok(listing)
+}
+
 /// Every build of every plugin in `dir`, by name, oldest first (by `build_time_ms`),
 /// filtered by `whitelist` when there is one.
 ///
@@ -52,22 +84,15 @@ pub(crate) fn all_builds(
     dir: &Path,
     whitelist: Option<&HashSet<String>>,
 ) -> Result<BTreeMap<String, Vec<Candidate>>, Error> {
-    let entries = std::fs::read_dir(dir).map_err(|source| Error::Dir {
-        dir: dir.to_owned(),
-        source,
-    })?;
-    let mut paths: Vec<PathBuf> = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|source| Error::Dir {
-            dir: dir.to_owned(),
-            source,
-        })?;
-        let name = entry.file_name();
-        if name.to_string_lossy().ends_with(MANIFEST_SUFFIX) {
-            paths.push(entry.path());
-        }
-    }
-    paths.sort();
+    builds_listed(&list(dir)?, whitelist)
+}
+
+/// [`all_builds`] of the directory `listing` lists.
+fn builds_listed(
+    listing: &Listing,
+    whitelist: Option<&HashSet<String>>,
+) -> Result<BTreeMap<String, Vec<Candidate>>, Error> {
+    let paths = listing.manifests.iter().cloned();
     let mut all: BTreeMap<String, Vec<Candidate>> = BTreeMap::new();
     for path in paths {
         let scan_failed = |e| LoadError {
@@ -139,13 +164,14 @@ pub(crate) struct Pin {
 }
 
 /// The build of every plugin a reload loads: the newest, or the pinned one (see
-/// [`Pin`]). Fails as [`all_builds`], when two different builds of one plugin claim its
+/// [`Pin`]), from the directory `dir` that `listing` lists. Fails as [`all_builds`], when two different builds of one plugin claim its
 /// newest build time; and, at [`Step::Trust`], when `trust` refuses the directory or a
 /// chosen build's manifest (its owner, its mode, its signature: see [`Trust`]). Only
 /// the chosen builds are checked: an old unsigned build left in the directory does not
 /// stop a signed newer one.
 pub(crate) fn chosen_builds(
     dir: &Path,
+    listing: &Listing,
     whitelist: Option<&HashSet<String>>,
     pins: &HashMap<String, Pin>,
     trust: &Trust,
@@ -165,7 +191,7 @@ pub(crate) fn chosen_builds(
         }
         .into(),
     })?;
-    let chosen = choose(dir, whitelist, pins)?;
+    let chosen = choose(listing, whitelist, pins)?;
     for c in chosen.values() {
         let refuse = |kind| LoadError {
             plugin: Some(c.manifest.name.clone()),
@@ -186,11 +212,11 @@ pub(crate) fn chosen_builds(
 
 /// [`chosen_builds`] before the trust checks.
 fn choose(
-    dir: &Path,
+    listing: &Listing,
     whitelist: Option<&HashSet<String>>,
     pins: &HashMap<String, Pin>,
 ) -> Result<BTreeMap<String, Candidate>, Error> {
-    let all = all_builds(dir, whitelist)?;
+    let all = builds_listed(listing, whitelist)?;
     let mut chosen = BTreeMap::new();
     for (name, builds) in &all {
         let pinned = pins.get(name).and_then(|pin| {

@@ -1,12 +1,14 @@
 //! Spare private copies: the private copy of an unloaded version, kept so that loading
 //! the same checked file again (a rollback, two builds alternating, a dependent rebound
-//! to an unchanged file) renames it instead of copying the library again (copying a
-//! library of a few hundred KiB is most of a reload's time: the kernel allocates and
-//! fills every page).
+//! to an unchanged file) opens it where it is instead of copying the library again
+//! (copying a library of a few hundred KiB is most of a reload's time: the kernel
+//! allocates and fills every page; even a rename into the version's own name costs a
+//! twentieth of a reload, so the spare keeps its name).
 //!
 //! A copy is kept only once its library is closed and no longer mapped (the reaper
 //! checks `/proc/self/maps`; a copy still mapped is deleted as before), so `dlopen` of
-//! it never returns a library that is still open. It is taken only for a file the
+//! it never returns a library that is still open; its name (`spare-<n>-<file>`, `n`
+//! counting the manager's spares) is never given to another file while it lives. It is taken only for a file the
 //! `verified` cache knows with the same [`FileIdentity`] and manifest sha256 it was
 //! made from, so it holds exactly the bytes that file has and that passed the checks;
 //! the owner and mode checks of the file (`trust`) still run on every load, on the
@@ -41,38 +43,24 @@ pub(crate) struct Spares {
 }
 
 impl Spares {
-    /// Moves the spare copy of `source`, if there is one, to `to` (a new path in the
-    /// same directory, which must not exist). Whether it did: `false` when there is no
-    /// such copy or the rename failed (the copy is then deleted, and the caller copies
-    /// the file as usual).
-    pub fn take(&self, source: &Source, to: &Path) -> bool {
-        let found = {
-            let mut kept = self.kept.lock();
-            let at = kept.iter().position(|(s, _)| s == source);
-            at.and_then(|i| kept.remove(i))
-        };
-        let Some((_, path)) = found else {
-            return false;
-        };
-        match std::fs::rename(&path, to) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::debug!("cannot reuse {}: {e}", path.display());
-                let _ = std::fs::remove_file(&path);
-                false
-            }
-        }
+    /// The path of the spare copy of `source`, if there is one, which from now on is
+    /// the caller's: to open as a new version's private copy, and to delete or
+    /// [`put`](Self::put) back when that version is unloaded. `None` when there is no
+    /// such copy (the caller copies the file as usual).
+    pub fn take(&self, source: &Source) -> Option<PathBuf> {
+        let mut kept = self.kept.lock();
+        let at = kept.iter().position(|(s, _)| s == source)?;
+        kept.remove(at).map(|(_, path)| path)
     }
 
     /// Keeps `path`, the private copy of `source` whose library is closed and unmapped,
-    /// for a later [`take`](Self::take), renamed to `spare-<n>-<name>` beside it (the
-    /// version's own path is gone, as for a deleted copy); deletes the oldest copy past
-    /// [`SPARES`], and a copy of the same bytes (the same checksum) already kept, whose
-    /// file was rewritten since or is the same one. A copy that cannot be renamed is
-    /// deleted.
-    pub fn put(&self, source: Source, path: &Path) {
+    /// for a later [`take`](Self::take), renamed to `spare-<n>-<name>` beside it (`name`:
+    /// the library's file name in the plugin directory; the version's own path is gone,
+    /// as for a deleted copy); deletes the oldest copy past [`SPARES`], and a copy of
+    /// the same bytes (the same checksum) already kept, whose file was rewritten since
+    /// or is the same one. A copy that cannot be renamed is deleted.
+    pub fn put(&self, source: Source, name: &str, path: &Path) {
         let n = self.named.fetch_add(1, Ordering::Relaxed);
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
         let spare = path.with_file_name(format!("spare-{n}-{name}"));
         if let Err(e) = std::fs::rename(path, &spare) {
             tracing::debug!("cannot keep {}: {e}", path.display());
@@ -106,11 +94,13 @@ impl Spares {
 }
 
 /// Where the private copy of a version goes when its library is closed and unmapped:
-/// to the manager's spares, as a copy of `source`.
+/// to the manager's spares, as a copy of `source`, the library named `name` in the
+/// plugin directory.
 #[derive(Debug, Clone)]
 pub(crate) struct KeepAs {
     pub spares: Arc<Spares>,
     pub source: Source,
+    pub name: String,
 }
 
 #[cfg(test)]
@@ -138,22 +128,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spares = Spares::default();
         let (a, a_copy) = source_of(dir.path(), "a", "sha-a");
-        spares.put(a.clone(), &a_copy);
+        spares.put(a.clone(), "a", &a_copy);
         assert!(!a_copy.exists(), "renamed to a spare's name");
         let other_sha = Source {
             sha256: "another manifest".into(),
             ..a.clone()
         };
-        let to = dir.path().join("1-a");
-        assert!(!spares.take(&other_sha, &to), "same file, another checksum");
-        assert!(spares.take(&a, &to));
-        assert_eq!(std::fs::read(&to).unwrap(), b"a", "renamed, not copied");
-        assert!(!spares.take(&a, &dir.path().join("2-a")), "taken once");
+        assert_eq!(spares.take(&other_sha), None, "same file, another checksum");
+        let taken = spares.take(&a).expect("kept");
+        assert_eq!(taken, dir.path().join("spare-0-a"));
+        assert_eq!(std::fs::read(&taken).unwrap(), b"a", "the copy, as it was");
+        assert_eq!(spares.take(&a), None, "taken once");
+        // Put back after another use: named afresh, not by a name that grows.
+        spares.put(a.clone(), "a", &taken);
+        assert!(!taken.exists());
+        assert_eq!(spares.take(&a), Some(dir.path().join("spare-1-a")));
+        std::fs::rename(dir.path().join("spare-1-a"), dir.path().join("1-a")).unwrap();
 
         let mut copies = Vec::new();
         for i in 0..SPARES + 2 {
             let (s, c) = source_of(dir.path(), &format!("f{i}"), &format!("sha-{i}"));
-            spares.put(s.clone(), &c);
+            spares.put(s.clone(), &format!("f{i}"), &c);
             copies.push(s);
         }
         assert_eq!(spares.len(), SPARES);
@@ -161,7 +156,7 @@ mod tests {
         // The sources, the one taken, and the spares kept: the oldest were deleted.
         assert_eq!(files(), 1 + (SPARES + 2) + 1 + SPARES);
         for s in &copies[..2] {
-            assert!(!spares.take(s, &dir.path().join("x")));
+            assert_eq!(spares.take(s), None);
         }
         // A second copy of the same bytes replaces the first (same checksum).
         let again = dir.path().join("again");
@@ -170,7 +165,7 @@ mod tests {
             identity: a.identity,
             ..copies[SPARES + 1].clone()
         };
-        spares.put(rewritten, &again);
+        spares.put(rewritten, "again", &again);
         assert_eq!(spares.len(), SPARES);
         assert_eq!(files(), 1 + (SPARES + 2) + 1 + SPARES);
     }

@@ -387,7 +387,17 @@ impl OpenRegular {
         self,
         limit: Option<u64>,
     ) -> Result<(Vec<u8>, Option<FileIdentity>), FileError> {
-        let mut bytes = Vec::new();
+        // Room for the size `fstat` gave and one byte more: the file is read in one
+        // call and its end seen in a second, where an empty buffer starts at 32 bytes
+        // and doubles (a dozen reads and copies for a library). Never more than the
+        // limit asks for, or than 256 MiB up front (past that it grows as it reads).
+        const MOST_UP_FRONT: u64 = 256 << 20;
+        let expected = u64::try_from(self.before.size).unwrap_or(0);
+        let room = expected
+            .min(limit.unwrap_or(u64::MAX))
+            .min(MOST_UP_FRONT)
+            .saturating_add(1);
+        let mut bytes = Vec::with_capacity(usize::try_from(room).unwrap_or(0));
         match limit {
             Some(limit) => {
                 (&self.file)
