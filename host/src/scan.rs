@@ -58,12 +58,14 @@ pub(crate) fn list(dir: &Path) -> Result<Listing, Error> {
     };
     let mut listing = Listing::default();
     for entry in std::fs::read_dir(dir).map_err(failed)? {
-        let name = entry.map_err(failed)?.file_name();
+        let entry = entry.map_err(failed)?;
+        // The entry's own path (a name that is not UTF-8 stays as it is).
+        let name = entry.file_name();
         let name = name.to_string_lossy();
         if name.ends_with(MANIFEST_SUFFIX) {
-            listing.manifests.push(dir.join(&*name));
+            listing.manifests.push(entry.path());
         } else if name.ends_with(std::env::consts::DLL_SUFFIX) {
-            listing.libraries.push(dir.join(&*name));
+            listing.libraries.push(entry.path());
         }
     }
     listing.manifests.sort();
@@ -347,4 +349,34 @@ pub(crate) fn build_list(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listing_keeps_each_entry_path_as_it_is_and_sorts_manifests_from_libraries() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        // A name that is not UTF-8: listed by its own bytes, not a lossy copy of them.
+        let odd = std::ffi::OsStr::from_bytes(b"odd-\xff.manifest.json");
+        for name in [
+            odd,
+            "a.manifest.json".as_ref(),
+            "a.so".as_ref(),
+            "notes.txt".as_ref(),
+        ] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        let listing = list(dir.path()).unwrap();
+        assert_eq!(listing.manifests.len(), 2, "{listing:?}");
+        assert!(listing.manifests.iter().all(|p| p.exists()), "{listing:?}");
+        assert!(listing.manifests.contains(&dir.path().join(odd)));
+        assert_eq!(listing.libraries, vec![dir.path().join("a.so")]);
+        assert!(matches!(
+            list(&dir.path().join("gone")),
+            Err(Error::Dir { .. })
+        ));
+    }
 }
