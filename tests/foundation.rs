@@ -198,6 +198,9 @@ fn refused(edit: impl FnOnce(&std::path::Path)) -> hotswap_host::LoadError {
         "the old generation keeps serving"
     );
     assert_eq!(m.generation_id(), before, "nothing was published");
+    // The refused file's private copy (written while it was hashed) is gone again:
+    // only v1's is left.
+    assert_eq!(m.footprint().private_copies, 1, "{:?}", m.footprint());
     println!("refused as: {e}");
     e
 }

@@ -18,6 +18,10 @@
 //! thread does not linger before its first job: it sleeps until the next reload, and
 //! while the reload runs its dlopen, a thread of the process spinning on the other CPU
 //! would make every mapping change there interrupt it.
+//!
+//! Before a version's hooks, the thread has nothing to do: a reload lends it host work
+//! to overlap with its own ([`HookThread::lend`]: writing a new file's private copy
+//! while the reload hashes it).
 
 use crate::error::Step;
 use parking_lot::Mutex;
@@ -159,6 +163,26 @@ impl HookThread {
                 }
             }));
         }
+    }
+
+    /// Runs host code (never a hook) on the hook thread, to overlap it with the reload's
+    /// own work: its result comes back on the receiver. The thread sleeps right after
+    /// it. `None` when the thread cannot take it (it did not start, or is stuck in a
+    /// hook): the caller runs `work` itself.
+    pub fn lend<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<mpsc::Receiver<T>> {
+        if self.stuck || self.start_error.is_some() {
+            return None;
+        }
+        let (tx, rx) = mpsc::channel();
+        self.linger.store(false, Ordering::Relaxed);
+        let job: Job = Box::new(move || {
+            let _ = tx.send(work());
+        });
+        self.jobs.as_ref()?.send(job).ok()?;
+        Some(rx)
     }
 
     /// This reload has no more hooks to run: the thread sleeps after its current job

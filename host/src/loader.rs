@@ -122,8 +122,26 @@ pub(crate) fn load(
         let (bytes, identity) = file
             .read_all(None)
             .map_err(|e| fail(Step::Copy, e.into()))?;
-        if !identity.is_some_and(|i| env.verified.contains(&i, &m.sha256)) {
-            let actual = sha256_hex(&bytes);
+        // Shared with the writer without a copy.
+        let bytes = Arc::new(bytes);
+        // Map exactly the bytes we check. Writing them is a third of loading a new file
+        // and hashing them half: the hook thread writes them meanwhile (it has nothing
+        // else to do before this version's hooks), and they are deleted again below if
+        // they fail a check.
+        let writing = {
+            let (to, bytes) = (private_path.clone(), bytes.clone());
+            hooks.lend(move || std::fs::write(to, bytes.as_slice()))
+        };
+        let unchecked = RemoveOnDrop(&private_path);
+        let known = identity.is_some_and(|i| env.verified.contains(&i, &m.sha256));
+        let actual = (!known).then(|| sha256_hex(&bytes));
+        let written = match writing.map(|w| w.recv()) {
+            Some(Ok(written)) => written,
+            // Not taken, or the thread ended before it answered: written here.
+            _ => std::fs::write(&private_path, bytes.as_slice()),
+        };
+        written.map_err(|e| fail(Step::Copy, e.into()))?;
+        if let Some(actual) = actual {
             if actual != m.sha256 {
                 return Err(fail(
                     Step::Copy,
@@ -141,12 +159,12 @@ pub(crate) fn load(
                 env.verified.insert(i, &m.sha256);
             }
         }
+        // Checked: from here `remove_copy` below owns the copy.
+        std::mem::forget(unchecked);
         copy_of = identity.map(|identity| Source {
             identity,
             sha256: m.sha256.clone(),
         });
-        // Map exactly the bytes we checked.
-        std::fs::write(&private_path, &bytes).map_err(|e| fail(Step::Copy, e.into()))?;
     }
     let remove_copy = RemoveOnDrop(&private_path);
 
