@@ -5,12 +5,14 @@
 //! What counts as a change is the plugin's source hash (the one `hotswap build` records
 //! in the manifest), not a file event: cargo rewrites a copied `Cargo.lock` during the
 //! build, editors save files unchanged, and such events find the hash of the last build
-//! and are ignored. At start, when the output directory already has a build of the
+//! and are ignored. A change names the files whose content differs from the last
+//! build's (not the events' paths, which may be our own build's outputs). At start, when the output directory already has a build of the
 //! current sources (same hash and profile, no extra cargo arguments to tell apart),
 //! nothing is built or reloaded until the first change.
 
 use crate::admin::AdminArgs;
 use clap::Args;
+use hotswap_build::sources::SourceDigests;
 use hotswap_build::{BuildOptions, DEFAULT_SOURCE_PATTERN};
 use hotswap_host::admin::client::Client;
 use hotswap_host::watch::{watch_dir, WatchError};
@@ -178,12 +180,16 @@ fn watch(args: WatchArgs) -> Result<(), WatchCmdError> {
         args.output_dir.display(),
         client.target()
     );
-    let hash = || hotswap_build::sources::source_hash(&root, None, None).map(|(h, _)| h);
-    // The source hash of the last build; `None` when unknown (builds again).
-    let mut built: Option<String> = None;
-    match hash() {
+    let digests = || hotswap_build::sources::source_digests(&root, None, None);
+    // The sources as the build that `hash` names saw them, if they still are (an edit
+    // made during the build leaves them unknown: the next change builds again).
+    let as_built = |hash: String| digests().ok().filter(|d| d.hash == hash);
+    // The sources of the last build; `None` when unknown (builds again).
+    let mut built: Option<SourceDigests> = None;
+    match digests() {
         Ok(now)
-            if args.cargo_args.is_empty() && has_build_of(&args.output_dir, &now, args.debug) =>
+            if args.cargo_args.is_empty()
+                && has_build_of(&args.output_dir, &now.hash, args.debug) =>
         {
             eprintln!(
                 "up to date: {} already has a build of these sources; waiting for a change",
@@ -191,7 +197,11 @@ fn watch(args: WatchArgs) -> Result<(), WatchCmdError> {
             );
             built = Some(now);
         }
-        _ => built = build_and_reload(&options, &client).or(built),
+        _ => {
+            built = build_and_reload(&options, &client)
+                .and_then(as_built)
+                .or(built)
+        }
     }
     while let Ok(mut paths) = rx.recv() {
         // Changes that arrived during the last build are in this round too.
@@ -204,16 +214,22 @@ fn watch(args: WatchArgs) -> Result<(), WatchCmdError> {
             .iter()
             .map(|p| p.strip_prefix(&root).unwrap_or(p).display().to_string())
             .collect();
-        if let (Ok(now), Some(last)) = (hash(), &built) {
-            if &now == last {
-                // Our own build's outputs (cargo rewriting Cargo.lock), or a save that
-                // changed nothing.
+        let now = digests();
+        // The files whose content differs from the last build's: an event for our own
+        // build's output (cargo rewriting Cargo.lock) may come in the same round as an
+        // edit's, or alone; either way it is not named as a change.
+        let changed = match (&now, &built) {
+            (Ok(now), Some(last)) if now.hash == last.hash => {
                 eprintln!("unchanged sources ({}); nothing to do", names.join(", "));
                 continue;
             }
-        }
-        eprintln!("\nchanged: {}", names.join(", "));
-        built = build_and_reload(&options, &client).or(built);
+            (Ok(now), Some(last)) => now.changed_since(last),
+            _ => names,
+        };
+        eprintln!("\nchanged: {}", changed.join(", "));
+        built = build_and_reload(&options, &client)
+            .and_then(as_built)
+            .or(built);
     }
     Ok(())
 }

@@ -34,13 +34,61 @@ pub fn source_hash(
     include: Option<&Regex>,
     exclude: Option<&Regex>,
 ) -> Result<(String, Vec<String>), BuildError> {
+    let digests = source_digests(dir, include, exclude)?;
+    Ok((digests.hash, digests.files.into_keys().collect()))
+}
+
+/// The [`source_hash`] of a plugin's sources, with each counted file's own sha256: what
+/// `hotswap watch` compares with the last build's to name the files an edit changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceDigests {
+    /// The source hash, as [`source_hash`] gives it.
+    pub hash: String,
+    /// Each counted file (relative path) and the hex sha256 of its content.
+    pub files: std::collections::BTreeMap<String, String>,
+}
+
+impl SourceDigests {
+    /// The files added, removed or changed in `self` against `before`, in path order.
+    pub fn changed_since(&self, before: &SourceDigests) -> Vec<String> {
+        let mut changed: Vec<String> = self
+            .files
+            .iter()
+            .filter(|(rel, sha)| before.files.get(*rel) != Some(*sha))
+            .map(|(rel, _)| rel.clone())
+            .chain(
+                before
+                    .files
+                    .keys()
+                    .filter(|rel| !self.files.contains_key(*rel))
+                    .cloned(),
+            )
+            .collect();
+        changed.sort();
+        changed
+    }
+}
+
+/// [`SourceDigests`] of the plugin in `dir`. Fails as [`source_hash`].
+pub fn source_digests(
+    dir: &Path,
+    include: Option<&Regex>,
+    exclude: Option<&Regex>,
+) -> Result<SourceDigests, BuildError> {
     let mut files = Vec::new();
     collect_files(dir, "", &mut files)?;
     files.retain(|(rel, _)| counts_toward_source_hash(rel, include, exclude));
     files.sort();
+    let hex = |digest: &[u8]| {
+        digest.iter().fold(String::new(), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+    };
     let mut hasher = sha2::Sha256::new();
-    for (rel, path) in &files {
-        let contents = std::fs::read(path).map_err(|source| BuildError::SourceHash {
+    let mut each = std::collections::BTreeMap::new();
+    for (rel, path) in files {
+        let contents = std::fs::read(&path).map_err(|source| BuildError::SourceHash {
             path: path.clone(),
             source,
         })?;
@@ -48,12 +96,12 @@ pub fn source_hash(
         hasher.update([0]);
         hasher.update((contents.len() as u64).to_le_bytes());
         hasher.update(&contents);
+        each.insert(rel, hex(&sha2::Sha256::digest(&contents)));
     }
-    let hex = hasher.finalize().iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    });
-    Ok((hex, files.into_iter().map(|(rel, _)| rel).collect()))
+    Ok(SourceDigests {
+        hash: hex(&hasher.finalize()),
+        files: each,
+    })
 }
 
 /// Names of the functions in the plugin's Rust sources whose name starts with `prefix`
@@ -116,6 +164,32 @@ pub(crate) fn collect_files(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digests_name_the_files_changed_added_and_removed_and_agree_with_the_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("src")).unwrap();
+        std::fs::write(root.join("Cargo.toml"), "[package]").unwrap();
+        std::fs::write(root.join("Cargo.lock"), "v1").unwrap();
+        std::fs::write(root.join("src/lib.rs"), "fn a() {}").unwrap();
+        let before = source_digests(root, None, None).unwrap();
+        assert_eq!(before.hash, source_hash(root, None, None).unwrap().0);
+        // Rewritten with the same bytes: nothing changed.
+        std::fs::write(root.join("Cargo.lock"), "v1").unwrap();
+        let same = source_digests(root, None, None).unwrap();
+        assert_eq!(same, before);
+        assert!(same.changed_since(&before).is_empty());
+        std::fs::write(root.join("src/lib.rs"), "fn b() {}").unwrap();
+        std::fs::write(root.join("src/new.rs"), "").unwrap();
+        std::fs::remove_file(root.join("Cargo.toml")).unwrap();
+        let after = source_digests(root, None, None).unwrap();
+        assert_ne!(after.hash, before.hash);
+        assert_eq!(
+            after.changed_since(&before),
+            ["Cargo.toml", "src/lib.rs", "src/new.rs"]
+        );
+    }
 
     #[test]
     fn source_file_selection() {
