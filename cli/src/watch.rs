@@ -5,10 +5,11 @@
 //! What counts as a change is the plugin's source hash (the one `hotswap build` records
 //! in the manifest), not a file event: cargo rewrites a copied `Cargo.lock` during the
 //! build, editors save files unchanged, and such events find the hash of the last build
-//! and are ignored. A change names the files whose content differs from the last
-//! build's (not the events' paths, which may be our own build's outputs). At start, when the output directory already has a build of the
-//! current sources (same hash and profile, no extra cargo arguments to tell apart),
-//! nothing is built or reloaded until the first change.
+//! and are ignored. A change names the files whose content differs from what the last
+//! build hashed (not the events' paths, which may be our own build's outputs). At
+//! start, when the output directory already has a build of the current sources (same
+//! hash and profile, no extra cargo arguments to tell apart), nothing is built or
+//! reloaded until the first change.
 
 use crate::admin::AdminArgs;
 use clap::Args;
@@ -181,10 +182,7 @@ fn watch(args: WatchArgs) -> Result<(), WatchCmdError> {
         client.target()
     );
     let digests = || hotswap_build::sources::source_digests(&root, None, None);
-    // The sources as the build that `hash` names saw them, if they still are (an edit
-    // made during the build leaves them unknown: the next change builds again).
-    let as_built = |hash: String| digests().ok().filter(|d| d.hash == hash);
-    // The sources of the last build; `None` when unknown (builds again).
+    // The sources as the last build hashed them; `None` when unknown (builds again).
     let mut built: Option<SourceDigests> = None;
     match digests() {
         Ok(now)
@@ -197,11 +195,7 @@ fn watch(args: WatchArgs) -> Result<(), WatchCmdError> {
             );
             built = Some(now);
         }
-        _ => {
-            built = build_and_reload(&options, &client)
-                .and_then(as_built)
-                .or(built)
-        }
+        _ => built = build_and_reload(&options, &client).or(built),
     }
     while let Ok(mut paths) = rx.recv() {
         // Changes that arrived during the last build are in this round too.
@@ -227,9 +221,7 @@ fn watch(args: WatchArgs) -> Result<(), WatchCmdError> {
             _ => names,
         };
         eprintln!("\nchanged: {}", changed.join(", "));
-        built = build_and_reload(&options, &client)
-            .and_then(as_built)
-            .or(built);
+        built = build_and_reload(&options, &client).or(built);
     }
     Ok(())
 }
@@ -248,13 +240,13 @@ fn has_build_of(dir: &Path, hash: &str, debug: bool) -> bool {
 }
 
 /// One round: build, then reload; failures are printed and the loop goes on. Returns
-/// the source hash of the build, if it succeeded.
-fn build_and_reload(options: &BuildOptions, client: &Client) -> Option<String> {
+/// the sources as the build hashed them, if it succeeded.
+fn build_and_reload(options: &BuildOptions, client: &Client) -> Option<SourceDigests> {
     eprintln!("== building {}", options.plugin_dir.display());
-    let hash = match hotswap_build::build(options) {
+    let sources = match hotswap_build::build(options) {
         Ok(output) => {
             println!("{}", output.summary(options.verbose));
-            output.manifest.source_hash
+            output.sources
         }
         Err(e) => {
             eprintln!(
@@ -275,7 +267,7 @@ fn build_and_reload(options: &BuildOptions, client: &Client) -> Option<String> {
             crate::error_chain(&e)
         ),
     }
-    Some(hash)
+    Some(sources)
 }
 
 #[cfg(test)]

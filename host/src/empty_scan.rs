@@ -15,8 +15,8 @@ const HOW: &str = "package plugins with `hotswap build <plugin crate> <plugin di
                    writes the library and its manifest";
 
 /// Warns of every bare library in `dir` (a `.so` beside which no manifest describes
-/// it, as `listing` of `dir` shows) and of a scan that found no plugin; with `require`, a scan that found no plugin
-/// is an [`Error::NoPlugins`] naming the bare files.
+/// it, as `listing` of `dir` shows) and of a scan that found no plugin; with `require`,
+/// a scan that found no plugin is an [`Error::NoPlugins`] naming the bare files.
 ///
 /// A bare library beside plugins that do load is only a warning, even with `require`:
 /// `hotswap build` writes the library just before its manifest, so a reload that runs

@@ -14,7 +14,7 @@ use crate::log::{Log, Temps};
 use crate::packaging::{build_id, library_file_name, random_u16, write_library, write_manifest};
 use crate::plugin_crate::cargo_metadata;
 use crate::prune::prune;
-use crate::sources::{live_functions, source_hash};
+use crate::sources::{live_functions, source_digests, SourceDigests};
 use crate::time::{now_unix_ms, UtcTime};
 use crate::toolchain::rustc_info;
 use hotswap_manifest::elf;
@@ -128,6 +128,9 @@ pub struct BuildOutput {
     pub pruned: Vec<PathBuf>,
     /// Where temporary files were kept (`--leave-temps`).
     pub temp_dir: Option<PathBuf>,
+    /// The sources as this build hashed them (after cargo ran): the manifest's
+    /// `source_hash` and each file's own sha256.
+    pub sources: SourceDigests,
 }
 
 impl BuildOutput {
@@ -255,10 +258,11 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
     ));
     let panic = panic_strategy(&package.name, &bytes, &artifact, opts, &log)?;
 
-    let (source_hash, hashed) =
-        source_hash(&plugin_dir, opts.include.as_ref(), opts.exclude.as_ref())?;
+    let sources = source_digests(&plugin_dir, opts.include.as_ref(), opts.exclude.as_ref())?;
+    let hashed: Vec<String> = sources.files.keys().cloned().collect();
     log.step(format_args!(
-        "source hash {source_hash} over {} files",
+        "source hash {} over {} files",
+        sources.hash,
         hashed.len()
     ));
     temps.save("source-files.txt", hashed.join("\n").as_bytes());
@@ -291,7 +295,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
         build_time_ms,
         build_id,
         sha256: sha256_hex(&bytes),
-        source_hash,
+        source_hash: sources.hash.clone(),
         plugin_api_abi: [abi.abi_major, abi.abi_minor],
         rustc_version: toolchain.version,
         profile: profile.name,
@@ -319,6 +323,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
         signature,
         pruned,
         temp_dir: temps.dir,
+        sources,
     })
 }
 
