@@ -8,9 +8,9 @@
 //! A copy is kept only once its library is closed and no longer mapped (the reaper
 //! checks `/proc/self/maps`; a copy still mapped is deleted as before), so `dlopen` of
 //! it never returns a library that is still open; its name (`spare-<n>-<file>`, `n`
-//! counting the manager's spares) is never given to another file while it lives. It is taken only for a file the
-//! `verified` cache knows with the same [`FileIdentity`] and manifest sha256 it was
-//! made from, so it holds exactly the bytes that file has and that passed the checks;
+//! counting the manager's spares) is never given to another file while it lives. It
+//! is taken only for a file the `verified` cache knows with the same [`FileIdentity`]
+//! and manifest sha256 it was made from, so it holds exactly the bytes that file has and that passed the checks;
 //! the owner and mode checks of the file (`trust`) still run on every load, on the
 //! descriptor opened. Copies live in the manager's private directory (mode 0700), which
 //! only the host's user can write. At most [`SPARES`] are kept: the oldest is deleted
@@ -143,6 +143,7 @@ mod tests {
         spares.put(a.clone(), "a", &taken);
         assert!(!taken.exists());
         assert_eq!(spares.take(&a), Some(dir.path().join("spare-1-a")));
+        // The one taken stays, as a version's copy would (the file count below has it).
         std::fs::rename(dir.path().join("spare-1-a"), dir.path().join("1-a")).unwrap();
 
         let mut copies = Vec::new();
