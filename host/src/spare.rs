@@ -10,9 +10,9 @@
 //! it never returns a library that is still open; its name (`spare-<n>-<file>`, `n`
 //! counting the manager's spares) is never given to another file while it lives. It
 //! is taken only for a file the `verified` cache knows with the same [`FileIdentity`]
-//! and manifest sha256 it was made from, so it holds exactly the bytes that file has and that passed the checks;
-//! the owner and mode checks of the file (`trust`) still run on every load, on the
-//! descriptor opened. Copies live in the manager's private directory (mode 0700), which
+//! and manifest sha256 it was made from, so it holds exactly the bytes that file has
+//! and that passed the checks; the owner and mode checks of the file (`trust`) still
+//! run on every load, on the descriptor opened. Copies live in the manager's private directory (mode 0700), which
 //! only the host's user can write. At most [`SPARES`] are kept: the oldest is deleted
 //! when another comes, and all go with the private directory when the manager is
 //! dropped.
