@@ -12,10 +12,10 @@
 //! is taken only for a file the `verified` cache knows with the same [`FileIdentity`]
 //! and manifest sha256 it was made from, so it holds exactly the bytes that file has
 //! and that passed the checks; the owner and mode checks of the file (`trust`) still
-//! run on every load, on the descriptor opened. Copies live in the manager's private directory (mode 0700), which
-//! only the host's user can write. At most [`SPARES`] are kept: the oldest is deleted
-//! when another comes, and all go with the private directory when the manager is
-//! dropped.
+//! run on every load, on the descriptor opened. Copies live in the manager's private
+//! directory (mode 0700), which only the host's user can write. At most [`SPARES`] are
+//! kept: the oldest is deleted when another comes, and all go with the private
+//! directory when the manager is dropped.
 
 use hotswap_manifest::safe_fs::FileIdentity;
 use parking_lot::Mutex;
