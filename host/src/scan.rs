@@ -166,8 +166,8 @@ pub(crate) struct Pin {
 }
 
 /// The build of every plugin a reload loads: the newest, or the pinned one (see
-/// [`Pin`]), from the directory `dir` that `listing` lists. Fails as [`all_builds`], when two different builds of one plugin claim its
-/// newest build time; and, at [`Step::Trust`], when `trust` refuses the directory or a
+/// [`Pin`]), from the directory `dir` that `listing` lists. Fails as [`all_builds`],
+/// when two different builds of one plugin claim its newest build time; and, at [`Step::Trust`], when `trust` refuses the directory or a
 /// chosen build's manifest (its owner, its mode, its signature: see [`Trust`]). Only
 /// the chosen builds are checked: an old unsigned build left in the directory does not
 /// stop a signed newer one.
