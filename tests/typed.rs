@@ -167,6 +167,28 @@ fn a_panicking_typed_function_is_a_call_error() {
     assert_eq!(explode.call(("calm",)).unwrap(), "calm");
 }
 
+#[test]
+fn a_panic_whose_payload_panics_as_it_is_dropped_is_a_call_error() {
+    let (_dir, m) = probe_v1();
+    let explode = m.func::<(&str,), String>("probe", "explode").unwrap();
+    // Many times in one process: each would abort the host if the payload's drop
+    // unwound out of the entry point.
+    for _ in 0..20 {
+        let e = explode.call(("bomb",)).unwrap_err();
+        assert!(
+            matches!(&e, CallError::Panicked { function, message, .. }
+                if function == "explode" && message.contains("non-string payload")),
+            "{e}"
+        );
+        let e = m.invoke_func("probe", "bomb", &[]).unwrap_err();
+        assert!(
+            matches!(&e, CallError::Panicked { message, .. } if message.contains("non-string payload")),
+            "{e}"
+        );
+    }
+    assert_eq!(explode.call(("calm",)).unwrap(), "calm");
+}
+
 fn mismatch<A: hotswap_host::Args, R: hotswap_host::Ret>(
     m: &PluginManager,
     function: &str,

@@ -38,7 +38,7 @@
 //! static that outlives the version.
 
 use crate::host::{current, SpawnError};
-use crate::panic::panic_message;
+use crate::panic::{panic_text, warn_stderr};
 use crate::typed::{HostCopy, Ret};
 use crate::vtable::{AsyncRet, FailKind, Failure};
 use abi_stable::std_types::RResult;
@@ -113,8 +113,7 @@ impl<F: Future> Future for Guarded<F> {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(v)) => Poll::Ready(RResult::ROk(v)),
             Err(payload) => {
-                let message = panic_message(&*payload);
-                drop_payload(payload);
+                let message = panic_text(payload);
                 Poll::Ready(RResult::RErr(Failure {
                     kind: FailKind::Panic,
                     message: message.into(),
@@ -131,20 +130,11 @@ impl<F> Drop for Guarded<F> {
             ManuallyDrop::drop(&mut self.inner)
         }));
         if let Err(payload) = dropped {
-            eprintln!(
-                "hotswap: a plugin future panicked while being dropped: {}",
-                panic_message(&*payload)
-            );
-            drop_payload(payload);
+            let message = panic_text(payload);
+            warn_stderr(format_args!(
+                "hotswap: a plugin future panicked while being dropped: {message}"
+            ));
         }
-    }
-}
-
-/// Drops a panic's payload, whose own drop may panic too: that second payload is leaked
-/// rather than let unwind out of an entry point.
-fn drop_payload(payload: Box<dyn std::any::Any + Send>) {
-    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-        std::mem::forget(again);
     }
 }
 
@@ -192,7 +182,10 @@ pub fn spawn_async(
     let guarded = Guarded::new(task);
     let task = FfiFuture::new(async move {
         if let RResult::RErr(f) = guarded.await {
-            eprintln!("hotswap: a plugin task panicked: {}", f.message);
+            warn_stderr(format_args!(
+                "hotswap: a plugin task panicked: {}",
+                f.message
+            ));
         }
     });
     // SAFETY: `ctx` is the host's own pointer, passed back unchanged.

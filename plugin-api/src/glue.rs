@@ -5,7 +5,7 @@
 //! [`Failure`] of kind `Panic` carrying the panic message.
 
 use crate::asyncfn::AsyncMethod;
-use crate::panic::{install_panic_hook, panic_message};
+use crate::panic::{install_panic_hook, panic_text};
 use crate::typed::{Arg, Args, Ret};
 use crate::value::Value;
 use crate::vtable::{
@@ -43,7 +43,7 @@ fn error_failure(e: Error) -> Failure {
 fn panic_failure(payload: Box<dyn std::any::Any + Send>) -> Failure {
     Failure {
         kind: FailKind::Panic,
-        message: panic_message(&*payload).into(),
+        message: panic_text(payload).into(),
     }
 }
 
@@ -306,7 +306,7 @@ unsafe fn typed_ret<T>(outcome: std::thread::Result<T>, err: *mut Failure) -> Ty
         Err(payload) => {
             let failure = Failure {
                 kind: FailKind::Panic,
-                message: panic_message(&*payload).into(),
+                message: panic_text(payload).into(),
             };
             // SAFETY: the host passes a pointer valid for writes (TypedCall contract).
             unsafe { err.write(failure) };

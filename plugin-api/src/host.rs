@@ -76,8 +76,8 @@ pub fn spawn(name: &str, task: impl FnOnce() + Send + 'static) -> Result<(), Spa
         // and never calls drop after run.
         let task = unsafe { Box::from_raw(data.cast::<Boxed>()) };
         if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(*task)) {
-            let msg = crate::panic::panic_message(&*payload);
-            eprintln!("hotswap: a plugin task panicked: {msg}");
+            let msg = crate::panic::panic_text(payload);
+            crate::panic::warn_stderr(format_args!("hotswap: a plugin task panicked: {msg}"));
         }
     }
     /// # Safety
@@ -205,7 +205,7 @@ impl Vault {
                 // check above proved it is a `T`.
                 let ext = unsafe { &*ext.ptr.cast::<T>() };
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(ext)))
-                    .map_err(|p| crate::Error::msg(crate::panic::panic_message(&*p)))
+                    .map_err(|p| crate::Error::msg(crate::panic::panic_text(p)))
             };
             state.out = Some(out);
         }

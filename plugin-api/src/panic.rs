@@ -65,6 +65,33 @@ pub(crate) fn install_panic_hook() {
     });
 }
 
+/// A caught panic as its message and nothing else: the message, then the payload
+/// dropped with [`drop_payload`]. Every entry point that catches a panic ends it here:
+/// dropping the payload where it was caught would let a payload whose own `Drop`
+/// panics (`panic_any(Bomb)`) unwind out of an `extern "C"` function, which aborts.
+pub(crate) fn panic_text(payload: Box<dyn Any + Send>) -> String {
+    let message = panic_message(&*payload);
+    drop_payload(payload);
+    message
+}
+
+/// Drops a panic's payload, whose own drop may panic too: that second payload is leaked
+/// rather than let unwind out of an entry point.
+pub(crate) fn drop_payload(payload: Box<dyn Any + Send>) {
+    if let Err(again) =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(payload)))
+    {
+        std::mem::forget(again);
+    }
+}
+
+/// Writes one line to stderr and ignores a failure to (a closed or full pipe):
+/// `eprintln!` panics then, and where this runs that panic would abort the process.
+pub(crate) fn warn_stderr(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     let text = if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()

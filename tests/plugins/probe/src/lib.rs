@@ -67,6 +67,17 @@ struct Probe {
     log: hook_log::HookLog,
 }
 
+/// A panic payload whose own drop panics (safe code: `panic_any(Bomb)`): wherever the
+/// plugin catches a panic, it must drop the payload under `catch_unwind` too, or the
+/// second panic unwinds out of an `extern "C"` entry point and aborts the host.
+struct Bomb;
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        panic!("probe {VERSION}: the payload exploded as it was dropped");
+    }
+}
+
 impl Default for Probe {
     fn default() -> Self {
         if cfg!(feature = "panic-new") {
@@ -270,6 +281,7 @@ impl Plugin for Probe {
                 Ok(Value::Null)
             }
             "panic" => panic!("probe {VERSION} panicked on request"),
+            "bomb" => std::panic::panic_any(Bomb),
             "fail" => Err(Error::msg(format!("probe {VERSION} failed on request"))),
             _ => Err(Error::unknown_function(name)),
         }
@@ -346,10 +358,14 @@ impl Probe {
         VERSION.to_owned()
     }
 
-    /// Panics whenever called with `"boom"`.
+    /// Panics whenever called with `"boom"`; with `"bomb"`, with a [`Bomb`] as the
+    /// panic's payload, which panics again when it is dropped.
     fn explode(&self, why: &str) -> String {
         if why == "boom" {
             panic!("probe {VERSION} exploded: {why}");
+        }
+        if why == "bomb" {
+            std::panic::panic_any(Bomb);
         }
         why.to_owned()
     }
