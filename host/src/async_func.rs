@@ -161,7 +161,9 @@ where
                     // Copied while the generation holds the version whose code made it.
                     Ok(w) => {
                         *ran_on = version.id();
-                        Started::Ready(R::from_wire(w))
+                        // SAFETY: host code, on the output the plugin's future made
+                        // with `into_wire` (its entry point's contract).
+                        Started::Ready(unsafe { R::from_wire(w) })
                     }
                     Err(e) => Started::Failed(e),
                 }
@@ -404,7 +406,9 @@ impl<R: Ret> AsyncCall<R> {
                 Poll::Pending => return Poll::Pending,
                 // Copied while `r` holds the version whose code made it; the plugin-made
                 // value is dropped inside `from_wire`.
-                Poll::Ready(Ok(w)) => Ok(R::from_wire(w)),
+                // SAFETY: host code, on the output the plugin's future made with
+                // `into_wire` (its entry point's contract).
+                Poll::Ready(Ok(w)) => Ok(unsafe { R::from_wire(w) }),
                 Poll::Ready(Err(e)) => Err(*e),
             },
             State::Ready { .. } | State::Failed(_) => {

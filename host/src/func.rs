@@ -206,10 +206,11 @@ impl<A: Args, R: Ret> Func<A, R> {
             A::invoke::<R::Wire>(slot.call, slot.instance, A::lend(arg), err.as_mut_ptr())
         };
         if ret.ok {
-            // SAFETY: `ok` means the function returned the value. `from_wire` copies it
-            // into a host-owned value and drops the plugin-made one here, while the
-            // generation (and so the version whose code made it) is pinned.
-            return Ok(R::from_wire(unsafe { ret.value.assume_init() }));
+            // SAFETY: `ok` means the function returned the value, a wire form its
+            // `into_wire` made. `from_wire` (host code, here) copies it into a host-owned
+            // value and drops the plugin-made one, while the generation (and so the
+            // version whose code made it) is pinned.
+            return Ok(unsafe { R::from_wire(ret.value.assume_init()) });
         }
         // Only the error, not a whole `Result`, comes back from the cold function: with
         // a constant discriminant on both ways in, the compiler joins them without

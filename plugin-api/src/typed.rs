@@ -403,8 +403,8 @@ tuple_args!(Args4, 4, stub4; A a0, B a1, C a2, D a3);
 /// `Wire` must describe what `into_wire` makes, and the value `from_wire` returns must
 /// hold nothing that points into the plugin (no reference, no `RStr`, no `RArc`, no
 /// trait object, nothing whose drop runs plugin code): it lives on after the plugin's
-/// library is closed. `from_wire` runs in the host, so allocations it makes (a `Clone`
-/// of an `RString` field, a `String`) are the host's.
+/// library is closed. `from_wire` runs in the host (its callers promise it), so
+/// allocations it makes (a `Clone` of an `RString` field, a `String`) are the host's.
 pub unsafe trait Ret: Sized + 'static {
     /// The wire form.
     type Wire: StableAbi;
@@ -412,7 +412,19 @@ pub unsafe trait Ret: Sized + 'static {
     fn into_wire(self) -> Self::Wire;
     /// The host's side: a host-owned copy; the wire form is dropped here, while the
     /// call still pins the version whose code made it.
-    fn from_wire(w: Self::Wire) -> Self;
+    ///
+    /// # Safety
+    /// Only host code may call it, on a wire form `into_wire` made: a `String` or `Vec`
+    /// adopts the block the wire form holds, which is the host allocator's. Called in
+    /// a plugin whose Rust heap is not the host's (`own-allocator`, or before the host
+    /// attached), the plugin's allocator would later free a host block. So safe code
+    /// cannot call it:
+    ///
+    /// ```compile_fail,E0133
+    /// use hotswap_plugin_api::typed::Ret;
+    /// let s = String::from_wire(String::from("x").into_wire()); // error: unsafe call
+    /// ```
+    unsafe fn from_wire(w: Self::Wire) -> Self;
     /// For `Result<T, E>`: the wire layouts of `T` and of `E` (for error messages).
     fn result_layouts() -> Option<(&'static TypeLayout, &'static TypeLayout)> {
         None
@@ -427,7 +439,7 @@ unsafe impl<T: Pod> Ret for T {
         self
     }
     #[inline(always)]
-    fn from_wire(w: T) -> T {
+    unsafe fn from_wire(w: T) -> T {
         w
     }
 }
@@ -484,13 +496,14 @@ unsafe impl Ret for String {
         }
     }
     #[inline]
-    fn from_wire(w: HostString) -> String {
+    unsafe fn from_wire(w: HostString) -> String {
         if w.cap == 0 {
             return String::new();
         }
-        // SAFETY: `into_wire` made `w` (its fields are private): a block of this
-        // process's global allocator of `cap` bytes, the layout `String` frees with,
-        // whose first `len` bytes are UTF-8; it belongs to no one else now.
+        // SAFETY: `into_wire` made `w` (its fields are private): a block of the host's
+        // global allocator of `cap` bytes, the layout `String` frees with, whose first
+        // `len` bytes are UTF-8; it belongs to no one else now; and this runs in the host
+        // (the caller's contract), whose `String` frees with that allocator.
         unsafe { String::from_raw_parts(w.ptr, w.len, w.cap) }
     }
 }
@@ -554,7 +567,7 @@ unsafe impl<T: Ret> Ret for Vec<T> {
         }
     }
     #[inline]
-    fn from_wire(w: HostVec<T::Wire>) -> Vec<T> {
+    unsafe fn from_wire(w: HostVec<T::Wire>) -> Vec<T> {
         let wire: Vec<T::Wire> = if std::mem::size_of::<T::Wire>() == 0 {
             // SAFETY: reading a zero-sized value reads no memory; `into_wire` had `len`
             // of them, which are now the host's.
@@ -566,12 +579,16 @@ unsafe impl<T: Ret> Ret for Vec<T> {
         } else if w.cap == 0 {
             Vec::new()
         } else {
-            // SAFETY: `into_wire` made `w` (its fields are private): a block of this
-            // process's global allocator allocated as `Layout::array::<T::Wire>(cap)`
-            // whose first `len` elements are initialised, owned by no one else now.
+            // SAFETY: `into_wire` made `w` (its fields are private): a block of the host's
+            // global allocator allocated as `Layout::array::<T::Wire>(cap)` whose first
+            // `len` elements are initialised, owned by no one else now; this runs in
+            // the host (the caller's contract).
             unsafe { Vec::from_raw_parts(w.ptr, w.len, w.cap) }
         };
-        wire.into_iter().map(T::from_wire).collect()
+        // SAFETY: each element is a wire form `into_wire` made, in the host (as above).
+        wire.into_iter()
+            .map(|e| unsafe { T::from_wire(e) })
+            .collect()
     }
 }
 
@@ -582,8 +599,9 @@ unsafe impl<T: Ret> Ret for Option<T> {
         self.map(T::into_wire).into()
     }
     #[inline]
-    fn from_wire(w: ROption<T::Wire>) -> Option<T> {
-        w.into_option().map(T::from_wire)
+    unsafe fn from_wire(w: ROption<T::Wire>) -> Option<T> {
+        // SAFETY: the inner wire form `into_wire` made, in the host (the caller's contract).
+        w.into_option().map(|v| unsafe { T::from_wire(v) })
     }
 }
 
@@ -597,10 +615,12 @@ unsafe impl<T: Ret, E: Ret> Ret for Result<T, E> {
         }
     }
     #[inline]
-    fn from_wire(w: Self::Wire) -> Self {
+    unsafe fn from_wire(w: Self::Wire) -> Self {
+        // SAFETY: the inner wire forms `into_wire` made, in the host (the caller's
+        // contract).
         match w {
-            RResult::ROk(v) => Ok(T::from_wire(v)),
-            RResult::RErr(e) => Err(E::from_wire(e)),
+            RResult::ROk(v) => Ok(unsafe { T::from_wire(v) }),
+            RResult::RErr(e) => Err(unsafe { E::from_wire(e) }),
         }
     }
     fn result_layouts() -> Option<(&'static TypeLayout, &'static TypeLayout)> {
@@ -691,7 +711,7 @@ macro_rules! typed_result {
             fn into_wire(self) -> $t {
                 self
             }
-            fn from_wire(w: $t) -> $t {
+            unsafe fn from_wire(w: $t) -> $t {
                 $crate::typed::HostCopy::host_copy(&w)
             }
         }
