@@ -5,9 +5,12 @@
 //! The waker a sleep keeps may be plugin code (a clone made inside the plugin has the
 //! vtable of the plugin's copy of async-ffi), so it must be woken or dropped while its
 //! version is loaded. Each entry holds the version (`keep`) until it fired or its future
-//! was dropped, and the timer wakes under the entry's lock, which the future's drop
-//! takes too: a wake never overlaps the version's last moments. An entry whose future
-//! was forgotten (`mem::forget`) fires at its deadline and only then lets the version go.
+//! was dropped. The timer takes the waker and the version out of the entry together,
+//! under the entry's lock (which the future's drop takes too), and wakes after the lock
+//! is released, the version still held until the wake returned: a wake never overlaps
+//! the version's last moments, and an executor whose wake polls or drops the sleep at
+//! once (on this thread) finds the lock free. An entry whose future was forgotten
+//! (`mem::forget`) fires at its deadline and only then lets the version go.
 
 use parking_lot::{Condvar, Mutex};
 use std::cmp::Reverse;
@@ -34,17 +37,17 @@ struct Entry {
 }
 
 impl Entry {
-    /// Wakes and lets go of the version; the wake runs under the entry's lock (see the
-    /// module docs), the version is dropped after it.
+    /// Wakes and lets go of the version (see the module docs): both taken under the
+    /// entry's lock, the wake made outside it, the version dropped after the wake.
     fn fire(&self) {
-        let keep = {
+        let (waker, keep) = {
             let mut st = self.state.lock();
             st.done = true;
-            if let Some(w) = st.waker.take() {
-                w.wake();
-            }
-            st.keep.take()
+            (st.waker.take(), st.keep.take())
         };
+        if let Some(w) = waker {
+            w.wake();
+        }
         drop(keep);
     }
 }
@@ -192,8 +195,9 @@ impl Future for Sleep {
 
 impl Drop for Sleep {
     fn drop(&mut self) {
-        // Taken under the lock, so a wake running now has finished; dropped after it,
-        // on this thread, which runs the version's code (so it is still loaded).
+        // Taken under the lock, so the timer has either taken them first (and holds the
+        // version until its wake returned) or finds nothing; dropped here, on this
+        // thread, which runs the version's code (so it is still loaded).
         let (waker, keep) = {
             let mut st = self.entry.state.lock();
             st.done = true;
@@ -220,8 +224,8 @@ mod tests {
 
     #[test]
     fn a_sleep_wakes_once_and_lets_go_of_what_it_keeps() {
-        let keep: Keep = Arc::new(());
-        let weak = Arc::downgrade(&keep);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let keep: Keep = Arc::new(Released(Mutex::new(tx)));
         let count = Arc::new(Count(AtomicUsize::new(0), std::thread::current()));
         let waker = Waker::from(count.clone());
         let mut s = sleep(Duration::from_millis(5), keep);
@@ -229,10 +233,61 @@ mod tests {
         while Pin::new(&mut s).poll(&mut cx).is_pending() {
             std::thread::park();
         }
-        // Ready: the timer fired (or the deadline passed before it did).
+        // Ready: the timer fired (or the deadline passed before it did). The keep-alive
+        // goes with the drop, or (if the timer fired) once its wake returned.
         drop(s);
-        assert!(weak.upgrade().is_none(), "the keep-alive is released");
+        let released = rx.recv_timeout(Duration::from_secs(30));
+        assert_eq!(released, Ok("released"), "the keep-alive is released");
         assert!(count.0.load(Ordering::SeqCst) <= 1);
+    }
+
+    /// A waker that, as some executors do, drops the sleep it wakes right away, on the
+    /// timer's thread.
+    struct DropOnWake(
+        Mutex<Option<Sleep>>,
+        Mutex<std::sync::mpsc::Sender<&'static str>>,
+    );
+    impl Wake for DropOnWake {
+        fn wake(self: Arc<Self>) {
+            drop(self.0.lock().take());
+            let _ = self.1.lock().send("woken");
+        }
+    }
+
+    /// A keep-alive that says when it is dropped.
+    struct Released(Mutex<std::sync::mpsc::Sender<&'static str>>);
+    impl Drop for Released {
+        fn drop(&mut self) {
+            let _ = self.0.lock().send("released");
+        }
+    }
+
+    #[test]
+    fn a_wake_that_drops_the_sleep_at_once_does_not_deadlock() {
+        for _ in 0..20 {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let keep: Keep = Arc::new(Released(Mutex::new(tx.clone())));
+            let wake = Arc::new(DropOnWake(Mutex::new(None), Mutex::new(tx)));
+            let waker = Waker::from(wake.clone());
+            let mut s = sleep(Duration::from_millis(1), keep);
+            if Pin::new(&mut s)
+                .poll(&mut Context::from_waker(&waker))
+                .is_ready()
+            {
+                continue;
+            }
+            *wake.0.lock() = Some(s);
+            // Deadlock guards, not timings: each comes within a millisecond or so;
+            // before the fix the timer thread hung in the wake for good.
+            let next = || {
+                rx.recv_timeout(Duration::from_secs(30))
+                    .expect("no deadlock")
+            };
+            // The version is let go only after the wake returned.
+            assert_eq!(next(), "woken");
+            assert_eq!(next(), "released");
+            assert!(wake.0.lock().is_none(), "the wake dropped the sleep");
+        }
     }
 
     #[test]
