@@ -205,7 +205,7 @@ struct Running<W> {
 
 // SAFETY: `call` is only compared, never called or dereferenced; the future is `Send`
 // and the version `Send + Sync`.
-unsafe impl<W> Send for Running<W> {}
+unsafe impl<W: Send> Send for Running<W> {}
 
 /// The fields of an async-ffi future (`LocalBorrowingFfiFuture`, which `FfiFuture` wraps
 /// transparently) in the order of its `#[repr(C)]` layout, which is async-ffi's ABI

@@ -106,8 +106,10 @@
 //! full and goes the cold way, which points `LOCAL` back at the thread's own record,
 //! runs the handler set with [`on_attention`], and pins as usual. The fast path is
 //! unchanged (one load of `LOCAL`), and a request is never lost: only the cold path, on
-//! the thread itself, undoes it. A pin already running keeps the record it read at
-//! entry.
+//! the thread itself, undoes it, under the registry lock that every request holds while
+//! it marks, and before it runs the handler; so a request it undoes happened before the
+//! handler ran, which sees what was asked, and a later one stays marked for the next
+//! pin. A pin already running keeps the record it read at entry.
 //!
 //! # The loom models
 //!

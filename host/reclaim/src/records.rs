@@ -226,7 +226,14 @@ pub fn request_attention() {
 #[inline(never)]
 pub(crate) fn attend() -> &'static ThreadRecord {
     let own = OWN.with(|o| o.get()).unwrap_or(exiting());
+    // Under the registry lock, which every request holds while it marks `LOCAL`: a
+    // request that marked it before this is undone here, but it also happens before
+    // the handler below runs, which so sees what it was asked for; a request after
+    // this leaves its mark for the next pin. Without the lock, a second request
+    // marking `LOCAL` between this thread's read of it and this store was lost.
+    let registry = registry().lock();
     set_local(own);
+    drop(registry);
     if let Some(handler) = ATTENTION.get() {
         handler();
     }
