@@ -208,6 +208,15 @@ const UNDER_VALGRIND: Params = Params {
 /// `thread::current()`: each version's std registers a pthread key destructor on the
 /// callers, which runs when they exit.
 #[test]
+fn timer_wakes_plugin_code_that_keeps_a_thread_local() {
+    scenario(
+        "timer_wakes_plugin_code_that_keeps_a_thread_local",
+        &["timer-waker"],
+        GENERAL,
+    );
+}
+
+#[test]
 fn thread_current_under_valgrind() {
     scenario(
         "thread_current_under_valgrind",

@@ -94,6 +94,9 @@ impl Holds {
         self.drained.store(true, Ordering::SeqCst);
         if self.items.load(Ordering::SeqCst) > 0 {
             hotswap_reclaim::request_attention();
+            if let Some(tell) = ON_DRAIN.get() {
+                tell();
+            }
         }
     }
 
@@ -327,6 +330,16 @@ pub(crate) fn adopt(holds: Arc<Holds>, role: Role) {
     if let Some((h, role)) = owner {
         h.release_thread(role);
     }
+}
+
+/// What a host thread that runs plugin code without ever pinning a generation (the
+/// timer's, whose wakes may be plugin code) is told when a version drains, so that it
+/// runs [`run_drained`] itself: the attention requests reach only threads that pin.
+static ON_DRAIN: OnceLock<fn()> = OnceLock::new();
+
+/// Sets [`ON_DRAIN`] (once per process; later calls are ignored).
+pub(crate) fn on_drain(tell: fn()) {
+    let _ = ON_DRAIN.set(tell);
 }
 
 /// Runs, on this thread, the items of every drained version, except the version that

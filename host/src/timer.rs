@@ -10,11 +10,18 @@
 //! is released, the version still held until the wake returned: a wake never overlaps
 //! the version's last moments, and an executor whose wake polls or drops the sleep at
 //! once (on this thread) finds the lock free. An entry whose future was forgotten
-//! (`mem::forget`) fires at its deadline and only then lets the version go.
+//! (`mem::forget`) fires at its deadline and only then lets the version go; an entry
+//! whose future was dropped leaves the queue at once (a timeout that did not fire,
+//! made on every call, must not pile up until its deadline).
+//!
+//! The wakes run plugin code on the timer's thread, which never pins a generation, so
+//! what that code registers there (a thread-local of the plugin's own runtime) would
+//! never meet a call boundary: the thread runs the drained versions' per-thread items
+//! itself, after each round of wakes and whenever a version drains
+//! ([`crate::threads::on_drain`]).
 
 use parking_lot::{Condvar, Mutex};
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
@@ -52,30 +59,15 @@ impl Entry {
     }
 }
 
-/// An entry in the heap: ordered by deadline, then by arrival.
-struct Queued(Instant, u64, Arc<Entry>);
-
-impl PartialEq for Queued {
-    fn eq(&self, other: &Self) -> bool {
-        (self.0, self.1) == (other.0, other.1)
-    }
-}
-impl Eq for Queued {}
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Queued {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.0, self.1).cmp(&(other.0, other.1))
-    }
-}
+/// Where an entry is in the queue: its deadline, then its arrival.
+type Key = (Instant, u64);
 
 #[derive(Default)]
 struct Queue {
-    heap: BinaryHeap<Reverse<Queued>>,
+    entries: BTreeMap<Key, Arc<Entry>>,
     seq: u64,
+    /// A version drained: the thread runs its per-thread items at its next turn.
+    drained: bool,
 }
 
 struct Timer {
@@ -92,6 +84,12 @@ fn timer() -> Option<&'static Timer> {
             queue: Mutex::new(Queue::default()),
             changed: Condvar::new(),
         }));
+        crate::threads::on_drain(|| {
+            if let Some(t) = timer() {
+                t.queue.lock().drained = true;
+                t.changed.notify_one();
+            }
+        });
         std::thread::Builder::new()
             .name("hotswap-timer".into())
             .spawn(move || t.run())
@@ -105,17 +103,27 @@ impl Timer {
         let mut q = self.queue.lock();
         loop {
             let now = Instant::now();
-            match q.heap.peek() {
-                Some(Reverse(Queued(deadline, _, _))) if *deadline <= now => {
-                    let Some(Reverse(Queued(_, _, entry))) = q.heap.pop() else {
+            let due = q
+                .entries
+                .first_key_value()
+                .map(|(&(deadline, _), _)| deadline);
+            match due {
+                Some(deadline) if deadline <= now => {
+                    let Some((_, entry)) = q.entries.pop_first() else {
                         continue;
                     };
                     // Not under the queue's lock: a wake may take its time, and the
-                    // woken task may sleep again at once.
-                    parking_lot::MutexGuard::unlocked(&mut q, || entry.fire());
+                    // woken task may sleep again at once (or drop another sleep).
+                    parking_lot::MutexGuard::unlocked(&mut q, move || entry.fire());
+                    // What the wake's plugin code registered on this thread: run now if
+                    // its version has drained meanwhile.
+                    q.drained = true;
                 }
-                Some(Reverse(Queued(deadline, _, _))) => {
-                    let deadline = *deadline;
+                _ if q.drained => {
+                    q.drained = false;
+                    parking_lot::MutexGuard::unlocked(&mut q, crate::threads::run_drained);
+                }
+                Some(deadline) => {
                     self.changed.wait_until(&mut q, deadline);
                 }
                 None => self.changed.wait(&mut q),
@@ -123,18 +131,24 @@ impl Timer {
         }
     }
 
-    fn add(&self, entry: Arc<Entry>) {
+    /// Queues `entry`; returns its key, with which a dropped sleep leaves the queue.
+    fn add(&self, entry: Arc<Entry>) -> Key {
         let mut q = self.queue.lock();
         q.seq += 1;
-        let seq = q.seq;
-        let earliest = q
-            .heap
-            .peek()
-            .is_none_or(|Reverse(Queued(d, _, _))| entry.deadline < *d);
-        q.heap.push(Reverse(Queued(entry.deadline, seq, entry)));
+        let key = (entry.deadline, q.seq);
+        let earliest = q.entries.first_key_value().is_none_or(|(k, _)| key < *k);
+        q.entries.insert(key, entry);
         if earliest {
             self.changed.notify_one();
         }
+        key
+    }
+
+    /// Takes a dropped sleep's entry out of the queue (if the timer has not already).
+    fn remove(&self, key: Key) {
+        let removed = self.queue.lock().entries.remove(&key);
+        // Dropped after the lock: the last reference to the entry may be this one.
+        drop(removed);
     }
 }
 
@@ -142,7 +156,8 @@ impl Timer {
 /// timer at its first pending poll.
 pub(crate) struct Sleep {
     entry: Arc<Entry>,
-    queued: bool,
+    /// Where the entry is queued, once it is.
+    queued: Option<Key>,
 }
 
 /// Sleeps for `duration`; `keep` is held until the sleep fired or was dropped (see the
@@ -161,7 +176,7 @@ pub(crate) fn sleep(duration: Duration, keep: Keep) -> Sleep {
                 keep: Some(keep),
             }),
         }),
-        queued: false,
+        queued: None,
     }
 }
 
@@ -182,10 +197,9 @@ impl Future for Sleep {
                 slot => *slot = Some(cx.waker().clone()),
             }
         }
-        if !self.queued {
-            self.queued = true;
+        if self.queued.is_none() {
             match timer() {
-                Some(t) => t.add(self.entry.clone()),
+                Some(t) => self.queued = Some(t.add(self.entry.clone())),
                 None => return Poll::Ready(()),
             }
         }
@@ -195,6 +209,9 @@ impl Future for Sleep {
 
 impl Drop for Sleep {
     fn drop(&mut self) {
+        if let (Some(key), Some(t)) = (self.queued, timer()) {
+            t.remove(key);
+        }
         // Taken under the lock, so the timer has either taken them first (and holds the
         // version until its wake returned) or finds nothing; dropped here, on this
         // thread, which runs the version's code (so it is still loaded).
@@ -288,6 +305,26 @@ mod tests {
             assert_eq!(next(), "released");
             assert!(wake.0.lock().is_none(), "the wake dropped the sleep");
         }
+    }
+
+    #[test]
+    fn a_dropped_sleep_leaves_the_queue_at_once() {
+        let count = Arc::new(Count(AtomicUsize::new(0), std::thread::current()));
+        let waker = Waker::from(count);
+        let mut keys = Vec::new();
+        // A timeout on every call that never fires: before, each stayed queued until
+        // its deadline (an hour here), about 130 bytes a call.
+        for _ in 0..1000 {
+            let mut s = sleep(Duration::from_secs(3600), Arc::new(()));
+            assert!(Pin::new(&mut s)
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending());
+            keys.push(s.queued.expect("queued at its first pending poll"));
+            drop(s);
+        }
+        let q = timer().expect("the timer runs").queue.lock();
+        let left = keys.iter().filter(|k| q.entries.contains_key(k)).count();
+        assert_eq!(left, 0, "dropped sleeps still queued");
     }
 
     #[test]

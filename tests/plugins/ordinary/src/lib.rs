@@ -44,6 +44,8 @@ impl Ordinary {
         }
         #[cfg(feature = "lazy")]
         lazy::check(x);
+        #[cfg(feature = "timer-waker")]
+        timer_waker::wait();
         x * 10 + VERSION_NUMBER
     }
 }
@@ -164,5 +166,52 @@ mod lazy {
         let text = format!("call-{x}");
         let caps = RE.captures(&text).expect("the regex matches");
         assert_eq!(caps[2].parse::<u64>().unwrap(), x);
+    }
+}
+
+/// A sleep of the host's timer awaited with a waker of the plugin's own, whose wake
+/// (plugin code, run on the timer's thread) touches a thread-local with a destructor.
+#[cfg(feature = "timer-waker")]
+mod timer_waker {
+    use std::cell::Cell;
+    use std::future::Future;
+    use std::sync::{Arc, Condvar, Mutex};
+    use std::task::{Context, Wake, Waker};
+    use std::time::Duration;
+
+    struct Wakes(Cell<u64>);
+
+    impl Drop for Wakes {
+        fn drop(&mut self) {
+            std::hint::black_box(self.0.get());
+        }
+    }
+
+    thread_local! {
+        static WAKES: Wakes = const { Wakes(Cell::new(0)) };
+    }
+
+    struct Flag(Mutex<bool>, Condvar);
+
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            WAKES.with(|w| w.0.set(w.0.get() + 1));
+            *self.0.lock().unwrap() = true;
+            self.1.notify_all();
+        }
+    }
+
+    pub fn wait() {
+        let flag = Arc::new(Flag(Mutex::new(false), Condvar::new()));
+        let waker = Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut sleep = std::pin::pin!(hotswap_plugin_api::sleep(Duration::from_micros(200)));
+        while sleep.as_mut().poll(&mut cx).is_pending() {
+            let mut woken = flag.0.lock().unwrap();
+            while !*woken {
+                woken = flag.1.wait(woken).unwrap();
+            }
+            *woken = false;
+        }
     }
 }
