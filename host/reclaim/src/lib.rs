@@ -80,6 +80,14 @@
 //! stays on N in every nested call, [`Pinned::Outer`]). Pins of different domains nest
 //! freely.
 //!
+//! That reading of a full slot needs every pin to end in order, on its own thread: a
+//! pin is not async-signal-safe (a signal handler interrupting a pin between its slot
+//! store and its validation would take the unvalidated pointer as an outer pin, and
+//! the cold path takes locks), and a pin must not be left by `longjmp`, `pthread_exit`
+//! or cancellation (all `unsafe`), which would leave a stale pointer in the slot. In a
+//! child of `fork`, the records of threads that do not exist there stay in use and the
+//! reaper's thread is gone: nothing is reclaimed there (a leak, not a fault).
+//!
 //! The fast path is one test: "is the slot this domain checks empty?". Everything rare
 //! makes that slot full so the test sends it the cold way, without a test of its own:
 //! a thread that has no record yet, or is being torn down, sees a static record whose
