@@ -143,6 +143,28 @@ fn providers_load_and_init_first_and_are_freed_last() {
     );
 }
 
+#[test]
+fn an_export_that_panics_as_it_is_dropped_is_freed_and_the_host_carries_on() {
+    let dir = plugin_dir();
+    install(&build(PROVIDER, &["panic-export-drop"]), dir.path());
+    let m = PluginManager::new(dir.path()).unwrap();
+    m.load_plugins(&Value::Null).unwrap();
+    // Each reload frees the old pair, and so drops the old provider's export: before,
+    // its panic unwound out of an `extern "C"` function and aborted the host.
+    let (v1, v2) = (
+        build(PROVIDER, &["panic-export-drop"]),
+        build(PROVIDER, &["panic-export-drop", "v2"]),
+    );
+    for round in 0..10 {
+        install(if round % 2 == 0 { &v2 } else { &v1 }, dir.path());
+        m.reload(&Value::Null).unwrap();
+        let answer = m.invoke_func("provider", "x", &[]).unwrap();
+        assert_eq!(answer, Value::from("provider:x"));
+        assert!(m.collect(Duration::from_secs(10)), "round {round}");
+    }
+    assert_eq!(hotswap_host::maps::mapped_under(m.private_dir()).len(), 1);
+}
+
 fn chain(m: &PluginManager) -> (i64, i64, u64) {
     m.with_generation(|g| {
         let v = g.find("consumer").unwrap().invoke("chain", &[]).unwrap();

@@ -37,7 +37,9 @@ impl Export {
         /// `p` must be the pointer `new` made from a `Box<T>`, not yet dropped.
         unsafe extern "C" fn drop_box<T>(p: *mut c_void) {
             // SAFETY: `p` is the `Box<T>` leaked in `new`, dropped once by the host.
-            drop(unsafe { Box::from_raw(p.cast::<T>()) });
+            let export = unsafe { Box::from_raw(p.cast::<T>()) };
+            // The export's `Drop` may panic: not out of this `extern "C"` function.
+            crate::panic::drop_guarded(export, "a plugin's export");
         }
         Export {
             ptr: Box::into_raw(Box::new(value)).cast(),

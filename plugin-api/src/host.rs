@@ -84,7 +84,9 @@ pub fn spawn(name: &str, task: impl FnOnce() + Send + 'static) -> Result<(), Spa
     /// `data` must be the task below, never run, dropped once.
     unsafe extern "C" fn drop(data: *mut c_void) {
         // SAFETY: as in `run`; the host calls drop only for a task it did not run.
-        std::mem::drop(unsafe { Box::from_raw(data.cast::<Boxed>()) });
+        let task = unsafe { Box::from_raw(data.cast::<Boxed>()) };
+        // What the task captured may panic as it drops: not out of this function.
+        crate::panic::drop_guarded(task, "a plugin task that never ran");
     }
     let data = Box::into_raw(Box::new(Box::new(task) as Boxed)).cast::<c_void>();
     let ffi = FfiTask { data, run, drop };

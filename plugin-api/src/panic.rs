@@ -85,6 +85,20 @@ pub(crate) fn drop_payload(payload: Box<dyn Any + Send>) {
     }
 }
 
+/// Drops `value`, whose `Drop` is plugin code, where an unwinding panic must not leave
+/// (an `extern "C"` function the host calls): a panic is reported on stderr and its
+/// payload dropped with [`drop_payload`]. `what` names the value in the report.
+pub(crate) fn drop_guarded<T>(value: T, what: &str) {
+    if let Err(payload) =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(value)))
+    {
+        let message = panic_text(payload);
+        warn_stderr(format_args!(
+            "hotswap: {what} panicked while being dropped: {message}"
+        ));
+    }
+}
+
 /// Writes one line to stderr and ignores a failure to (a closed or full pipe):
 /// `eprintln!` panics then, and where this runs that panic would abort the process.
 pub(crate) fn warn_stderr(line: std::fmt::Arguments<'_>) {

@@ -20,6 +20,22 @@ impl Provider {
 
 struct Answer;
 
+/// What `panic-export-drop` exports instead of a `Stage` (plain data, dropped by the
+/// glue's own `extern "C"` function rather than by an abi_stable vtable, which aborts
+/// on a panic by design): it panics when it is dropped.
+#[repr(C)]
+#[derive(abi_stable::StableAbi)]
+struct Fragile(i64);
+
+impl Drop for Fragile {
+    fn drop(&mut self) {
+        panic!(
+            "provider v{}: the export panicked as it was dropped",
+            self.0
+        );
+    }
+}
+
 impl Stage for Answer {
     fn apply(&self, _x: i64) -> i64 {
         VERSION
@@ -34,6 +50,9 @@ impl Plugin for Provider {
         !cfg!(feature = "not-reloadable")
     }
     fn export(&self) -> Option<Export> {
+        if cfg!(feature = "panic-export-drop") {
+            return Some(Export::new(Fragile(VERSION)));
+        }
         Some(Export::new(StageObj::from_value(Answer, TD_Opaque)))
     }
     fn import(&self) -> Vec<Import> {
