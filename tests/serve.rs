@@ -1852,8 +1852,13 @@ fn a_failure_on_the_second_worker_stops_the_first_new_child_on_probation() {
     let out = serve.upgrade();
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(!out.status.success(), "{err}");
+    // Before it was ready, or (on a loaded machine, where the shell takes longer than
+    // the start delay to get to its `exit 3`) after, within the probation: the upgrade
+    // fails either way, which is what this test is about.
     assert!(
-        err.contains("for worker 1 exited (exit status 3) before it was ready"),
+        err.contains("for worker 1 exited (exit status 3) before it was ready")
+            || err.contains("for worker 1 exited (exit status 3)")
+                && err.contains("after it was ready, within the 120000 ms probation"),
         "{err}"
     );
     assert!(
