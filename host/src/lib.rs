@@ -92,7 +92,7 @@ pub use hotswap_manifest::signature::{KeyId, SignatureError, TrustedKey};
 pub use hotswap_manifest::ManifestError;
 pub use hotswap_plugin_api::typed::{Arg, Args, HostCopy, Ret};
 pub use hotswap_plugin_api::LiveData;
-pub use hotswap_plugin_api::{Pod, Value};
+pub use hotswap_plugin_api::{Lendable, Pod, Value};
 pub use manager::{Builder, PluginInfo, PluginManager, DEFAULT_MAX_UNLOADING};
 pub use report::{Outcome, PluginReport, ReloadReport};
 pub use scan::BuildInfo;

@@ -28,7 +28,7 @@ use hotswap_abi::vtable::{AsyncRet, ImportsFfi, VaultHandle};
 use hotswap_manifest::signature::TrustedKey;
 use hotswap_plugin_api::interface::{Binder, Interface};
 use hotswap_plugin_api::typed::{Args, HostCopy, Ret};
-use hotswap_plugin_api::Value;
+use hotswap_plugin_api::{Lendable, Value};
 use hotswap_reclaim::{Domain, Pinned, Section};
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -172,7 +172,27 @@ impl Builder {
     /// and every plugin of that generation, new or carried over, sees that object
     /// through `Vault::with_extension` (checked there by abi_stable's layout checker).
     /// Host code reads it with [`Generation::extension`].
-    pub fn extension_newer<T: StableAbi + Send + Sync + 'static>(
+    ///
+    /// `T` is [`Lendable`]: every plugin of the generation reaches the object by shared
+    /// reference, and the object outlives plugin versions, so no plugin may be able to
+    /// store a value of its own in it (the host would later drop or read it with code of
+    /// an unloaded library). A `#[sabi_trait]` object is `Lendable` when its interface
+    /// crate says so (see [`Lendable`]'s contract); a lock of owned values is refused:
+    ///
+    /// ```compile_fail,E0277
+    /// use abi_stable::external_types::RMutex;
+    /// use abi_stable::std_types::{RString, RVec};
+    /// // A plugin could push an RString of its own, dropped with the generation.
+    /// let _ = hotswap_host::PluginManager::builder("plugins")
+    ///     .extension_newer(|| RMutex::new(RVec::<RString>::new())); // error: not `Lendable`
+    /// ```
+    ///
+    /// ```no_run
+    /// use std::sync::atomic::AtomicU64;
+    /// let _ = hotswap_host::PluginManager::builder("plugins")
+    ///     .extension_newer(|| AtomicU64::new(0)); // plain data: lent
+    /// ```
+    pub fn extension_newer<T: StableAbi + Lendable + Send + Sync + 'static>(
         mut self,
         f: impl Fn() -> T + Send + Sync + 'static,
     ) -> Builder {

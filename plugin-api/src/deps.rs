@@ -1,8 +1,8 @@
 //! Dependencies between plugins: what a provider exports, what a dependent imports.
 //!
 //! A provider's [`Plugin::export`](crate::Plugin::export) returns an [`Export`]: any
-//! `StableAbi` value, typically a `#[sabi_trait]` trait object or a `#[repr(C)]` table
-//! declared in a small interface crate both sides depend on. A dependent names it in
+//! `StableAbi` [`Lendable`] value, typically a `#[sabi_trait]` trait object or a
+//! `#[repr(C)]` table declared in a small interface crate both sides depend on. A dependent names it in
 //! [`Plugin::import`](crate::Plugin::import) with the type it expects
 //! ([`Import::of_type`]); the host checks the two types with abi_stable's layout
 //! checker (never by trusting a name) and the provider's crate version against an
@@ -14,7 +14,7 @@
 //! copy of its file) bound to the new provider: a dependent never sees two providers.
 
 use crate::vtable::{ImportEntry, ImportsFfi};
-use crate::Error;
+use crate::{Error, Lendable};
 use abi_stable::type_layout::TypeLayout;
 use abi_stable::StableAbi;
 use std::ffi::c_void;
@@ -32,7 +32,20 @@ unsafe impl Send for Export {}
 
 impl Export {
     /// Exports `value`. Its layout is what dependents' imports are checked against.
-    pub fn new<T: StableAbi + Send + Sync + 'static>(value: T) -> Export {
+    ///
+    /// `T` is [`Lendable`]: dependents reach the export by shared reference, and one
+    /// unloaded before the provider must not have left a value of its own in it (whose
+    /// drop or read would run code of the unloaded library). A `#[sabi_trait]` object is
+    /// `Lendable` when its interface crate says so (see [`Lendable`]'s contract):
+    ///
+    /// ```compile_fail,E0277
+    /// use hotswap_plugin_api::abi_stable::external_types::RMutex;
+    /// use hotswap_plugin_api::abi_stable::std_types::{RString, RVec};
+    /// use hotswap_plugin_api::Export;
+    /// // A dependent could push an RString of its own into the provider's export.
+    /// let _ = Export::new(RMutex::new(RVec::<RString>::new())); // error: not `Lendable`
+    /// ```
+    pub fn new<T: StableAbi + Lendable + Send + Sync + 'static>(value: T) -> Export {
         /// # Safety
         /// `p` must be the pointer `new` made from a `Box<T>`, not yet dropped.
         unsafe extern "C" fn drop_box<T>(p: *mut c_void) {
@@ -112,8 +125,12 @@ impl<'a> Imports<'a> {
     /// The export of `plugin`, as the `T` declared with [`Import::of_type`].
     ///
     /// Fails when `plugin` was not imported, was imported without a type, or with
-    /// another type than `T`.
-    pub fn get<T: StableAbi + Sync + 'static>(&self, plugin: &str) -> Result<Imported<T>, Error> {
+    /// another type than `T`. `T` is [`Lendable`], as the provider's
+    /// [`Export::new`] requires.
+    pub fn get<T: StableAbi + Lendable + Sync + 'static>(
+        &self,
+        plugin: &str,
+    ) -> Result<Imported<T>, Error> {
         let entry = self
             .entries
             .iter()

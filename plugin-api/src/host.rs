@@ -2,7 +2,7 @@
 //! handle given to `on_init`.
 
 use crate::vtable::{ExtensionFfi, FailKind, FfiTask, HostHandle, VaultHandle};
-use crate::Value;
+use crate::{Lendable, Value};
 use abi_stable::StableAbi;
 use std::ffi::c_void;
 #[cfg(not(feature = "static"))]
@@ -176,8 +176,10 @@ impl Vault {
     ///
     /// Fails when the host has no extension, when it is not a `T` (abi_stable's layout
     /// check), or when `f` panics. The reference cannot outlive `f`: the extension
-    /// belongs to a generation, and a later one has its own.
-    pub fn with_extension<T: StableAbi + 'static, R, F: FnOnce(&T) -> R>(
+    /// belongs to a generation, and a later one has its own. `T` is [`Lendable`]
+    /// (as `Builder::extension_newer` requires): the extension outlives this plugin's
+    /// version, so `f` must not be able to store a value of this plugin's in it.
+    pub fn with_extension<T: StableAbi + Lendable + 'static, R, F: FnOnce(&T) -> R>(
         &self,
         f: F,
     ) -> Result<R, crate::Error> {

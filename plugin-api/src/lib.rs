@@ -64,6 +64,7 @@ pub mod host_heap;
 pub mod interface;
 #[doc(hidden)]
 pub mod interpose;
+pub mod lend;
 pub mod live;
 mod log;
 mod panic;
@@ -77,6 +78,7 @@ pub use asyncfn::{sleep, spawn_async};
 pub use deps::{Export, Import, Imported, Imports};
 pub use host::{spawn, vault, SpawnError, Vault};
 pub use hotswap_plugin_macros::{interface, live_functions};
+pub use lend::Lendable;
 pub use live::LiveData;
 pub use value::{Value, ValueTypeError};
 
@@ -291,12 +293,13 @@ unsafe impl<T: Pod, const N: usize> Pod for [T; N] where [T; N]: abi_stable::Sta
 /// ```
 ///
 /// Typed functions may have up to four arguments: `&str`, `&[T]` and `&T`
-/// (`T: StableAbi`) are lent without copying, for the call only (the method's
-/// signature gets the call's lifetime, so it cannot keep them); built-in `Pod`s go by
-/// value (a `Pod` type of yours as the only argument, or by `&T`). Results: any `Pod`,
-/// `String`, `Vec<T>`, `Option<T>`, `Result<T, E>`, structs with owned fields made
-/// results by [`typed_result!`] (see the [`typed`] module); the host gets a copy of its
-/// own, and the plugin's `Err(E)` as a typed `E`:
+/// (`T: StableAbi +` [`Lendable`], a struct of yours by [`lendable!`]) are lent without
+/// copying, for the call only (the method's signature gets the call's lifetime, so it
+/// cannot keep them, and it cannot store anything of its own in them); built-in `Pod`s
+/// go by value (a `Pod` type of yours as the only argument, or by `&T`). Results: any
+/// `Pod`, `String`, `Vec<T>`, `Option<T>`, `Result<T, E>`, structs with owned fields
+/// made results by [`typed_result!`] (see the [`typed`] module); the host gets a copy of
+/// its own, and the plugin's `Err(E)` as a typed `E`:
 ///
 /// ```no_run
 /// use hotswap_plugin_api::abi_stable::{self, std_types::RString, StableAbi};
@@ -306,6 +309,8 @@ unsafe impl<T: Pod, const N: usize> Pod for [T; N] where [T; N]: abi_stable::Sta
 /// #[repr(C)]
 /// #[derive(StableAbi)]
 /// pub struct QuoteOpts { pub discount_pct: u32, pub currency: RString }
+/// // Lent by `&QuoteOpts`: checks the plugin cannot store anything of its own in it.
+/// hotswap_plugin_api::lendable!(QuoteOpts { discount_pct, currency });
 ///
 /// #[repr(C)]
 /// #[derive(StableAbi, Clone, Copy)]

@@ -8,8 +8,12 @@
 //! - a [`Pod`] by value: the built-in ones (integers, floats, `bool`, `()`,
 //!   `Tuple2`/`Tuple3` and arrays of them) in any position; a `Pod` type of yours as the
 //!   only argument (in a longer list, pass it as `&T`);
-//! - `&str`, `&[T]` and `&T` (`T: StableAbi`), lent without copying: the plugin's method
-//!   gets them with a lifetime of the call only, so it cannot keep them.
+//! - `&str`, `&[T]` and `&T` (`T: StableAbi +` [`Lendable`]), lent without copying: the
+//!   plugin's method gets them with a lifetime of the call only, so it cannot keep them,
+//!   and `Lendable` means it cannot store a value of its own in them either (no
+//!   `&RMutex<RVec<RString>>`: the host would later drop the plugin's string with code
+//!   of an unloaded library). A struct of yours becomes `Lendable` with
+//!   [`lendable!`](crate::lendable).
 //!
 //! Results ([`Ret`]): any `Pod`, `String`, `Vec<T>`, `Option<T>`, `Result<T, E>` (with
 //! `T`, `E` results themselves). The plugin turns the value into its wire form
@@ -36,10 +40,11 @@
 //! A `#[derive(StableAbi)]` struct that is plain data is a `Pod` (`unsafe impl Pod`); one
 //! with owned fields (`RString`, `RVec`, `ROption`, `RResult`, `Pod`s, such structs)
 //! becomes a result with [`typed_result!`](crate::typed_result), no `unsafe` needed:
-//! the host copies it field by field.
+//! the host copies it field by field; and an argument by `&T` with
+//! [`lendable!`](crate::lendable) (a `Pod` already is one).
 
 use crate::vtable::{Args2, Args3, Args4, Failure, InstancePtr, TypedCall, TypedRet};
-use crate::Pod;
+use crate::{Lendable, Pod};
 use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString, RVec};
 use abi_stable::type_layout::TypeLayout;
 use abi_stable::StableAbi;
@@ -50,9 +55,10 @@ use std::mem::MaybeUninit;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be an argument of a typed function",
     label = "not a typed-function argument",
-    note = "arguments are `&str`, `&[T]`, `&T` (T: StableAbi), or built-in plain data by \
-            value (integers, floats, bool, (), Tuple2/Tuple3, arrays); pass a `Pod` type \
-            of yours by `&T` or as the only argument; `String` and `Vec` as `&str`/`&[T]`"
+    note = "arguments are `&str`, `&[T]`, `&T` (T: StableAbi + Lendable), or built-in plain \
+            data by value (integers, floats, bool, (), Tuple2/Tuple3, arrays); pass a `Pod` \
+            type of yours by `&T` or as the only argument; `String` and `Vec` as \
+            `&str`/`&[T]`"
 )]
 ///
 /// # Safety
@@ -120,8 +126,9 @@ unsafe impl Arg for &str {
     }
 }
 
-// SAFETY: `RSlice` is the pointer and length of the very `&[T]`.
-unsafe impl<T: StableAbi + Sync + 'static> Arg for &[T] {
+// SAFETY: `RSlice` is the pointer and length of the very `&[T]`; `T: Lendable`, so the
+// borrower cannot store a value of its own in the lent elements.
+unsafe impl<T: StableAbi + Lendable + Sync + 'static> Arg for &[T] {
     type Key = &'static [T];
     type Wire<'w> = RSlice<'w, T>;
     type Lent<'w> = &'w [T];
@@ -135,8 +142,9 @@ unsafe impl<T: StableAbi + Sync + 'static> Arg for &[T] {
     }
 }
 
-// SAFETY: the reference itself crosses.
-unsafe impl<T: StableAbi + Sync + 'static> Arg for &T {
+// SAFETY: the reference itself crosses; `T: Lendable`, so the borrower cannot store a
+// value of its own in the lent one.
+unsafe impl<T: StableAbi + Lendable + Sync + 'static> Arg for &T {
     type Key = &'static T;
     type Wire<'w> = &'w T;
     type Lent<'w> = &'w T;
@@ -153,8 +161,8 @@ unsafe impl<T: StableAbi + Sync + 'static> Arg for &T {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an argument list of a typed function",
     label = "some argument here cannot cross the boundary",
-    note = "each argument must be `&str`, `&[T]`, `&T` (T: StableAbi), or built-in plain \
-            data by value (a `Pod` of yours by value only as the only argument); owned \
+    note = "each argument must be `&str`, `&[T]`, `&T` (T: StableAbi + Lendable), or \
+            built-in plain data by value (a `Pod` of yours by value only as the only argument); owned \
             `String`/`Vec` arguments go as `&str`/`&[T]`; at most four arguments"
 )]
 /// The argument list of a typed function: a lone `Pod` (as today's `fn(u64) -> u64`),

@@ -22,3 +22,13 @@ pub trait HostExt: Send + Sync {
 
 /// The boxed trait object the host builds and plugins ask for.
 pub type HostExtObj = HostExt_TO<'static, RBox<()>>;
+
+// SAFETY: `Lendable`'s contract for a trait object: plugins reach the host's
+// `HostExtObj` by shared reference, and no value a plugin made ends up stored in it, as
+// `HostExt`'s methods take only plain data (`generation_tag(&self)`,
+// `schedule`'s `u64`) or borrowed text (`schedule`'s and `greet`'s `RStr<'_>`, valid
+// for the call only), and implementations copy what they keep (the host's `schedule`
+// stores `func.to_string()`, a string of its own, never the `RStr`). An implementation
+// that kept an `RStr` as it is, or a method taking an owned `RString`, `RBox` or trait
+// object to keep, would break this.
+unsafe impl hotswap_plugin_api::Lendable for HostExtObj {}

@@ -21,3 +21,11 @@ pub trait Stage: Send + Sync {
 
 /// A boxed `Stage` trait object, the type exported and imported.
 pub type StageObj = Stage_TO<'static, RBox<()>>;
+
+// SAFETY: `Lendable`'s contract for a trait object: dependents reach a provider's
+// `StageObj` by shared reference, and no value a caller made ends up stored in it, as
+// `Stage`'s methods take only plain data (`apply(&self, i64)`, `describe(&self)`) and
+// return values the caller owns. A method taking an owned or reference-holding value
+// that an implementation could keep (an `RString`, an `RBox`, a trait object, an
+// `RStr` kept as it is) would break this: implementations must copy what they keep.
+unsafe impl hotswap_plugin_api::Lendable for StageObj {}

@@ -8,7 +8,7 @@ use abi_stable::{
 use hotswap_plugin_api::Pod;
 
 /// Options of a quote, lent to the plugin by reference (with an owned field: the plugin
-/// only reads it).
+/// only reads it; `lendable!` checks it cannot store anything in it).
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone, PartialEq)]
 pub struct QuoteOpts {
@@ -17,6 +17,11 @@ pub struct QuoteOpts {
     /// Currency code, e.g. "EUR".
     pub currency: RString,
 }
+
+hotswap_plugin_api::lendable!(QuoteOpts {
+    discount_pct,
+    currency
+});
 
 /// A quote: plain data.
 #[repr(C)]
@@ -53,6 +58,8 @@ pub struct OtherOpts {
     /// Anything.
     pub flags: u64,
 }
+
+hotswap_plugin_api::lendable!(OtherOpts { flags });
 
 /// Another error type (for the signature-mismatch tests).
 #[repr(C)]
