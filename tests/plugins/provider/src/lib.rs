@@ -25,13 +25,16 @@ struct Answer;
 /// on a panic by design): it panics when it is dropped.
 #[repr(C)]
 #[derive(abi_stable::StableAbi)]
-struct Fragile(i64);
+struct Fragile {
+    version: i64,
+}
+hotswap_plugin_api::lendable!(Fragile { version });
 
 impl Drop for Fragile {
     fn drop(&mut self) {
         panic!(
             "provider v{}: the export panicked as it was dropped",
-            self.0
+            self.version
         );
     }
 }
@@ -51,7 +54,7 @@ impl Plugin for Provider {
     }
     fn export(&self) -> Option<Export> {
         if cfg!(feature = "panic-export-drop") {
-            return Some(Export::new(Fragile(VERSION)));
+            return Some(Export::new(Fragile { version: VERSION }));
         }
         Some(Export::new(StageObj::from_value(Answer, TD_Opaque)))
     }
