@@ -44,6 +44,7 @@ pub(crate) static HOST_VTABLE: HostVTable = HostVTable {
     realloc: host_realloc,
     sleep: host_sleep,
     spawn_future: host_spawn_future,
+    retired: host_retired,
 };
 
 /// The layout a plugin asks for, if it is one the global allocator may be given:
@@ -390,6 +391,14 @@ unsafe extern "C" fn host_spawn_future(
         }
         drop(task);
     })
+}
+
+/// # Safety
+/// See [`HostVTable::retired`].
+unsafe extern "C" fn host_retired(c: *const c_void) -> bool {
+    // SAFETY: called by plugin code with its own HostHandle.
+    let c = unsafe { ctx(c) };
+    c.is_retired()
 }
 
 /// # Safety

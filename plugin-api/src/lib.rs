@@ -35,7 +35,8 @@
 //! # fn main() {}
 //! ```
 //!
-//! Dependencies between plugins: see the [`deps`] module. Background work: [`spawn`].
+//! Dependencies between plugins: see the [`deps`] module. Background work: [`spawn`],
+//! which ends once [`retired`] turns true.
 //! The host's DataBag: [`vault`]. Logs: plain `tracing` events, which reach the host's
 //! subscriber with this plugin's name and version.
 //!
@@ -75,7 +76,7 @@ pub use hotswap_abi::vtable;
 pub use abi_stable;
 pub use asyncfn::{sleep, spawn_async};
 pub use deps::{Export, Import, Imported, Imports};
-pub use host::{spawn, vault, SpawnError, Vault};
+pub use host::{retired, spawn, vault, SpawnError, Vault};
 pub use hotswap_plugin_macros::{interface, live_functions};
 pub use live::LiveData;
 pub use value::{Value, ValueTypeError};

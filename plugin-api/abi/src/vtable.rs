@@ -418,6 +418,12 @@ pub struct HostVTable {
         start: StartFn,
         arg: *mut c_void,
     ) -> c_int,
+    /// Whether this version is retired: no longer in the manager's current generation
+    /// (a reload replaced or removed it, the reload that loaded it failed, or the
+    /// manager is gone), so it only drains. False while the version is current or
+    /// still being loaded; once true, true for good (also once it is freed). Background
+    /// tasks and threads poll it and end, since `on_free` runs only after they did.
+    pub retired: unsafe extern "C" fn(ctx: *const c_void) -> bool,
 }
 
 /// A live function: found by name in whichever version is current when it is called.

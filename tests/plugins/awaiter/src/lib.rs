@@ -2,7 +2,7 @@
 //! what the host provides (`sleep`, `spawn_async`, the DataBag), never a runtime of
 //! its own.
 
-use hotswap_plugin_api::{export_plugin, sleep, spawn_async, vault, Plugin, Value};
+use hotswap_plugin_api::{export_plugin, retired, sleep, spawn_async, vault, Plugin, Value};
 use probe_api::{Answer, Job};
 use std::time::Duration;
 
@@ -67,13 +67,32 @@ impl Awaiter {
         Ok(id)
     }
 
+    /// Starts a background ticker that runs until this version is retired (the README's
+    /// pattern: `on_free` runs only after it ended), then writes `true` under
+    /// `ticker.<n>.ended`. Returns 1 when the version was not retired yet, 0 if it
+    /// was, 2 when the ticker could not start.
+    fn ticker(&self, n: u64) -> u64 {
+        let started = spawn_async("ticker", async move {
+            while !retired() {
+                sleep(Duration::from_millis(1)).await;
+            }
+            if let Ok(v) = vault() {
+                let _ = v.set(&format!("ticker.{n}.ended"), true);
+            }
+        });
+        match started {
+            Ok(()) => u64::from(!retired()),
+            Err(_) => 2,
+        }
+    }
+
     /// A typed (not async) function, for the mismatch test.
     fn plain(&self, x: u64) -> u64 {
         x
     }
 }
 
-export_plugin!(Awaiter, typed { plain: fn(u64) -> u64 }, async {
+export_plugin!(Awaiter, typed { plain: fn(u64) -> u64, ticker: fn(u64) -> u64 }, async {
     handle: fn(Job) -> Answer,
     ready: fn(u64) -> u64,
     explode: fn(u64) -> u64,
