@@ -86,13 +86,36 @@ impl Awaiter {
         }
     }
 
+    /// Sets `HOTSWAP_ENV_<i>` to `v<i>` for every `i < n` with this plugin's own std
+    /// (`std::env::set_var`, safe in edition 2021), removes the odd ones again, then
+    /// reads them all back with its own `std::env::var`, and the host's
+    /// `HOTSWAP_ENV_FROM_HOST` too (`tests/env.rs`). Returns how many of those `n + 1`
+    /// reads were right.
+    fn set_env(&self, n: u64) -> u64 {
+        let name = |i: u64| format!("HOTSWAP_ENV_{i}");
+        for i in 0..n {
+            std::env::set_var(name(i), format!("v{i}"));
+        }
+        for i in (1..n).step_by(2) {
+            std::env::remove_var(name(i));
+        }
+        let right = (0..n)
+            .filter(|&i| std::env::var(name(i)).ok() == (i % 2 == 0).then(|| format!("v{i}")))
+            .count() as u64;
+        right + u64::from(std::env::var("HOTSWAP_ENV_FROM_HOST").as_deref() == Ok("host"))
+    }
+
     /// A typed (not async) function, for the mismatch test.
     fn plain(&self, x: u64) -> u64 {
         x
     }
 }
 
-export_plugin!(Awaiter, typed { plain: fn(u64) -> u64, ticker: fn(u64) -> u64 }, async {
+export_plugin!(Awaiter, typed {
+    plain: fn(u64) -> u64,
+    ticker: fn(u64) -> u64,
+    set_env: fn(u64) -> u64,
+}, async {
     handle: fn(Job) -> Answer,
     ready: fn(u64) -> u64,
     explode: fn(u64) -> u64,
