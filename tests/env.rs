@@ -58,7 +58,7 @@ fn plugin_env_writes_while_host_threads_read_the_environment() {
 fn child() {
     let (_dir, m) = common::loaded(AWAITER, &[]);
     let set_env: Func<u64, u64> = m.func("awaiter", "set_env").unwrap();
-    // Set before any other thread of this process runs.
+    // Set before the readers and the writer start.
     std::env::set_var("HOTSWAP_ENV_FROM_HOST", "host");
     let stop = AtomicBool::new(false);
     let reads = AtomicU64::new(0);
