@@ -4,7 +4,8 @@
 //! /proc/self/maps); no call fails during reloads; a panic in a poll is a `CallError`;
 //! the host's timer and background futures work without a runtime; a non-async
 //! function asked for as async is refused in one line; a future that completes at
-//! once (run inside `call`) holds nothing of its version.
+//! once (run inside `call`) holds nothing of its version; a background task that runs
+//! until `retired()` turns true lets every replaced version unload.
 //!
 //! Every wait here is on a condition (a DataBag gate the test opens, a future's
 //! completion), never on time.
@@ -12,7 +13,9 @@
 mod common;
 
 use common::{build, clear, install, plugin_dir, Build};
-use hotswap_host::{maps, AsyncFunc, CallError, PluginManager, SignaturePart, Value, VersionState};
+use hotswap_host::{
+    maps, AsyncFunc, CallError, Func, PluginManager, SignaturePart, Value, VersionState,
+};
 use probe_api::{Answer, Job};
 use std::path::Path;
 use std::pin::Pin;
@@ -371,6 +374,56 @@ fn the_timer_and_background_futures_need_no_runtime_and_keep_their_version() {
         std::thread::yield_now();
     }
     assert_eq!(m.vault().get("bg.done"), Some(Value::Bool(true)));
+    assert_eq!(maps::mapped_under(m.private_dir()).len(), 1);
+}
+
+/// The README's pattern for long-running background work: a `spawn_async` ticker
+/// looping `while !retired()`. Each of 20 versions starts one; once a reload replaced
+/// it, `retired()` turns true, the ticker ends and its version unloads (without the
+/// host's `retired`, every one stayed `Draining { tasks: 1 }` for good: its `on_free`
+/// runs only after its last task ended).
+#[test]
+fn tickers_end_once_their_version_is_retired_and_every_retired_version_unloads() {
+    const RELOADS: u64 = 20;
+    let (v1, v2) = (build(AWAITER, &[]), build(AWAITER, &["v2"]));
+    let (dir, m) = loaded(&v1);
+    let ticker: Func<u64, u64> = m.func("awaiter", "ticker").unwrap();
+    let mut retired_ids = Vec::new();
+    for i in 0..RELOADS {
+        retired_ids.push(current_id(&m));
+        assert_eq!(
+            ticker.call(i).unwrap(),
+            1,
+            "a current version is not retired"
+        );
+        swap_to(dir.path(), if i % 2 == 0 { &v2 } else { &v1 });
+        m.reload(&Value::Null).unwrap();
+    }
+    // The newest version starts one too: it must keep running, its version current.
+    assert_eq!(ticker.call(RELOADS).unwrap(), 1);
+    let give_up = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(m.collect(Duration::from_secs(60)));
+        let versions = awaiter_versions(&m);
+        if versions.len() == 1 {
+            assert_eq!(versions[0].1, VersionState::Current, "{versions:?}");
+            assert!(!retired_ids.contains(&versions[0].0), "{versions:?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < give_up,
+            "retired versions never unloaded: {versions:?}"
+        );
+        std::thread::yield_now();
+    }
+    for i in 0..RELOADS {
+        assert_eq!(
+            m.vault().get(&format!("ticker.{i}.ended")),
+            Some(Value::Bool(true)),
+            "ticker {i} ended"
+        );
+    }
+    assert_eq!(m.vault().get(&format!("ticker.{RELOADS}.ended")), None);
     assert_eq!(maps::mapped_under(m.private_dir()).len(), 1);
 }
 

@@ -21,8 +21,9 @@ use hotswap_abi::vtable::{
     StartFn,
 };
 use hotswap_plugin_api::Value;
-use std::cell::Cell;
-use std::ffi::{c_int, c_uint, c_ulong, c_void};
+use std::cell::{Cell, RefCell};
+use std::ffi::{c_char, c_int, c_uint, c_ulong, c_void, CString, OsStr};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::sync::Arc;
 
 pub(crate) static HOST_VTABLE: HostVTable = HostVTable {
@@ -44,6 +45,11 @@ pub(crate) static HOST_VTABLE: HostVTable = HostVTable {
     realloc: host_realloc,
     sleep: host_sleep,
     spawn_future: host_spawn_future,
+    retired: host_retired,
+    env_set: host_env_set,
+    env_remove: host_env_remove,
+    env_clear: host_env_clear,
+    env_get: host_env_get,
 };
 
 /// The layout a plugin asks for, if it is one the global allocator may be given:
@@ -390,6 +396,117 @@ unsafe extern "C" fn host_spawn_future(
         }
         drop(task);
     })
+}
+
+/// # Safety
+/// See [`HostVTable::retired`].
+unsafe extern "C" fn host_retired(c: *const c_void) -> bool {
+    // SAFETY: called by plugin code with its own HostHandle.
+    let c = unsafe { ctx(c) };
+    c.is_retired()
+}
+
+/// A name `setenv` accepts: non-empty, no `=`, no NUL (`std::env::set_var` panics on
+/// any other).
+fn env_name(name: &[u8]) -> Option<&OsStr> {
+    let ok = !name.is_empty() && !name.contains(&b'=') && !name.contains(&0);
+    ok.then(|| OsStr::from_bytes(name))
+}
+
+// Sound although `std::env::set_var` and `remove_var` are `unsafe` in edition 2024
+// (this crate is 2021, where they are safe fns): the hazard is another thread reading
+// `environ` while a write reallocates it. Every write of a plugin's code comes here
+// (its `setenv`, `unsetenv`, `putenv` and `clearenv` are these entries), so std's
+// environment lock, the host's, now serialises host and plugin writers against the
+// host's readers (`var_os`, `vars_os`) and against plugin `getenv`s, which are
+// `host_env_get`. What still reads `environ` without that lock is not covered: a
+// plugin's `env::vars()` (its own std's lock), C code that walks `environ`, and C
+// libraries outside plugins calling glibc's `getenv` while the host writes (README).
+
+/// # Safety
+/// None (see [`HostVTable::env_set`]): any slices are checked.
+unsafe extern "C" fn host_env_set(
+    name: RSlice<'_, u8>,
+    value: RSlice<'_, u8>,
+    overwrite: bool,
+) -> c_int {
+    let Some(name) = env_name(name.as_slice()) else {
+        return libc::EINVAL;
+    };
+    if value.as_slice().contains(&0) {
+        return libc::EINVAL;
+    }
+    let value = OsStr::from_bytes(value.as_slice());
+    if !overwrite && std::env::var_os(name).is_some() {
+        return 0;
+    }
+    // `set_var` panics only when glibc's `setenv` fails (out of memory): answered as
+    // glibc would, never unwound into plugin code.
+    match std::panic::catch_unwind(|| std::env::set_var(name, value)) {
+        Ok(()) => 0,
+        Err(_) => libc::ENOMEM,
+    }
+}
+
+/// # Safety
+/// None (see [`HostVTable::env_remove`]).
+unsafe extern "C" fn host_env_remove(name: RSlice<'_, u8>) -> c_int {
+    let Some(name) = env_name(name.as_slice()) else {
+        return libc::EINVAL;
+    };
+    match std::panic::catch_unwind(|| std::env::remove_var(name)) {
+        Ok(()) => 0,
+        Err(_) => libc::ENOMEM,
+    }
+}
+
+/// # Safety
+/// None (see [`HostVTable::env_clear`]).
+unsafe extern "C" fn host_env_clear() -> c_int {
+    let names: Vec<_> = std::env::vars_os().map(|(name, _)| name).collect();
+    for name in names {
+        if env_name(name.as_bytes()).is_some() {
+            let _ = std::panic::catch_unwind(|| std::env::remove_var(&name));
+        }
+    }
+    0
+}
+
+thread_local! {
+    /// The values `host_env_get` answered on this thread, one per name (the last one
+    /// asked for): each pointer stays valid until this thread's next `env_get` of that
+    /// name. Host memory, so a plugin's `getenv` leaves no per-thread state of its own.
+    static ENV_GOT: RefCell<Vec<(Box<[u8]>, CString)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// # Safety
+/// None (see [`HostVTable::env_get`]).
+unsafe extern "C" fn host_env_get(name: RSlice<'_, u8>) -> *const c_char {
+    let Some(key) = env_name(name.as_slice()) else {
+        return std::ptr::null();
+    };
+    let value = std::env::var_os(key).and_then(|v| CString::new(v.into_vec()).ok());
+    let answer = value.as_ref().map_or(std::ptr::null(), |v| v.as_ptr());
+    let kept = ENV_GOT.try_with(|got| {
+        let mut got = got.borrow_mut();
+        let at = got.iter().position(|(n, _)| **n == *name.as_slice());
+        match (value, at) {
+            (Some(v), Some(i)) => got[i].1 = v,
+            (Some(v), None) => got.push((name.as_slice().into(), v)),
+            (None, Some(i)) => {
+                got.swap_remove(i);
+            }
+            (None, None) => {}
+        }
+    });
+    match kept {
+        Ok(()) => answer,
+        // This thread is exiting and its buffers are gone: `value` was dropped unkept,
+        // so answer a copy kept for good (rare: a destructor reading the environment).
+        Err(_) => std::env::var_os(key)
+            .and_then(|v| CString::new(v.into_vec()).ok())
+            .map_or(std::ptr::null(), |v| CString::into_raw(v).cast_const()),
+    }
 }
 
 /// # Safety

@@ -41,6 +41,9 @@ pub(crate) struct VersionCtx {
     pub holds: Arc<Holds>,
     /// Set once `on_free` and the instance's drop ran: callbacks then refuse.
     freed: AtomicBool,
+    /// Set once the version left the current generation (or never reached it): its
+    /// code learns it through `HostVTable::retired`.
+    retired: AtomicBool,
     /// The DataBag writes of the reload that loaded this version.
     staging: Mutex<Option<Arc<Staging>>>,
 }
@@ -62,6 +65,7 @@ impl VersionCtx {
             manager,
             holds,
             freed: AtomicBool::new(false),
+            retired: AtomicBool::new(false),
             staging: Mutex::new(staging),
         })
     }
@@ -84,6 +88,19 @@ impl VersionCtx {
 
     pub fn is_freed(&self) -> bool {
         self.freed.load(Ordering::SeqCst)
+    }
+
+    /// The version is retired: a published generation no longer holds it, or the
+    /// reload that loaded it failed (see `manager.rs::swap_inner`).
+    pub fn set_retired(&self) {
+        self.retired.store(true, Ordering::SeqCst);
+    }
+
+    /// What `HostVTable::retired` answers: marked retired, freed, or its manager is
+    /// gone (nothing will ever call it again). Never upgrades the manager's `Weak`, so
+    /// a plugin thread polling this never ends up dropping the manager.
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::SeqCst) || self.is_freed() || self.manager.strong_count() == 0
     }
 
     pub fn staging(&self) -> Option<Arc<Staging>> {

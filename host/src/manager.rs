@@ -671,6 +671,17 @@ impl PluginManager {
         };
         let mut next: Vec<Arc<Version>> = Vec::new();
         let mut fresh: HashSet<u64> = HashSet::new();
+        // This reload's fresh versions, marked retired if it returns before publishing
+        // them: a background task one started in a hook would otherwise hold it forever.
+        struct RetireUnpublished(Vec<Arc<crate::ctx::VersionCtx>>);
+        impl Drop for RetireUnpublished {
+            fn drop(&mut self) {
+                for ctx in &self.0 {
+                    ctx.set_retired();
+                }
+            }
+        }
+        let mut unpublished = RetireUnpublished(Vec::new());
         let mut lines: Vec<PluginReport> = Vec::new();
         let line =
             |v: &Version, outcome, previous: Option<&Arc<Version>>, load_time| PluginReport {
@@ -697,6 +708,7 @@ impl PluginManager {
                     let v = loader::load(candidate, &env, hooks)?;
                     lines.push(line(&v, Outcome::Loaded, current, t.elapsed()));
                     fresh.insert(v.id());
+                    unpublished.0.push(v.ctx.clone());
                     next.push(v);
                 }
             }
@@ -707,6 +719,7 @@ impl PluginManager {
             let v = loader::load_static(plugin, &env, hooks)?;
             lines.push(line(&v, Outcome::Loaded, None, t.elapsed()));
             fresh.insert(v.id());
+            unpublished.0.push(v.ctx.clone());
             next.push(v);
         }
         for cur in old.versions() {
@@ -751,6 +764,7 @@ impl PluginManager {
                     l.load_time = t.elapsed();
                 }
                 fresh.insert(v.id());
+                unpublished.0.push(v.ctx.clone());
                 next[i] = v;
             }
         }
@@ -788,7 +802,15 @@ impl PluginManager {
         });
         // The reload's DataBag writes land with the swap, all at once.
         staging.commit(&sh.vault);
+        let kept: HashSet<u64> = generation.versions().iter().map(|v| v.id()).collect();
         let retired = sh.domain.publish(Arc::new(generation));
+        // Published: the fresh versions are current, and the old ones this generation
+        // no longer holds are retired (`hotswap_plugin_api::retired` answers true from
+        // now on, so their background tasks end and let them unload).
+        unpublished.0.clear();
+        for v in old.versions().iter().filter(|v| !kept.contains(&v.id())) {
+            v.ctx.set_retired();
+        }
         // The reaper's reference is then the last one (unless a call still runs on it),
         // so the old generation is dropped there, not on the reload's path.
         let previous = old.id();

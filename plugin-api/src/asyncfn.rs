@@ -169,7 +169,10 @@ pub fn sleep(duration: Duration) -> Sleep {
 /// tracks (as [`spawn`](crate::spawn) does for a closure): this version is not unloaded
 /// while the task runs, status counts it among the version's tasks, and a panic inside
 /// it is caught and reported on stderr. Await [`sleep`] in it, not the plugin's own
-/// tokio. Meant for a few long-running jobs: each task has a thread.
+/// tokio. Meant for a few long-running jobs: each task has a thread. A job that runs
+/// until stopped must end once [`retired`](crate::retired) turns true (poll it, e.g.
+/// `while !retired() { sleep(…).await }`): `on_free` runs only after the last task
+/// ended, so it cannot be what stops one.
 ///
 /// Fails when called before the host created this plugin, or when the host refuses (the
 /// version is being freed).

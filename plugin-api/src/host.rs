@@ -60,6 +60,9 @@ impl std::error::Error for SpawnError {}
 /// Runs `task` on a thread the host starts and tracks: this plugin version is not
 /// unloaded while the task runs, and a panic inside it is caught and logged by the host.
 ///
+/// A task that runs until stopped must end once [`retired`] turns true (poll it):
+/// `on_free` runs only after the last task ended, so it cannot be what stops one.
+///
 /// Prefer this to `std::thread::spawn`: a raw thread is invisible to the host, which may
 /// unload the code it runs (the author's responsibility, see the README).
 ///
@@ -97,6 +100,30 @@ pub fn spawn(name: &str, task: impl FnOnce() + Send + 'static) -> Result<(), Spa
             debug_assert_eq!(f.kind, FailKind::Error);
             Err(SpawnError(f.message.into_string()))
         }
+    }
+}
+
+/// Whether this plugin version is retired: it is no longer in the host's current
+/// generation, so no new call reaches it and it only waits to be unloaded.
+///
+/// It turns true right after a reload publishes a generation without this version (a
+/// newer build replaced it, or its plugin was removed), when the reload that loaded
+/// this version failed, or when the host's manager is gone; once true it stays true
+/// (also after `on_free`). It is false while the version is being loaded (`new`,
+/// `on_load`, `on_init`) and while it is current, and false before the host created
+/// this plugin.
+///
+/// **Background work must poll it and end.** A task started with [`spawn`] or
+/// [`spawn_async`](crate::spawn_async), and a thread the plugin starts, holds its version
+/// loaded until it ends, and `on_free` runs only after the last one ended: a task that
+/// waits for `on_free` to stop it never ends, and its version never unloads. Loop with
+/// `while !retired() { … }` (a cheap call: one atomic load in the host), and let calls
+/// still running on the version finish as usual.
+pub fn retired() -> bool {
+    match current() {
+        // SAFETY: the host's own context pointer, passed back unchanged.
+        Some(host) => unsafe { (host.vtable.retired)(host.ctx) },
+        None => false,
     }
 }
 

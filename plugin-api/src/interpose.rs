@@ -19,11 +19,21 @@
 //! before the library is closed, and threads the plugin starts are counted so the
 //! library is not closed while one runs.
 //!
+//! The environment functions too: `setenv`, `unsetenv`, `putenv`, `clearenv` and
+//! `getenv`. A plugin has its own std, with its own environment lock, so its
+//! `env::set_var` (safe in edition 2021) would reallocate glibc's `environ` while a host
+//! thread reads it under the host std's lock (a crash in the host's `env::vars_os`).
+//! Here every write goes to the host (`HostVTable::env_set` and the others), which
+//! makes it with its own std under its lock, and `getenv` reads the host's
+//! `env::var_os` under that lock, copied into a host buffer of the calling thread (see
+//! [`getenv`]). Still unserialised: what walks `environ` itself (the plugin's
+//! `env::vars()`, C code), and C code outside plugins calling glibc's `getenv`.
+//!
 //! Before the host has created the plugin (or in a process that is not a hotswap
 //! host), every function falls back to glibc's, found with `dlsym(RTLD_NEXT, …)`.
 
 use crate::vtable::{Destructor, DtorFn, StartFn, StartRoutine};
-use std::ffi::{c_int, c_uint, c_ulong, c_void, CStr};
+use std::ffi::{c_char, c_int, c_uint, c_ulong, c_void, CStr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// glibc's definition of `name`, the next one after this library's own; cached in
@@ -148,5 +158,160 @@ pub unsafe fn thread_create(
         // SAFETY: as above.
         Some(f) => unsafe { f(thread, attr, start, arg) },
         None => libc::EAGAIN,
+    }
+}
+
+type SetenvFn = unsafe extern "C" fn(*const c_char, *const c_char, c_int) -> c_int;
+type UnsetenvFn = unsafe extern "C" fn(*const c_char) -> c_int;
+type PutenvFn = unsafe extern "C" fn(*mut c_char) -> c_int;
+type ClearenvFn = unsafe extern "C" fn() -> c_int;
+type GetenvFn = unsafe extern "C" fn(*const c_char) -> *mut c_char;
+
+/// Answers -1 with `errno` set to `code`, as glibc's environment functions fail.
+fn fail(code: c_int) -> c_int {
+    // SAFETY: glibc's per-thread errno, always valid for writes on this thread.
+    unsafe { *libc::__errno_location() = code };
+    -1
+}
+
+/// A name `setenv` and `unsetenv` accept: non-empty, without `=`.
+fn valid_name(name: &[u8]) -> bool {
+    !name.is_empty() && !name.contains(&b'=')
+}
+
+/// What the host's entries answer (0 or an errno value), as the C function returns it.
+fn answer(code: c_int) -> c_int {
+    if code == 0 {
+        0
+    } else {
+        fail(code)
+    }
+}
+
+/// `setenv` of this plugin (what its std's `env::set_var` calls).
+///
+/// # Safety
+/// As glibc's: `name` and `value` null or NUL-terminated strings.
+pub unsafe fn setenv(name: *const c_char, value: *const c_char, overwrite: c_int) -> c_int {
+    if let Some(host) = crate::host::current() {
+        if name.is_null() || value.is_null() {
+            return fail(libc::EINVAL);
+        }
+        // SAFETY: non-null NUL-terminated strings, the caller's contract.
+        let (name, value) = unsafe { (CStr::from_ptr(name), CStr::from_ptr(value)) };
+        if !valid_name(name.to_bytes()) {
+            return fail(libc::EINVAL);
+        }
+        // SAFETY: the host's function; it copies both before returning.
+        let code = unsafe {
+            (host.vtable.env_set)(
+                name.to_bytes().into(),
+                value.to_bytes().into(),
+                overwrite != 0,
+            )
+        };
+        return answer(code);
+    }
+    match fallback!(SETENV, c"setenv", SetenvFn) {
+        // SAFETY: glibc's function, with the caller's arguments.
+        Some(f) => unsafe { f(name, value, overwrite) },
+        None => fail(libc::ENOSYS),
+    }
+}
+
+/// `unsetenv` of this plugin (what its std's `env::remove_var` calls).
+///
+/// # Safety
+/// As glibc's: `name` null or a NUL-terminated string.
+pub unsafe fn unsetenv(name: *const c_char) -> c_int {
+    if let Some(host) = crate::host::current() {
+        if name.is_null() {
+            return fail(libc::EINVAL);
+        }
+        // SAFETY: a non-null NUL-terminated string, the caller's contract.
+        let name = unsafe { CStr::from_ptr(name) };
+        if !valid_name(name.to_bytes()) {
+            return fail(libc::EINVAL);
+        }
+        // SAFETY: the host's function; it copies the name before returning.
+        return answer(unsafe { (host.vtable.env_remove)(name.to_bytes().into()) });
+    }
+    match fallback!(UNSETENV, c"unsetenv", UnsetenvFn) {
+        // SAFETY: as above.
+        Some(f) => unsafe { f(name) },
+        None => fail(libc::ENOSYS),
+    }
+}
+
+/// `putenv` of this plugin: `NAME=VALUE` sets, a bare `NAME` removes (glibc's
+/// extension). Through the host, the variable is a copy: unlike glibc's `putenv`, a
+/// later change to `string` does not change the environment.
+///
+/// # Safety
+/// As glibc's: `string` a NUL-terminated string.
+pub unsafe fn putenv(string: *mut c_char) -> c_int {
+    if let Some(host) = crate::host::current() {
+        if string.is_null() {
+            return fail(libc::EINVAL);
+        }
+        // SAFETY: a non-null NUL-terminated string, the caller's contract.
+        let bytes = unsafe { CStr::from_ptr(string) }.to_bytes();
+        let code = match bytes.iter().position(|&b| b == b'=') {
+            Some(0) => libc::EINVAL,
+            // SAFETY: the host's functions; they copy what they get before returning.
+            Some(i) => unsafe {
+                (host.vtable.env_set)(bytes[..i].into(), bytes[i + 1..].into(), true)
+            },
+            None if bytes.is_empty() => libc::EINVAL,
+            // SAFETY: as above.
+            None => unsafe { (host.vtable.env_remove)(bytes.into()) },
+        };
+        return answer(code);
+    }
+    match fallback!(PUTENV, c"putenv", PutenvFn) {
+        // SAFETY: as above.
+        Some(f) => unsafe { f(string) },
+        None => fail(libc::ENOSYS),
+    }
+}
+
+/// `clearenv` of this plugin.
+///
+/// # Safety
+/// As glibc's (none beyond it).
+pub unsafe fn clearenv() -> c_int {
+    if let Some(host) = crate::host::current() {
+        // SAFETY: the host's function.
+        return unsafe { (host.vtable.env_clear)() };
+    }
+    match fallback!(CLEARENV, c"clearenv", ClearenvFn) {
+        // SAFETY: as above.
+        Some(f) => unsafe { f() },
+        None => fail(libc::ENOSYS),
+    }
+}
+
+/// `getenv` of this plugin (what its std's `env::var_os` calls): the host's value, read
+/// under the host std's lock, copied into a host buffer of this thread. The pointer
+/// stays valid until this thread's next `getenv` of the same name (in any plugin), or
+/// its exit (POSIX allows less: until any next `getenv`); the string must not be
+/// written.
+///
+/// # Safety
+/// As glibc's: `name` null or a NUL-terminated string.
+pub unsafe fn getenv(name: *const c_char) -> *mut c_char {
+    if name.is_null() {
+        return std::ptr::null_mut();
+    }
+    if let Some(host) = crate::host::current() {
+        // SAFETY: a non-null NUL-terminated string, the caller's contract.
+        let name = unsafe { CStr::from_ptr(name) }.to_bytes();
+        // SAFETY: the host's function; it copies the name and answers a buffer of its own.
+        return unsafe { (host.vtable.env_get)(name.into()) }.cast_mut();
+    }
+    match fallback!(GETENV, c"getenv", GetenvFn) {
+        // SAFETY: as above.
+        Some(f) => unsafe { f(name) },
+        None => std::ptr::null_mut(),
     }
 }

@@ -35,15 +35,19 @@
 //! # fn main() {}
 //! ```
 //!
-//! Dependencies between plugins: see the [`deps`] module. Background work: [`spawn`].
+//! Dependencies between plugins: see the [`deps`] module. Background work: [`spawn`],
+//! which ends once [`retired`] turns true.
 //! The host's DataBag: [`vault`]. Logs: plain `tracing` events, which reach the host's
 //! subscriber with this plugin's name and version.
 //!
 //! `export_plugin!` also defines, inside the plugin's library, its own versions of the
 //! C functions through which code registers per-thread state (`__cxa_thread_atexit_impl`,
-//! the pthread key functions, `pthread_create`) and allocates (`malloc`, `free` and
-//! the rest), so the host can unload the plugin safely with thread-locals and threads
-//! in use, and can say how much heap each version holds and leaked. Cargo features:
+//! the pthread key functions, `pthread_create`), allocates (`malloc`, `free` and
+//! the rest) and reads and writes the environment (`setenv`, `unsetenv`, `putenv`,
+//! `clearenv`, `getenv`, made by the host's `std::env` under its lock), so the host can
+//! unload the plugin safely with thread-locals and threads in use, can say how much heap
+//! each version holds and leaked, and a plugin's `std::env::set_var` cannot crash host
+//! threads reading the environment. Cargo features:
 //! `no-heap-stats` leaves the allocation counting out (a few nanoseconds per
 //! allocation); `static` is set by a host that links plugins into its binary, never by
 //! a plugin.
@@ -76,7 +80,7 @@ pub use hotswap_abi::vtable;
 pub use abi_stable;
 pub use asyncfn::{sleep, spawn_async};
 pub use deps::{Export, Import, Imported, Imports};
-pub use host::{spawn, vault, SpawnError, Vault};
+pub use host::{retired, spawn, vault, SpawnError, Vault};
 pub use hotswap_plugin_macros::{interface, live_functions};
 pub use lend::Lendable;
 pub use live::LiveData;
@@ -781,6 +785,47 @@ macro_rules! __hotswap_interpose {
             ) -> c_int {
                 // SAFETY: as above.
                 unsafe { $crate::interpose::thread_create(thread, attr, start, arg) }
+            }
+            /// # Safety
+            /// glibc's contract for `setenv`.
+            #[no_mangle]
+            unsafe extern "C" fn setenv(
+                name: *const ::std::ffi::c_char,
+                value: *const ::std::ffi::c_char,
+                overwrite: c_int,
+            ) -> c_int {
+                // SAFETY: as above.
+                unsafe { $crate::interpose::setenv(name, value, overwrite) }
+            }
+            /// # Safety
+            /// glibc's contract for `unsetenv`.
+            #[no_mangle]
+            unsafe extern "C" fn unsetenv(name: *const ::std::ffi::c_char) -> c_int {
+                // SAFETY: as above.
+                unsafe { $crate::interpose::unsetenv(name) }
+            }
+            /// # Safety
+            /// glibc's contract for `putenv`.
+            #[no_mangle]
+            unsafe extern "C" fn putenv(string: *mut ::std::ffi::c_char) -> c_int {
+                // SAFETY: as above.
+                unsafe { $crate::interpose::putenv(string) }
+            }
+            /// # Safety
+            /// glibc's contract for `clearenv`.
+            #[no_mangle]
+            unsafe extern "C" fn clearenv() -> c_int {
+                // SAFETY: as above.
+                unsafe { $crate::interpose::clearenv() }
+            }
+            /// # Safety
+            /// glibc's contract for `getenv`.
+            #[no_mangle]
+            unsafe extern "C" fn getenv(
+                name: *const ::std::ffi::c_char,
+            ) -> *mut ::std::ffi::c_char {
+                // SAFETY: as above.
+                unsafe { $crate::interpose::getenv(name) }
             }
         };
     };

@@ -14,7 +14,7 @@ use abi_stable::{
     StableAbi,
 };
 use async_ffi::FfiFuture;
-use std::ffi::{c_int, c_uint, c_ulong, c_void};
+use std::ffi::{c_char, c_int, c_uint, c_ulong, c_void};
 
 /// The proof that whoever built a boundary table ([`PluginVTable`], [`TypedFn`],
 /// [`LiveFn`], [`PluginHeader`](crate::header::PluginHeader)) paired every function
@@ -418,6 +418,31 @@ pub struct HostVTable {
         start: StartFn,
         arg: *mut c_void,
     ) -> c_int,
+    /// Whether this version is retired: no longer in the manager's current generation
+    /// (a reload replaced or removed it, the reload that loaded it failed, or the
+    /// manager is gone), so it only drains. False while the version is current or
+    /// still being loaded; once true, true for good (also once it is freed). Background
+    /// tasks and threads poll it and end, since `on_free` runs only after they did.
+    pub retired: unsafe extern "C" fn(ctx: *const c_void) -> bool,
+    /// The plugin's `setenv` (what its std's `env::set_var` calls), `putenv` too: the
+    /// host sets the variable with its own `std::env::set_var`, under the host std's
+    /// environment lock, so a plugin's write never reallocates `environ` under a host
+    /// reader. `name` is non-empty, without `=` or NUL, `value` without NUL (else
+    /// `EINVAL`); with `overwrite` false an existing variable is kept. Returns 0 or an
+    /// errno value. No `ctx`: nothing of the version is involved.
+    pub env_set:
+        unsafe extern "C" fn(name: RSlice<'_, u8>, value: RSlice<'_, u8>, overwrite: bool) -> c_int,
+    /// The plugin's `unsetenv` (its std's `env::remove_var`), through the host's
+    /// `std::env::remove_var`, as [`env_set`](Self::env_set). Returns 0 or an errno value.
+    pub env_remove: unsafe extern "C" fn(name: RSlice<'_, u8>) -> c_int,
+    /// The plugin's `clearenv`: removes every variable through the host's std. Returns 0.
+    pub env_clear: unsafe extern "C" fn() -> c_int,
+    /// The plugin's `getenv` (its std's `env::var_os`): the host's `std::env::var_os`,
+    /// read under the host std's lock, copied into a buffer of the calling thread's own
+    /// (host memory: no per-thread state of the version), NUL-terminated and valid until
+    /// this thread's next `env_get` of the same name or its exit; null when unset (or
+    /// `name` is empty or holds `=` or NUL).
+    pub env_get: unsafe extern "C" fn(name: RSlice<'_, u8>) -> *const c_char,
 }
 
 /// A live function: found by name in whichever version is current when it is called.

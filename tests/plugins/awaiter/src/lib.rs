@@ -2,7 +2,7 @@
 //! what the host provides (`sleep`, `spawn_async`, the DataBag), never a runtime of
 //! its own.
 
-use hotswap_plugin_api::{export_plugin, sleep, spawn_async, vault, Plugin, Value};
+use hotswap_plugin_api::{export_plugin, retired, sleep, spawn_async, vault, Plugin, Value};
 use probe_api::{Answer, Job};
 use std::time::Duration;
 
@@ -67,13 +67,55 @@ impl Awaiter {
         Ok(id)
     }
 
+    /// Starts a background ticker that runs until this version is retired (the README's
+    /// pattern: `on_free` runs only after it ended), then writes `true` under
+    /// `ticker.<n>.ended`. Returns 1 when the version was not retired yet, 0 if it
+    /// was, 2 when the ticker could not start.
+    fn ticker(&self, n: u64) -> u64 {
+        let started = spawn_async("ticker", async move {
+            while !retired() {
+                sleep(Duration::from_millis(1)).await;
+            }
+            if let Ok(v) = vault() {
+                let _ = v.set(&format!("ticker.{n}.ended"), true);
+            }
+        });
+        match started {
+            Ok(()) => u64::from(!retired()),
+            Err(_) => 2,
+        }
+    }
+
+    /// Sets `HOTSWAP_ENV_<i>` to `v<i>` for every `i < n` with this plugin's own std
+    /// (`std::env::set_var`, safe in edition 2021), removes the odd ones again, then
+    /// reads them all back with its own `std::env::var`, and the host's
+    /// `HOTSWAP_ENV_FROM_HOST` too (`tests/env.rs`). Returns how many of those `n + 1`
+    /// reads were right.
+    fn set_env(&self, n: u64) -> u64 {
+        let name = |i: u64| format!("HOTSWAP_ENV_{i}");
+        for i in 0..n {
+            std::env::set_var(name(i), format!("v{i}"));
+        }
+        for i in (1..n).step_by(2) {
+            std::env::remove_var(name(i));
+        }
+        let right = (0..n)
+            .filter(|&i| std::env::var(name(i)).ok() == (i % 2 == 0).then(|| format!("v{i}")))
+            .count() as u64;
+        right + u64::from(std::env::var("HOTSWAP_ENV_FROM_HOST").as_deref() == Ok("host"))
+    }
+
     /// A typed (not async) function, for the mismatch test.
     fn plain(&self, x: u64) -> u64 {
         x
     }
 }
 
-export_plugin!(Awaiter, typed { plain: fn(u64) -> u64 }, async {
+export_plugin!(Awaiter, typed {
+    plain: fn(u64) -> u64,
+    ticker: fn(u64) -> u64,
+    set_env: fn(u64) -> u64,
+}, async {
     handle: fn(Job) -> Answer,
     ready: fn(u64) -> u64,
     explode: fn(u64) -> u64,
