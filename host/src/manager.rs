@@ -673,10 +673,11 @@ impl PluginManager {
         let mut fresh: HashSet<u64> = HashSet::new();
         // This reload's fresh versions, marked retired if it returns before publishing
         // them: a background task one started in a hook would otherwise hold it forever.
-        struct RetireUnpublished(Vec<Arc<crate::ctx::VersionCtx>>);
+        // (Version id and context: one replaced within this reload is retired too.)
+        struct RetireUnpublished(Vec<(u64, Arc<crate::ctx::VersionCtx>)>);
         impl Drop for RetireUnpublished {
             fn drop(&mut self) {
-                for ctx in &self.0 {
+                for (_, ctx) in &self.0 {
                     ctx.set_retired();
                 }
             }
@@ -708,7 +709,7 @@ impl PluginManager {
                     let v = loader::load(candidate, &env, hooks)?;
                     lines.push(line(&v, Outcome::Loaded, current, t.elapsed()));
                     fresh.insert(v.id());
-                    unpublished.0.push(v.ctx.clone());
+                    unpublished.0.push((v.id(), v.ctx.clone()));
                     next.push(v);
                 }
             }
@@ -719,7 +720,7 @@ impl PluginManager {
             let v = loader::load_static(plugin, &env, hooks)?;
             lines.push(line(&v, Outcome::Loaded, None, t.elapsed()));
             fresh.insert(v.id());
-            unpublished.0.push(v.ctx.clone());
+            unpublished.0.push((v.id(), v.ctx.clone()));
             next.push(v);
         }
         for cur in old.versions() {
@@ -764,7 +765,7 @@ impl PluginManager {
                     l.load_time = t.elapsed();
                 }
                 fresh.insert(v.id());
-                unpublished.0.push(v.ctx.clone());
+                unpublished.0.push((v.id(), v.ctx.clone()));
                 next[i] = v;
             }
         }
@@ -807,7 +808,8 @@ impl PluginManager {
         // Published: the fresh versions are current, and the old ones this generation
         // no longer holds are retired (`hotswap_plugin_api::retired` answers true from
         // now on, so their background tasks end and let them unload).
-        unpublished.0.clear();
+        unpublished.0.retain(|(id, _)| !kept.contains(id));
+        drop(unpublished);
         for v in old.versions().iter().filter(|v| !kept.contains(&v.id())) {
             v.ctx.set_retired();
         }
