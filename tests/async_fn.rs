@@ -428,6 +428,36 @@ fn tickers_end_once_their_version_is_retired_and_every_retired_version_unloads()
 }
 
 #[test]
+fn a_task_started_by_a_version_whose_reload_failed_ends_and_the_version_unloads() {
+    let (dir, m) = loaded(&build(AWAITER, &[]));
+    let current = current_id(&m);
+    let failing = build(AWAITER, &["ticker-then-fail"]);
+    for round in 0..5 {
+        swap_to(dir.path(), &failing);
+        let e = m.reload(&Value::Null).unwrap_err();
+        assert!(e.to_string().contains("on purpose"), "round {round}: {e}");
+        assert_eq!(current_id(&m), current, "the old version keeps serving");
+    }
+    // Each failed version's ticker learns it was retired (it was never published), ends,
+    // and lets the version be freed and unloaded.
+    let give_up = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(m.collect(Duration::from_secs(60)));
+        let versions = awaiter_versions(&m);
+        if versions.len() == 1 {
+            assert_eq!(versions[0], (current, VersionState::Current));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < give_up,
+            "failed versions never unloaded: {versions:?}"
+        );
+        std::thread::yield_now();
+    }
+    assert_eq!(maps::mapped_under(m.private_dir()).len(), 1);
+}
+
+#[test]
 fn a_function_that_is_not_async_is_refused_in_one_line() {
     let (_dir, m) = loaded(&build(AWAITER, &[]));
     let e = m

@@ -11,7 +11,31 @@ const VERSION: u32 = if cfg!(feature = "v2") { 2 } else { 1 };
 #[derive(Default)]
 struct Awaiter;
 
-impl Plugin for Awaiter {}
+impl Plugin for Awaiter {
+    fn on_load(
+        &mut self,
+        _data: &Value,
+        _imports: &hotswap_plugin_api::Imports,
+    ) -> hotswap_plugin_api::Result<()> {
+        if cfg!(feature = "ticker-then-fail") {
+            spawn_async("ticker", async {
+                while !retired() {
+                    sleep(Duration::from_millis(1)).await;
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    fn on_init(&mut self, _vault: &hotswap_plugin_api::Vault) -> hotswap_plugin_api::Result<()> {
+        if cfg!(feature = "ticker-then-fail") {
+            return Err(hotswap_plugin_api::Error::msg(
+                "awaiter fails on_init on purpose",
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// Waits, on the host's timer, until the DataBag holds `true` under `key` (the test's
 /// condition; the sleep only spaces the checks).
