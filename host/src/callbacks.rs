@@ -21,8 +21,9 @@ use hotswap_abi::vtable::{
     StartFn,
 };
 use hotswap_plugin_api::Value;
-use std::cell::{Cell, RefCell};
-use std::ffi::{c_char, c_int, c_uint, c_ulong, c_void, CString, OsStr};
+use std::cell::Cell;
+use std::collections::HashSet;
+use std::ffi::{c_char, c_int, c_uint, c_ulong, c_void, CStr, CString, OsStr};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::sync::Arc;
 
@@ -472,12 +473,12 @@ unsafe extern "C" fn host_env_clear() -> c_int {
     0
 }
 
-thread_local! {
-    /// The values `host_env_get` answered on this thread, one per name (the last one
-    /// asked for): each pointer stays valid until this thread's next `env_get` of that
-    /// name. Host memory, so a plugin's `getenv` leaves no per-thread state of its own.
-    static ENV_GOT: RefCell<Vec<(Box<[u8]>, CString)>> = const { RefCell::new(Vec::new()) };
-}
+/// Every value `host_env_get` has answered, kept for the life of the process: C code
+/// keeps a `getenv` pointer as long as it likes (SQLite caches `TMPDIR`'s and reads it
+/// from any thread), and glibc's answers live that long too (it never frees what
+/// `setenv` made). Interned by value, so what this holds is bounded by the distinct
+/// values ever read, as glibc's leak is by those ever set.
+static ENV_VALUES: parking_lot::Mutex<Option<HashSet<Box<CStr>>>> = parking_lot::Mutex::new(None);
 
 /// # Safety
 /// None (see [`HostVTable::env_get`]).
@@ -485,28 +486,19 @@ unsafe extern "C" fn host_env_get(name: RSlice<'_, u8>) -> *const c_char {
     let Some(key) = env_name(name.as_slice()) else {
         return std::ptr::null();
     };
-    let value = std::env::var_os(key).and_then(|v| CString::new(v.into_vec()).ok());
-    let answer = value.as_ref().map_or(std::ptr::null(), |v| v.as_ptr());
-    let kept = ENV_GOT.try_with(|got| {
-        let mut got = got.borrow_mut();
-        let at = got.iter().position(|(n, _)| **n == *name.as_slice());
-        match (value, at) {
-            (Some(v), Some(i)) => got[i].1 = v,
-            (Some(v), None) => got.push((name.as_slice().into(), v)),
-            (None, Some(i)) => {
-                got.swap_remove(i);
-            }
-            (None, None) => {}
-        }
-    });
-    match kept {
-        Ok(()) => answer,
-        // This thread is exiting and its buffers are gone: `value` was dropped unkept,
-        // so answer a copy kept for good (rare: a destructor reading the environment).
-        Err(_) => std::env::var_os(key)
-            .and_then(|v| CString::new(v.into_vec()).ok())
-            .map_or(std::ptr::null(), |v| CString::into_raw(v).cast_const()),
+    let Some(value) = std::env::var_os(key).and_then(|v| CString::new(v.into_vec()).ok()) else {
+        return std::ptr::null();
+    };
+    let mut values = ENV_VALUES.lock();
+    let values = values.get_or_insert_with(HashSet::new);
+    if let Some(kept) = values.get(value.as_c_str()) {
+        return kept.as_ptr();
     }
+    // A `Box<CStr>`'s bytes never move, whatever the set does with the box itself.
+    let kept = value.into_boxed_c_str();
+    let answer = kept.as_ptr();
+    values.insert(kept);
+    answer
 }
 
 /// # Safety
@@ -582,4 +574,40 @@ unsafe extern "C" fn host_thread_create(
     let c = unsafe { ctx(c) };
     // SAFETY: glibc's contract, forwarded by the plugin.
     unsafe { threads::thread_create(&c.holds, thread, attr, start.func, arg) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(name: &str) -> Option<String> {
+        // SAFETY: any slice is checked; the answer is a NUL-terminated string kept for
+        // good, or null.
+        let p = unsafe { host_env_get(name.as_bytes().into()) };
+        // SAFETY: as above.
+        (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+    }
+
+    #[test]
+    fn a_getenv_answer_stays_valid_after_later_reads_and_writes() {
+        let name = "HOTSWAP_TEST_GETENV_KEPT";
+        std::env::set_var(name, "first");
+        // SAFETY: as in `get`.
+        let first = unsafe { host_env_get(name.as_bytes().into()) };
+        assert!(!first.is_null());
+        // C code may keep `first` for good (SQLite caches `TMPDIR`'s): later reads of the
+        // same name, a new value and another thread's reads must not free it.
+        assert_eq!(get(name).as_deref(), Some("first"));
+        // SAFETY: as in `get`.
+        let again = unsafe { host_env_get(name.as_bytes().into()) };
+        assert_eq!(again, first, "one value, one copy");
+        std::env::set_var(name, "second");
+        assert_eq!(get(name).as_deref(), Some("second"));
+        std::thread::spawn(move || get(name)).join().unwrap();
+        // SAFETY: `first` is kept for the life of the process.
+        assert_eq!(unsafe { CStr::from_ptr(first) }.to_str(), Ok("first"));
+        std::env::remove_var(name);
+        assert_eq!(get(name), None);
+        assert_eq!(get("A=B"), None, "a name with '=' is never set");
+    }
 }

@@ -400,6 +400,10 @@ unsafe fn instantiate(
         holds,
         env.staging.clone(),
     );
+    // A version that fails from here on is never published: its code (a thread its
+    // `new` started, polling `retired()` as the README says) must learn it, or that
+    // thread, and the library it keeps mapped, would never end. Disarmed once loaded.
+    let mut retire = RetireUnlessLoaded(ctx.clone(), false);
     // From here the Lib owns the library and the private copy: when its last holder
     // goes, the reaper closes it and deletes the copy, also when a hook below fails.
     std::mem::forget(remove_copy);
@@ -503,7 +507,20 @@ unsafe fn instantiate(
         return Err(fail(step, f.into_kind()));
     }
     tracing::debug!(plugin = %name, version = %version, id, "loaded");
+    retire.1 = true;
     Ok(loaded)
+}
+
+/// Marks a version retired when its load fails (see `instantiate`), unless `.1` says it
+/// was loaded (the reload then marks it when it leaves the current generation).
+struct RetireUnlessLoaded(Arc<VersionCtx>, bool);
+
+impl Drop for RetireUnlessLoaded {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.set_retired();
+        }
+    }
 }
 
 /// The instance pointer, sent back from the hook thread.

@@ -25,9 +25,10 @@
 //! thread reads it under the host std's lock (a crash in the host's `env::vars_os`).
 //! Here every write goes to the host (`HostVTable::env_set` and the others), which
 //! makes it with its own std under its lock, and `getenv` reads the host's
-//! `env::var_os` under that lock, copied into a host buffer of the calling thread (see
+//! `env::var_os` under that lock, answered as a copy the host keeps for good (see
 //! [`getenv`]). Still unserialised: what walks `environ` itself (the plugin's
-//! `env::vars()`, C code), and C code outside plugins calling glibc's `getenv`.
+//! `env::vars()`, its `std::process::Command`, C code), and C code outside plugins
+//! calling glibc's `getenv`.
 //!
 //! Before the host has created the plugin (or in a process that is not a hotswap
 //! host), every function falls back to glibc's, found with `dlsym(RTLD_NEXT, …)`.
@@ -292,10 +293,10 @@ pub unsafe fn clearenv() -> c_int {
 }
 
 /// `getenv` of this plugin (what its std's `env::var_os` calls): the host's value, read
-/// under the host std's lock, copied into a host buffer of this thread. The pointer
-/// stays valid until this thread's next `getenv` of the same name (in any plugin), or
-/// its exit (POSIX allows less: until any next `getenv`); the string must not be
-/// written.
+/// under the host std's lock, answered as a copy the host keeps for the life of the
+/// process (interned by value), so the pointer stays valid for good, as glibc's do in
+/// practice (C code caches them: SQLite keeps `TMPDIR`'s); the string must not be
+/// written. Unlike glibc's, not async-signal-safe: it takes locks and may allocate.
 ///
 /// # Safety
 /// As glibc's: `name` null or a NUL-terminated string.

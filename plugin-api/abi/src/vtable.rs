@@ -438,10 +438,10 @@ pub struct HostVTable {
     /// The plugin's `clearenv`: removes every variable through the host's std. Returns 0.
     pub env_clear: unsafe extern "C" fn() -> c_int,
     /// The plugin's `getenv` (its std's `env::var_os`): the host's `std::env::var_os`,
-    /// read under the host std's lock, copied into a buffer of the calling thread's own
-    /// (host memory: no per-thread state of the version), NUL-terminated and valid until
-    /// this thread's next `env_get` of the same name or its exit; null when unset (or
-    /// `name` is empty or holds `=` or NUL).
+    /// read under the host std's lock, answered as a NUL-terminated copy the host keeps
+    /// for the life of the process (interned by value: C code may keep a `getenv`
+    /// pointer for good, as glibc's stay valid); null when unset (or `name` is empty or
+    /// holds `=` or NUL). Not async-signal-safe (it takes locks and may allocate).
     pub env_get: unsafe extern "C" fn(name: RSlice<'_, u8>) -> *const c_char,
 }
 
