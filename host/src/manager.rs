@@ -673,7 +673,8 @@ impl PluginManager {
         let mut fresh: HashSet<u64> = HashSet::new();
         // This reload's fresh versions, marked retired if it returns before publishing
         // them: a background task one started in a hook would otherwise hold it forever.
-        // (Version id and context: one replaced within this reload is retired too.)
+        // (Version id and context: at the publish, those the generation holds are kept
+        // out of it.)
         struct RetireUnpublished(Vec<(u64, Arc<crate::ctx::VersionCtx>)>);
         impl Drop for RetireUnpublished {
             fn drop(&mut self) {

@@ -209,8 +209,12 @@ impl Future for Sleep {
 
 impl Drop for Sleep {
     fn drop(&mut self) {
-        if let (Some(key), Some(t)) = (self.queued, timer()) {
-            t.remove(key);
+        // Only a queued sleep has a timer to leave (asking a never-queued one for it
+        // would start the timer's thread).
+        if let Some(key) = self.queued {
+            if let Some(t) = timer() {
+                t.remove(key);
+            }
         }
         // Taken under the lock, so the timer has either taken them first (and holds the
         // version until its wake returned) or finds nothing; dropped here, on this

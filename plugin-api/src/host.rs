@@ -107,18 +107,20 @@ pub fn spawn(name: &str, task: impl FnOnce() + Send + 'static) -> Result<(), Spa
 /// generation, so no new call reaches it and it only waits to be unloaded.
 ///
 /// It turns true right after a reload publishes a generation without this version (a
-/// newer build replaced it, or its plugin was removed), when the reload that loaded
-/// this version failed, or when the host's manager is gone; once true it stays true
+/// newer build replaced it, or its plugin was removed), when this version's load or the
+/// reload that loaded it failed, or when the host's manager is gone; once true it stays true
 /// (also after `on_free`). It is false while the version is being loaded (`new`,
 /// `on_load`, `on_init`) and while it is current, and false before the host created
 /// this plugin.
 ///
 /// **Background work must poll it and end.** A task started with [`spawn`] or
-/// [`spawn_async`](crate::spawn_async), and a thread the plugin starts, holds its version
-/// loaded until it ends, and `on_free` runs only after the last one ended: a task that
-/// waits for `on_free` to stop it never ends, and its version never unloads. Loop with
-/// `while !retired() { … }` (a cheap call: one atomic load in the host), and let calls
-/// still running on the version finish as usual.
+/// [`spawn_async`](crate::spawn_async) holds its version loaded until it ends, and
+/// `on_free` runs only after the last one ended: a task that waits for `on_free` to stop
+/// it never ends, and its version never unloads. A thread the plugin starts itself does
+/// not hold the version (`on_free` still runs), but keeps its library mapped until it
+/// ends: stop it on `retired()` too. Loop with `while !retired() { … }` (a cheap call: a
+/// few atomic loads in the host), and let calls still running on the version finish as
+/// usual.
 pub fn retired() -> bool {
     match current() {
         // SAFETY: the host's own context pointer, passed back unchanged.

@@ -421,8 +421,10 @@ pub struct HostVTable {
     /// Whether this version is retired: no longer in the manager's current generation
     /// (a reload replaced or removed it, the reload that loaded it failed, or the
     /// manager is gone), so it only drains. False while the version is current or
-    /// still being loaded; once true, true for good (also once it is freed). Background
-    /// tasks and threads poll it and end, since `on_free` runs only after they did.
+    /// still being loaded; true too once its load failed; once true, true for good (also
+    /// once it is freed). Background tasks poll it and end, since `on_free` runs only
+    /// after they did, and so do threads the plugin started (they keep its library
+    /// mapped until they end).
     pub retired: unsafe extern "C" fn(ctx: *const c_void) -> bool,
     /// The plugin's `setenv` (what its std's `env::set_var` calls), `putenv` too: the
     /// host sets the variable with its own `std::env::set_var`, under the host std's
