@@ -424,6 +424,10 @@ fn env_name(name: &[u8]) -> Option<&OsStr> {
 // plugin's `env::vars()` (its own std's lock), C code that walks `environ`, and C
 // libraries outside plugins calling glibc's `getenv` while the host writes (README).
 
+/// Serialises the plugins' environment writes, so that `setenv(name, value, 0)` (check,
+/// then set) is one step among them.
+static ENV_WRITES: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
 /// # Safety
 /// None (see [`HostVTable::env_set`]): any slices are checked.
 unsafe extern "C" fn host_env_set(
@@ -438,6 +442,9 @@ unsafe extern "C" fn host_env_set(
         return libc::EINVAL;
     }
     let value = OsStr::from_bytes(value.as_slice());
+    // A `setenv` that keeps an existing variable checks and sets as one step, as
+    // glibc's does under its lock: plugin writers racing for one name take turns.
+    let _one_at_a_time = ENV_WRITES.lock();
     if !overwrite && std::env::var_os(name).is_some() {
         return 0;
     }
@@ -455,6 +462,7 @@ unsafe extern "C" fn host_env_remove(name: RSlice<'_, u8>) -> c_int {
     let Some(name) = env_name(name.as_slice()) else {
         return libc::EINVAL;
     };
+    let _one_at_a_time = ENV_WRITES.lock();
     match std::panic::catch_unwind(|| std::env::remove_var(name)) {
         Ok(()) => 0,
         Err(_) => libc::ENOMEM,
@@ -464,6 +472,7 @@ unsafe extern "C" fn host_env_remove(name: RSlice<'_, u8>) -> c_int {
 /// # Safety
 /// None (see [`HostVTable::env_clear`]).
 unsafe extern "C" fn host_env_clear() -> c_int {
+    let _one_at_a_time = ENV_WRITES.lock();
     let names: Vec<_> = std::env::vars_os().map(|(name, _)| name).collect();
     for name in names {
         if env_name(name.as_bytes()).is_some() {
