@@ -328,6 +328,9 @@ impl<W> Drop for Running<W> {
         // SAFETY: dropped once, here, and never used again. The plugin's code drops it
         // while `version` (dropped after this, as a field) keeps that code loaded.
         unsafe { ManuallyDrop::drop(&mut self.fut) };
+        // This thread may be one that never pins (an executor's worker, a timeout's):
+        // a call boundary for the per-thread state plugin code left here (see `poll_other`).
+        crate::threads::run_drained();
     }
 }
 
@@ -403,7 +406,15 @@ impl<R: Ret> AsyncCall<R> {
     fn poll_other(&mut self, cx: &mut Context<'_>) -> Poll<Result<R, CallError>> {
         let out = match &mut self.state {
             State::Running(r) => match poll_plugin(&mut r.fut, cx, &r.version, r.call) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    // The poll ran plugin code on this thread, which may be one that never
+                    // pins a generation (an executor's worker), so never meets the call
+                    // boundary where drained versions' per-thread state is destroyed:
+                    // this is one (`threads.rs`: sound anywhere no drained version's code
+                    // can run, and a drained version's cannot run at all).
+                    crate::threads::run_drained();
+                    return Poll::Pending;
+                }
                 // Copied while `r` holds the version whose code made it; the plugin-made
                 // value is dropped inside `from_wire`.
                 // SAFETY: host code, on the output the plugin's future made with

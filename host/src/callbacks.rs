@@ -516,10 +516,10 @@ unsafe extern "C" fn host_sleep(c: *const c_void, nanos: u64) -> FfiFuture<()> {
     // SAFETY: called by plugin code with its own HostHandle.
     let c = unsafe { ctx(c) };
     match c.version() {
-        Some(version) if !c.is_freed() => FfiFuture::new(timer::sleep(
-            std::time::Duration::from_nanos(nanos),
-            version,
-        )),
+        Some(version) if !c.is_freed() => {
+            let keeper: timer::Keeper = Arc::downgrade(&version) as _;
+            FfiFuture::new(timer::sleep(std::time::Duration::from_nanos(nanos), keeper))
+        }
         // A freed version's code (a thread it left running) gets a sleep that keeps no
         // waker: nothing could keep its version alive until a wake.
         _ => FfiFuture::new(std::future::ready(())),

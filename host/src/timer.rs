@@ -4,8 +4,10 @@
 //!
 //! The waker a sleep keeps may be plugin code (a clone made inside the plugin has the
 //! vtable of the plugin's copy of async-ffi), so it must be woken or dropped while its
-//! version is loaded. Each entry holds the version (`keep`) until it fired or its future
-//! was dropped. The timer takes the waker and the version out of the entry together,
+//! version is loaded. Each entry holds the version (`keep`) from the poll that left it a
+//! waker until it fired or its future was dropped; a sleep never polled pending keeps
+//! nothing (a plugin may keep an unpolled sleep in its instance or a static: holding
+//! the version there would be a cycle, and the version would never unload). The timer takes the waker and the version out of the entry together,
 //! under the entry's lock (which the future's drop takes too), and wakes after the lock
 //! is released, the version still held until the wake returned: a wake never overlaps
 //! the version's last moments, and an executor whose wake polls or drops the sleep at
@@ -30,6 +32,9 @@ use std::time::{Duration, Instant};
 
 /// What keeps a version loaded (its `Arc<Version>`, type-erased).
 pub(crate) type Keep = Arc<dyn Send + Sync>;
+
+/// What a sleep takes its [`Keep`] from when it is first polled pending.
+pub(crate) type Keeper = std::sync::Weak<dyn Send + Sync>;
 
 struct EntryState {
     /// The deadline passed (or the future was dropped).
@@ -158,11 +163,14 @@ pub(crate) struct Sleep {
     entry: Arc<Entry>,
     /// Where the entry is queued, once it is.
     queued: Option<Key>,
+    /// The version, held by the entry from the first pending poll (see the module docs).
+    keeper: Keeper,
 }
 
-/// Sleeps for `duration`; `keep` is held until the sleep fired or was dropped (see the
-/// module docs).
-pub(crate) fn sleep(duration: Duration, keep: Keep) -> Sleep {
+/// Sleeps for `duration`; what `keeper` names is held from the first poll that leaves a
+/// waker until the sleep fired or was dropped (see the module docs). Ready at once when
+/// it is gone by then.
+pub(crate) fn sleep(duration: Duration, keeper: Keeper) -> Sleep {
     // An overflowing deadline is as good as never: a century.
     let deadline = Instant::now()
         .checked_add(duration)
@@ -173,10 +181,11 @@ pub(crate) fn sleep(duration: Duration, keep: Keep) -> Sleep {
             state: Mutex::new(EntryState {
                 done: false,
                 waker: None,
-                keep: Some(keep),
+                keep: None,
             }),
         }),
         queued: None,
+        keeper,
     }
 }
 
@@ -191,6 +200,14 @@ impl Future for Sleep {
             let mut st = self.entry.state.lock();
             if st.done {
                 return Poll::Ready(());
+            }
+            // The waker left here may be plugin code: from now on the entry holds the
+            // version, so it is woken or dropped while that code is loaded.
+            if st.keep.is_none() {
+                match self.keeper.upgrade() {
+                    Some(keep) => st.keep = Some(keep),
+                    None => return Poll::Ready(()),
+                }
             }
             match &mut st.waker {
                 Some(w) if w.will_wake(cx.waker()) => {}
@@ -249,10 +266,15 @@ mod tests {
         let keep: Keep = Arc::new(Released(Mutex::new(tx)));
         let count = Arc::new(Count(AtomicUsize::new(0), std::thread::current()));
         let waker = Waker::from(count.clone());
-        let mut s = sleep(Duration::from_millis(5), keep);
+        let mut s = sleep(Duration::from_millis(5), Arc::downgrade(&keep));
         let mut cx = Context::from_waker(&waker);
-        while Pin::new(&mut s).poll(&mut cx).is_pending() {
+        let first = Pin::new(&mut s).poll(&mut cx);
+        // Only the entry holds it now (if it was polled pending).
+        drop(keep);
+        let mut pending = first.is_pending();
+        while pending {
             std::thread::park();
+            pending = Pin::new(&mut s).poll(&mut cx).is_pending();
         }
         // Ready: the timer fired (or the deadline passed before it did). The keep-alive
         // goes with the drop, or (if the timer fired) once its wake returned.
@@ -290,11 +312,12 @@ mod tests {
             let keep: Keep = Arc::new(Released(Mutex::new(tx.clone())));
             let wake = Arc::new(DropOnWake(Mutex::new(None), Mutex::new(tx)));
             let waker = Waker::from(wake.clone());
-            let mut s = sleep(Duration::from_millis(1), keep);
-            if Pin::new(&mut s)
+            let mut s = sleep(Duration::from_millis(1), Arc::downgrade(&keep));
+            let ready = Pin::new(&mut s)
                 .poll(&mut Context::from_waker(&waker))
-                .is_ready()
-            {
+                .is_ready();
+            drop(keep);
+            if ready {
                 continue;
             }
             *wake.0.lock() = Some(s);
@@ -319,7 +342,8 @@ mod tests {
         // A timeout on every call that never fires: before, each stayed queued until
         // its deadline (an hour here), about 130 bytes a call.
         for _ in 0..1000 {
-            let mut s = sleep(Duration::from_secs(3600), Arc::new(()));
+            let keep: Keep = Arc::new(());
+            let mut s = sleep(Duration::from_secs(3600), Arc::downgrade(&keep));
             assert!(Pin::new(&mut s)
                 .poll(&mut Context::from_waker(&waker))
                 .is_pending());
@@ -332,15 +356,35 @@ mod tests {
     }
 
     #[test]
+    fn a_sleep_never_polled_pending_keeps_nothing() {
+        // A plugin may keep an unpolled sleep in its instance or a static: holding the
+        // version from there would be a cycle, and the version would never unload.
+        let keep: Keep = Arc::new(());
+        let weak = Arc::downgrade(&keep);
+        let mut s = sleep(Duration::from_secs(3600), weak.clone());
+        drop(keep);
+        assert!(weak.upgrade().is_none(), "the unpolled sleep holds nothing");
+        // Polled once the version is gone: ready at once, nothing registered.
+        let count = Arc::new(Count(AtomicUsize::new(0), std::thread::current()));
+        let waker = Waker::from(count);
+        assert!(Pin::new(&mut s)
+            .poll(&mut Context::from_waker(&waker))
+            .is_ready());
+        assert!(s.queued.is_none());
+    }
+
+    #[test]
     fn a_dropped_sleep_drops_its_waker_and_keep_alive_at_once() {
         let keep: Keep = Arc::new(());
         let weak = Arc::downgrade(&keep);
         let count = Arc::new(Count(AtomicUsize::new(0), std::thread::current()));
         let waker = Waker::from(count.clone());
-        let mut s = sleep(Duration::from_secs(3600), keep);
+        let mut s = sleep(Duration::from_secs(3600), weak.clone());
         assert!(Pin::new(&mut s)
             .poll(&mut Context::from_waker(&waker))
             .is_pending());
+        drop(keep);
+        assert!(weak.upgrade().is_some(), "the polled sleep holds it");
         assert_eq!(Arc::strong_count(&count), 3, "the sleep holds a clone");
         drop(s);
         assert!(weak.upgrade().is_none());
