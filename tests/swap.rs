@@ -356,6 +356,16 @@ fn unchanged_and_non_reloadable_plugins_are_kept() {
 }
 
 #[test]
+fn a_relative_plugin_directory_is_fixed_when_the_manager_is_made() {
+    // Plugin code may change the process's working directory (`set_current_dir` is
+    // safe): a relative directory must not follow it, or every later reload fails.
+    let cwd = std::env::current_dir().unwrap();
+    let m = PluginManager::new("relative-plugins").unwrap();
+    assert_eq!(m.dir(), cwd.join("relative-plugins"));
+    assert!(m.dir().is_absolute());
+}
+
+#[test]
 fn reload_from_another_directory() {
     let (_dir, _log, m) = probe_v1();
     let next = plugin_dir();

@@ -404,11 +404,13 @@ pub struct PluginManager {
 }
 
 impl PluginManager {
-    /// Options for a manager over the plugin directory `dir`.
+    /// Options for a manager over the plugin directory `dir`. A relative `dir` is taken
+    /// against the working directory now, once: plugin code that changes the process's
+    /// working directory (`std::env::set_current_dir`) does not move it.
     pub fn builder(dir: impl Into<PathBuf>) -> Builder {
         Builder {
             extension_newer: None,
-            dir: dir.into(),
+            dir: absolute_dir(dir.into()),
             free_delay: Duration::ZERO,
             whitelist: None,
             reload_callback: None,
@@ -471,9 +473,11 @@ impl PluginManager {
     /// directory of later reloads if this one succeeds (for deploys into a new folder).
     pub fn reload_from(&self, dir: impl AsRef<Path>, data: &Value) -> Result<ReloadReport, Error> {
         self.refuse_static()?;
+        // Relative to the working directory now (see `builder`).
+        let dir = absolute_dir(dir.as_ref().to_owned());
         self.exclusive(|| {
-            let report = self.swap(dir.as_ref(), data, None, self.shared.hook_timeout)?;
-            *self.shared.dir.lock() = dir.as_ref().to_owned();
+            let report = self.swap(&dir, data, None, self.shared.hook_timeout)?;
+            *self.shared.dir.lock() = dir.clone();
             Ok(report)
         })
     }
@@ -1385,6 +1389,12 @@ struct SendEntries(Vec<hotswap_abi::vtable::ImportEntry>);
 unsafe impl Send for SendEntries {}
 
 /// A call by name as the pinned section of [`PluginManager::invoke_func`].
+/// `dir` made absolute against the working directory of this moment (no file is
+/// touched; `dir` as it is if the working directory cannot be read).
+fn absolute_dir(dir: PathBuf) -> PathBuf {
+    std::path::absolute(&dir).unwrap_or(dir)
+}
+
 struct NamedCall<'a> {
     plugin: &'a str,
     function: &'a str,
