@@ -189,6 +189,28 @@ fn a_panic_whose_payload_panics_as_it_is_dropped_is_a_call_error() {
     assert_eq!(explode.call(("calm",)).unwrap(), "calm");
 }
 
+#[test]
+fn a_value_nested_without_end_is_refused_not_copied_by_recursion() {
+    let (_dir, m) = probe_v1();
+    // Nested a little: stored and answered as usual.
+    m.invoke_func("probe", "deep_store", &[Value::from(10)])
+        .unwrap();
+    assert!(m
+        .invoke_func("probe", "deep_answer", &[Value::from(10)])
+        .is_ok());
+    // Deeper than the host copies (its copy recursed, and a deep enough value overflowed
+    // the host's stack, which aborts): refused with an error, the host carries on.
+    let e = m
+        .invoke_func("probe", "deep_store", &[Value::from(1000)])
+        .unwrap_err();
+    assert!(e.to_string().contains("nested deeper than"), "{e}");
+    let e = m
+        .invoke_func("probe", "deep_answer", &[Value::from(1000)])
+        .unwrap_err();
+    assert!(e.to_string().contains("nested deeper than"), "{e}");
+    assert!(m.invoke_func("probe", "version", &[]).is_ok());
+}
+
 fn mismatch<A: hotswap_host::Args, R: hotswap_host::Ret>(
     m: &PluginManager,
     function: &str,

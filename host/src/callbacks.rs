@@ -236,6 +236,15 @@ unsafe extern "C" fn host_bag_set(
     let Some(m) = c.manager.upgrade() else {
         return error("the host is shutting down");
     };
+    // The host copies the value, by recursion: a value nested without end (safe plugin
+    // code can build one) would overflow the host's stack, which aborts.
+    if crate::value_depth::deeper_than(value, crate::value_depth::MAX_DEPTH) {
+        return error(format!(
+            "DataBag write of {:?} refused: the value is nested deeper than {} levels",
+            key.as_str(),
+            crate::value_depth::MAX_DEPTH
+        ));
+    }
     match c.staging() {
         Some(staging) => match staging.set(m.vault(), key.as_str(), value) {
             Ok(()) => RResult::ROk(()),

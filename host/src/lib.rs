@@ -68,6 +68,7 @@ mod threads;
 mod timer;
 mod trigger;
 mod trust;
+mod value_depth;
 mod vault;
 mod verified;
 mod version;

@@ -196,7 +196,7 @@ impl Version {
             .ok_or_else(|| CallError::UnknownLive(name.to_owned()))?;
         // SAFETY: live instance, shared access (live functions take `&self`).
         match unsafe { (f.call)(self.instance, RSlice::from_slice(args)) } {
-            RResult::ROk(v) => Ok(host_owned(v)),
+            RResult::ROk(v) => host_owned(v).map_err(|f| self.call_error(name, f)),
             RResult::RErr(e) => Err(self.call_error(name, e)),
         }
     }
@@ -271,7 +271,7 @@ impl ByName {
                 // host code (`clone`) and the plugin-made value dropped right here,
                 // while its library is still loaded (`rebuilt`).
                 RResult::ROk(v) if is_scalar(&v) => Ok(v),
-                RResult::ROk(v) => Ok(rebuilt(v)),
+                RResult::ROk(v) => rebuilt(v).map_err(|f| version.call_error(function, f)),
                 RResult::RErr(f) => Err(version.call_error(function, f)),
             }
         };
@@ -305,9 +305,9 @@ fn is_scalar(v: &Value) -> bool {
 /// of the plugin), anything else cloned by host code and the plugin-made value dropped
 /// here (its drop runs the plugin's own code, while its library is loaded).
 #[inline(always)]
-fn host_owned(v: Value) -> Value {
+fn host_owned(v: Value) -> Result<Value, Failure> {
     if is_scalar(&v) {
-        v
+        Ok(v)
     } else {
         rebuilt(v)
     }
@@ -317,8 +317,19 @@ fn host_owned(v: Value) -> Value {
 /// by name answering a scalar carries neither the clone's nor the drop's code.
 #[cold]
 #[inline(never)]
-fn rebuilt(v: Value) -> Value {
-    v.clone()
+fn rebuilt(v: Value) -> Result<Value, Failure> {
+    // The clone recurses: a value nested without end would overflow this stack.
+    if crate::value_depth::deeper_than(&v, crate::value_depth::MAX_DEPTH) {
+        return Err(Failure {
+            kind: FailKind::Error,
+            message: format!(
+                "the plugin's answer is nested deeper than {} levels",
+                crate::value_depth::MAX_DEPTH
+            )
+            .into(),
+        });
+    }
+    Ok(v.clone())
 }
 
 impl Drop for Version {

@@ -282,6 +282,20 @@ impl Plugin for Probe {
             }
             "panic" => panic!("probe {VERSION} panicked on request"),
             "bomb" => std::panic::panic_any(Bomb),
+            // A value nested `depth` lists deep: stored in the DataBag (`deep_store`) or
+            // answered (`deep_answer`); the host copies values by recursion.
+            "deep_store" | "deep_answer" => {
+                let depth = args.first().and_then(Value::as_int).unwrap_or(0);
+                let mut v = Value::Null;
+                for i in 0..depth {
+                    v = Value::List(vec![Value::from(i), v].into());
+                }
+                if name == "deep_answer" {
+                    return Ok(v);
+                }
+                hotswap_plugin_api::vault()?.set("probe.deep", v)?;
+                Ok(Value::Null)
+            }
             "fail" => Err(Error::msg(format!("probe {VERSION} failed on request"))),
             _ => Err(Error::unknown_function(name)),
         }
