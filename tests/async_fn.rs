@@ -458,6 +458,23 @@ fn a_task_started_by_a_version_whose_reload_failed_ends_and_the_version_unloads(
 }
 
 #[test]
+fn a_plugin_may_not_install_a_signal_handler_that_would_outlive_it() {
+    let (v1, v2) = (build(AWAITER, &[]), build(AWAITER, &["v2"]));
+    let (dir, m) = loaded(&v1);
+    let register: Func<(), u64> = m.func("awaiter", "signal_handler").unwrap();
+    // Before, each version's handler stayed installed after its library was unloaded
+    // (and the next version's chained to it): the next SIGUSR1 ran unmapped code.
+    for round in 0..4 {
+        assert_eq!(register.call(()).unwrap(), 0, "round {round}: refused");
+        swap_to(dir.path(), if round % 2 == 0 { &v2 } else { &v1 });
+        m.reload(&Value::Null).unwrap();
+        assert!(m.collect(Duration::from_secs(30)));
+    }
+    assert_eq!(register.call(()).unwrap(), 0);
+    assert_eq!(maps::mapped_under(m.private_dir()).len(), 1);
+}
+
+#[test]
 fn a_function_that_is_not_async_is_refused_in_one_line() {
     let (_dir, m) = loaded(&build(AWAITER, &[]));
     let e = m

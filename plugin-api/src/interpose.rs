@@ -30,6 +30,10 @@
 //! `env::vars()`, its `std::process::Command`, C code), and C code outside plugins
 //! calling glibc's `getenv`.
 //!
+//! And `sigaction` and `signal`, which refuse to install a handler function while a
+//! host serves the plugin: a handler is process-wide, so it (and any later handler that
+//! chains to it, as signal-hook's do) would run after this library was unmapped.
+//!
 //! Before the host has created the plugin (or in a process that is not a hotswap
 //! host), every function falls back to glibc's, found with `dlsym(RTLD_NEXT, …)`.
 
@@ -314,5 +318,74 @@ pub unsafe fn getenv(name: *const c_char) -> *mut c_char {
         // SAFETY: as above.
         Some(f) => unsafe { f(name) },
         None => std::ptr::null_mut(),
+    }
+}
+
+type SigactionFn =
+    unsafe extern "C" fn(c_int, *const libc::sigaction, *mut libc::sigaction) -> c_int;
+type SignalFn = unsafe extern "C" fn(c_int, libc::sighandler_t) -> libc::sighandler_t;
+
+/// Whether `handler` is a function of this plugin's (not `SIG_DFL` or `SIG_IGN`).
+fn is_function(handler: libc::sighandler_t) -> bool {
+    handler != libc::SIG_DFL && handler != libc::SIG_IGN
+}
+
+/// Says, once per process of this library, why a signal handler was refused.
+fn refused_handler(signal: c_int) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        tracing::warn!(
+            signal,
+            "a plugin may not install a signal handler: a handler is process-wide and \
+             would outlive this plugin's library (the next signal would run unmapped \
+             code); signals are the host's, which tells plugins through calls or the vault"
+        );
+    });
+}
+
+/// `sigaction` of this plugin (what `signal-hook` and a plugin's own tokio call): while
+/// a host serves the plugin, installing a handler function is refused with `EPERM`
+/// (a handler is process-wide: it, and whatever handler chains to it, would outlive
+/// the plugin's library); querying, `SIG_DFL` and `SIG_IGN` go to glibc's.
+///
+/// # Safety
+/// As glibc's: `act` and `old` null or valid.
+pub unsafe fn sigaction(
+    signal: c_int,
+    act: *const libc::sigaction,
+    old: *mut libc::sigaction,
+) -> c_int {
+    // SAFETY: `act` null or valid (the caller's contract).
+    if let Some(act) = unsafe { act.as_ref() } {
+        if crate::host::current().is_some() && is_function(act.sa_sigaction) {
+            refused_handler(signal);
+            return fail(libc::EPERM);
+        }
+    }
+    match fallback!(SIGACTION, c"sigaction", SigactionFn) {
+        // SAFETY: glibc's function, with the caller's arguments.
+        Some(f) => unsafe { f(signal, act, old) },
+        None => fail(libc::ENOSYS),
+    }
+}
+
+/// `signal` of this plugin: as [`sigaction`], a handler function is refused while a
+/// host serves the plugin (`SIG_ERR`, `errno` `EPERM`).
+///
+/// # Safety
+/// As glibc's.
+pub unsafe fn signal(signal: c_int, handler: libc::sighandler_t) -> libc::sighandler_t {
+    if crate::host::current().is_some() && is_function(handler) {
+        refused_handler(signal);
+        fail(libc::EPERM);
+        return libc::SIG_ERR;
+    }
+    match fallback!(SIGNAL, c"signal", SignalFn) {
+        // SAFETY: glibc's function, with the caller's arguments.
+        Some(f) => unsafe { f(signal, handler) },
+        None => {
+            fail(libc::ENOSYS);
+            libc::SIG_ERR
+        }
     }
 }

@@ -83,6 +83,8 @@ pub use deps::{Export, Import, Imported, Imports};
 pub use host::{retired, spawn, vault, SpawnError, Vault};
 pub use hotswap_plugin_macros::{interface, live_functions};
 pub use lend::Lendable;
+#[doc(hidden)]
+pub use libc as __libc;
 pub use live::LiveData;
 pub use value::{Value, ValueTypeError};
 
@@ -785,6 +787,27 @@ macro_rules! __hotswap_interpose {
             ) -> c_int {
                 // SAFETY: as above.
                 unsafe { $crate::interpose::thread_create(thread, attr, start, arg) }
+            }
+            /// # Safety
+            /// glibc's contract for `sigaction`.
+            #[no_mangle]
+            unsafe extern "C" fn sigaction(
+                signal: c_int,
+                act: *const $crate::__libc::sigaction,
+                old: *mut $crate::__libc::sigaction,
+            ) -> c_int {
+                // SAFETY: glibc's contract, forwarded unchanged.
+                unsafe { $crate::interpose::sigaction(signal, act, old) }
+            }
+            /// # Safety
+            /// glibc's contract for `signal`.
+            #[no_mangle]
+            unsafe extern "C" fn signal(
+                signal: c_int,
+                handler: $crate::__libc::sighandler_t,
+            ) -> $crate::__libc::sighandler_t {
+                // SAFETY: as above.
+                unsafe { $crate::interpose::signal(signal, handler) }
             }
             /// # Safety
             /// glibc's contract for `setenv`.

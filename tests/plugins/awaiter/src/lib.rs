@@ -110,6 +110,17 @@ impl Awaiter {
         }
     }
 
+    /// Registers a SIGUSR1 handler with signal-hook's safe API (what a plugin wanting to
+    /// "reload its config on SIGUSR1" writes): 1 if it was installed, 0 if refused. An
+    /// installed handler is process-wide and would outlive this library.
+    fn signal_handler(&self, (): ()) -> u64 {
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        match signal_hook::flag::register(signal_hook::consts::SIGUSR1, flag) {
+            Ok(_) => 1,
+            Err(_) => 0,
+        }
+    }
+
     /// Sets `HOTSWAP_ENV_<i>` to `v<i>` for every `i < n` with this plugin's own std
     /// (`std::env::set_var`, safe in edition 2021), removes the odd ones again, then
     /// reads them all back with its own `std::env::var`, and the host's
@@ -139,6 +150,7 @@ export_plugin!(Awaiter, typed {
     plain: fn(u64) -> u64,
     ticker: fn(u64) -> u64,
     set_env: fn(u64) -> u64,
+    signal_handler: fn(()) -> u64,
 }, async {
     handle: fn(Job) -> Answer,
     ready: fn(u64) -> u64,
