@@ -136,13 +136,16 @@ impl Supervisor<'_> {
             Event::Admin {
                 command: AdminCommand::Stop,
                 reply,
-                ..
+                written,
             } => {
                 let children = self.live_children();
                 self.begin_shutdown(SIGTERM);
                 let _ = reply.send(answer(Ok(&format!(
                     "stopping {children} children and the supervisor"
                 ))));
+                // The answer must be out before the supervisor exits, which it may do as
+                // soon as the children are gone (the client then read nothing).
+                let _ = written.recv_timeout(Duration::from_secs(2));
             }
             Event::Admin {
                 command: AdminCommand::Message(text),
