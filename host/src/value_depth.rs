@@ -13,15 +13,14 @@ pub(crate) const MAX_DEPTH: usize = 256;
 pub(crate) fn deeper_than(value: &Value, max: usize) -> bool {
     let mut stack: Vec<(&Value, usize)> = vec![(value, 0)];
     while let Some((v, depth)) = stack.pop() {
-        let children: Box<dyn Iterator<Item = &Value>> = match v {
-            Value::List(items) => Box::new(items.iter()),
-            Value::Map(entries) => Box::new(entries.iter().map(|e| &e.1)),
-            _ => continue,
-        };
-        if depth >= max {
+        if matches!(v, Value::List(_) | Value::Map(_)) && depth >= max {
             return true;
         }
-        stack.extend(children.map(|c| (c, depth + 1)));
+        match v {
+            Value::List(items) => stack.extend(items.iter().map(|c| (c, depth + 1))),
+            Value::Map(entries) => stack.extend(entries.iter().map(|e| (&e.1, depth + 1))),
+            _ => {}
+        }
     }
     false
 }
