@@ -225,6 +225,16 @@ fn thread_current_under_valgrind() {
     );
 }
 
+/// Plugin wakers on the host's timer thread, their thread-locals destroyed there.
+#[test]
+fn timer_wakes_under_valgrind() {
+    scenario(
+        "timer_wakes_under_valgrind",
+        &["timer-waker"],
+        UNDER_VALGRIND,
+    );
+}
+
 /// A thread-local destructor on each caller, per version.
 #[test]
 fn thread_local_under_valgrind() {
