@@ -22,8 +22,19 @@ fn linked() -> Vec<StaticPlugin> {
     ]
 }
 
+/// One manager with static plugins loaded at a time in a process (they share one
+/// handle to it): the tests that load them take turns.
+static ONE_STATIC_MANAGER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_static_manager() -> std::sync::MutexGuard<'static, ()> {
+    ONE_STATIC_MANAGER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[test]
 fn static_plugins_run_the_whole_lifecycle_and_refuse_to_be_swapped() {
+    let _turn = one_static_manager();
     let dir = common::plugin_dir();
     let m = PluginManager::builder(dir.path())
         .static_plugins(linked())
@@ -76,10 +87,33 @@ fn static_plugins_run_the_whole_lifecycle_and_refuse_to_be_swapped() {
         m.load_plugins(&Value::Null),
         Err(Error::AlreadyLoaded)
     ));
+    // Inside a batch, whose pin may be older than the load, as well.
+    assert!(matches!(
+        m.pinned(|_| m.load_plugins(&Value::Null)),
+        Err(Error::AlreadyLoaded)
+    ));
+
+    // A second manager cannot load static plugins while this one has them (its
+    // plugins' `vault()` would reach this manager's DataBag): a clear error; once this
+    // one is gone, it can.
+    let second = PluginManager::builder(dir.path())
+        .static_plugins(linked())
+        .build()
+        .unwrap();
+    let why = unsupported(second.load_plugins(&Value::Null));
+    assert!(why.contains("one such manager at a time"), "{why}");
+    assert_eq!(second.generation_id(), 0);
+    drop((m, typed));
+    second.load_plugins(&Value::Null).unwrap();
+    second
+        .invoke_func("counter", "add", &[Value::from(4)])
+        .unwrap();
+    assert_eq!(second.call_live("live_total", &[]).unwrap(), Value::from(4));
 }
 
 #[test]
 fn a_static_plugin_is_checked_like_a_loaded_file() {
+    let _turn = one_static_manager();
     // The sources name a live function the plugin does not register.
     let m = PluginManager::builder(common::plugin_dir().path())
         .static_plugins([StaticPlugin::new(&counter::HOTSWAP_PLUGIN_HEADER)

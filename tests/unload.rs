@@ -189,6 +189,9 @@ fn a_thousand_loads_checks_and_unloads_have_no_invalid_memory_access() {
             "valgrind run failed ({:?}):\n{stderr}",
             out.status
         );
-        assert!(stdout.contains(&format!("churned {n} versions")), "{stdout}");
+        assert!(
+            stdout.contains(&format!("churned {n} versions")),
+            "{stdout}"
+        );
     }
 }

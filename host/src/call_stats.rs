@@ -83,7 +83,8 @@ impl CallCounters {
             panics: AtomicU64::new(0),
             buckets: [const { AtomicU64::new(0) }; LATENCY_BUCKETS.len() + 1],
             sum_ns: AtomicU64::new(0),
-            mask: u64::from(sample_every.max(1).next_power_of_two()) - 1,
+            // In u64: `u32::next_power_of_two` overflows above 2^31.
+            mask: u64::from(sample_every.max(1)).next_power_of_two() - 1,
         }
     }
 

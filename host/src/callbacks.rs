@@ -156,14 +156,18 @@ unsafe extern "C" fn host_log(
 ) {
     // SAFETY: called by plugin code with its own HostHandle.
     let c = unsafe { ctx(c) };
-    crate::plugin_log::emit(
-        level,
-        c.plugin.as_str(),
-        c.version_str.as_str(),
-        target.as_str(),
-        message.as_str(),
-        fields.as_str(),
-    );
+    // The subscriber is the host's user's code, run here inside an `extern "C"`
+    // function, where a panic would abort: a panicking subscriber loses this event.
+    crate::contain::contain("the subscriber, given a plugin's event", || {
+        crate::plugin_log::emit(
+            level,
+            c.plugin.as_str(),
+            c.version_str.as_str(),
+            target.as_str(),
+            message.as_str(),
+            fields.as_str(),
+        )
+    });
 }
 
 /// # Safety
@@ -211,11 +215,13 @@ unsafe extern "C" fn host_bag_get(c: *const c_void, key: RStr<'_>) -> Value {
     let Some(m) = c.manager.upgrade() else {
         return Value::Null;
     };
-    let value = match c.staging() {
+    // Host code (and the subscriber, on its events) inside an `extern "C"` function.
+    crate::contain::contain("a DataBag read", || match c.staging() {
         Some(staging) => staging.get(m.vault(), key.as_str()),
         None => m.vault().get(key.as_str()),
-    };
-    value.unwrap_or(Value::Null)
+    })
+    .flatten()
+    .unwrap_or(Value::Null)
 }
 
 /// # Safety
@@ -245,15 +251,21 @@ unsafe extern "C" fn host_bag_set(
             crate::value_depth::MAX_DEPTH
         ));
     }
-    match c.staging() {
-        Some(staging) => match staging.set(m.vault(), key.as_str(), value) {
-            Ok(()) => RResult::ROk(()),
-            Err(why) => error(why),
-        },
+    // As in `host_bag_get`.
+    let set = crate::contain::contain("a DataBag write", || match c.staging() {
+        Some(staging) => staging.set(m.vault(), key.as_str(), value),
         None => {
             m.vault().set(key.as_str(), value.clone());
-            RResult::ROk(())
+            Ok(())
         }
+    });
+    match set {
+        Some(Ok(())) => RResult::ROk(()),
+        Some(Err(why)) => error(why),
+        None => error(format!(
+            "DataBag write of {:?}: the host panicked (see its stderr)",
+            key.as_str()
+        )),
     }
 }
 
@@ -285,10 +297,12 @@ unsafe extern "C" fn host_extension(c: *const c_void, f: ExtensionCallback, data
     if c.is_freed() {
         return lend(None);
     }
-    match c.manager.upgrade() {
+    // Host code inside an `extern "C"` function: on a panic the plugin's callback
+    // may not have run, which its `with_extension` reports as an error.
+    crate::contain::contain("lending the extension", || match c.manager.upgrade() {
         Some(m) => m.with_extension(&mut |ext| lend(ext)),
         None => lend(None),
-    }
+    });
 }
 
 /// # Safety
@@ -306,9 +320,16 @@ unsafe extern "C" fn host_call_live(
     let Some(m) = c.manager.upgrade() else {
         return error("the host is shutting down");
     };
-    match m.call_live(name.as_str(), args.as_slice()) {
-        Ok(v) => RResult::ROk(v),
-        Err(e) => error(e.to_string()),
+    // Host code (metrics, the subscriber) inside an `extern "C"` function.
+    match crate::contain::contain("a live call", || {
+        m.call_live(name.as_str(), args.as_slice())
+    }) {
+        Some(Ok(v)) => RResult::ROk(v),
+        Some(Err(e)) => error(e.to_string()),
+        None => error(format!(
+            "live call {:?}: the host panicked (see its stderr)",
+            name.as_str()
+        )),
     }
 }
 
@@ -334,7 +355,10 @@ where
     let spawned = std::thread::Builder::new()
         .name(thread_name)
         .spawn(move || {
-            job();
+            // The task's own panics are caught in the plugin; this catches the host's
+            // (a subscriber given its events), so that the task still ends and its
+            // version may unload.
+            crate::contain::contain("a plugin's background task", job);
             holds.task_ended();
             // Dropping `version` here may free it: that only queues work for the reaper.
             drop(version);

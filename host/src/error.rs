@@ -266,6 +266,15 @@ pub enum LoadErrorKind {
     /// A reload callback refused the new generation (its reason).
     #[error("vetoed by the reload callback: {0}")]
     Vetoed(String),
+    /// Code the host's user gave the manager panicked during the reload (the reload
+    /// callback, or the `extension_newer` factory); the old generation keeps serving.
+    #[error("{what} panicked: {message}")]
+    CallbackPanic {
+        /// Which: `the reload callback`, `the extension factory`.
+        what: &'static str,
+        /// The panic's message.
+        message: String,
+    },
     /// A lifecycle hook overran its deadline ([`Builder::hook_timeout`](crate::Builder::hook_timeout)).
     #[error("hook did not return within {limit:?} (ran {elapsed:?}); the reload was abandoned and the version is kept, never published, until the hook returns (Builder::hook_timeout)")]
     HookTimeout {
@@ -473,6 +482,11 @@ pub enum Error {
     /// Another reload is running; this one was refused and changed nothing.
     #[error("a reload is already in progress; try again when it finishes")]
     ReloadInProgress,
+    /// A reload started by a [`Trigger`](crate::Trigger) (SIGHUP, a file watch, the
+    /// admin endpoint) panicked in host code (the host's subscriber, given one of its
+    /// events); the panic was caught on the trigger's thread, which goes on.
+    #[error("the reload panicked: {0}")]
+    Panicked(String),
     /// `load_plugins` was called twice.
     #[error("plugins are already loaded; call reload")]
     AlreadyLoaded,

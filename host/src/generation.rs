@@ -277,7 +277,12 @@ impl Generation {
         )
     }
 
-    fn resolve(&self, s: &Symbol, checked: &CheckedLayouts) -> Result<TypedSlot, CallError> {
+    /// The slot of `s` in this generation, or why it has none.
+    pub(crate) fn resolve(
+        &self,
+        s: &Symbol,
+        checked: &CheckedLayouts,
+    ) -> Result<TypedSlot, CallError> {
         let (i, v) = self
             .find_indexed(&s.plugin)
             .ok_or_else(|| CallError::UnknownPlugin(s.plugin.clone()))?;

@@ -83,6 +83,16 @@ pub(crate) struct HookThread {
     start_error: Option<String>,
     /// Whether the thread lingers after a job ([`rest`](Self::rest) clears it).
     linger: Arc<AtomicBool>,
+    /// The reload the hooks belong to ([`serve`](Self::serve)).
+    serving: Option<Serving>,
+}
+
+/// The manager whose reload the hook thread serves: its hooks' jobs run marked as part
+/// of that reload (`reloading`), under its logger.
+#[derive(Clone)]
+struct Serving {
+    owner: usize,
+    logger: Option<tracing::Dispatch>,
 }
 
 /// The hook thread's next job: looked for during [`LINGER`], yielding, while `linger`,
@@ -127,7 +137,15 @@ impl HookThread {
             stuck: false,
             start_error,
             linger,
+            serving: None,
         }
+    }
+
+    /// Runs the hooks of this reload as part of the reload of manager `owner` (see
+    /// `reloading`: a hook's call back into that manager for a handle fails at once
+    /// instead of waiting for the reload), under `logger` when the manager has one.
+    pub fn serve(&mut self, owner: usize, logger: Option<tracing::Dispatch>) {
+        self.serving = Some(Serving { owner, logger });
     }
 
     /// The thread `next` holds, started for this reload by the previous one's (see
@@ -217,17 +235,25 @@ impl HookThread {
         type Late<R> = Box<dyn FnOnce(R) + Send>;
         let late: Arc<Mutex<Option<Late<R>>>> = Arc::new(Mutex::new(Some(Box::new(on_late))));
         let late_on_thread = late.clone();
+        let serving = self.serving.clone();
         let boxed: Job = Box::new(move || {
-            let progress = Progress(tx);
-            // Calling the FnOnce consumes it: what it captured is dropped before the
-            // answer is sent.
-            let result = job(&progress);
-            if let Err(mpsc::SendError(Event::Done(result))) = progress.0.send(Event::Done(result))
-            {
-                if let Some(on_late) = late_on_thread.lock().take() {
-                    on_late(result);
+            let _mark = serving
+                .as_ref()
+                .map(|s| crate::reloading::ReloadingHere::mark(s.owner));
+            let logger = serving.as_ref().and_then(|s| s.logger.as_ref());
+            crate::contain::with_logger(logger, move || {
+                let progress = Progress(tx);
+                // Calling the FnOnce consumes it: what it captured is dropped before
+                // the answer is sent.
+                let result = job(&progress);
+                if let Err(mpsc::SendError(Event::Done(result))) =
+                    progress.0.send(Event::Done(result))
+                {
+                    if let Some(on_late) = late_on_thread.lock().take() {
+                        on_late(result);
+                    }
                 }
-            }
+            })
         });
         let take_late = || drop(late.lock().take());
         self.linger.store(true, Ordering::Relaxed);
@@ -255,7 +281,8 @@ impl HookThread {
             }
         }
         loop {
-            let left = (since + self.timeout).saturating_duration_since(Instant::now());
+            let left = crate::deadline::from(since, self.timeout)
+                .saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(Event::Step(s)) => {
                     step = s;

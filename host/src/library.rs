@@ -82,7 +82,7 @@ impl Lib {
 impl Drop for Lib {
     fn drop(&mut self) {
         self.jobs.close(CloseJob {
-            library: self.library.take(),
+            library: self.library.take().map(Closable::new),
             record: self.record.clone(),
             ctx: self.ctx.clone(),
             providers: std::mem::take(&mut *self.providers.lock()),
@@ -117,10 +117,29 @@ pub(crate) struct FreeJob {
 // more; the vtable is immutable static data inside `lib`, which moves with it.
 unsafe impl Send for FreeJob {}
 
+/// A library handed to the reaper: closed by [`close`](Self::close) only. Dropped any
+/// other way (a panic unwinding past the job that holds it, an inbox that is gone) it
+/// stays open and mapped, as a thread may still run its code: a leak, never a
+/// `dlclose` that skipped the reaper's checks.
+pub(crate) struct Closable(std::mem::ManuallyDrop<libloading::Library>);
+
+impl Closable {
+    fn new(library: libloading::Library) -> Closable {
+        Closable(std::mem::ManuallyDrop::new(library))
+    }
+
+    /// `dlclose`s the library (see `libloading::Library::close`).
+    pub fn close(self) -> Result<(), libloading::Error> {
+        let mut me = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `me` is never used or dropped again, so the library is taken once.
+        unsafe { std::mem::ManuallyDrop::take(&mut me.0) }.close()
+    }
+}
+
 /// A library nobody may run any more, waiting to be closed.
 pub(crate) struct CloseJob {
     /// `None` for a plugin linked into the host binary.
-    pub library: Option<libloading::Library>,
+    pub library: Option<Closable>,
     pub record: Arc<VersionRecord>,
     pub ctx: Arc<VersionCtx>,
     pub providers: Vec<Keep>,

@@ -12,6 +12,7 @@ use crate::layouts::CheckedLayouts;
 use crate::loader::{self, LoadEnv};
 use crate::names::NameKey;
 use crate::reaper;
+use crate::reloading::ReloadingHere;
 use crate::report::{Outcome, PluginReport, ReloadReport};
 use crate::shared::{ExtensionNewer, ReloadCallback, Shared};
 use crate::static_plugin::StaticPlugin;
@@ -288,6 +289,7 @@ impl Builder {
                 reload_callback: self.reload_callback,
                 logger: self.logger,
                 static_plugins: self.static_plugins,
+                static_claim: Mutex::new(None),
                 domain: Domain::new(Arc::new(Generation::empty())),
                 reload_lock: Mutex::new(()),
                 jobs: reaper.jobs(),
@@ -308,39 +310,6 @@ impl Builder {
                 max_unloading: self.max_unloading,
             }),
         })
-    }
-}
-
-thread_local! {
-    /// The managers whose reload this thread is running (addresses of their `Shared`).
-    static RELOADING: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Marks, for as long as it lives, that this thread runs a reload of one manager, so
-/// that a callback of that reload asking for a handle gets an error, not a deadlock.
-struct ReloadingHere(usize);
-
-impl ReloadingHere {
-    fn mark(shared: &Shared) -> ReloadingHere {
-        let addr = shared as *const Shared as usize;
-        RELOADING.with(|r| r.borrow_mut().push(addr));
-        ReloadingHere(addr)
-    }
-
-    fn is(shared: &Shared) -> bool {
-        let addr = shared as *const Shared as usize;
-        RELOADING.with(|r| r.borrow().contains(&addr))
-    }
-}
-
-impl Drop for ReloadingHere {
-    fn drop(&mut self) {
-        RELOADING.with(|r| {
-            let mut r = r.borrow_mut();
-            if let Some(i) = r.iter().rposition(|a| *a == self.0) {
-                r.remove(i);
-            }
-        });
     }
 }
 
@@ -433,10 +402,7 @@ impl PluginManager {
     }
 
     fn logged<R>(&self, f: impl FnOnce() -> R) -> R {
-        match &self.shared.logger {
-            Some(d) => tracing::dispatcher::with_default(d, f),
-            None => f(),
-        }
+        crate::contain::with_logger(self.shared.logger.as_ref(), f)
     }
 
     /// Loads the newest build of every plugin in the directory and runs their lifecycle
@@ -446,10 +412,26 @@ impl PluginManager {
     /// plugin, version, file and step. Fails with [`Error::AlreadyLoaded`] the second time.
     pub fn load_plugins(&self, data: &Value) -> Result<ReloadReport, Error> {
         self.exclusive(|| {
-            if self.generation_id() != 0 {
+            // The published generation, not this thread's view: inside `pinned` that
+            // is the generation pinned then, which may be the empty one.
+            if self.shared.domain.load_arc().id() != 0 {
                 return Err(Error::AlreadyLoaded);
             }
-            self.swap(&self.dir(), data, None, self.shared.hook_timeout)
+            let claim = match &self.shared.static_plugins {
+                Some(_) => Some(crate::static_plugin::StaticClaim::take().ok_or_else(|| {
+                    Error::Unsupported(
+                        "another manager has static plugins loaded in this process: plugins \
+                         linked into the host share one handle to it (what vault(), spawn \
+                         and retired() reach), so one such manager at a time can host them"
+                            .to_owned(),
+                    )
+                })?),
+                None => None,
+            };
+            let report = self.swap(&self.dir(), data, None, self.shared.hook_timeout)?;
+            // Kept as long as the manager (and its handles) live; a failed load lets go.
+            *self.shared.static_claim.lock() = claim;
+            Ok(report)
         })
     }
 
@@ -558,15 +540,15 @@ impl PluginManager {
         &self,
         f: impl FnOnce() -> Result<ReloadReport, Error>,
     ) -> Result<ReloadReport, Error> {
-        self.logged(|| {
-            let _lock = self
-                .shared
-                .reload_lock
-                .try_lock()
-                .ok_or(Error::ReloadInProgress)?;
-            let _mark = ReloadingHere::mark(&self.shared);
-            f()
-        })
+        // The lock first: a reload asked for from inside this one (a subscriber given
+        // one of its events) is refused before it touches the subscriber.
+        let _lock = self
+            .shared
+            .reload_lock
+            .try_lock()
+            .ok_or(Error::ReloadInProgress)?;
+        let _mark = ReloadingHere::mark(crate::reloading::owner(&self.shared));
+        self.logged(f)
     }
 
     /// Whether this manager links its plugins statically ([`Builder::static_plugins`]).
@@ -609,6 +591,7 @@ impl PluginManager {
         // with the reload (or, stuck in a hook, when that hook returns), once it started
         // the next reload's (see `hooks`).
         let mut hooks = HookThread::take_or_start(&sh.next_hooks, HOOK_THREAD, timeout);
+        hooks.serve(crate::reloading::owner(&self.shared), sh.logger.clone());
         let result = self.swap_inner(dir, data, callback, old, &mut hooks);
         hooks.hand_on(&sh.next_hooks, HOOK_THREAD);
         if let Err(Error::Load(e)) = &result {
@@ -776,7 +759,23 @@ impl PluginManager {
         }
         let ordered = crate::deps::order(next)?;
         let id = old.id() + 1;
-        let extension = sh.extension_newer.as_ref().map(|f| Arc::new(f()));
+        let callback_panic =
+            |what: &'static str, message: String| -> Box<crate::error::LoadError> {
+                Box::new(crate::error::LoadError {
+                    plugin: None,
+                    version: None,
+                    file: None,
+                    step: Step::Callback,
+                    kind: LoadErrorKind::CallbackPanic { what, message },
+                })
+            };
+        let extension = match &sh.extension_newer {
+            Some(f) => Some(Arc::new(
+                crate::contain::contain_or_why("the extension factory", || f())
+                    .map_err(|m| callback_panic("the extension factory", m))?,
+            )),
+            None => None,
+        };
         run_hooks(hooks, &ordered, &fresh, data, id, extension.as_ref())?;
         // The last hooks of this reload ran: the hook thread need not linger.
         hooks.rest();
@@ -784,7 +783,10 @@ impl PluginManager {
         let generation = Generation::new(id, ordered, &symbols, extension, &sh.layouts);
         let configured: Option<Veto<'_>> = sh.reload_callback.as_deref().map(|f| f as Veto<'_>);
         for cb in configured.into_iter().chain(callback) {
-            if let Err(why) = cb(&generation, &old) {
+            let verdict =
+                crate::contain::contain_or_why("the reload callback", || cb(&generation, &old))
+                    .map_err(|m| callback_panic("the reload callback", m))?;
+            if let Err(why) = verdict {
                 return Err(crate::error::LoadError {
                     plugin: None,
                     version: None,
@@ -1023,7 +1025,7 @@ impl PluginManager {
         let sh = &*self.shared;
         // The reload lock is held by this very thread (a callback of the reload asks):
         // waiting for it would never end.
-        if ReloadingHere::is(sh) {
+        if ReloadingHere::is(crate::reloading::owner(&self.shared)) {
             return Err(CallError::InReload {
                 plugin: symbol.plugin,
                 function: symbol.function,
@@ -1032,16 +1034,22 @@ impl PluginManager {
         // Holding the reload lock makes the republish below one of the serialized swaps.
         let _lock = sh.reload_lock.lock();
         let mut symbols = sh.symbols.lock();
+        let current = sh.domain.load_arc();
         let index = match symbols.iter().position(|s| {
             s.plugin == symbol.plugin && s.function == symbol.function && s.types == symbol.types
         }) {
             Some(i) => i,
             None => {
+                // A symbol the loaded plugins cannot resolve is not kept: a host that
+                // asks for names it was given (a request's) would otherwise grow the
+                // list, and every later generation's resolving of it, without bound.
+                if current.id() > 0 {
+                    current.resolve(&symbol, &sh.layouts)?;
+                }
                 symbols.push(symbol);
                 symbols.len() - 1
             }
         };
-        let current = sh.domain.load_arc();
         let current = if current.typed.len() <= index {
             let g = Arc::new(current.with_symbols(&symbols, &sh.layouts));
             sh.reaper.retire(sh.domain.publish(g.clone()));
@@ -1215,7 +1223,19 @@ impl PluginManager {
 
     /// Waits until every retired generation and version that nothing uses any more has
     /// been freed, or `timeout`. Returns whether it got there. For tests and shutdown.
+    ///
+    /// Inside [`pinned`](Self::pinned) on a generation that a reload has replaced
+    /// since, it returns `false` at once: this very thread holds that generation, so
+    /// waiting could only end at the timeout (or never, with `Duration::MAX`).
     pub fn collect(&self, timeout: Duration) -> bool {
+        let current = self.shared.domain.load_arc().id();
+        let holds_an_old_one = self
+            .shared
+            .domain
+            .with_pinned(|g, pinned| matches!(pinned, Pinned::Outer) && g.id() != current);
+        if holds_an_old_one {
+            return false;
+        }
         self.shared.reaper.wait_idle(timeout)
     }
 

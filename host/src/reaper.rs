@@ -98,10 +98,7 @@ pub(crate) fn start(
                 closing: Vec::new(),
                 waiters: Vec::new(),
             };
-            match dispatch {
-                Some(d) => tracing::dispatcher::with_default(&d, || reaper.run(rx)),
-                None => reaper.run(rx),
-            }
+            crate::contain::with_logger(dispatch.as_ref(), || reaper.run(rx))
         })
         .expect("cannot start the hotswap reaper thread");
     handle
@@ -121,12 +118,22 @@ struct Reaper {
     waiters: Vec<mpsc::Sender<()>>,
 }
 
+/// What the reaper's loop carries from one round to the next.
+struct Round {
+    /// How long to wait for a message while work waits on something slow.
+    backoff: Duration,
+    /// The inbox is gone (the manager was dropped): finish the work left, then stop.
+    disconnected: bool,
+}
+
 impl Reaper {
     fn take(&mut self, msg: Msg) {
         self.fresh = true;
         match msg {
             Msg::Retire(g) => self.generations.push(g),
-            Msg::Job(Job::Free(job)) => self.jobs.push((Instant::now() + self.free_delay, *job)),
+            Msg::Job(Job::Free(job)) => self
+                .jobs
+                .push((crate::deadline::after(self.free_delay), *job)),
             Msg::Job(Job::Close(job)) => self.closing.push(*job),
             Msg::Job(Job::Poke) => {}
             Msg::WhenIdle(w) => self.waiters.push(w),
@@ -156,61 +163,80 @@ impl Reaper {
     }
 
     fn run(&mut self, rx: mpsc::Receiver<Msg>) {
-        let mut backoff = Duration::from_millis(1);
-        let mut disconnected = false;
+        let mut round = Round {
+            backoff: Duration::from_millis(1),
+            disconnected: false,
+        };
+        // A panic here is host code's or the user's subscriber's (an event the reaper
+        // logs): the round ends, the reaper goes on. What that round held in hand is
+        // dropped: a library only ever closes through `close` (`Closable`), and a
+        // version's parts are leaked, so nothing is freed early; at worst one version
+        // stays in memory.
         loop {
-            self.drain(&rx);
-            self.step(&mut backoff);
-            self.drain(&rx);
-            if self.idle(&rx) {
-                for w in self.waiters.drain(..) {
-                    let _ = w.send(());
-                }
-            }
-            let nothing = self.generations.is_empty()
-                && self.jobs.is_empty()
-                && self.closing.is_empty()
-                && self.freeing.load(Ordering::SeqCst) == 0;
-            if nothing && disconnected {
-                return;
-            }
-            // A message taken after the step (a library handed back, already clear)
-            // is work for now: sleeping first would delay it by a whole backoff, and
-            // a `collect` waiting for idleness with it.
-            if self.fresh {
-                continue;
-            }
-            let msg = if nothing {
-                rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
-            } else {
-                let until_due = self
-                    .jobs
-                    .iter()
-                    .map(|(due, _)| due.saturating_duration_since(Instant::now()))
-                    .min()
-                    .unwrap_or(Duration::MAX);
-                let wait = until_due.min(backoff);
-                if disconnected {
-                    std::thread::sleep(wait);
-                    Err(mpsc::RecvTimeoutError::Timeout)
-                } else {
-                    rx.recv_timeout(wait)
-                }
-            };
-            match msg {
-                Ok(msg) => {
-                    if matches!(msg, Msg::Retire(_)) {
-                        backoff = Duration::from_millis(1);
-                    }
-                    self.take(msg);
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    // Nothing arrived: whatever we wait on is slow; look less often.
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => disconnected = true,
+            match crate::contain::contain("the reaper's round", || self.round(&rx, &mut round)) {
+                Some(true) => return,
+                Some(false) => {}
+                None => round.backoff = Duration::from_millis(1),
             }
         }
+    }
+
+    /// One round: the work at hand, then waiting for more. True when the reaper is done
+    /// for good (its inbox is gone and nothing is left).
+    fn round(&mut self, rx: &mpsc::Receiver<Msg>, round: &mut Round) -> bool {
+        let backoff = &mut round.backoff;
+        self.drain(rx);
+        self.step(backoff);
+        self.drain(rx);
+        if self.idle(rx) {
+            for w in self.waiters.drain(..) {
+                let _ = w.send(());
+            }
+        }
+        let nothing = self.generations.is_empty()
+            && self.jobs.is_empty()
+            && self.closing.is_empty()
+            && self.freeing.load(Ordering::SeqCst) == 0;
+        if nothing && round.disconnected {
+            return true;
+        }
+        // A message taken after the step (a library handed back, already clear)
+        // is work for now: sleeping first would delay it by a whole backoff, and
+        // a `collect` waiting for idleness with it.
+        if self.fresh {
+            return false;
+        }
+        let msg = if nothing {
+            rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
+        } else {
+            let until_due = self
+                .jobs
+                .iter()
+                .map(|(due, _)| due.saturating_duration_since(Instant::now()))
+                .min()
+                .unwrap_or(Duration::MAX);
+            let wait = until_due.min(*backoff);
+            if round.disconnected {
+                std::thread::sleep(wait);
+                Err(mpsc::RecvTimeoutError::Timeout)
+            } else {
+                rx.recv_timeout(wait)
+            }
+        };
+        match msg {
+            Ok(msg) => {
+                if matches!(msg, Msg::Retire(_)) {
+                    *backoff = Duration::from_millis(1);
+                }
+                self.take(msg);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // Nothing arrived: whatever we wait on is slow; look less often.
+                *backoff = (*backoff * 2).min(Duration::from_secs(1));
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => round.disconnected = true,
+        }
+        false
     }
 
     /// One round: free generations no reader holds, start due frees, close what is clear.
@@ -277,8 +303,10 @@ impl Reaper {
             // version's: its hooks' per-thread state never runs under them, and the
             // library stays open for good (safe; thread starts failing is rare).
             threads::adopt(holds, Role::Cleanup);
-            tracing::dispatcher::with_default(&dispatch, || {
-                free_instance(&record, parts);
+            // A panic here is the subscriber's (an event of `free_instance`): the
+            // version's state moves on all the same, so the reaper never waits for it.
+            crate::contain::contain("freeing a version", || {
+                crate::contain::with_logger(Some(&dispatch), || free_instance(&record, parts))
             });
             ctx.set_freed();
             {
@@ -330,10 +358,13 @@ impl Reaper {
         // The last figure of what the version's code left on the heap, while its code
         // is still there to be asked; from here `status()` reports this one.
         let leaked = record.seal_heap();
+        // What to log, said once the bookkeeping is done: the subscriber is the user's
+        // code, and a panic in it must not leave the record or the providers behind.
+        let mut notes: Vec<String> = Vec::new();
         let still_mapped = match library {
             Some(lib) => {
                 if let Err(e) = lib.close() {
-                    tracing::warn!(plugin = %record.name, version = %record.version, "dlclose failed: {e}");
+                    notes.push(format!("dlclose failed: {e}"));
                 }
                 match &record.private_path {
                     Some(path) => {
@@ -363,40 +394,59 @@ impl Reaper {
             }
         };
         if still_mapped {
-            tracing::warn!(plugin = %record.name, version = %record.version, "{}", crate::status::PINNED_REASON);
             // Its code may still run and call back: the context lives until unmapped.
             *record.keep_alive.lock() = Some(Box::new(ctx));
         } else {
-            match leaked {
-                // Every plugin leaves a little: its copy of tracing keeps its global
-                // subscriber (about 150 bytes) for good. More is worth an operator's eye.
-                Some(h) if h.bytes > QUIET_LEAK => tracing::info!(
-                    plugin = %record.name,
-                    version = %record.version,
-                    id = record.id,
-                    leaked_bytes = h.bytes,
-                    leaked_blocks = h.blocks,
-                    "unloaded; its code left {} bytes in {} blocks allocated (statics, caches or leaks; not reclaimed)",
-                    h.bytes,
-                    h.blocks
-                ),
-                Some(h) => tracing::debug!(
-                    plugin = %record.name,
-                    version = %record.version,
-                    id = record.id,
-                    leaked_bytes = h.bytes,
-                    leaked_blocks = h.blocks,
-                    "unloaded"
-                ),
-                None => {
-                    tracing::debug!(plugin = %record.name, version = %record.version, id = record.id, "unloaded")
-                }
-            }
             drop(ctx);
         }
         self.records.freed(&record, still_mapped);
         // May free the providers: that only queues their jobs behind this one.
         drop(providers);
+        crate::contain::contain("the subscriber, given an unload's events", || {
+            report_close(&record, still_mapped, leaked, &notes)
+        });
+    }
+}
+
+/// The events of a closed library: `notes` (warnings), then whether it unloaded and
+/// what its code left on the heap.
+fn report_close(
+    record: &VersionRecord,
+    still_mapped: bool,
+    leaked: Option<crate::status::HeapStatus>,
+    notes: &[String],
+) {
+    for note in notes {
+        tracing::warn!(plugin = %record.name, version = %record.version, "{note}");
+    }
+    if still_mapped {
+        tracing::warn!(plugin = %record.name, version = %record.version, "{}", crate::status::PINNED_REASON);
+        return;
+    }
+    match leaked {
+        // Every plugin leaves a little: its copy of tracing keeps its global
+        // subscriber (about 150 bytes) for good. More is worth an operator's eye.
+        Some(h) if h.bytes > QUIET_LEAK => tracing::info!(
+            plugin = %record.name,
+            version = %record.version,
+            id = record.id,
+            leaked_bytes = h.bytes,
+            leaked_blocks = h.blocks,
+            "unloaded; its code left {} bytes in {} blocks allocated (statics, caches or leaks; not reclaimed)",
+            h.bytes,
+            h.blocks
+        ),
+        Some(h) => tracing::debug!(
+            plugin = %record.name,
+            version = %record.version,
+            id = record.id,
+            leaked_bytes = h.bytes,
+            leaked_blocks = h.blocks,
+            "unloaded"
+        ),
+        None => {
+            tracing::debug!(plugin = %record.name, version = %record.version, id = record.id, "unloaded")
+        }
     }
 }
 

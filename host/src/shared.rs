@@ -8,7 +8,7 @@ use crate::layouts::CheckedLayouts;
 use crate::library::Jobs;
 use crate::reaper::ReaperHandle;
 use crate::spare::Spares;
-use crate::static_plugin::StaticPlugin;
+use crate::static_plugin::{StaticClaim, StaticPlugin};
 use crate::status::Records;
 use crate::trust::Trust;
 use crate::vault::{ExtensionObj, Vault};
@@ -38,6 +38,8 @@ pub(crate) struct Shared {
     pub(crate) logger: Option<tracing::Dispatch>,
     /// `Some` in static mode: what `load_plugins` loads; reloads are refused.
     pub(crate) static_plugins: Option<Vec<StaticPlugin>>,
+    /// Held once static plugins are loaded: one such manager at a time.
+    pub(crate) static_claim: Mutex<Option<StaticClaim>>,
     pub(crate) domain: Domain<Generation>,
     pub(crate) reload_lock: Mutex<()>,
     pub(crate) reaper: ReaperHandle,

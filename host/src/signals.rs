@@ -46,9 +46,12 @@ pub fn reload_on_sighup(trigger: Trigger) -> Result<SighupReload, SignalError> {
         .name("hotswap-sighup".into())
         .spawn(move || {
             for _ in signals.forever() {
-                tracing::info!("SIGHUP: reloading");
-                // The trigger logs and counts the outcome.
-                let _ = trigger.reload(Source::Signal);
+                // The trigger logs and counts the outcome, and contains a panic of
+                // the reload; this contains one of the subscriber given this event.
+                crate::contain::contain("the SIGHUP reload", || {
+                    tracing::info!("SIGHUP: reloading");
+                    let _ = trigger.reload(Source::Signal);
+                });
             }
         })
         .map_err(|e| {

@@ -12,6 +12,32 @@
 
 use hotswap_abi::header::PluginHeader;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether a manager with static plugins exists (see [`StaticClaim`]).
+static CLAIMED: AtomicBool = AtomicBool::new(false);
+
+/// The one manager with static plugins loaded a process may have at a time, for as
+/// long as it (or a handle of it) lives. Why one: plugins linked into the host share one copy
+/// of `hotswap-plugin-api`, whose handle to the host (what `vault()`, `spawn` and
+/// `retired()` reach) is one static; two managers would each see the other's DataBag.
+pub(crate) struct StaticClaim(());
+
+impl StaticClaim {
+    /// The claim, or `None` while another manager holds it.
+    pub fn take() -> Option<StaticClaim> {
+        CLAIMED
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| StaticClaim(()))
+    }
+}
+
+impl Drop for StaticClaim {
+    fn drop(&mut self) {
+        CLAIMED.store(false, Ordering::Release);
+    }
+}
 
 /// One plugin linked into the host binary: its header, as `export_plugin!` made it.
 ///

@@ -337,7 +337,7 @@ impl Records {
     /// aside: the old versions still waiting to unload. Waits until there are fewer than
     /// `limit`, or `timeout`, and returns how many there are then.
     pub fn waiting_to_unload_below(&self, limit: usize, live: usize, timeout: Duration) -> usize {
-        let deadline = std::time::Instant::now() + timeout;
+        let deadline = crate::deadline::after(timeout);
         let mut list = self.list.lock();
         loop {
             let waiting = list

@@ -171,10 +171,7 @@ pub(crate) struct Sleep {
 /// waker until the sleep fired or was dropped (see the module docs). Ready at once when
 /// it is gone by then.
 pub(crate) fn sleep(duration: Duration, keeper: Keeper) -> Sleep {
-    // An overflowing deadline is as good as never: a century.
-    let deadline = Instant::now()
-        .checked_add(duration)
-        .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 86_400));
+    let deadline = crate::deadline::after(duration);
     Sleep {
         entry: Arc::new(Entry {
             deadline,

@@ -292,7 +292,10 @@ impl Trigger {
         reload: impl FnOnce() -> Result<ReloadReport, Error>,
     ) -> Result<ReloadReport, Error> {
         let started = Instant::now();
-        let result = reload();
+        // On SIGHUP's, the watcher's or an admin thread: a panic would end it, and with
+        // it every later reload from there.
+        let result = crate::contain::contain_or_why("a reload", reload)
+            .unwrap_or_else(|m| Err(Error::Panicked(m)));
         let took = started.elapsed();
         self.inner.stats.lock().record(source, &result, took);
         match &result {

@@ -102,7 +102,13 @@ pub fn watch_dir(
                 }
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "file watch error"),
+            // On notify's thread: a panicking subscriber must not end the watch.
+            Err(e) => {
+                crate::contain::contain(
+                    "the subscriber, given a file watch error",
+                    || tracing::warn!(error = %e, "file watch error"),
+                );
+            }
         }
     })
     .map_err(notify_err)?;
@@ -116,7 +122,8 @@ pub fn watch_dir(
         .name("hotswap-watch".into())
         .spawn(move || {
             while let Some(paths) = next_burst(&rx, debounce, &relevant) {
-                on_change(paths);
+                // The caller's code: a panic in it must not end the watch.
+                crate::contain::contain("the file watch's handler", || on_change(paths));
             }
         })
         .map_err(WatchError::Thread)?;
@@ -151,7 +158,7 @@ fn next_burst(
             break;
         }
     }
-    let hard_stop = Instant::now() + debounce * 20;
+    let hard_stop = crate::deadline::after(debounce.saturating_mul(20));
     loop {
         let wait = debounce.min(hard_stop.saturating_duration_since(Instant::now()));
         if wait.is_zero() {

@@ -229,7 +229,7 @@ impl Client {
         let mut bytes = req.into_bytes();
         bytes.extend_from_slice(body);
 
-        let deadline = Instant::now() + self.timeout;
+        let deadline = crate::deadline::after(self.timeout);
         let io_err = |source| ClientError::Io {
             method: method.to_owned(),
             path: path.to_owned(),

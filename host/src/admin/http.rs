@@ -209,7 +209,7 @@ pub(crate) fn read_request(
     conn: &mut impl TimedRead,
     limits: ReadLimits,
 ) -> Result<Request, RequestError> {
-    let deadline = Instant::now() + limits.timeout;
+    let deadline = crate::deadline::after(limits.timeout);
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     let head_end = loop {

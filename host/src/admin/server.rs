@@ -229,8 +229,8 @@ fn accept_all<L: Listener>(listener: &L, pending: &mut Vec<Pending<L::Conn>>, sh
         pending.push(Pending {
             conn,
             buf: Vec::new(),
-            head_deadline: now + shared.limits.head_timeout,
-            deadline: now + shared.limits.read_timeout,
+            head_deadline: crate::deadline::from(now, shared.limits.head_timeout),
+            deadline: crate::deadline::from(now, shared.limits.read_timeout),
             phase: Phase::Head,
         });
     }

@@ -7,6 +7,9 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The longest duration a setting may have: a year (see `validate`).
+const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
 /// What `hotswap serve` runs, and how.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -95,6 +98,58 @@ impl Config {
         if self.start_delay.is_some_and(|d| d >= self.ready_timeout) {
             return bad("the start delay must be shorter than the ready timeout");
         }
+        // Each becomes a deadline (`Instant + Duration`), which a duration of centuries
+        // would overflow: a panic of the supervisor, whose children then lose it.
+        let durations = [
+            ("the ready timeout", Some(self.ready_timeout)),
+            ("the start delay", self.start_delay),
+            ("the drain timeout", Some(self.drain_timeout)),
+            ("the probation", Some(self.probation)),
+            ("the pre-upgrade timeout", Some(self.pre_upgrade_timeout)),
+            ("the CPU window", Some(self.cpu_window)),
+            (
+                "the respawn back-off's first delay",
+                Some(self.backoff.initial),
+            ),
+            (
+                "the respawn back-off's longest delay",
+                Some(self.backoff.max),
+            ),
+            (
+                "the respawn back-off's reset",
+                Some(self.backoff.reset_after),
+            ),
+        ];
+        for (what, d) in durations {
+            if d.is_some_and(|d| d > MAX_DURATION) {
+                return Err(ServeError::Config(format!(
+                    "{what} must be at most a year ({} s)",
+                    MAX_DURATION.as_secs()
+                )));
+            }
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_duration_of_centuries_is_refused_in_one_line_not_a_panic_later() {
+        let mut c = Config::new(vec!["true".into()]);
+        assert!(c.validate().is_ok());
+        c.drain_timeout = Duration::MAX;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("the drain timeout must be at most a year"),
+            "{e}"
+        );
+        assert!(!e.contains('\n'), "{e}");
+        c.drain_timeout = MAX_DURATION;
+        assert!(c.validate().is_ok());
+        c.probation = Duration::from_secs(u64::MAX);
+        assert!(c.validate().is_err());
     }
 }

@@ -202,6 +202,9 @@ impl Plugin for Probe {
         hotswap_plugin_api::vault()?.set("probe.loaded_by", VERSION)?;
         self.log = hook_log::HookLog::open(data);
         self.record("on_load");
+        if cfg!(feature = "log-load") {
+            tracing::warn!("probe {VERSION} on_load event");
+        }
         if cfg!(feature = "fail-load") {
             return Err(Error::msg(format!("probe {VERSION} refuses to load")));
         }
