@@ -98,6 +98,24 @@ fn rand_thread_rng() {
     scenario("rand_thread_rng", &["rand"], GENERAL);
 }
 
+/// rand 0.8 registers `pthread_atfork` handlers (once per version, at its first
+/// `thread_rng()`), and the plugin forks while old versions unload: glibc runs each
+/// handler with its lock released, so a `dlclose` (which unregisters the version's and
+/// unmaps them) racing a fork crashed the host (SIGSEGV, or glibc's "array index not
+/// less than array length" abort). The host keeps a plugin's handlers and forgets a
+/// version's before it closes its library.
+#[test]
+fn rand08_thread_rng_and_fork() {
+    scenario(
+        "rand08_thread_rng_and_fork",
+        &["rand08", "fork"],
+        Params {
+            reloads: 600,
+            ..GENERAL
+        },
+    );
+}
+
 #[test]
 fn println_on_every_call() {
     scenario("println_on_every_call", &["println"], GENERAL);

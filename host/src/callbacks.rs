@@ -17,8 +17,8 @@ use crate::vault::ExtensionObj;
 use abi_stable::std_types::{RResult, RSlice, RStr};
 use async_ffi::FfiFuture;
 use hotswap_abi::vtable::{
-    DtorFn, ExtensionCallback, ExtensionFfi, FailKind, Failure, FfiTask, HostHandle, HostVTable,
-    StartFn,
+    AtforkFns, DtorFn, ExtensionCallback, ExtensionFfi, FailKind, Failure, FfiTask, HostHandle,
+    HostVTable, StartFn,
 };
 use hotswap_plugin_api::Value;
 use std::cell::Cell;
@@ -51,6 +51,7 @@ pub(crate) static HOST_VTABLE: HostVTable = HostVTable {
     env_remove: host_env_remove,
     env_clear: host_env_clear,
     env_get: host_env_get,
+    atfork: host_atfork,
 };
 
 /// The layout a plugin asks for, if it is one the global allocator may be given:
@@ -430,6 +431,14 @@ unsafe extern "C" fn host_spawn_future(
         }
         drop(task);
     })
+}
+
+/// # Safety
+/// See [`HostVTable::atfork`]: the handlers are the calling version's code.
+unsafe extern "C" fn host_atfork(c: *const c_void, handlers: AtforkFns) -> c_int {
+    // The context's address names the version: its library closes only after the
+    // reaper forgot these (`Reaper::close`).
+    crate::atfork::register(c as usize, handlers)
 }
 
 /// # Safety

@@ -35,6 +35,7 @@
 #[cfg(feature = "admin")]
 pub mod admin;
 mod async_func;
+mod atfork;
 mod batch;
 mod block_on;
 mod call_stats;

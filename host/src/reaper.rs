@@ -355,6 +355,8 @@ impl Reaper {
         // No thread has a value of the version's keys left: deleting them loses no
         // destructor, and glibc never calls one into unmapped code.
         ctx.holds.delete_keys();
+        // Nor does a fork run one of its fork handlers from here on.
+        crate::atfork::forget(Arc::as_ptr(&ctx) as usize);
         // The last figure of what the version's code left on the heap, while its code
         // is still there to be asked; from here `status()` reports this one.
         let leaked = record.seal_heap();

@@ -34,6 +34,11 @@
 //! host serves the plugin: a handler is process-wide, so it (and any later handler that
 //! chains to it, as signal-hook's do) would run after this library was unmapped.
 //!
+//! And `__register_atfork` (what `pthread_atfork` calls), whose handlers the host keeps
+//! and runs around each fork while the version is loaded: registered with glibc, a fork
+//! racing the version's `dlclose` would run a handler glibc was removing, or one already
+//! unmapped.
+//!
 //! Before the host has created the plugin (or in a process that is not a hotswap
 //! host), every function falls back to glibc's, found with `dlsym(RTLD_NEXT, …)`.
 
@@ -163,6 +168,40 @@ pub unsafe fn thread_create(
         // SAFETY: as above.
         Some(f) => unsafe { f(thread, attr, start, arg) },
         None => libc::EAGAIN,
+    }
+}
+
+type RegisterAtforkFn = unsafe extern "C" fn(
+    Option<crate::vtable::ForkHandler>,
+    Option<crate::vtable::ForkHandler>,
+    Option<crate::vtable::ForkHandler>,
+    *mut c_void,
+) -> c_int;
+
+/// `__register_atfork` of this plugin (`pthread_atfork` is a static stub of glibc's that
+/// calls it with the library's `__dso_handle`).
+///
+/// # Safety
+/// As glibc's: each handler sound to call around any fork while this library is loaded.
+pub unsafe fn register_atfork(
+    prepare: Option<crate::vtable::ForkHandler>,
+    parent: Option<crate::vtable::ForkHandler>,
+    child: Option<crate::vtable::ForkHandler>,
+    dso: *mut c_void,
+) -> c_int {
+    if let Some(host) = crate::host::current() {
+        let handlers = crate::vtable::AtforkFns {
+            prepare,
+            parent,
+            child,
+        };
+        // SAFETY: the host's own context and function; the contract is glibc's.
+        return unsafe { (host.vtable.atfork)(host.ctx, handlers) };
+    }
+    match fallback!(ATFORK, c"__register_atfork", RegisterAtforkFn) {
+        // SAFETY: glibc's function, with the caller's arguments.
+        Some(f) => unsafe { f(prepare, parent, child, dso) },
+        None => libc::ENOMEM,
     }
 }
 

@@ -789,6 +789,18 @@ macro_rules! __hotswap_interpose {
                 unsafe { $crate::interpose::thread_create(thread, attr, start, arg) }
             }
             /// # Safety
+            /// glibc's contract for `__register_atfork` (what `pthread_atfork` calls).
+            #[no_mangle]
+            unsafe extern "C" fn __register_atfork(
+                prepare: Option<$crate::vtable::ForkHandler>,
+                parent: Option<$crate::vtable::ForkHandler>,
+                child: Option<$crate::vtable::ForkHandler>,
+                dso: *mut c_void,
+            ) -> c_int {
+                // SAFETY: glibc's contract, forwarded unchanged.
+                unsafe { $crate::interpose::register_atfork(prepare, parent, child, dso) }
+            }
+            /// # Safety
             /// glibc's contract for `sigaction`.
             #[no_mangle]
             unsafe extern "C" fn sigaction(

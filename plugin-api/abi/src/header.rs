@@ -19,7 +19,7 @@ pub const MAGIC: [u8; 16] = *b"hotswap-plugin\0\0";
 /// packed value). 3: `HostVTable` gained `retired` and the environment entries
 /// (`env_set`, `env_remove`, `env_clear`, `env_get`), which the layout check would
 /// refuse a plugin of 2 for anyway, in a longer report.
-pub const ABI_MAJOR: u32 = 3;
+pub const ABI_MAJOR: u32 = 4;
 
 /// Minor ABI version: a host loads plugins whose minor is at most its own.
 pub const ABI_MINOR: u32 = 0;

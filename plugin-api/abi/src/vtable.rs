@@ -299,6 +299,22 @@ pub struct DtorFn {
     pub func: unsafe extern "C" fn(*mut c_void),
 }
 
+/// A fork handler, as `pthread_atfork` takes it.
+pub type ForkHandler = unsafe extern "C" fn();
+
+/// The three handlers of one `pthread_atfork` registration (each may be absent), as
+/// [`HostVTable::atfork`] passes them.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy)]
+pub struct AtforkFns {
+    /// Run before a fork, in the parent (the last registered first).
+    pub prepare: Option<ForkHandler>,
+    /// Run after a fork, in the parent (in registration order).
+    pub parent: Option<ForkHandler>,
+    /// Run after a fork, in the child (in registration order).
+    pub child: Option<ForkHandler>,
+}
+
 /// A [`StartRoutine`] as [`HostVTable`] passes it (a wrapper, as [`DtorFn`]).
 #[repr(transparent)]
 #[derive(StableAbi, Clone, Copy)]
@@ -445,6 +461,14 @@ pub struct HostVTable {
     /// pointer for good, as glibc's stay valid); null when unset (or `name` is empty or
     /// holds `=` or NUL). Not async-signal-safe (it takes locks and may allocate).
     pub env_get: unsafe extern "C" fn(name: RSlice<'_, u8>) -> *const c_char,
+    /// The plugin's `__register_atfork` (what its `pthread_atfork` calls: rand 0.8's
+    /// `thread_rng`, jemalloc, OpenSSL): the host keeps the handlers for this version
+    /// and runs them around every fork of the process, under a lock, until it forgets
+    /// them just before it closes the version's library. Registered with glibc, they
+    /// would race that close: glibc runs each handler with its own lock released, while
+    /// `dlclose` unregisters and unmaps them (a crash in the next fork). Returns 0 or
+    /// an errno value.
+    pub atfork: unsafe extern "C" fn(ctx: *const c_void, handlers: AtforkFns) -> c_int,
 }
 
 /// A live function: found by name in whichever version is current when it is called.

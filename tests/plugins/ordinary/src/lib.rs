@@ -46,6 +46,12 @@ impl Ordinary {
         lazy::check(x);
         #[cfg(feature = "timer-waker")]
         timer_waker::wait();
+        #[cfg(feature = "rand08")]
+        std::hint::black_box(rand08::Rng::gen::<u64>(&mut rand08::thread_rng()));
+        #[cfg(feature = "fork")]
+        if x % 32 == 0 {
+            fork::run_true();
+        }
         x * 10 + VERSION_NUMBER
     }
 }
@@ -213,5 +219,22 @@ mod timer_waker {
             }
             *woken = false;
         }
+    }
+}
+
+/// A child process made with `fork` (std uses `posix_spawn` unless told otherwise; a
+/// uid makes it fork), which runs every `pthread_atfork` handler of the process.
+#[cfg(feature = "fork")]
+mod fork {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::process::CommandExt;
+
+    pub fn run_true() {
+        let uid = std::fs::metadata("/proc/self").map_or(0, |m| m.uid());
+        let status = std::process::Command::new("true")
+            .uid(uid)
+            .status()
+            .expect("spawn true");
+        assert!(status.success(), "{status}");
     }
 }
