@@ -116,6 +116,36 @@ fn rand08_thread_rng_and_fork() {
     );
 }
 
+/// A backtrace formatted in the plugin: std's symbolizer maps the object files it
+/// reads (the version's own copy included) and keeps the maps in a static, so after
+/// `dlclose` a read-only mapping of the file stays. Its code is gone: the version is
+/// unloaded (not "pinned"), and what the symbolizer cached counts as its leak.
+#[test]
+fn a_backtrace_formatted_by_a_version_leaves_data_not_code() {
+    let (v1, v2) = (plugin_dir(), plugin_dir());
+    install(&build(ORDINARY, &["backtrace"]), v1.path());
+    install(&build(ORDINARY, &["backtrace", "v2"]), v2.path());
+    let m = PluginManager::new(v1.path()).unwrap();
+    m.load_plugins(&Value::Null).unwrap();
+    let old = m.status().versions[0].id;
+    m.reload_from(v2.path(), &Value::Null).unwrap();
+    assert!(m.collect(Duration::from_secs(60)));
+    let status = m.status();
+    assert!(
+        status.versions.iter().all(|v| v.id != old),
+        "the old version is unloaded, not pinned: {status:#?}"
+    );
+    assert_eq!(status.unloaded, 1, "{status:#?}");
+    let current = m.find_plugin("ordinary").unwrap();
+    for path in maps::mapped_under(m.private_dir()) {
+        let how = maps::how_mapped(std::path::Path::new(&path)).unwrap();
+        assert!(
+            how == maps::Mapped::DataOnly || path.contains(&format!("/{}-", current.id)),
+            "{path}: {how:?}"
+        );
+    }
+}
+
 #[test]
 fn println_on_every_call() {
     scenario("println_on_every_call", &["println"], GENERAL);

@@ -14,6 +14,39 @@ pub fn is_mapped(path: &Path) -> Option<bool> {
     Some(found)
 }
 
+/// How a file is mapped in this process (see [`how_mapped`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mapped {
+    /// Not at all.
+    No,
+    /// Only without execute permission: no code of it can run. What a library's own
+    /// code mapped of its file and kept (std's backtrace symbolizer maps the object
+    /// files it reads and caches them in a static) stays after `dlclose` unmapped the
+    /// library.
+    DataOnly,
+    /// With execute permission: the loader still holds it as a library.
+    Code,
+}
+
+/// How `path` is mapped. `None` where the platform has no `/proc/self/maps`.
+pub fn how_mapped(path: &Path) -> Option<Mapped> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let needle = path.to_string_lossy();
+    let mut how = Mapped::No;
+    for line in lines_with(&maps, &needle).filter(|l| mapping_path(l) == Some(&needle)) {
+        // `addr perms ...`: the permissions are the second column (`r-xp`).
+        let executable = line
+            .split_whitespace()
+            .nth(1)
+            .is_some_and(|perms| perms.contains('x'));
+        if executable {
+            return Some(Mapped::Code);
+        }
+        how = Mapped::DataOnly;
+    }
+    Some(how)
+}
+
 /// Distinct mapped files whose path starts with `dir`.
 pub fn mapped_under(dir: &Path) -> Vec<String> {
     let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
@@ -80,6 +113,34 @@ mod tests {
     fn sees_our_own_executable() {
         let exe = std::env::current_exe().unwrap();
         assert_eq!(is_mapped(&exe), Some(true));
+        assert_eq!(how_mapped(&exe), Some(Mapped::Code));
         assert_eq!(is_mapped(Path::new("/nonexistent/x.so")), Some(false));
+        assert_eq!(how_mapped(Path::new("/nonexistent/x.so")), Some(Mapped::No));
+    }
+
+    #[test]
+    fn a_file_mapped_for_reading_only_is_data() {
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data.bin");
+        std::fs::write(&path, [7u8; 4096]).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        // SAFETY: a fresh private read-only mapping of a file this test owns, unmapped
+        // below and never used otherwise.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        assert_eq!(how_mapped(&path), Some(Mapped::DataOnly));
+        // SAFETY: the mapping made above, of 4096 bytes.
+        assert_eq!(unsafe { libc::munmap(p, 4096) }, 0);
+        assert_eq!(how_mapped(&path), Some(Mapped::No));
     }
 }

@@ -18,6 +18,7 @@
 
 use crate::generation::Generation;
 use crate::library::{CloseJob, ExportObj, FreeJob, Job, Jobs, VtPtr};
+use crate::maps::Mapped;
 use crate::status::{RecordState, Records, VersionRecord};
 use crate::threads::{self, Role};
 use abi_stable::std_types::RResult;
@@ -370,18 +371,22 @@ impl Reaper {
                 }
                 match &record.private_path {
                     Some(path) => {
-                        let mapped = crate::maps::is_mapped(path);
-                        match (&mapped, keep_as) {
+                        let mapped = crate::maps::how_mapped(path);
+                        match (mapped, keep_as) {
                             // Closed and surely unmapped: a later load of the same file
                             // may reuse the copy (see `spare`).
-                            (Some(false), Some(k)) => k.spares.put(k.source, &k.name, path),
+                            (Some(Mapped::No), Some(k)) => k.spares.put(k.source, &k.name, path),
                             _ => {
                                 if let Err(e) = std::fs::remove_file(path) {
                                     tracing::debug!("cannot delete {}: {e}", path.display());
                                 }
                             }
                         }
-                        mapped.unwrap_or(false)
+                        if mapped == Some(Mapped::DataOnly) {
+                            // Its code is gone, so nothing of it runs again: unloaded.
+                            notes.push(DATA_ONLY.to_owned());
+                        }
+                        mapped == Some(Mapped::Code)
                     }
                     None => false,
                 }
@@ -451,6 +456,12 @@ fn report_close(
         }
     }
 }
+
+/// Why an unloaded version's file is still mapped, without its code.
+const DATA_ONLY: &str = "unloaded, but a read-only mapping of its file that its own code made \
+     stays (std's backtrace symbolizer keeps one of every object it read, in a static): \
+     the file's size of address space and page cache, never reclaimed; format backtraces \
+     in the host rather than in a plugin";
 
 /// Heap bytes an unloaded version may leave and be logged at DEBUG rather than INFO.
 const QUIET_LEAK: i64 = 1024;

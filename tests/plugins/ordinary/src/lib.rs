@@ -58,6 +58,8 @@ impl Ordinary {
 
 impl Plugin for Ordinary {
     fn on_load(&mut self, _data: &Value, _imports: &Imports) -> Result<()> {
+        #[cfg(feature = "backtrace")]
+        std::hint::black_box(std::backtrace::Backtrace::force_capture().to_string());
         #[cfg(feature = "leak")]
         std::hint::black_box(Box::leak(vec![7u8; LEAK].into_boxed_slice()));
         #[cfg(feature = "tokio")]
