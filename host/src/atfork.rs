@@ -29,6 +29,7 @@ struct Registration {
 static HANDLERS: ForkLock = ForkLock {
     locked: AtomicBool::new(false),
     list: UnsafeCell::new(Vec::new()),
+    pending: UnsafeCell::new(Vec::new()),
 };
 
 /// A lock a fork can hold across `fork()` and drop in the child. Why not a mutex of
@@ -41,6 +42,8 @@ static HANDLERS: ForkLock = ForkLock {
 struct ForkLock {
     locked: AtomicBool,
     list: UnsafeCell<Vec<Registration>>,
+    /// Registrations made by fork handlers while they run, added to `list` after.
+    pending: UnsafeCell<Vec<Registration>>,
 }
 
 // SAFETY: `list` is only touched by the thread that set `locked` (see `lock`).
@@ -61,6 +64,24 @@ impl ForkLock {
         self.locked.store(false, Ordering::Release);
     }
 
+    /// Ends one fork's hold: at the outermost, what its handlers registered joins the
+    /// list and the lock is released.
+    ///
+    /// # Safety
+    /// This thread holds the lock, taken by [`prepare`].
+    unsafe fn fork_done(&self) {
+        let depth = DEPTH.with(|d| {
+            let n = d.get().saturating_sub(1);
+            d.set(n);
+            n
+        });
+        if depth == 0 {
+            // SAFETY: the lock is held (the caller's contract) and no handler runs now.
+            unsafe { (*self.list.get()).append(&mut *self.pending.get()) };
+            self.unlock();
+        }
+    }
+
     /// Runs `f` on the list under the lock.
     fn with<R>(&self, f: impl FnOnce(&mut Vec<Registration>) -> R) -> R {
         self.lock();
@@ -78,19 +99,38 @@ impl ForkLock {
 
 static INSTALL: Once = Once::new();
 
+/// What installing the host's own handlers answered (0: installed).
+static INSTALLED: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+thread_local! {
+    /// How deep this thread is in forks whose handlers run (a handler may fork again,
+    /// as glibc allows): the lock is taken at the outermost and kept for the inner ones.
+    static DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// Keeps `handlers` for the version whose context is at `owner`; installs the host's
-/// own fork handlers with glibc the first time. 0, or glibc's error.
+/// own fork handlers with glibc the first time. 0, or glibc's error (every time, once
+/// installing failed).
 pub(crate) fn register(owner: usize, handlers: AtforkFns) -> c_int {
-    let mut installed = 0;
     INSTALL.call_once(|| {
         // SAFETY: three functions of the host binary, which is never unloaded, sound to
         // run around any fork (see each).
-        installed = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+        let r = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+        INSTALLED.store(r, Ordering::Relaxed);
     });
+    let installed = INSTALLED.load(Ordering::Relaxed);
     if installed != 0 {
         return installed;
     }
-    HANDLERS.with(|list| list.push(Registration { owner, handlers }));
+    let registration = Registration { owner, handlers };
+    if DEPTH.with(|d| d.get()) > 0 {
+        // A fork handler registering: this thread holds the lock, and the list is being
+        // walked; the registration joins it when the fork's handlers are done.
+        // SAFETY: this thread holds the lock (`DEPTH`).
+        unsafe { &mut *HANDLERS.pending.get() }.push(registration);
+        return 0;
+    }
+    HANDLERS.with(|list| list.push(registration));
     0
 }
 
@@ -123,23 +163,30 @@ unsafe fn run(pick: fn(&AtforkFns) -> Option<ForkHandler>, reverse: bool) {
 }
 
 extern "C" fn prepare() {
-    // Held until `parent` or `child`.
-    HANDLERS.lock();
-    // SAFETY: just taken.
+    // Held until `parent` or `child`; a fork inside a handler finds it held here.
+    if DEPTH.with(|d| d.replace(d.get() + 1)) == 0 {
+        HANDLERS.lock();
+    }
+    // SAFETY: held.
     unsafe { run(|h| h.prepare, true) };
 }
 
 extern "C" fn parent() {
     // SAFETY: `prepare` took the lock on this thread for this fork.
-    unsafe { run(|h| h.parent, false) };
-    HANDLERS.unlock();
+    unsafe {
+        run(|h| h.parent, false);
+        HANDLERS.fork_done();
+    }
 }
 
 extern "C" fn child() {
-    // SAFETY: as in `parent`: the child is a copy of the forking thread, which holds
-    // the lock; no other thread of the parent exists here.
-    unsafe { run(|h| h.child, false) };
-    HANDLERS.unlock();
+    // SAFETY: as in `parent`: the child is a copy of the forking thread (its
+    // thread-locals too), which holds the lock; no other thread of the parent exists
+    // here.
+    unsafe {
+        run(|h| h.child, false);
+        HANDLERS.fork_done();
+    }
 }
 
 #[cfg(test)]
@@ -157,8 +204,70 @@ mod tests {
         IN_PARENT.fetch_add(1, Ordering::SeqCst);
     }
 
+    static NESTED: AtomicUsize = AtomicUsize::new(0);
+
+    /// The list is the process's: one test's forks would run the other's handlers.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+        ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Forks once more, and registers once more, from inside a fork handler (glibc
+    /// allows both): neither may wait for the lock this fork holds.
+    unsafe extern "C" fn fork_again() {
+        if NESTED.fetch_add(1, Ordering::SeqCst) == 0 {
+            // SAFETY: fork and, in the child, only `_exit`; the parent reaps it.
+            unsafe {
+                let pid = libc::fork();
+                if pid == 0 {
+                    libc::_exit(0);
+                }
+                let mut status = 0;
+                libc::waitpid(pid, &mut status, 0);
+            }
+            let noop = AtforkFns {
+                prepare: None,
+                parent: None,
+                child: None,
+            };
+            assert_eq!(register(3, noop), 0);
+        }
+    }
+
+    fn fork_true() {
+        use std::os::unix::process::CommandExt;
+        let uid =
+            std::fs::metadata("/proc/self").map_or(0, |m| std::os::unix::fs::MetadataExt::uid(&m));
+        // A uid makes std fork (not `posix_spawn`), which runs the handlers.
+        let status = std::process::Command::new("true")
+            .uid(uid)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    #[test]
+    fn a_handler_may_fork_and_register_again() {
+        let _turn = one_at_a_time();
+        let fns = AtforkFns {
+            prepare: Some(fork_again),
+            parent: None,
+            child: None,
+        };
+        assert_eq!(register(2, fns), 0);
+        fork_true();
+        assert!(NESTED.load(Ordering::SeqCst) >= 1);
+        forget(2);
+        forget(3);
+        fork_true();
+    }
+
     #[test]
     fn a_fork_runs_the_handlers_kept_and_none_forgotten() {
+        let _turn = one_at_a_time();
         let fns = AtforkFns {
             prepare: Some(count_prepare),
             parent: Some(count_parent),

@@ -28,11 +28,20 @@ pub(crate) fn contain_or_why<R>(what: &str, f: impl FnOnce() -> R) -> Result<R, 
         Ok(r) => Ok(r),
         Err(payload) => {
             let text = panic_text(&*payload).to_owned();
-            eprintln!("hotswap: {what} panicked ({text}); the host goes on");
+            // Not `eprintln!`, which panics when stderr is gone (a log pipe whose
+            // reader died): here that would be the escape this function prevents.
+            let say = |line: std::fmt::Arguments<'_>| {
+                let _ = std::io::Write::write_fmt(&mut std::io::stderr(), line);
+            };
+            say(format_args!(
+                "hotswap: {what} panicked ({text}); the host goes on\n"
+            ));
             // Its `Drop` is the panicking code's too: a payload whose drop panics again
             // must not unwind from here.
             if catch_unwind(AssertUnwindSafe(move || drop(payload))).is_err() {
-                eprintln!("hotswap: dropping the panic payload of {what} panicked too");
+                say(format_args!(
+                    "hotswap: dropping the panic payload of {what} panicked too\n"
+                ));
             }
             Err(text)
         }

@@ -121,7 +121,10 @@ impl HookThread {
             crate::threads::transient();
             let Ok(mut job) = rx.recv() else { return };
             loop {
-                job();
+                // A hook catches its plugin's panics; this catches the host's (the
+                // subscriber, given an event of the job), so the thread serves on: the
+                // job's answer is lost, which its reload reports as a failed step.
+                crate::contain::contain("a hook job", job);
                 match next_job(&rx, &linger_here) {
                     Some(next) => job = next,
                     None => return,

@@ -266,13 +266,15 @@ impl Builder {
                 "removed the private directories of hotswap processes that are gone"
             );
         }
+        // Its real path: `/proc/self/maps` names a mapped file by it, and the unload
+        // check (`maps::how_mapped`) compares the copies' paths with those names (a
+        // `TMPDIR` behind a symbolic link would make every copy look unmapped).
+        let temp = std::env::temp_dir();
+        let temp = std::fs::canonicalize(&temp).unwrap_or(temp);
         let private_dir = tempfile::Builder::new()
             .prefix(&format!("hotswap-{}-", std::process::id()))
-            .tempdir()
-            .map_err(|source| Error::Dir {
-                dir: std::env::temp_dir(),
-                source,
-            })?;
+            .tempdir_in(&temp)
+            .map_err(|source| Error::Dir { dir: temp, source })?;
         let records = Arc::new(Records::new(
             self.call_metrics.then_some(self.call_sampling),
         ));
@@ -1228,15 +1230,30 @@ impl PluginManager {
     /// since, it returns `false` at once: this very thread holds that generation, so
     /// waiting could only end at the timeout (or never, with `Duration::MAX`).
     pub fn collect(&self, timeout: Duration) -> bool {
-        let current = self.shared.domain.load_arc().id();
-        let holds_an_old_one = self
-            .shared
-            .domain
-            .with_pinned(|g, pinned| matches!(pinned, Pinned::Outer) && g.id() != current);
-        if holds_an_old_one {
-            return false;
+        let holds_an_old_one = || {
+            let current = self.shared.domain.load_arc().id();
+            self.shared
+                .domain
+                .with_pinned(|g, pinned| matches!(pinned, Pinned::Outer) && g.id() != current)
+        };
+        // In slices, looking again between them: another thread may reload meanwhile.
+        let deadline = crate::deadline::after(timeout);
+        loop {
+            if holds_an_old_one() {
+                return false;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if self
+                .shared
+                .reaper
+                .wait_idle(left.min(Duration::from_millis(100)))
+            {
+                return true;
+            }
+            if left <= Duration::from_millis(100) {
+                return false;
+            }
         }
-        self.shared.reaper.wait_idle(timeout)
     }
 
     /// The vault's DataBag, shared with every plugin (host-owned values).

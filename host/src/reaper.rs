@@ -256,14 +256,16 @@ impl Reaper {
         let now = Instant::now();
         let (due, later): (Vec<_>, Vec<_>) = self.jobs.drain(..).partition(|(t, _)| *t <= now);
         self.jobs = later;
+        // Each job on its own: a panic in one (host code) loses only that one's parts,
+        // not the round's other jobs'.
         for (_, job) in due {
-            self.start_free(job);
+            crate::contain::contain("starting a version's free", || self.start_free(job));
         }
         let (clear, waiting): (Vec<_>, Vec<_>) =
             self.closing.drain(..).partition(|j| j.ctx.holds.is_clear());
         self.closing = waiting;
         for job in clear {
-            self.close(job);
+            crate::contain::contain("closing a library", || self.close(job));
         }
     }
 
@@ -375,10 +377,14 @@ impl Reaper {
                         match (mapped, keep_as) {
                             // Closed and surely unmapped: a later load of the same file
                             // may reuse the copy (see `spare`).
-                            (Some(Mapped::No), Some(k)) => k.spares.put(k.source, &k.name, path),
+                            (Some(Mapped::No), Some(k)) => {
+                                if let Err(why) = k.spares.put(k.source, &k.name, path) {
+                                    notes.push(why);
+                                }
+                            }
                             _ => {
                                 if let Err(e) = std::fs::remove_file(path) {
-                                    tracing::debug!("cannot delete {}: {e}", path.display());
+                                    notes.push(format!("cannot delete {}: {e}", path.display()));
                                 }
                             }
                         }

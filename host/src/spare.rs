@@ -58,14 +58,15 @@ impl Spares {
     /// the library's file name in the plugin directory; the version's own path is gone,
     /// as for a deleted copy); deletes the oldest copy past [`SPARES`], and a copy of
     /// the same bytes (the same checksum) already kept, whose file was rewritten since
-    /// or is the same one. A copy that cannot be renamed is deleted.
-    pub fn put(&self, source: Source, name: &str, path: &Path) {
+    /// or is the same one. A copy that cannot be renamed is deleted. `Err` says what
+    /// could not be done (for the caller to log: this runs where no event may be sent
+    /// before the unload's bookkeeping is done).
+    pub fn put(&self, source: Source, name: &str, path: &Path) -> Result<(), String> {
         let n = self.named.fetch_add(1, Ordering::Relaxed);
         let spare = path.with_file_name(format!("spare-{n}-{name}"));
         if let Err(e) = std::fs::rename(path, &spare) {
-            tracing::debug!("cannot keep {}: {e}", path.display());
             let _ = std::fs::remove_file(path);
-            return;
+            return Err(format!("cannot keep {}: {e}", path.display()));
         }
         let path = spare;
         let dropped: Vec<PathBuf> = {
@@ -80,11 +81,13 @@ impl Spares {
             }
             dropped
         };
+        let mut why = Ok(());
         for p in dropped {
             if let Err(e) = std::fs::remove_file(&p) {
-                tracing::debug!("cannot delete {}: {e}", p.display());
+                why = Err(format!("cannot delete {}: {e}", p.display()));
             }
         }
+        why
     }
 
     /// How many spare copies are kept.
@@ -128,7 +131,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spares = Spares::default();
         let (a, a_copy) = source_of(dir.path(), "a", "sha-a");
-        spares.put(a.clone(), "a", &a_copy);
+        spares.put(a.clone(), "a", &a_copy).unwrap();
         assert!(!a_copy.exists(), "renamed to a spare's name");
         let other_sha = Source {
             sha256: "another manifest".into(),
@@ -140,7 +143,7 @@ mod tests {
         assert_eq!(std::fs::read(&taken).unwrap(), b"a", "the copy, as it was");
         assert_eq!(spares.take(&a), None, "taken once");
         // Put back after another use: named afresh, not by a name that grows.
-        spares.put(a.clone(), "a", &taken);
+        spares.put(a.clone(), "a", &taken).unwrap();
         assert!(!taken.exists());
         assert_eq!(spares.take(&a), Some(dir.path().join("spare-1-a")));
         // The one taken stays, as a version's copy would (the file count below has it).
@@ -149,7 +152,7 @@ mod tests {
         let mut copies = Vec::new();
         for i in 0..SPARES + 2 {
             let (s, c) = source_of(dir.path(), &format!("f{i}"), &format!("sha-{i}"));
-            spares.put(s.clone(), &format!("f{i}"), &c);
+            spares.put(s.clone(), &format!("f{i}"), &c).unwrap();
             copies.push(s);
         }
         assert_eq!(spares.len(), SPARES);
@@ -166,7 +169,7 @@ mod tests {
             identity: a.identity,
             ..copies[SPARES + 1].clone()
         };
-        spares.put(rewritten, "again", &again);
+        spares.put(rewritten, "again", &again).unwrap();
         assert_eq!(spares.len(), SPARES);
         assert_eq!(files(), 1 + (SPARES + 2) + 1 + SPARES);
     }

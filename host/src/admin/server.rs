@@ -136,6 +136,20 @@ enum Step {
 /// Runs until `shared.stop` is set: accepts connections, reads their requests, and
 /// answers each whole one (see the module docs).
 pub(crate) fn accept_loop<L: Listener>(listener: L, shared: Arc<Shared>) {
+    // A panic of host code in the loop (the subscriber, given one of its events) closes
+    // the connections it held and starts the loop again: the endpoint stays up.
+    while !shared.stop.load(Ordering::Acquire) {
+        let served = crate::contain::contain("the admin endpoint's loop", || {
+            serve_connections(&listener, &shared)
+        });
+        if served.is_some() {
+            return;
+        }
+    }
+}
+
+/// [`accept_loop`]'s body, until `shared.stop` is set.
+fn serve_connections<L: Listener>(listener: &L, shared: &Arc<Shared>) {
     let mut pending: Vec<Pending<L::Conn>> = Vec::new();
     let mut ready: Vec<bool> = Vec::new();
     while !shared.stop.load(Ordering::Acquire) {
@@ -153,7 +167,7 @@ pub(crate) fn accept_loop<L: Listener>(listener: L, shared: Arc<Shared>) {
         };
         let listener_ready = {
             let mut fds = Vec::with_capacity(pending.len() + 1);
-            fds.push(PollFd::new(&listener, PollFlags::IN));
+            fds.push(PollFd::new(listener, PollFlags::IN));
             fds.extend(pending.iter().map(|p| PollFd::new(&p.conn, PollFlags::IN)));
             match poll(&mut fds, Some(&timeout)) {
                 Ok(_) => {}
@@ -174,7 +188,7 @@ pub(crate) fn accept_loop<L: Listener>(listener: L, shared: Arc<Shared>) {
         let mut j = 0;
         while i < pending.len() {
             let step = if ready[j] {
-                read_some(&mut pending[i], &shared)
+                read_some(&mut pending[i], shared)
             } else {
                 Step::Keep
             };
@@ -195,12 +209,12 @@ pub(crate) fn accept_loop<L: Listener>(listener: L, shared: Arc<Shared>) {
                 }
                 Step::Complete(request) => {
                     let p = pending.remove(i);
-                    complete::<L>(p.conn, request, &shared);
+                    complete::<L>(p.conn, request, shared);
                 }
             }
         }
         if listener_ready {
-            accept_all(&listener, &mut pending, &shared);
+            accept_all(listener, &mut pending, shared);
         }
     }
 }
