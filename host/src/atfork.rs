@@ -46,7 +46,8 @@ struct ForkLock {
     pending: UnsafeCell<Vec<Registration>>,
 }
 
-// SAFETY: `list` is only touched by the thread that set `locked` (see `lock`).
+// SAFETY: `list` and `pending` are only touched by the thread that holds `locked` (see
+// `lock`, `with`, and `DEPTH` for a fork's handlers).
 unsafe impl Sync for ForkLock {}
 
 impl ForkLock {
