@@ -27,35 +27,15 @@ pub(crate) fn contain_or_why<R>(what: &str, f: impl FnOnce() -> R) -> Result<R, 
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => Ok(r),
         Err(payload) => {
-            let text = panic_text(&*payload).to_owned();
-            // Not `eprintln!`, which panics when stderr is gone (a log pipe whose
-            // reader died): here that would be the escape this function prevents.
-            let say = |line: std::fmt::Arguments<'_>| {
-                let _ = std::io::Write::write_fmt(&mut std::io::stderr(), line);
-            };
-            say(format_args!(
-                "hotswap: {what} panicked ({text}); the host goes on\n"
+            // The payload is dropped there with its own `Drop` contained (it is the
+            // panicking code's too), and the line is written without `eprintln!`, which
+            // panics when stderr is gone: either would be the escape this prevents.
+            let text = hotswap_plugin_api::__panic_text(payload);
+            hotswap_plugin_api::__warn_stderr(format_args!(
+                "hotswap: {what} panicked ({text}); the host goes on"
             ));
-            // Its `Drop` is the panicking code's too: a payload whose drop panics again
-            // must not unwind from here.
-            if catch_unwind(AssertUnwindSafe(move || drop(payload))).is_err() {
-                say(format_args!(
-                    "hotswap: dropping the panic payload of {what} panicked too\n"
-                ));
-            }
             Err(text)
         }
-    }
-}
-
-/// The message of a panic payload, when it is a string.
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
-    if let Some(s) = payload.downcast_ref::<&'static str>() {
-        s
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s
-    } else {
-        "a non-string payload"
     }
 }
 
@@ -100,6 +80,25 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
+
+    /// A payload whose own `Drop` panics again, twice over.
+    struct Bomb(u8);
+
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            if self.0 > 0 {
+                std::panic::panic_any(Bomb(self.0 - 1));
+            }
+        }
+    }
+
+    #[test]
+    fn a_payload_that_panics_as_it_is_dropped_does_not_escape() {
+        assert_eq!(
+            contain("a test closure", || std::panic::panic_any(Bomb(2))),
+            None::<()>
+        );
+    }
 
     #[test]
     fn a_panic_is_a_none_and_an_answer_is_some() {

@@ -86,6 +86,10 @@ pub use lend::Lendable;
 #[doc(hidden)]
 pub use libc as __libc;
 pub use live::LiveData;
+/// For the host (`hotswap-host`'s `contain`): a caught panic's message, its payload
+/// dropped without unwinding; a line on stderr that cannot panic.
+#[doc(hidden)]
+pub use panic::{panic_text as __panic_text, warn_stderr as __warn_stderr};
 pub use value::{Value, ValueTypeError};
 
 use std::fmt;

@@ -66,10 +66,10 @@ pub(crate) fn install_panic_hook() {
 }
 
 /// A caught panic as its message and nothing else: the message, then the payload
-/// dropped with [`drop_payload`]. Every entry point that catches a panic ends it here:
+/// dropped with `drop_payload`. Every entry point that catches a panic ends it here:
 /// dropping the payload where it was caught would let a payload whose own `Drop`
 /// panics (`panic_any(Bomb)`) unwind out of an `extern "C"` function, which aborts.
-pub(crate) fn panic_text(payload: Box<dyn Any + Send>) -> String {
+pub fn panic_text(payload: Box<dyn Any + Send>) -> String {
     let message = panic_message(&*payload);
     drop_payload(payload);
     message
@@ -101,7 +101,7 @@ pub(crate) fn drop_guarded<T>(value: T, what: &str) {
 
 /// Writes one line to stderr and ignores a failure to (a closed or full pipe):
 /// `eprintln!` panics then, and where this runs that panic would abort the process.
-pub(crate) fn warn_stderr(line: std::fmt::Arguments<'_>) {
+pub fn warn_stderr(line: std::fmt::Arguments<'_>) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "{line}");
 }
